@@ -1,0 +1,115 @@
+"""Benchmark images and the HR training set (random crops, LR made on the fly)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srgan_core.images import ImageError, load_image
+from srgan_core.imresize import imresize
+from srgan_core.paths import default_data_root
+
+BENCHMARKS = ("Set5", "Set14", "BSD100")
+TRAIN_FOLDERS = ("BSDS500_train", "BSDS500_test", "T91")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+log = logging.getLogger(__name__)
+
+
+def require_data_root(data_root: Path | str | None) -> Path:
+    root = Path(data_root) if data_root is not None else default_data_root()
+    if root is None or not root.is_dir():
+        raise FileNotFoundError(
+            f"no data folder ({root or 'none given'}): pass --data-root DIR, set SRGAN_DATA, "
+            "or fetch the data with `python -m srgan_core.data download --to DIR`"
+        )
+    return root
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def benchmark_images(dataset: str, data_root: Path | str | None = None) -> list[Path]:
+    """The HR images of Set5 / Set14 / BSD100, sorted by name."""
+    if dataset not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {dataset!r}; choose from {', '.join(BENCHMARKS)}")
+    folder = require_data_root(data_root) / "benchmarks" / dataset
+    images = list_images(folder) if folder.is_dir() else []
+    if not images:
+        raise FileNotFoundError(f"no {dataset} images in {folder}")
+    return images
+
+
+def train_folders(data_root: Path | str | None = None) -> list[Path]:
+    root = require_data_root(data_root) / "train"
+    return [root / name for name in TRAIN_FOLDERS if (root / name).is_dir()]
+
+
+@dataclass
+class TrainImages:
+    """All training images decoded once into memory as uint8 HxWx3 tensors."""
+
+    images: list[torch.Tensor]
+    skipped: int
+
+    @classmethod
+    def load(cls, folders: list[Path], crop: int) -> "TrainImages":
+        images, skipped = [], 0
+        for folder in folders:
+            for path in list_images(folder):
+                try:
+                    img = load_image(path)
+                except ImageError as exc:
+                    log.warning("skipping %s", exc)
+                    skipped += 1
+                    continue
+                if min(img.shape[:2]) < crop:
+                    skipped += 1
+                    continue
+                images.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
+        if not images:
+            raise FileNotFoundError(f"no training images of at least {crop}x{crop} px in {[str(f) for f in folders]}")
+        log.info("training images: %d loaded, %d skipped (smaller than %d px or unreadable)", len(images), skipped, crop)
+        return cls(images, skipped)
+
+    def batch(self, size: int, crop: int, generator: torch.Generator) -> torch.Tensor:
+        """A batch of random HR crops (uint8, Bx3xcropxcrop) with random flips and 90-degree rotations."""
+        picks = torch.randint(len(self.images), (size,), generator=generator).tolist()
+        crops = []
+        for i in picks:
+            img = self.images[i]
+            top = int(torch.randint(img.shape[1] - crop + 1, (1,), generator=generator))
+            left = int(torch.randint(img.shape[2] - crop + 1, (1,), generator=generator))
+            patch = img[:, top : top + crop, left : left + crop]
+            flip, rot = torch.randint(2, (1,), generator=generator).item(), torch.randint(4, (1,), generator=generator).item()
+            if flip:
+                patch = patch.flip(-1)
+            crops.append(torch.rot90(patch, rot, dims=(1, 2)))
+        return torch.stack(crops)
+
+
+def make_pair(hr: torch.Tensor, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 HR batch -> (LR in [0, 1], MATLAB bicubic /4 rounded to 8 bit; HR in [-1, 1])."""
+    hr01 = hr.float() / 255
+    lr = imresize(hr01, 1 / scale).clamp_(0, 1).mul_(255).round_().div_(255)
+    return lr, hr01 * 2 - 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m srgan_core.data download [--to DIR] ...`: fetch the public data sets."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "download":
+        print("usage: python -m srgan_core.data download [--to DIR] [--only ...]  (see --help of that command)")
+        return 2
+    from srgan_core.download import main as download_main
+
+    return download_main(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Reading any image a user brings into uint8 RGB, and the paper's LR degradation."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from srgan_core.imresize import imresize
+
+SCALE = 4
+MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image, with a message a user can act on."""
+
+
+def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Any image -> HxWx3 uint8 RGB: EXIF rotation applied, grayscale replicated,
+    alpha composited over white, 16-bit and float scaled to 8 bit, CMYK/palette converted."""
+    if isinstance(src, np.ndarray):
+        return _array_to_rgb(src)
+    if isinstance(src, Image.Image):
+        return _pil_to_rgb(src)
+    name = "the image bytes" if isinstance(src, bytes) else str(src)
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"{name} is {img.width}x{img.height}: larger than the {MAX_PIXELS:,}-pixel limit")
+            img.load()
+            return _pil_to_rgb(img)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name} is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image that Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
+    except (OSError, SyntaxError) as exc:
+        raise ImageError(f"{name} could not be read: {exc}") from None
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return _array_to_rgb(np.round(arr / peak * 255).clip(0, 255).astype(np.uint8))
+    if img.mode == "F":
+        return _array_to_rgb(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return _array_to_rgb(np.asarray(img.convert("RGB")))
+
+
+def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        alpha = arr[:, :, 3:].astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+        arr = arr[:, :, :3] * alpha + (65535 if arr.dtype == np.uint16 else 255) * (1 - alpha)
+        arr = arr.astype(np.uint16 if arr.max() > 255 else np.uint8)
+    if arr.dtype == np.uint16:
+        arr = np.round(arr / 65535.0 * 255)
+    elif arr.dtype.kind == "f":
+        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+            raise ImageError("a float image must hold values in [0, 1]")
+        arr = np.round(arr * 255)
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError("the image is empty (0 pixels)")
+    return np.ascontiguousarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def modcrop(img: np.ndarray, mod: int = SCALE) -> np.ndarray:
+    """Crop the bottom/right so height and width are multiples of `mod`."""
+    h, w = img.shape[:2]
+    return img[: h - h % mod, : w - w % mod]
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """1x3xHxW float in [0, 1] -> HxWx3 uint8, rounded."""
+    return t[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def downscale_x4(hr: np.ndarray) -> np.ndarray:
+    """The paper's LR image: MATLAB bicubic /4 of the mod-cropped HR, rounded to uint8."""
+    hr = modcrop(hr, SCALE)
+    if min(hr.shape[:2]) < SCALE:
+        raise ImageError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to downscale x{SCALE}")
+    return to_uint8(imresize(to_tensor(hr).double(), 1 / SCALE))
+
+
+def save_png(img: np.ndarray, path: str | Path) -> None:
+    """Lossless PNG with no metadata."""
+    Image.fromarray(img).save(path, format="PNG", optimize=False)

@@ -1,0 +1,161 @@
+"""Every 4x method behind one interface: `load_method(name).upscale(lr_uint8) -> sr_uint8`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from srgan_core.images import ImageError, load_image, to_tensor, to_uint8
+from srgan_core.imresize import imresize
+from srgan_core.inference import generate_tiled, pick_device, prepare_generator
+from srgan_core.models import Generator
+from srgan_core.paths import MODELS_DIR
+
+DESCRIPTIONS = {
+    "nearest": "Nearest-neighbour x4 (the MOS low anchor)",
+    "bicubic": "MATLAB-compatible bicubic x4",
+    "srresnet-mse": "SRResNet trained on pixel MSE (best PSNR)",
+    "srgan-vgg22": "SRGAN, VGG19 phi_2,2 content loss + adversarial loss",
+    "srgan-vgg54": "SRGAN, VGG19 phi_5,4 content loss + adversarial loss (the paper's SRGAN)",
+    "srresnet-vgg22": "SRResNet on VGG19 phi_2,2 loss + total variation (Table 1 ablation)",
+    "srgan-mse": "SRGAN with pixel MSE content loss + adversarial loss (Table 1 ablation)",
+}
+METHODS = tuple(DESCRIPTIONS)
+INTERPOLATION_KERNELS = {"nearest": "box", "bicubic": "cubic"}
+LEARNED = tuple(m for m in METHODS if m not in INTERPOLATION_KERNELS)
+
+
+class MethodUnavailable(RuntimeError):
+    """A learned method whose weights are not there."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    description: str
+    learned: bool
+    available: bool
+    reason: str | None
+
+
+ProgressFn = Callable[[float], None] | None
+
+
+class Upscaler:
+    """Maps an LR image (uint8 HxWx3 array, PIL image or path) to its 4x SR image (uint8)."""
+
+    name: str
+
+    def upscale(self, image: np.ndarray, progress: ProgressFn = None) -> np.ndarray:
+        lr = load_image(image)
+        return to_uint8(self.upscale_tensor(to_tensor(lr), progress))
+
+    def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
+        """1x3xHxW in [0, 1] -> 1x3x4Hx4W in [0, 1] (not rounded)."""
+        raise NotImplementedError
+
+
+class InterpolationUpscaler(Upscaler):
+    def __init__(self, name: str) -> None:
+        self.name, self.kernel = name, INTERPOLATION_KERNELS[name]
+
+    def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
+        out = imresize(lr.double(), 4, kernel=self.kernel).clamp_(0, 1).float()
+        if progress:
+            progress(1.0)
+        return out
+
+
+class GeneratorUpscaler(Upscaler):
+    def __init__(self, name: str, generator: Generator, device: torch.device) -> None:
+        self.name, self.device = name, device
+        self.model = prepare_generator(generator, device)
+
+    def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
+        return generate_tiled(self.model, lr, progress=progress)
+
+
+def weights_path(name: str):
+    return MODELS_DIR / f"{name}.safetensors"
+
+
+def load_generator(name: str) -> Generator:
+    """The trained generator of a learned method (CPU, eval mode)."""
+    path = weights_path(name)
+    if not path.is_file():
+        raise MethodUnavailable(
+            f"{name}: no trained weights at {path.relative_to(MODELS_DIR.parent.parent)}; "
+            f"train them with `python -m srgan_core.train --method {name}`"
+        )
+    generator = Generator()
+    generator.load_state_dict(load_file(str(path)), strict=True)
+    return generator.eval()
+
+
+def list_methods() -> list[MethodInfo]:
+    infos = []
+    for name in METHODS:
+        learned = name in LEARNED
+        missing = learned and not weights_path(name).is_file()
+        reason = f"no trained weights (results/models/{name}.safetensors)" if missing else None
+        infos.append(MethodInfo(name, DESCRIPTIONS[name], learned, not missing, reason))
+    return infos
+
+
+_lock = threading.Lock()
+
+
+def load_method(name: str, device: str | torch.device | None = None) -> Upscaler:
+    """The upscaler for `name`, loaded once per device and shared."""
+    if name not in DESCRIPTIONS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    with _lock:
+        return _load_cached(name, str(pick_device(device)), _mtime(name))
+
+
+def _mtime(name: str) -> float:
+    """Part of the cache key, so retrained weights are picked up without a restart."""
+    path = weights_path(name)
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+@lru_cache(maxsize=16)
+def _load_cached(name: str, device: str, mtime: float) -> Upscaler:
+    if name in INTERPOLATION_KERNELS:
+        return InterpolationUpscaler(name)
+    return GeneratorUpscaler(name, load_generator(name), torch.device(device))
+
+
+def interpolate_generators(a: Generator, b: Generator, alpha: float) -> Generator:
+    """Network interpolation: every parameter and BN statistic (1 - alpha) * a + alpha * b."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    sa, sb = a.state_dict(), b.state_dict()
+    mixed = {k: torch.lerp(v.float(), sb[k].float(), alpha).to(v.dtype) if v.is_floating_point() else v for k, v in sa.items()}
+    out = Generator()
+    out.load_state_dict(mixed)
+    return out.eval()
+
+
+def interpolated_upscaler(alpha: float, device: str | torch.device | None = None) -> Upscaler:
+    """The perception-distortion knob: srresnet-mse (alpha 0) blended into srgan-vgg54 (alpha 1)."""
+    a, b = load_generator("srresnet-mse"), load_generator("srgan-vgg54")
+    return GeneratorUpscaler(f"interpolated-{alpha:.2f}", interpolate_generators(a, b, alpha), pick_device(device))
+
+
+__all__ = [
+    "METHODS",
+    "ImageError",
+    "MethodInfo",
+    "MethodUnavailable",
+    "Upscaler",
+    "interpolated_upscaler",
+    "list_methods",
+    "load_method",
+]

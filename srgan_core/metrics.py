@@ -1,0 +1,39 @@
+"""The paper's image-quality protocol: PSNR / SSIM on Y (ITU-R BT.601), 4 border pixels cropped."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> BT.601 luma Y in [16, 235] as float64 (MATLAB's rgb2ycbcr)."""
+    rgb = img.astype(np.float64) / 255.0
+    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+
+
+def _prepare(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR {sr.shape} and HR {hr.shape} differ in shape")
+    if sr.dtype != np.uint8 or hr.dtype != np.uint8:
+        raise TypeError("PSNR/SSIM take uint8 images (SR rounded to uint8, as in the paper)")
+    y_sr, y_hr = rgb_to_y(sr), rgb_to_y(hr)
+    if border:
+        y_sr, y_hr = y_sr[border:-border, border:-border], y_hr[border:-border, border:-border]
+    return y_sr, y_hr
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    y_sr, y_hr = _prepare(sr, hr, border)
+    mse = np.mean((y_sr - y_hr) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """SSIM of Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, range 255."""
+    y_sr, y_hr = _prepare(sr, hr, border)
+    return float(
+        structural_similarity(
+            y_sr, y_hr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )

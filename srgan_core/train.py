@@ -1,0 +1,466 @@
+"""Train a method: `python -m srgan_core.train --method srresnet-mse --preset cpu`.
+
+SRResNet variants train the generator alone on a content loss; SRGAN variants start from the trained
+SRResNet-MSE and alternate one discriminator and one generator update per iteration, as in the paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from srgan_core import losses
+from srgan_core.data import TrainImages, make_pair, train_folders
+from srgan_core.inference import pick_device
+from srgan_core.methods import weights_path
+from srgan_core.models import Discriminator, Generator
+from srgan_core.paths import REPO_ROOT, RUNS_DIR
+from srgan_core.vgg import VGGFeatures
+
+log = logging.getLogger("srgan_core.train")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a method optimises (the paper's section 2.2 and Table 1)."""
+
+    content: str  # "mse" | "vgg22" | "vgg54"
+    adversarial: bool
+    tv_weight: float = 0.0
+    init: str | None = None  # method whose generator weights start the run
+
+
+RECIPES = {
+    "srresnet-mse": Recipe("mse", adversarial=False),
+    "srresnet-vgg22": Recipe("vgg22", adversarial=False, tv_weight=2e-8),
+    "srgan-mse": Recipe("mse", adversarial=True, init="srresnet-mse"),
+    "srgan-vgg22": Recipe("vgg22", adversarial=True, init="srresnet-mse"),
+    "srgan-vgg54": Recipe("vgg54", adversarial=True, init="srresnet-mse"),
+}
+ADVERSARIAL_WEIGHT = 1e-3
+
+
+@dataclass(frozen=True)
+class Schedule:
+    iters: int
+    lr: float
+    decay_at: int | None  # iteration where lr drops 10x (SRGAN: 1e-4 -> 1e-5)
+    batch_size: int = 16
+    crop: int = 96
+
+
+# The paper: SRResNet 1e6 iterations at 1e-4; SRGAN 1e5 at 1e-4 then 1e5 at 1e-5; batch 16 of 96 px crops.
+# "cpu": same method and batch, fewer iterations; SRResNet at 2e-4 (converges faster early, stable with Adam
+# and BN), SRGAN keeps the paper's rates and 1:1 split. SRResNet-VGG22 starts from SRResNet-MSE on CPU.
+PRESETS = {
+    "paper": {"srresnet": Schedule(1_000_000, 1e-4, None), "srgan": Schedule(200_000, 1e-4, 100_000)},
+    "cpu": {"srresnet": Schedule(20_000, 2e-4, None), "srgan": Schedule(4_000, 1e-4, 2_000)},
+}
+
+
+def schedule_for(method: str, preset: str) -> Schedule:
+    return PRESETS[preset]["srgan" if RECIPES[method].adversarial else "srresnet"]
+
+
+def recipe_for(method: str, preset: str) -> Recipe:
+    recipe = RECIPES[method]
+    if method == "srresnet-vgg22" and preset == "cpu":
+        recipe = replace(recipe, init="srresnet-mse")
+    return recipe
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--method", required=True, choices=sorted(RECIPES), help="which model to train")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
+    p.add_argument("--iters", type=int, help="stop at this iteration (total, counting earlier runs); default: the preset's")
+    p.add_argument("--lr", type=float, help="learning rate; default: the preset's")
+    p.add_argument("--batch-size", type=int, help="global batch size; default: the preset's (16)")
+    p.add_argument("--crop", type=int, help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<method>/checkpoint.pt, or from the shipped weights and model card (fresh optimiser) when there is no checkpoint")
+    p.add_argument("--init", type=Path, help="generator weights to start from; default for SRGAN: results/models/srresnet-mse.safetensors")
+    p.add_argument("--data-root", type=Path, help="data folder with train/ and benchmarks/ (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
+    p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/<method>)")
+    p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card)")
+    p.add_argument("--seed", type=int, default=0, help="seeds model init and the crop sampler")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--log-every", type=int, default=10, help="iterations per CSV log row")
+    p.add_argument("--eval-every", type=int, default=250, help="iterations between Set5 PSNR evaluations (0 = never)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-final-eval", action="store_true", help="skip the Set5/Set14/BSD100 evaluation written into the model card")
+    return p.parse_args(argv)
+
+
+class Trainer:
+    """One training run: models, optimisers, the step, checkpoints and logs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.method = args.method
+        self.recipe = recipe_for(args.method, args.preset)
+        base = schedule_for(args.method, args.preset)
+        self.schedule = replace(
+            base,
+            iters=args.iters or base.iters,
+            lr=args.lr or base.lr,
+            batch_size=args.batch_size or base.batch_size,
+            crop=args.crop or base.crop,
+        )
+        if self.schedule.crop % 16:
+            raise SystemExit(f"--crop must be a multiple of 16 (the discriminator halves it 4 times), got {self.schedule.crop}")
+        self.run_dir = args.run_dir or RUNS_DIR / args.method
+        self.out = args.out or weights_path(args.method)
+        self.world, self.rank = setup_distributed()
+        self.device = pick_device(args.device) if self.world == 1 else distributed_device(self.rank)
+        if self.schedule.batch_size % self.world:
+            raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
+        self.local_batch = self.schedule.batch_size // self.world
+        self.amp_dtype = amp_dtype(self.device)
+
+        torch.manual_seed(args.seed)
+        self.generator = Generator().to(self.device, memory_format=torch.channels_last)
+        self.discriminator = (
+            Discriminator(self.schedule.crop).to(self.device, memory_format=torch.channels_last)
+            if self.recipe.adversarial
+            else None
+        )
+        self.vgg_loss = (
+            losses.VGGLoss(VGGFeatures(self.recipe.content[3:], args.vgg_weights)).to(self.device)
+            if self.recipe.content != "mse"
+            else None
+        )
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.schedule.lr, betas=(0.9, 0.999))
+        self.opt_d = (
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.schedule.lr, betas=(0.9, 0.999))
+            if self.discriminator
+            else None
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.sampler = torch.Generator().manual_seed(args.seed * 1_000_003 + self.rank)
+        self.iteration = 0
+        self.wall_seconds = 0.0
+        self.history: list[str] = []  # command lines of every run that built these weights
+
+        self.g_step = self.generator
+        self.d_step = self.discriminator
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_step = DistributedDataParallel(self.generator, device_ids=ids)
+            if self.discriminator is not None:
+                self.d_step = DistributedDataParallel(self.discriminator, device_ids=ids)
+
+    # ----- state -----
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def initialise(self) -> None:
+        """Resume, or start from --init / the recipe's initial weights."""
+        if self.args.resume and self.checkpoint_path.is_file():
+            self.load_checkpoint()
+            log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
+        elif self.args.resume and self.out.is_file() and self.out.with_suffix(".json").is_file():
+            card = json.loads(self.out.with_suffix(".json").read_text())
+            self.generator.load_state_dict(load_file(str(self.out)))
+            self.iteration = int(card["iterations"])
+            self.wall_seconds = float(card.get("wall_seconds", 0.0))
+            self.history = list(card.get("commands", []))
+            self.sampler.manual_seed(self.args.seed * 1_000_003 + self.rank + self.iteration)
+            log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.iteration)
+        else:
+            if self.args.resume:
+                log.info("--resume: nothing to resume for %s, starting fresh", self.method)
+            init = self.args.init or (weights_path(self.recipe.init) if self.recipe.init else None)
+            if init is not None:
+                if not Path(init).is_file():
+                    raise SystemExit(f"{self.method} starts from {init}, which does not exist: train {self.recipe.init} first or pass --init PATH")
+                self.generator.load_state_dict(load_file(str(init)))
+                log.info("generator initialised from %s", init)
+        self.set_lr()
+
+    def set_lr(self) -> None:
+        decay = self.schedule.decay_at is not None and self.iteration >= self.schedule.decay_at
+        lr = self.schedule.lr * (0.1 if decay else 1.0)
+        for opt in filter(None, (self.opt_g, self.opt_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "wall_seconds": self.wall_seconds,
+            "history": self.history,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict() if self.discriminator else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.get_state(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, self.checkpoint_path)  # atomic: a kill mid-write keeps the previous checkpoint
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.iteration, self.wall_seconds = state["iteration"], state["wall_seconds"]
+        self.history = state.get("history", [])
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.set_state(state["sampler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    # ----- the step -----
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def content_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return losses.mse_loss(sr, hr) if self.vgg_loss is None else self.vgg_loss(sr, hr)
+
+    def step(self, hr_uint8: torch.Tensor) -> dict[str, float]:
+        lr, hr = make_pair(hr_uint8.to(self.device))
+        lr = lr.contiguous(memory_format=torch.channels_last)
+        hr = hr.contiguous(memory_format=torch.channels_last)
+        stats: dict[str, float] = {}
+
+        with self.autocast():
+            sr = self.g_step(lr)
+
+        if self.d_step is not None:  # discriminator update on the current SR batch
+            self.opt_d.zero_grad(set_to_none=True)
+            with self.autocast():
+                real_logits = self.d_step(hr)
+                fake_logits = self.d_step(sr.detach())
+                loss_d = losses.discriminator_loss(real_logits.float(), fake_logits.float())
+            self.scaler.scale(loss_d).backward()
+            self.scaler.step(self.opt_d)
+            stats.update(
+                loss_d=loss_d.item(),
+                d_real=torch.sigmoid(real_logits.float()).mean().item(),
+                d_fake=torch.sigmoid(fake_logits.float()).mean().item(),
+            )
+
+        self.opt_g.zero_grad(set_to_none=True)
+        with self.autocast():
+            content = self.content_loss(sr.float(), hr)
+            loss_g = content
+            if self.recipe.tv_weight:
+                tv = losses.total_variation(sr.float())
+                loss_g = loss_g + self.recipe.tv_weight * tv
+                stats["loss_tv"] = tv.item()
+            if self.d_step is not None:
+                for p in self.discriminator.parameters():
+                    p.requires_grad_(False)
+                adv = losses.generator_adversarial_loss(self.d_step(sr).float())
+                for p in self.discriminator.parameters():
+                    p.requires_grad_(True)
+                loss_g = loss_g + ADVERSARIAL_WEIGHT * adv
+                stats["loss_adv"] = adv.item()
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        stats.update(loss_g=loss_g.item(), loss_content=content.item())
+        return stats
+
+    # ----- the loop -----
+    def run(self) -> None:
+        self.initialise()
+        self.history.append(command_line())
+        images = TrainImages.load(train_folders(self.args.data_root), self.schedule.crop)
+        log_path = self.run_dir / "log.csv"
+        logger = CsvLog(log_path) if self.rank == 0 else None
+        stop = StopFlag()
+        last_ckpt = time.monotonic()
+        window: list[dict[str, float]] = []
+        window_start = time.monotonic()
+        self.generator.train()
+        bar = tqdm(total=self.schedule.iters, initial=self.iteration, desc=self.method, disable=self.rank != 0, dynamic_ncols=True)
+        while self.iteration < self.schedule.iters and not stop.requested:
+            t0 = time.monotonic()
+            window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
+            self.iteration += 1
+            self.wall_seconds += time.monotonic() - t0
+            self.set_lr()
+            bar.update(1)
+            if logger and (self.iteration % self.args.log_every == 0 or self.iteration == self.schedule.iters):
+                now = time.monotonic()
+                row = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
+                row.update(iteration=self.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
+                if self.args.eval_every and self.iteration % self.args.eval_every == 0:
+                    row["set5_psnr"] = self.validate()
+                    bar.set_postfix(set5_psnr=f"{row['set5_psnr']:.2f}")
+                logger.write(row)
+                window, window_start = [], time.monotonic()
+            if time.monotonic() - last_ckpt > self.args.checkpoint_minutes * 60:
+                self.save_checkpoint()
+                self.export()
+                last_ckpt = time.monotonic()
+        bar.close()
+        self.save_checkpoint()
+        if self.rank == 0:
+            self.export(final_eval=not self.args.no_final_eval)
+            log.info("stopped at iteration %d (%s)", self.iteration, "signal" if stop.requested else "done")
+        if self.world > 1:
+            dist.destroy_process_group()
+
+    def validate(self) -> float:
+        """Mean Set5 PSNR (Y, the paper's protocol) of the current generator."""
+        from srgan_core.evaluate import score_generator
+
+        self.generator.eval()
+        try:
+            return float(score_generator(self.generator, "Set5", self.args.data_root, device=self.device)["psnr"].mean())
+        finally:
+            self.generator.train()
+
+    def export(self, final_eval: bool = False) -> None:
+        """Weights (safetensors) + a JSON model card saying how they were made."""
+        if self.rank != 0:
+            return
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        save_file(state, str(self.out), metadata={"method": self.method, "iterations": str(self.iteration)})
+        card = {
+            "method": self.method,
+            "iterations": self.iteration,
+            "preset": self.args.preset,
+            "schedule": asdict(self.schedule),
+            "recipe": asdict(self.recipe),
+            "adversarial_weight": ADVERSARIAL_WEIGHT if self.recipe.adversarial else 0.0,
+            "seed": self.args.seed,
+            "data": [f"train/{p.name}" for p in train_folders(self.args.data_root)],
+            "device": str(self.device),
+            "processes": self.world,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "commit": git_commit(),
+            "commands": self.history,
+            "log": str((self.run_dir / "log.csv")),
+        }
+        if final_eval:
+            from srgan_core.evaluate import score_generator
+
+            self.generator.eval()
+            card["benchmarks"] = {}
+            for dataset in ("Set5", "Set14", "BSD100"):
+                scores = score_generator(self.generator, dataset, self.args.data_root, device=self.device)
+                card["benchmarks"][dataset] = {"psnr": round(scores["psnr"].mean(), 3), "ssim": round(scores["ssim"].mean(), 4)}
+            self.generator.train()
+        tmp = self.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+        os.replace(tmp, self.out.with_suffix(".json"))
+
+
+class CsvLog:
+    FIELDS = ["iteration", "lr", "loss_g", "loss_content", "loss_adv", "loss_tv", "loss_d", "d_real", "d_fake", "it_per_s", "set5_psnr"]
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.is_file()
+        self.file = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.file, self.FIELDS)
+        if new:
+            self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.file.flush()
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the loop ends after the current step and saves everything."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request)
+
+    def request(self, signum: int, frame: object) -> None:
+        log.info("signal %d: finishing the current step, then checkpointing", signum)
+        self.requested = True
+
+
+def setup_distributed() -> tuple[int, int]:
+    """(world size, rank); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 1, 0
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return world, dist.get_rank()
+
+
+def distributed_device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with loss scaling); none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def command_line() -> str:
+    return "python -m srgan_core.train " + " ".join(sys.argv[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Trainer(args).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real data folder (tests needing it skip without it) and small synthetic images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srgan_core.paths import default_data_root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = default_data_root()
+    if root is None or not (root / "benchmarks").is_dir():
+        pytest.skip("needs the benchmark data (../shared/data or SRGAN_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def vgg_weights(data_root: Path) -> Path:
+    path = data_root / "vgg19" / "vgg19_features_imagenet.safetensors"
+    if not path.is_file():
+        pytest.skip("needs the VGG19 weights in the data folder")
+    return path
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A 64x48 uint8 RGB crop of a scikit-image sample photo."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[100:148, 180:244])

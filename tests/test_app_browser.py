@@ -1,0 +1,57 @@
+"""End to end in real headless Chromium: upload an image, pick the crop by clicking, compare, screenshot."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from srgan_core.methods import list_methods
+from srgan_core.paths import REPO_ROOT
+from tests.test_app_compare import running_app
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+SCREENSHOT = REPO_ROOT / "results" / "figures" / "app_compare.png"
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_upload_click_and_compare_in_chromium(tmp_path: Path) -> None:
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(np.ascontiguousarray(skdata.astronaut()[16:272, 96:352])).save(photo)
+    shown = [info.name for info in list_methods() if info.available] + ["original"]
+    with running_app(tmp_path, random_weights=()) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.locator("#compare-upload input[type=file]").set_input_files(str(photo))
+            status = page.locator("#compare-status")
+            sync_api.expect(status).to_contain_text("Loaded astronaut.png (256x256)", timeout=30_000)
+            # A click on the input image moves the crop there: the left part of the face, near the top.
+            page.locator("#compare-preview img").click(position=_at(page, "#compare-preview img", 0.35, 0.3))
+            crop_x = page.locator("#compare-crop-x input[type=number]")
+            sync_api.expect(crop_x).to_have_value(re.compile(r"3[3-7](\.\d)?"), timeout=20_000)
+            page.locator("#compare-run").click()
+            sync_api.expect(status).to_contain_text("outputs 256x256", timeout=120_000)
+            gallery = page.locator("#compare-gallery img")
+            sync_api.expect(gallery).to_have_count(len(shown), timeout=30_000)
+            for name in shown:
+                sync_api.expect(page.locator("#compare-gallery")).to_contain_text(name)
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert Image.open(SCREENSHOT).size[0] == 1400
+
+
+def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:
+    """A click position at fractions of an element's rendered size."""
+    box = page.locator(selector).bounding_box()
+    return {"x": box["width"] * fx, "y": box["height"] * fy}

@@ -1,0 +1,57 @@
+"""The evaluate and upscale command lines, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from srgan_core import evaluate, upscale
+from srgan_core.images import load_image
+
+
+def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srgan_core import methods
+
+    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "no-weights")  # srgan-mse is then skipped, not scored
+    evaluate.main(["--methods", "nearest", "bicubic", "srgan-mse", "--datasets", "Set5", "--data-root", str(data_root),
+                   "--out", str(tmp_path), "--save-images", str(tmp_path / "sr")])
+    table = pd.read_csv(tmp_path / "table.csv")
+    bicubic = table[table.method == "bicubic"].iloc[0]
+    assert abs(bicubic.psnr - 28.43) < 0.03 and bicubic.paper_psnr == 28.43
+    assert table[table.method == "nearest"].iloc[0].psnr < bicubic.psnr
+    assert len(pd.read_csv(tmp_path / "per_image.csv")) == 10
+    report = (tmp_path / "table.md").read_text()
+    assert "| bicubic |" in report and "Skipped: srgan-mse" in report
+    assert Image.open(tmp_path / "sr" / "bicubic" / "Set5" / "baby.png").size == (512, 512)
+
+
+def test_upscale_files_and_folders(photo: np.ndarray, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).convert("L").save(src / "gray.png")
+    Image.fromarray(photo).convert("RGBA").save(src / "rgba.png")
+    (src / "notes.png").write_bytes(b"not really a png")
+    code = upscale.main([str(src), "--method", "bicubic", "-o", str(tmp_path / "out")])
+    assert code == 1  # one input was refused, the others written
+    for name in ("gray", "rgba"):
+        out = load_image(tmp_path / "out" / f"{name}_bicubic_x4.png")
+        assert out.shape == (photo.shape[0] * 4, photo.shape[1] * 4, 3)
+
+
+def test_upscale_single_file_to_named_output(photo: np.ndarray, tmp_path: Path) -> None:
+    Image.fromarray(photo).save(tmp_path / "a.jpg")
+    assert upscale.main([str(tmp_path / "a.jpg"), "--method", "nearest", "-o", str(tmp_path / "big.png")]) == 0
+    assert Image.open(tmp_path / "big.png").size == (photo.shape[1] * 4, photo.shape[0] * 4)
+
+
+def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    from srgan_core import methods
+
+    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "none")
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert upscale.main([str(tmp_path / "a.png"), "--method", "srgan-vgg54", "-o", str(tmp_path / "o.png")]) == 2
+    assert "no trained weights" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""One interface for every method; learned ones refuse clearly without weights; tiling is seamless."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from srgan_core import methods
+from srgan_core.images import to_tensor
+from srgan_core.inference import generate, generate_tiled, prepare_generator
+from srgan_core.methods import MethodUnavailable, interpolate_generators, list_methods, load_method
+from srgan_core.models import Generator
+from tests.test_models import randomise_batchnorm
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_every_method_is_listed_with_a_description() -> None:
+    infos = {info.name: info for info in list_methods()}
+    assert set(infos) == {"nearest", "bicubic", "srresnet-mse", "srgan-vgg22", "srgan-vgg54", "srresnet-vgg22", "srgan-mse"}
+    assert all(info.description for info in infos.values())
+    assert infos["bicubic"].available and not infos["bicubic"].learned
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown method 'edsr'"):
+        load_method("edsr")
+
+
+def test_missing_weights_make_a_method_unavailable(models_dir: Path) -> None:
+    info = {i.name: i for i in list_methods()}["srgan-vgg54"]
+    assert not info.available and "no trained weights" in info.reason
+    with pytest.raises(MethodUnavailable, match="python -m srgan_core.train --method srgan-vgg54"):
+        load_method("srgan-vgg54")
+
+
+@pytest.mark.parametrize("name", ["nearest", "bicubic"])
+def test_interpolation_methods_upscale_by_four(name: str, photo: np.ndarray) -> None:
+    out = load_method(name).upscale(photo)
+    assert out.shape == (photo.shape[0] * 4, photo.shape[1] * 4, 3) and out.dtype == np.uint8
+    if name == "nearest":
+        assert (out[::4, ::4] == photo).all()
+
+
+def test_learned_method_loads_shipped_weights(models_dir: Path, photo: np.ndarray) -> None:
+    torch.manual_seed(0)
+    generator = Generator()
+    save_file(generator.state_dict(), str(models_dir / "srresnet-mse.safetensors"))
+    upscaler = load_method("srresnet-mse", "cpu")
+    assert upscaler is load_method("srresnet-mse", "cpu")  # loaded once, shared
+    out = upscaler.upscale(photo)
+    with torch.no_grad():
+        expected = ((generator.eval()(to_tensor(photo)) + 1) / 2).clamp(0, 1)
+    assert np.abs(out.astype(float) - expected[0].permute(1, 2, 0).numpy() * 255).max() <= 0.5 + 1e-3
+
+
+def test_tiled_inference_matches_untiled_within_one_level() -> None:
+    torch.manual_seed(0)
+    generator = Generator().eval()
+    randomise_batchnorm(generator)
+    model = prepare_generator(generator, torch.device("cpu"))
+    lr = torch.rand(1, 3, 70, 90)
+    calls = []
+    tiled = generate_tiled(model, lr, tile=32, overlap=24, progress=calls.append)
+    whole = generate(model, lr)
+    assert tiled.shape == whole.shape == (1, 3, 280, 360)
+    assert (tiled - whole).abs().max().item() * 255 <= 1.0
+    assert calls[-1] == 1.0 and len(calls) == 9
+
+
+def test_network_interpolation_endpoints_and_midpoint() -> None:
+    torch.manual_seed(0)
+    a, b = Generator(), Generator()
+    mid = interpolate_generators(a, b, 0.5).state_dict()
+    key = "head.0.weight"
+    torch.testing.assert_close(mid[key], (a.state_dict()[key] + b.state_dict()[key]) / 2)
+    torch.testing.assert_close(interpolate_generators(a, b, 1.0).state_dict()[key], b.state_dict()[key])
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_generators(a, b, 1.5)

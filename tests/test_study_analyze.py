@@ -1,0 +1,227 @@
+"""study.ratings and `python -m study.analyze`: malformed input, and an end-to-end run on SYNTHETIC
+ratings with a known ground truth. The synthetic ratings exist only inside these tests; nothing
+here is a MOS result."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from srgan_core.paths import default_data_root
+from study import analyze
+from study.ratings import COLUMNS, RatingsError, read_ratings_csv, read_ratings_db, select_study
+
+SYNTHETIC_STUDY = "synthetic-test-only"
+# Ground truth of the synthetic raters: the ordering the analysis must recover. srgan-vgg22 and
+# srgan-vgg54 are equally good, so that pair must come out not significant.
+TRUTH = {"nearest": 1.3, "bicubic": 2.0, "srresnet-mse": 3.0, "srgan-vgg22": 3.7, "srgan-vgg54": 3.7, "hr": 4.5}
+IMAGES = ["baby", "bird", "butterfly", "head", "woman"]
+ERRATIC, CARELESS = "r18", "r19"
+
+
+def synthetic_ratings(seed: int = 1) -> pd.DataFrame:
+    """SYNTHETIC: 20 simulated raters score every Set5 image of every method as the truth plus noise.
+
+    r18 answers 1 or 5 at random (BT.500 must reject it); r19 is honest but fails its gold item.
+    Each rater sees 3 stimuli again (phase repeat) and two calibration images.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+
+    def add(rater, stimulus, image, method, phase, score, position):
+        rows.append(
+            {"study": SYNTHETIC_STUDY, "rater": rater, "stimulus": stimulus, "dataset": "Set5", "image": image,
+             "method": method, "phase": phase, "score": score, "shown_at": f"2025-01-01T00:{position % 60:02d}:00Z",
+             "response_ms": 900 + position, "position": position}
+        )
+
+    for r in range(20):
+        rater, position, seen = f"r{r:02d}", 0, []
+        for image in ("cal1", "cal2"):
+            add(rater, f"cal-{image}", image, "nearest", "calibration", 1, position)
+            position += 1
+        for image in IMAGES:
+            for method, quality in TRUTH.items():
+                score = int(np.clip(np.rint(quality + rng.normal(0, 0.7)), 1, 5))
+                if rater == ERRATIC:
+                    score = int(rng.choice([1, 5]))
+                add(rater, f"{image}-{method}", image, method, "trial", score, position)
+                seen.append((image, method, score))
+                position += 1
+        for image, method, score in seen[:3]:
+            add(rater, f"{image}-{method}", image, method, "repeat", score, position)
+            position += 1
+        add(rater, "gold-nearest", "baby", "nearest", "gold", 4 if rater == CARELESS else 1, position)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "synthetic_ratings.csv"
+    synthetic_ratings().to_csv(path, index=False)
+    return path
+
+
+def run(argv: list[str]) -> int:
+    return analyze.main([str(a) for a in argv])
+
+
+def test_end_to_end_recovers_ordering_and_significant_pairs(synthetic_csv: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    assert run(["--ratings", synthetic_csv, "--out", out, "--no-metrics", "--resamples", 200]) == 0
+    for name in ["report.md", "raters.csv", "mos.csv", "pairwise.csv", "friedman.csv", "ranks.csv",
+                 "fig5_Set5.png", "mos_ci.png"]:
+        assert (out / name).is_file(), name
+
+    raters = pd.read_csv(out / "raters.csv").set_index("rater")
+    assert sorted(raters.index[raters["excluded"]]) == [ERRATIC, CARELESS]
+    assert bool(raters.loc[ERRATIC, "rejected"]) and raters.loc[CARELESS, "gold_failed"] == 1
+
+    mos = pd.read_csv(out / "mos.csv")
+    assert mos["method"].tolist() == list(TRUTH)  # srgan_core's order, HR last
+    assert (mos["n"] == 18 * len(IMAGES)).all()
+    assert mos.loc[mos["method"] == "hr", "paper_mos"].item() == 4.32
+    by_mos = mos.set_index("method")["mos"]
+    assert by_mos["nearest"] < by_mos["bicubic"] < by_mos["srresnet-mse"]
+    assert by_mos["srresnet-mse"] < min(by_mos["srgan-vgg22"], by_mos["srgan-vgg54"])
+    assert max(by_mos["srgan-vgg22"], by_mos["srgan-vgg54"]) < by_mos["hr"]
+
+    pairwise = pd.read_csv(out / "pairwise.csv")
+    not_significant = pairwise.loc[~pairwise["significant_holm"], ["method_a", "method_b"]]
+    assert not_significant.values.tolist() == [["srgan-vgg22", "srgan-vgg54"]]
+    assert (pairwise["n_pairs"] == 18 * len(IMAGES)).all()
+    assert pd.read_csv(out / "friedman.csv")["p"].item() < 1e-10
+    ranks = pd.read_csv(out / "ranks.csv").set_index("method")["mean_rank"]
+    assert ranks["hr"] < ranks["srresnet-mse"] < ranks["bicubic"] < ranks["nearest"]
+
+    report = (out / "report.md").read_text()
+    assert "blocks formed by **rater and image**" in report
+    assert f"`{ERRATIC}`: BT.500 rejection" in report and f"`{CARELESS}`: failed 1 of 1 gold items" in report
+    assert "Test-retest" in report and "54 stimuli shown twice" in report
+    assert "PSNR / SSIM / NIQE not computed (`--no-metrics`)" in report
+
+
+def test_same_input_gives_identical_files(synthetic_csv: Path, tmp_path: Path):
+    outputs = []
+    for name in ("one", "two"):
+        assert run(["--ratings", synthetic_csv, "--out", tmp_path / name, "--no-metrics", "--resamples", 100]) == 0
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.skipif(default_data_root() is None, reason="benchmark data not available")
+def test_metrics_next_to_mos_and_missing_weights_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import srgan_core.methods
+    from srgan_core.evaluate import score_images
+
+    monkeypatch.setattr(srgan_core.methods, "MODELS_DIR", tmp_path / "no-weights")  # every learned method missing
+    ratings = synthetic_ratings()
+    ratings = ratings[ratings["image"].isin(["baby", "bird"]) | (ratings["phase"] != "trial")]
+    path = tmp_path / "ratings.csv"
+    ratings.to_csv(path, index=False)
+    out = tmp_path / "report"
+    assert run(["--ratings", path, "--out", out, "--resamples", 100]) == 0
+
+    mos = pd.read_csv(out / "mos.csv").set_index("method")
+    expected = score_images(["bicubic"], "Set5", default_data_root(), ["baby", "bird"])
+    assert mos.loc["bicubic", "psnr"] == pytest.approx(expected["psnr"].mean(), abs=1e-5)
+    assert mos.loc["bicubic", "ssim"] == pytest.approx(expected["ssim"].mean(), abs=1e-6)
+    assert mos.loc["nearest", "psnr"] < mos.loc["bicubic", "psnr"]
+    assert np.isnan(mos.loc["hr", "psnr"]) and mos.loc["hr", "niqe"] > 0
+    assert np.isnan(mos.loc["srgan-vgg54", "psnr"])
+    report = (out / "report.md").read_text()
+    assert "Set5 / srgan-vgg54: metrics left blank: srgan-vgg54: no trained weights" in report
+    assert (out / "perception_distortion.png").is_file()
+
+
+# ---------------------------------------------------------------- malformed input
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ratings.csv"
+    path.write_text(text)
+    return path
+
+
+HEADER = ",".join(COLUMNS)
+GOOD = "s,r1,x1,Set5,baby,bicubic,trial,3,2025-01-01T00:00:00Z,1200,0"
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(RatingsError) as err:
+        read_ratings_csv(path)
+    return str(err.value)
+
+
+def test_good_rows_are_typed(tmp_path: Path):
+    table = read_ratings_csv(write(tmp_path, f"{HEADER}\n{GOOD}\n\ns,r1,x2,Set5,bird,hr,trial,5,,,\n"))
+    assert table["score"].tolist() == [3, 5]
+    assert table["response_ms"].iloc[0] == 1200 and np.isnan(table["response_ms"].iloc[1])
+    assert table["position"].iloc[0] == 0 and pd.isna(table["position"].iloc[1])
+
+
+def test_missing_and_empty_files(tmp_path: Path):
+    assert "no such ratings file" in error_of(tmp_path / "absent.csv")
+    assert "the file is empty" in error_of(write(tmp_path, ""))
+    assert "no ratings" in error_of(write(tmp_path, HEADER + "\n"))
+
+
+def test_wrong_columns_are_named(tmp_path: Path):
+    header = HEADER.replace("score", "rating")
+    message = error_of(write(tmp_path, f"{header}\n{GOOD}\n"))
+    assert "missing column score" in message and "unexpected column rating" in message
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "expected"),
+    [
+        (GOOD.replace(",3,", ",7,"), "line 3: score '7' is not an integer in 1..5"),
+        (GOOD.replace(",3,", ",0,"), "line 3: score '0' is not an integer in 1..5"),
+        (GOOD.replace(",3,", ",3.5,"), "line 3: score '3.5' is not an integer in 1..5"),
+        (GOOD.replace(",3,", ",good,"), "line 3: score 'good' is not an integer in 1..5"),
+        (GOOD.replace(",3,", ",,"), "line 3: score is empty"),
+        (GOOD.replace("trial", "practice"), "line 3: unknown phase 'practice'"),
+        (GOOD.replace("r1,", ",", 1), "line 3: rater is empty"),
+        (GOOD.replace(",1200,", ",-5,"), "line 3: response_ms '-5' is not a non-negative number"),
+        (GOOD.replace(",0", ",first"), "line 3: position 'first' is not a non-negative integer"),
+        (GOOD.replace("2025-01-01T00:00:00Z", "yesterday"), "line 3: shown_at 'yesterday' is not an ISO 8601 time"),
+        (GOOD.replace("bicubic,trial", "bicubic,gold"), "line 3: gold item with method 'bicubic'"),
+        (GOOD.replace("x1", "x0"), "line 3: rater 'r1' answered stimulus 'x0' (trial) again; first answer at line 2"),
+    ],
+)
+def test_bad_rows_are_named(tmp_path: Path, bad_row: str, expected: str):
+    first = GOOD.replace("x1", "x0")
+    assert expected in error_of(write(tmp_path, f"{HEADER}\n{first}\n{bad_row}\n{GOOD.replace('x1', 'x9')}\n"))
+
+
+def test_cli_reports_errors_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = write(tmp_path, f"{HEADER}\n{GOOD.replace(',3,', ',9,')}\n")
+    assert run(["--ratings", path, "--out", tmp_path / "out", "--no-metrics"]) == 2
+    assert "line 2: score '9' is not an integer in 1..5" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_study_selection(tmp_path: Path):
+    table = read_ratings_csv(write(tmp_path, f"{HEADER}\n{GOOD}\n{GOOD.replace('s,', 't,', 1)}\n"))
+    with pytest.raises(RatingsError, match="several studies \\(s, t\\)"):
+        select_study(table, None)
+    with pytest.raises(RatingsError, match="no ratings for study 'u'"):
+        select_study(table, "u")
+    name, chosen = select_study(table, "t")
+    assert name == "t" and chosen["study"].tolist() == ["t"]
+
+
+def test_no_trial_ratings_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = write(tmp_path, f"{HEADER}\n{GOOD.replace('bicubic,trial', 'nearest,calibration')}\n")
+    assert run(["--ratings", path, "--out", tmp_path / "out", "--no-metrics"]) == 2
+    assert "has no trial ratings yet" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("study.store") is None, reason="study.store not written yet")
+def test_database_source_reads_like_the_csv(tmp_path: Path):
+    with pytest.raises(RatingsError, match="no such study database"):
+        read_ratings_db(tmp_path / "absent.sqlite")

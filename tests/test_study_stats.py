@@ -1,0 +1,177 @@
+"""study.stats on small fixed tables, against hand-computed values and scipy / statsmodels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from study import stats
+
+
+def long_table(scores: dict[str, dict[str, int]], dataset: str = "Set5", method: str = "bicubic") -> pd.DataFrame:
+    """{stimulus image: {rater: score}} -> long format, one stimulus per image."""
+    rows = [
+        {"rater": rater, "stimulus": image, "dataset": dataset, "image": image, "method": method, "score": score}
+        for image, by_rater in scores.items()
+        for rater, score in by_rater.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_summary_of_one_to_five_matches_hand_computation():
+    summary = stats.summarize_scores(np.array([1, 2, 3, 4, 5]), n_resamples=500, seed=0)
+    # mean 3, s = sqrt(10 / 4); t(0.975, 4) = 2.776445; half width = 2.776445 * s / sqrt(5) = 1.963243
+    assert summary["n"] == 5
+    assert summary["mos"] == pytest.approx(3.0)
+    assert summary["std"] == pytest.approx(math.sqrt(2.5))
+    assert summary["t_low"] == pytest.approx(3 - 1.963243, abs=1e-6)
+    assert summary["t_high"] == pytest.approx(3 + 1.963243, abs=1e-6)
+
+
+def test_bootstrap_interval_is_scipys_bca_with_the_fixed_seed():
+    scores = np.array([1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 5, 2])
+    summary = stats.summarize_scores(scores, n_resamples=300, seed=7)
+    expected = sps.bootstrap(
+        (scores.astype(float),), np.mean, n_resamples=300, method="BCa", rng=np.random.default_rng(7)
+    ).confidence_interval
+    assert (summary["boot_low"], summary["boot_high"]) == pytest.approx((expected.low, expected.high))
+    assert summary["boot_low"] < summary["mos"] < summary["boot_high"]
+    assert stats.summarize_scores(scores, n_resamples=300, seed=7) == summary
+
+
+def test_summary_of_equal_or_single_scores():
+    equal = stats.summarize_scores(np.array([4, 4, 4]), n_resamples=100, seed=0)
+    assert (equal["std"], equal["t_low"], equal["t_high"], equal["boot_low"], equal["boot_high"]) == (0, 4, 4, 4, 4)
+    single = stats.summarize_scores(np.array([2]), n_resamples=100, seed=0)
+    assert single["mos"] == 2 and math.isnan(single["std"]) and math.isnan(single["t_low"])
+
+
+# Eight raters a..h. In S1 (scores 1,1,1,1,2,2,3,5) mean = 2, sum of squared deviations = 14, so
+# s = sqrt(14 / 7) = 1.4142, m2 = 14 / 8 = 1.75, m4 = (4 * 1 + 1 + 81) / 8 = 10.75 and
+# beta2 = 10.75 / 1.75**2 = 3.51: normal, bounds 2 +- 2 s = [-0.83, 4.83], so h's 5 lies above.
+# S2 mirrors S1 (6 - score): h's 1 lies below 4 - 2.83 = 1.17.
+# S3 (3 x 7, 5): mean 3.25, m2 = 0.4375, m4 = 1.1758, beta2 = 6.14: not normal, bounds
+# 3.25 +- sqrt(20) * 0.7071 = 3.25 +- 3.16, so h's 5 is no outlier (with 2 s it would be: 4.66).
+S1 = dict(zip("abcdefgh", [1, 1, 1, 1, 2, 2, 3, 5]))
+S2 = {rater: 6 - score for rater, score in S1.items()}
+S3 = dict(zip("abcdefgh", [3, 3, 3, 3, 3, 3, 3, 5]))
+
+
+def test_bt500_rejects_outliers_on_both_sides_hand_computed():
+    table = stats.bt500_screening(long_table({"s1": S1, "s2": S2, "s3": S3})).set_index("rater")
+    h = table.loc["h"]
+    assert (h["n_scores"], h["above"], h["below"]) == (3, 1, 1)
+    assert h["outlier_rate"] == pytest.approx(2 / 3)
+    assert h["asymmetry"] == 0
+    assert bool(h["rejected"])
+    others = table.drop(index="h")
+    assert (others["above"] + others["below"] == 0).all()
+    assert not others["rejected"].any()
+
+
+def test_bt500_keeps_a_consistently_biased_rater():
+    table = stats.bt500_screening(long_table({"s1": S1, "s1b": S1, "s3": S3})).set_index("rater")
+    h = table.loc["h"]
+    assert (h["above"], h["below"]) == (2, 0)
+    assert h["asymmetry"] == 1 and not bool(h["rejected"])
+
+
+def test_gold_failures_use_the_expected_ranges():
+    gold = pd.DataFrame(
+        {
+            "rater": ["a", "a", "b", "b", "b"],
+            "method": ["nearest", "hr", "nearest", "nearest", "hr"],
+            "score": [2, 3, 3, 1, 4],
+        }
+    )
+    table = stats.gold_failures(gold).set_index("rater")
+    assert table.loc["a"].tolist() == [2, 1]  # hr scored 3 < 4
+    assert table.loc["b"].tolist() == [3, 1]  # nearest scored 3 > 2
+
+
+def test_retest_reliability_against_hand_values_and_scipy():
+    trial = pd.DataFrame({"rater": ["a"] * 5 + ["b"], "stimulus": list("vwxyz") + ["v"], "score": [1, 2, 3, 4, 5, 2]})
+    repeat = pd.DataFrame({"rater": ["a"] * 5, "stimulus": list("vwxyz"), "score": [1, 3, 3, 5, 5]})
+    pairs = stats.retest_pairs(trial, repeat)
+    assert len(pairs) == 5  # b's v was not repeated
+    result = stats.retest_reliability(pairs)
+    first, second = [1, 2, 3, 4, 5], [1, 3, 3, 5, 5]
+    assert result["mean_abs_diff"] == pytest.approx(0.4)  # |0| + |1| + 0 + |1| + 0 over 5
+    assert result["spearman_rho"] == pytest.approx(sps.spearmanr(first, second).statistic)
+    expected = sps.wilcoxon(first, second)
+    assert (result["wilcoxon_stat"], result["wilcoxon_p"]) == pytest.approx((expected.statistic, expected.pvalue))
+
+
+def test_retest_with_identical_showings_has_no_difference():
+    pairs = pd.DataFrame({"rater": ["a"] * 3, "stimulus": list("xyz"), "first": [1, 3, 5], "second": [1, 3, 5]})
+    result = stats.retest_reliability(pairs)
+    assert result["mean_abs_diff"] == 0 and result["wilcoxon_p"] == 1.0 and result["spearman_rho"] == pytest.approx(1)
+
+
+def paired_fixture() -> pd.DataFrame:
+    """Long format: 8 raters x 1 image, methods a, b, c; block (r7, img) misses c."""
+    a = [5, 4, 5, 4, 3, 5, 4, 5]
+    b = [3, 4, 3, 2, 3, 4, 2, 4]
+    c = [1, 2, 2, 1, 3, 1, 2]
+    rows = []
+    for method, scores in {"a": a, "b": b, "c": c}.items():
+        rows += [{"rater": f"r{i}", "image": "img", "method": method, "score": s} for i, s in enumerate(scores)]
+    return pd.DataFrame(rows)
+
+
+def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
+    paired = stats.paired_scores(paired_fixture())
+    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
+    for a, b in [("a", "b"), ("a", "c"), ("b", "c")]:
+        both = paired[[a, b]].dropna()
+        expected = sps.wilcoxon(both[a], both[b])
+        assert table.loc[(a, b), "n_pairs"] == len(both)
+        assert table.loc[(a, b), "p"] == pytest.approx(expected.pvalue)
+    # Holm by hand: sort ascending, multiply the i-th smallest by (m - i), keep the running maximum.
+    p = table["p"].sort_values()
+    holm = np.maximum.accumulate(np.minimum(1, p.to_numpy() * [3, 2, 1]))
+    assert table.loc[p.index, "p_holm"].to_numpy() == pytest.approx(holm, rel=1e-12)
+    assert table.loc[("a", "b"), "n_pairs"] == 8 and table.loc[("a", "c"), "n_pairs"] == 7
+
+
+def test_significance_matrix_symbols():
+    pairwise = pd.DataFrame(
+        {
+            "method_a": ["a", "a", "b"],
+            "method_b": ["b", "c", "c"],
+            "mean_a": [4.0, 4.0, 3.0],
+            "mean_b": [3.0, 4.1, 2.0],
+            "significant": [True, False, True],
+        }
+    )
+    matrix = stats.significance_matrix(pairwise, ["a", "b", "c"], "significant")
+    assert matrix.loc["a"].tolist() == ["", ">", "="]
+    assert matrix.loc["b"].tolist() == ["<", "", ">"]
+    assert matrix.loc["c"].tolist() == ["=", "<", ""]
+
+
+def test_friedman_uses_complete_blocks_like_scipy():
+    paired = stats.paired_scores(paired_fixture())
+    result = stats.friedman(paired, ["a", "b", "c"])
+    complete = paired.dropna()
+    expected = sps.friedmanchisquare(complete["a"], complete["b"], complete["c"])
+    assert result["n_blocks"] == 7
+    assert (result["statistic"], result["p"]) == pytest.approx((expected.statistic, expected.pvalue))
+    assert math.isnan(stats.friedman(paired, ["a", "b"])["p"])  # needs three methods
+
+
+def test_mean_ranks_hand_computed():
+    # blocks (a, b, c): (5, 3, 1) -> ranks 1, 2, 3; (4, 4, 2) -> 1.5, 1.5, 3; (2, 3, 1) -> 2, 1, 3
+    long = pd.DataFrame(
+        [
+            {"rater": r, "image": "img", "method": m, "score": s}
+            for r, scores in {"r0": (5, 3, 1), "r1": (4, 4, 2), "r2": (2, 3, 1)}.items()
+            for m, s in zip("abc", scores)
+        ]
+    )
+    ranks = stats.mean_ranks(stats.paired_scores(long), ["a", "b", "c"])
+    assert ranks.to_dict() == pytest.approx({"a": 1.5, "b": 1.5, "c": 3.0})
