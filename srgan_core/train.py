@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.inference import pick_device
 from srgan_core.methods import weights_path
 from srgan_core.models import Discriminator, Generator
-from srgan_core.paths import REPO_ROOT, RUNS_DIR
+from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.vgg import VGGFeatures
 
 log = logging.getLogger("srgan_core.train")
@@ -337,7 +338,7 @@ class Trainer:
         bar.close()
         self.save_checkpoint()
         if self.rank == 0:
-            self.export(final_eval=not self.args.no_final_eval)
+            self.export(final_eval=not (self.args.no_final_eval or stop.requested))
             log.info("stopped at iteration %d (%s)", self.iteration, "signal" if stop.requested else "done")
         if self.world > 1:
             dist.destroy_process_group()
@@ -373,7 +374,7 @@ class Trainer:
             "wall_seconds": round(self.wall_seconds, 1),
             "commit": git_commit(),
             "commands": self.history,
-            "log": str((self.run_dir / "log.csv")),
+            "log": f"results/training/{self.method}_log.csv",
         }
         if final_eval:
             from srgan_core.evaluate import score_generator
@@ -387,6 +388,9 @@ class Trainer:
         tmp = self.out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(card, indent=2) + "\n")
         os.replace(tmp, self.out.with_suffix(".json"))
+        if self.args.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
+            TRAINING_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
 
 
 class CsvLog:

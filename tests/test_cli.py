@@ -19,12 +19,15 @@ def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatc
     monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "no-weights")  # srgan-mse is then skipped, not scored
     evaluate.main(["--methods", "nearest", "bicubic", "srgan-mse", "--datasets", "Set5", "--data-root", str(data_root),
                    "--out", str(tmp_path), "--save-images", str(tmp_path / "sr")])
-    table = pd.read_csv(tmp_path / "table.csv")
+    table = pd.read_csv(tmp_path / "benchmarks.csv")
     bicubic = table[table.method == "bicubic"].iloc[0]
     assert abs(bicubic.psnr - 28.43) < 0.03 and bicubic.paper_psnr == 28.43
     assert table[table.method == "nearest"].iloc[0].psnr < bicubic.psnr
-    assert len(pd.read_csv(tmp_path / "per_image.csv")) == 10
-    report = (tmp_path / "table.md").read_text()
+    per_image = pd.read_csv(tmp_path / "benchmarks_per_image.csv")
+    assert len(per_image) == 15  # 5 images x (nearest, bicubic, hr)
+    niqe = table.set_index("method")["niqe"]
+    assert niqe["nearest"] > niqe["hr"] and niqe["bicubic"] > niqe["hr"]  # blur and blockiness look less natural
+    report = (tmp_path / "benchmarks.md").read_text()
     assert "| bicubic |" in report and "Skipped: srgan-mse" in report
     assert Image.open(tmp_path / "sr" / "bicubic" / "Set5" / "baby.png").size == (512, 512)
 

@@ -1,0 +1,113 @@
+"""Figures for results/: training curves and a side-by-side comparison of every method.
+
+    python -m srgan_core.figures curves runs/srresnet-mse/log.csv -o results/training/srresnet-mse.png
+    python -m srgan_core.figures compare --image astronaut --box 140 40 96 -o results/figures/comparison.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+
+from srgan_core.images import downscale_x4, modcrop  # noqa: E402
+from srgan_core.methods import METHODS, MethodUnavailable, load_method  # noqa: E402
+from srgan_core.metrics import psnr_y  # noqa: E402
+
+BICUBIC_SET5_PSNR = 28.43  # measured with srgan_core (tests/test_imresize.py)
+SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+
+
+def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
+    """Content/generator loss, Set5 PSNR and (for SRGAN) D(x) / D(G(z)) against iteration."""
+    log = pd.read_csv(log_csv)
+    if log.empty:
+        raise SystemExit(f"{log_csv} has no rows yet")
+    gan = log["d_fake"].notna().any()
+    fig, axes = plt.subplots(1, 3 if gan else 2, figsize=(15 if gan else 10, 4))
+    axes[0].plot(log["iteration"], log["loss_content"], lw=0.8, label="content loss")
+    if gan:
+        axes[0].plot(log["iteration"], log["loss_g"], lw=0.8, label="generator loss")
+    axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title="losses (mean per log row)")
+    axes[0].legend()
+    psnr = log.dropna(subset=["set5_psnr"])
+    axes[1].plot(psnr["iteration"], psnr["set5_psnr"], marker="o", ms=3, label="Set5 PSNR (Y)")
+    axes[1].axhline(BICUBIC_SET5_PSNR, color="grey", ls="--", label=f"bicubic {BICUBIC_SET5_PSNR} dB")
+    axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
+    axes[1].legend()
+    if gan:
+        axes[2].plot(log["iteration"], log["d_real"], lw=0.8, label="D(x)")
+        axes[2].plot(log["iteration"], log["d_fake"], lw=0.8, label="D(G(z))")
+        axes[2].set(xlabel="iteration", ylim=(0, 1), title="discriminator outputs")
+        axes[2].legend()
+    fig.suptitle(title or log_csv.parent.name)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: list[str]) -> list[str]:
+    """Every available method on one HR crop of a scikit-image sample; returns the methods skipped."""
+    if image not in SAMPLE_IMAGES:
+        raise SystemExit(f"--image must be one of {', '.join(SAMPLE_IMAGES)}")
+    hr = modcrop(getattr(skdata, image)())
+    if hr.ndim == 2:
+        hr = np.repeat(hr[:, :, None], 3, axis=2)
+    lr = downscale_x4(hr)
+    left, top, size = box
+    if left + size > hr.shape[1] or top + size > hr.shape[0]:
+        raise SystemExit(f"--box {box} falls outside the {hr.shape[1]}x{hr.shape[0]} image")
+    panels, skipped = [], []
+    for name in methods:
+        try:
+            sr = load_method(name).upscale(lr)
+        except MethodUnavailable as exc:
+            skipped.append(str(exc))
+            continue
+        panels.append((f"{name}\n{psnr_y(sr, hr):.2f} dB", sr))
+    panels.append(("original (HR)", hr))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
+    for ax, (label, img) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img[top : top + size, left : left + size], interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"4x, skimage.data.{image}(), crop x={left} y={top} {size}px (PSNR on the whole image)", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("curves", help="training curves from a train log CSV")
+    c.add_argument("log", type=Path, help="runs/<method>/log.csv or results/training/<method>_log.csv")
+    c.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
+    m = sub.add_parser("compare", help="all methods on a crop of a scikit-image sample photo")
+    m.add_argument("--image", default="astronaut", help=f"one of {', '.join(SAMPLE_IMAGES)}")
+    m.add_argument("--box", type=int, nargs=3, default=(140, 40, 96), metavar=("LEFT", "TOP", "SIZE"), help="HR crop to show")
+    m.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help="methods to show (default: all available)")
+    m.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
+    args = p.parse_args(argv)
+    if args.command == "curves":
+        plot_curves(args.log, args.out)
+    else:
+        for reason in plot_comparison(args.image, tuple(args.box), args.out, args.methods):
+            print(f"skipped: {reason}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

