@@ -90,11 +90,12 @@ def score_images(
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def score_originals(dataset: str, data_root: Path | str | None = None) -> pd.DataFrame:
-    """NIQE of the HR images themselves, the reference a perceptual method should approach."""
+def score_originals(dataset: str, data_root: Path | str | None = None, images: list[str] | None = None) -> pd.DataFrame:
+    """NIQE of the HR images themselves (method "hr"), the reference a perceptual method should approach."""
     rows = [
         {"dataset": dataset, "image": p.stem, "method": "hr", "niqe": niqe_or_nan(modcrop(load_image(p)))}
         for p in benchmark_images(dataset, data_root)
+        if images is None or p.stem in images
     ]
     return pd.DataFrame(rows)
 

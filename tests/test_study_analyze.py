@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srgan_core.paths import default_data_root
 from study import analyze
 from study.ratings import COLUMNS, RatingsError, read_ratings_csv, read_ratings_db, select_study
 
@@ -113,8 +112,24 @@ def test_same_input_gives_identical_files(synthetic_csv: Path, tmp_path: Path):
     assert outputs[0] == outputs[1]
 
 
-@pytest.mark.skipif(default_data_root() is None, reason="benchmark data not available")
-def test_metrics_next_to_mos_and_missing_weights_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_datasets_in_paper_order_and_gold_tolerance(tmp_path: Path):
+    ratings = synthetic_ratings()
+    set14 = ratings[ratings["phase"] == "trial"].assign(dataset="Set14", stimulus=lambda t: "14-" + t["stimulus"])
+    path = tmp_path / "ratings.csv"
+    pd.concat([set14, ratings]).to_csv(path, index=False)
+    out = tmp_path / "report"
+    assert run(["--ratings", path, "--out", out, "--no-metrics", "--resamples", 50, "--max-gold-failures", 1]) == 0
+    report = (out / "report.md").read_text()
+    assert report.index("## Set5") < report.index("## Set14")
+    assert pd.read_csv(out / "mos.csv")["dataset"].drop_duplicates().tolist() == ["Set5", "Set14"]
+    assert (out / "fig5_Set14.png").is_file()
+    raters = pd.read_csv(out / "raters.csv").set_index("rater")
+    assert raters["excluded"].sum() == 1 and not raters.loc[CARELESS, "excluded"]
+
+
+def test_metrics_next_to_mos_and_missing_weights_noted(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import srgan_core.methods
     from srgan_core.evaluate import score_images
 
@@ -124,10 +139,10 @@ def test_metrics_next_to_mos_and_missing_weights_noted(tmp_path: Path, monkeypat
     path = tmp_path / "ratings.csv"
     ratings.to_csv(path, index=False)
     out = tmp_path / "report"
-    assert run(["--ratings", path, "--out", out, "--resamples", 100]) == 0
+    assert run(["--ratings", path, "--out", out, "--data-root", data_root, "--resamples", 100]) == 0
 
     mos = pd.read_csv(out / "mos.csv").set_index("method")
-    expected = score_images(["bicubic"], "Set5", default_data_root(), ["baby", "bird"])
+    expected = score_images(["bicubic"], "Set5", data_root, ["baby", "bird"])
     assert mos.loc["bicubic", "psnr"] == pytest.approx(expected["psnr"].mean(), abs=1e-5)
     assert mos.loc["bicubic", "ssim"] == pytest.approx(expected["ssim"].mean(), abs=1e-6)
     assert mos.loc["nearest", "psnr"] < mos.loc["bicubic", "psnr"]
@@ -221,7 +236,52 @@ def test_no_trial_ratings_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "has no trial ratings yet" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("study.store") is None, reason="study.store not written yet")
-def test_database_source_reads_like_the_csv(tmp_path: Path):
+needs_store = pytest.mark.skipif(importlib.util.find_spec("study.store") is None, reason="study.store not written yet")
+
+
+@needs_store
+def test_database_source(tmp_path: Path):
+    from study import store
+
+    db = tmp_path / "study.sqlite"
+    synthetic = synthetic_ratings()
+    synthetic = synthetic[synthetic["rater"].isin(["r00", "r01", "r02"]) & (synthetic["phase"] != "calibration")]
+    with store.connect(db) as con, store.transaction(con):
+        store.add_study(con, SYNTHETIC_STUDY, {"synthetic": True})
+        stimuli = synthetic.drop_duplicates(["stimulus", "phase"]).query("phase != 'repeat'")
+        for row in stimuli.itertuples():
+            kind = "gold" if row.phase == "gold" else "trial"
+            store.add_stimulus(con, store.Stimulus(
+                f"{row.stimulus:0>16}", SYNTHETIC_STUDY, kind, row.dataset, row.image, row.method,
+                f"{row.stimulus}.png", 8, 8, 1 if kind == "gold" else None))
+        for seq, (rater, answers) in enumerate(synthetic.groupby("rater", sort=True)):
+            plan = [(f"{s:0>16}", phase) for s, phase in zip(answers["stimulus"], answers["phase"])]
+            store.add_rater(con, rater, SYNTHETIC_STUDY, seq, plan)
+            for position, row in enumerate(answers.itertuples(), start=1):
+                store.add_rating(con, rater=rater, position=position, stimulus=f"{row.stimulus:0>16}",
+                                 phase=row.phase, score=row.score, shown_at="2025-01-01T00:00:00.000+00:00",
+                                 answered_at="2025-01-01T00:00:01.000+00:00", response_ms=1000)
+
+    table = read_ratings_db(db)
+    assert len(table) == len(synthetic)
+    assert sorted(table["score"]) == sorted(synthetic["score"])
+    out = tmp_path / "report"
+    assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 100]) == 0
+    assert (out / "report.md").read_text().startswith(f"# MOS study `{SYNTHETIC_STUDY}`")
+
+
+@needs_store
+def test_missing_empty_or_foreign_database(tmp_path: Path):
+    import sqlite3
+
     with pytest.raises(RatingsError, match="no such study database"):
         read_ratings_db(tmp_path / "absent.sqlite")
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    with pytest.raises(RatingsError, match="the file is empty"):
+        read_ratings_db(empty)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE other (x)")
+    with pytest.raises(RatingsError, match="not a study database"):
+        read_ratings_db(foreign)

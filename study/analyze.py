@@ -1,0 +1,511 @@
+"""`python -m study.analyze`: the MOS report of a study, next to PSNR / SSIM.
+
+Reads the long-format ratings (the study database, or a CSV export or one made elsewhere), screens
+the raters, and writes into the output folder `report.md`, the tables as CSV and the figures as PNG.
+The same input always gives the same files (fixed bootstrap seed, sorted orders, no timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from srgan_core.paper import published
+from srgan_core.paths import REPO_ROOT, default_data_root
+from study import figures, stats
+from study.ratings import GOLD_EXPECTED, RatingsError, read_ratings_csv, read_ratings_db, select_study
+
+DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
+RESULTS_DIR = REPO_ROOT / "results" / "study"
+PAIRING = (
+    "Paired tests use blocks formed by **rater and image**: a pair is the two scores one rater gave "
+    "two methods' versions of the same image. Only first showings (phase `trial`) enter the MOS and "
+    "the tests; second showings of repeated items (phase `repeat`) serve the test-retest check only."
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    n_resamples: int = 10_000
+    seed: int = 0
+    alpha: float = 0.05
+    max_gold_failures: int = 0
+
+
+@dataclass
+class Metrics:
+    """Per (dataset, method) means over the rated images (columns psnr, ssim, niqe), and what is missing."""
+
+    table: pd.DataFrame
+    notes: list[str]
+
+
+def method_order(methods: Iterable[str]) -> list[str]:
+    """srgan_core's order (nearest, bicubic, srresnet-mse, ...), then other methods by name, HR last."""
+    from srgan_core.methods import METHODS
+
+    present = set(methods)
+    known = [m for m in METHODS if m in present]
+    return known + sorted(present - set(known) - {"hr"}) + (["hr"] if "hr" in present else [])
+
+
+def dataset_order(datasets: Iterable[str]) -> list[str]:
+    """The paper's order (Set5, Set14, BSD100), then other datasets by name."""
+    from srgan_core.data import BENCHMARKS
+
+    present = set(datasets)
+    return [d for d in BENCHMARKS if d in present] + sorted(present - set(BENCHMARKS))
+
+
+def screen_raters(ratings: pd.DataFrame, max_gold_failures: int) -> pd.DataFrame:
+    """One row per rater: BT.500 screening, gold items, test-retest, and whether (and why) excluded."""
+    trial = ratings[ratings["phase"] == "trial"]
+    raters = pd.DataFrame({"rater": sorted(ratings["rater"].unique())})
+    raters = raters.merge(stats.bt500_screening(trial), on="rater", how="left")
+    raters = raters.merge(stats.gold_failures(ratings[ratings["phase"] == "gold"]), on="rater", how="left")
+    pairs = stats.retest_pairs(trial, ratings[ratings["phase"] == "repeat"])
+    retest = (
+        pairs.assign(diff=(pairs["first"] - pairs["second"]).abs())
+        .groupby("rater")
+        .agg(retest_pairs=("diff", "size"), retest_mad=("diff", "mean"))
+        .reset_index()
+    )
+    raters = raters.merge(retest, on="rater", how="left")
+    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "retest_pairs"]:
+        raters[column] = raters[column].fillna(0).astype(int)
+    raters["rejected"] = raters["rejected"].astype("boolean").fillna(False).astype(bool)
+    reasons = []
+    for row in raters.itertuples(index=False):
+        why = []
+        if row.rejected:
+            why.append(
+                f"BT.500 rejection ({row.above + row.below} outlying scores of {row.n_scores}: "
+                f"{row.above} above, {row.below} below)"
+            )
+        if row.gold_failed > max_gold_failures:
+            why.append(f"failed {row.gold_failed} of {row.gold_items} gold items")
+        reasons.append("; ".join(why))
+    raters["reason"] = reasons
+    raters["excluded"] = raters["reason"] != ""
+    return raters
+
+
+def compute_metrics(trial: pd.DataFrame, data_root: Path | None) -> Metrics:
+    """PSNR / SSIM (srgan_core.evaluate) and NIQE of every rated (dataset, method), on the rated images."""
+    from srgan_core.data import BENCHMARKS, benchmark_images
+    from srgan_core.evaluate import score_images, score_originals
+    from srgan_core.methods import METHODS, MethodUnavailable, load_method
+    from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
+
+    rows, notes = [], set()
+    for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
+        images = sorted(group["image"].unique())
+        row = {"dataset": dataset, "method": method, "psnr": math.nan, "ssim": math.nan, "niqe": math.nan}
+        rows.append(row)
+        if dataset not in BENCHMARKS:
+            notes.add(f"{dataset}: not a benchmark srgan_core knows ({', '.join(BENCHMARKS)}); no metrics")
+            continue
+        if method != "hr" and method not in METHODS:
+            notes.add(f"{method}: not a srgan_core method; no PSNR / SSIM / NIQE")
+            continue
+        try:
+            paths = {p.stem: p for p in benchmark_images(dataset, data_root)}
+            upscaler = None if method == "hr" else load_method(method)
+        except (FileNotFoundError, MethodUnavailable) as err:
+            notes.add(f"{dataset} / {method}: metrics left blank: {err}")
+            continue
+        missing = [i for i in images if i not in paths]
+        if missing:
+            notes.add(f"{dataset}: rated images not in the benchmark folder: {', '.join(missing)}; no metrics")
+            continue
+        if upscaler is None:
+            scores = score_originals(dataset, data_root, images)
+        else:
+            scores = score_images([method], dataset, data_root, images, with_niqe=True)
+            row["psnr"], row["ssim"] = float(scores["psnr"].mean()), float(scores["ssim"].mean())
+        if scores["niqe"].notna().all():
+            row["niqe"] = float(scores["niqe"].mean())
+        else:
+            notes.add(f"{dataset} / {method}: no NIQE (some rated images are under {NIQE_MIN_SIZE} px)")
+    return Metrics(pd.DataFrame(rows), sorted(notes))
+
+
+MetricsFn = Callable[[pd.DataFrame], Metrics]
+
+
+def analyze(
+    ratings: pd.DataFrame, study: str, out_dir: Path, metrics_fn: MetricsFn | None, settings: Settings, source: str
+) -> Path:
+    """Write the report, CSVs and figures of one study's ratings into `out_dir`; return the report's path.
+
+    `metrics_fn` gives PSNR / SSIM / NIQE for the kept raters' trial ratings (None: no metrics).
+    """
+    trial_all = ratings[ratings["phase"] == "trial"]
+    if trial_all.empty:
+        raise RatingsError(f"study {study!r} has no trial ratings yet; nothing to analyse")
+    raters = screen_raters(ratings, settings.max_gold_failures)
+    included = set(raters.loc[~raters["excluded"], "rater"])
+    trial = trial_all[trial_all["rater"].isin(included)]
+    if trial.empty:
+        reasons = "; ".join(f"{r.rater}: {r.reason}" for r in raters.itertuples() if r.excluded)
+        raise RatingsError(f"study {study!r}: every rater with trial ratings was excluded ({reasons})")
+    repeat = ratings[(ratings["phase"] == "repeat") & ratings["rater"].isin(included)]
+    retest = stats.retest_reliability(stats.retest_pairs(trial, repeat))
+
+    mos = stats.mos_table(trial, settings.n_resamples, settings.seed)
+    metrics = metrics_fn(trial) if metrics_fn is not None else None
+    if metrics is not None:
+        mos = mos.merge(metrics.table, on=["dataset", "method"], how="left")
+    for metric in ("psnr", "ssim", "mos"):
+        mos[f"paper_{metric}"] = [
+            _or_nan(published(d, m, metric)) for d, m in zip(mos["dataset"], mos["method"])
+        ]
+    order = method_order(trial["method"].unique())
+    datasets = dataset_order(trial["dataset"].unique())
+    mos = _sort_rows(mos, datasets, order)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections, pairwise_all, friedman_rows, rank_rows = [], [], [], []
+    for dataset in datasets:
+        subset = trial[trial["dataset"] == dataset]
+        methods = [m for m in order if m in set(subset["method"])]
+        paired = stats.paired_scores(subset)
+        pairwise = stats.pairwise_wilcoxon(paired, methods, settings.alpha)
+        omnibus = stats.friedman(paired, methods)
+        ranks = stats.mean_ranks(paired, methods)
+        figure = "fig5_" + re.sub(r"[^A-Za-z0-9._-]", "_", dataset) + ".png"
+        figures.score_distribution(subset, dataset, methods, out_dir / figure)
+        pairwise_all.append(pairwise.assign(dataset=dataset))
+        friedman_rows.append({"dataset": dataset, "methods": len(methods), **omnibus})
+        rank_rows.append(ranks.rename_axis("method").reset_index().assign(dataset=dataset))
+        sections.append(
+            _dataset_section(dataset, mos[mos["dataset"] == dataset], pairwise, omnibus, ranks, methods,
+                             figure, metrics, settings)
+        )
+
+    figures.mos_with_intervals(mos, datasets, order, out_dir / "mos_ci.png")
+    has_psnr = "psnr" in mos and mos["psnr"].notna().any()
+    if has_psnr:
+        figures.perception_distortion(mos, datasets, out_dir / "perception_distortion.png")
+    else:
+        (out_dir / "perception_distortion.png").unlink(missing_ok=True)
+
+    _write_csv(raters, out_dir / "raters.csv")
+    _write_csv(mos, out_dir / "mos.csv")
+    _write_csv(_columns_first(pd.concat(pairwise_all, ignore_index=True), "dataset"), out_dir / "pairwise.csv")
+    _write_csv(pd.DataFrame(friedman_rows), out_dir / "friedman.csv")
+    _write_csv(_columns_first(pd.concat(rank_rows, ignore_index=True), "dataset"), out_dir / "ranks.csv")
+
+    report = "\n".join(
+        [
+            _header(ratings, study, source, raters, trial),
+            _raters_section(raters, settings),
+            _retest_section(retest),
+            *sections,
+            _overview_section(has_psnr, metrics, settings),
+        ]
+    )
+    path = out_dir / "report.md"
+    path.write_text(report, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- report sections
+
+
+def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame, trial: pd.DataFrame) -> str:
+    phases = ratings["phase"].value_counts()
+    counts = ", ".join(f"{int(phases.get(p, 0))} {p}" for p in ("calibration", "trial", "repeat", "gold"))
+    digest = hashlib.sha256(_write_csv(ratings.sort_values(list(ratings.columns)), None).encode()).hexdigest()
+    return "\n".join(
+        [
+            f"# MOS study `{study}`",
+            "",
+            f"Ratings from `{source}` (sha256 of the sorted table `{digest[:16]}`): {len(ratings)} answers "
+            f"({counts}) by {len(raters)} raters; {int((~raters['excluded']).sum())} raters kept, "
+            f"{trial['rater'].nunique()} of them with trial ratings in the analysis.",
+            "",
+            "Scores are integers from 1 (bad) to 5 (excellent), as in the paper's section 3.3. "
+            + PAIRING,
+            "",
+        ]
+    )
+
+
+def _raters_section(raters: pd.DataFrame, settings: Settings) -> str:
+    gold = ", ".join(f"{m} expected {lo}..{hi}" for m, (lo, hi) in GOLD_EXPECTED.items())
+    table = pd.DataFrame(
+        {
+            "Rater": raters["rater"],
+            "Trial scores": raters["n_scores"].astype(str),
+            "BT.500 outliers (above / below)": [f"{a} / {b}" for a, b in zip(raters["above"], raters["below"])],
+            "Outlier rate": raters["outlier_rate"].map(lambda v: _fmt(100 * v, 1, "%")),
+            "Asymmetry": raters["asymmetry"].map(lambda v: _fmt(v, 2)),
+            "Gold failed / items": [f"{f} / {n}" for f, n in zip(raters["gold_failed"], raters["gold_items"])],
+            "Retest pairs": raters["retest_pairs"].astype(str),
+            "Retest mean abs. diff.": raters["retest_mad"].map(lambda v: _fmt(v, 2)),
+            "Status": raters["excluded"].map({True: "**excluded**", False: "kept"}),
+        }
+    )
+    excluded = raters[raters["excluded"]]
+    listing = (
+        "\n".join(f"- `{r.rater}`: {r.reason}" for r in excluded.itertuples())
+        if len(excluded)
+        else "No rater was excluded."
+    )
+    return "\n".join(
+        [
+            "## Raters",
+            "",
+            "Screening: ITU-R BT.500 observer rejection on the trial scores of all raters (per stimulus, "
+            "the beta2 kurtosis test picks mean +- 2 s for normal and +- sqrt(20) s for other score "
+            "distributions; a rater is rejected when more than 5 % of their scores lie outside, on both "
+            "sides: (P + Q) / N > 0.05 and |P - Q| / (P + Q) < 0.3), and P.808-style gold items "
+            f"({gold}); a rater who fails more than {settings.max_gold_failures} gold item(s) is excluded.",
+            "",
+            _markdown(table),
+            "",
+            "Excluded raters:",
+            "",
+            listing,
+            "",
+        ]
+    )
+
+
+def _retest_section(retest: dict[str, float]) -> str:
+    if retest["n_pairs"] == 0:
+        body = "No repeated items among the kept raters' ratings."
+    else:
+        body = (
+            f"{int(retest['n_pairs'])} stimuli shown twice to the same rater (kept raters): "
+            f"Spearman rho = {_fmt(retest['spearman_rho'], 3, missing='n/a')} (p = {_p(retest['spearman_p'])}), "
+            f"mean absolute difference = {_fmt(retest['mean_abs_diff'], 2)}; Wilcoxon signed-rank test of "
+            f"first against second showing (two-sided, zero differences dropped): "
+            f"W = {_fmt(retest['wilcoxon_stat'], 1, missing='n/a')}, p = {_p(retest['wilcoxon_p'])}."
+        )
+    return "\n".join(["## Test-retest reliability", "", body, ""])
+
+
+def _dataset_section(
+    dataset: str,
+    mos: pd.DataFrame,
+    pairwise: pd.DataFrame,
+    omnibus: dict[str, float],
+    ranks: pd.Series,
+    methods: list[str],
+    figure: str,
+    metrics: Metrics | None,
+    settings: Settings,
+) -> str:
+    table = {
+        "Method": mos["method"],
+        "MOS": mos["mos"].map(lambda v: _fmt(v, 2)),
+        "std": mos["std"].map(lambda v: _fmt(v, 2)),
+        "95 % CI (t)": [_interval(lo, hi) for lo, hi in zip(mos["t_low"], mos["t_high"])],
+        "95 % CI (bootstrap)": [_interval(lo, hi) for lo, hi in zip(mos["boot_low"], mos["boot_high"])],
+        "Ratings": mos["n"].astype(str),
+        "Raters": mos["raters"].astype(str),
+        "Images": mos["images"].astype(str),
+    }
+    if metrics is not None:
+        table.update(
+            {
+                "PSNR [dB]": mos["psnr"].map(lambda v: _fmt(v, 2)),
+                "SSIM": mos["ssim"].map(lambda v: _fmt(v, 4)),
+                "NIQE": mos["niqe"].map(lambda v: _fmt(v, 2)),
+            }
+        )
+    table.update(
+        {
+            "Paper PSNR": mos["paper_psnr"].map(lambda v: _fmt(v, 2)),
+            "Paper SSIM": mos["paper_ssim"].map(lambda v: _fmt(v, 4)),
+            "Paper MOS": mos["paper_mos"].map(lambda v: _fmt(v, 2)),
+        }
+    )
+    if omnibus["p"] == omnibus["p"]:
+        friedman = (
+            f"Friedman test over {int(omnibus['n_blocks'])} complete (rater, image) blocks of "
+            f"{len(methods)} methods: chi2 = {_fmt(omnibus['statistic'], 2)}, p = {_p(omnibus['p'])}."
+        )
+    else:
+        friedman = (
+            f"Friedman test not computed: it needs 3 or more methods and 2 or more complete (rater, image) "
+            f"blocks with some variation; here {len(methods)} methods, {int(omnibus['n_blocks'])} blocks."
+        )
+    pairs = pd.DataFrame(
+        {
+            "A": pairwise["method_a"],
+            "B": pairwise["method_b"],
+            "Pairs": pairwise["n_pairs"].astype(str),
+            "Mean A": pairwise["mean_a"].map(lambda v: _fmt(v, 2)),
+            "Mean B": pairwise["mean_b"].map(lambda v: _fmt(v, 2)),
+            "W": pairwise["statistic"].map(lambda v: _fmt(v, 1, missing="n/a")),
+            "p": pairwise["p"].map(_p),
+            "p (Holm)": pairwise["p_holm"].map(_p),
+        }
+    )
+    rank_table = pd.DataFrame({"Method": ranks.index, "Mean rank (1 = best)": ranks.map(lambda v: _fmt(v, 2))})
+    alpha = settings.alpha
+    return "\n".join(
+        [
+            f"## {dataset}",
+            "",
+            "### MOS next to PSNR / SSIM (the paper's Table 2 layout)",
+            "",
+            _markdown(pd.DataFrame(table)),
+            "",
+            "### Significance",
+            "",
+            PAIRING,
+            "Two-sided Wilcoxon signed-rank tests between every pair of methods (zero differences dropped; "
+            f"p = 1 where every pair is tied), at p < {alpha}, uncorrected as in the paper and Holm-corrected "
+            "over the pairs of this dataset. Means in this table are over the paired scores only.",
+            "",
+            friedman,
+            "",
+            _markdown(pairs),
+            "",
+            f"Significance matrix, uncorrected p < {alpha} (`>`: the row method scored significantly higher "
+            "than the column method, `<` lower, `=` no significant difference):",
+            "",
+            _markdown(stats.significance_matrix(pairwise, methods, "significant").reset_index(names="")),
+            "",
+            f"Significance matrix, Holm-corrected p < {alpha}:",
+            "",
+            _markdown(stats.significance_matrix(pairwise, methods, "significant_holm").reset_index(names="")),
+            "",
+            f"Mean ordinal ranks within the {int(omnibus['n_blocks'])} complete (rater, image) blocks:",
+            "",
+            _markdown(rank_table),
+            "",
+            f"![{dataset}: distribution of scores per method]({figure})",
+            "",
+        ]
+    )
+
+
+def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Settings) -> str:
+    lines = ["## Figures", "", "![MOS with 95 % confidence intervals](mos_ci.png)", ""]
+    if has_psnr:
+        lines += ["![Perception-distortion: MOS against PSNR](perception_distortion.png)", ""]
+    else:
+        lines += ["No perception-distortion plot: no PSNR values.", ""]
+    lines += [
+        "## Notes",
+        "",
+        f"- Confidence intervals of the MOS: Student t, and BCa bootstrap ({settings.n_resamples} resamples, "
+        f"seed {settings.seed}); both treat the ratings of a (dataset, method) as independent samples.",
+    ]
+    if metrics is None:
+        lines.append("- PSNR / SSIM / NIQE not computed (`--no-metrics`).")
+    else:
+        lines.append(
+            "- PSNR / SSIM: Y channel (BT.601), 4-pixel border cropped, averaged over the rated images "
+            "(srgan_core.evaluate); NIQE on the same outputs (lower looks more natural); `hr` has no PSNR."
+        )
+        lines += [f"- {note}" for note in metrics.notes]
+    lines.append(
+        "- Paper columns: Ledig et al. (CVPR 2017), Tables 1 and 2; their SSIM implementation differs "
+        "from the standard one."
+    )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = [str(c) for c in frame.columns]
+    rows = [[str(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _fmt(value: float | None, digits: int, suffix: str = "", missing: str = "") -> str:
+    return missing if value is None or value != value else f"{value:.{digits}f}{suffix}"
+
+
+def _p(value: float) -> str:
+    if value != value:
+        return "n/a"
+    return f"{value:.2e}" if value < 0.001 else f"{value:.3f}"
+
+
+def _interval(low: float, high: float) -> str:
+    return "" if low != low else f"[{low:.2f}, {high:.2f}]"
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _sort_rows(frame: pd.DataFrame, datasets: list[str], methods: list[str]) -> pd.DataFrame:
+    rank = {"dataset": {d: i for i, d in enumerate(datasets)}, "method": {m: i for i, m in enumerate(methods)}}
+    return frame.sort_values(["dataset", "method"], key=lambda s: s.map(rank[s.name]), ignore_index=True)
+
+
+def _columns_first(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return frame[[column] + [c for c in frame.columns if c != column]]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path | None) -> str | None:
+    return frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--db", type=Path, help=f"study database (default: $SRGAN_STUDY_DB or {DEFAULT_DB})")
+    source.add_argument("--ratings", type=Path, help="long-format ratings CSV instead of the database")
+    parser.add_argument("--study", help="the study to analyse (needed when the ratings hold several)")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/study/NAME)")
+    parser.add_argument(
+        "--data-root", type=Path, help="data folder with benchmarks/ (default: $SRGAN_DATA or ../shared/data)"
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="skip PSNR / SSIM / NIQE")
+    parser.add_argument("--resamples", type=int, default=Settings.n_resamples, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=Settings.seed, help="bootstrap seed")
+    parser.add_argument(
+        "--max-gold-failures", type=int, default=Settings.max_gold_failures,
+        help="exclude raters who fail more gold items than this (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.ratings is not None:
+            ratings, source_name = read_ratings_csv(args.ratings), str(args.ratings)
+        else:
+            db = args.db or Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB)
+            ratings, source_name = read_ratings_db(db), str(db)
+        study, ratings = select_study(ratings, args.study)
+        out_dir = args.out
+        if out_dir is None:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study):
+                raise RatingsError(f"study name {study!r} is not a safe folder name; choose one with --out")
+            out_dir = RESULTS_DIR / study
+        data_root = args.data_root or default_data_root()
+        metrics_fn = None if args.no_metrics else lambda trial: compute_metrics(trial, data_root)
+        settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures)
+        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name)
+    except RatingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The report's figures (matplotlib, Agg backend, PNG): score distributions in the style of the
+paper's Fig. 5, MOS with confidence intervals, and the perception-distortion plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SCORE_LABELS = {1: "1 Bad", 2: "2 Poor", 3: "3 Fair", 4: "4 Good", 5: "5 Excellent"}
+SCORE_COLOURS = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, 5))
+PNG_METADATA = {"Software": None}  # no version string: the same input gives the same bytes
+
+
+def score_distribution(trial: pd.DataFrame, dataset: str, methods: list[str], path: Path) -> None:
+    """Share of each score 1..5 per method (stacked, colour-coded), the MOS marked in red."""
+    counts = (
+        trial.groupby("method")["score"].value_counts().unstack(fill_value=0)
+        .reindex(index=methods, columns=list(SCORE_LABELS), fill_value=0)
+    )
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    mos = trial.groupby("method")["score"].mean().reindex(methods)
+    fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2.5, 4.2))
+    x = np.arange(len(methods))
+    bottom = np.zeros(len(methods))
+    for colour, (score, label) in zip(SCORE_COLOURS, SCORE_LABELS.items()):
+        ax.bar(x, shares[score], bottom=bottom, color=colour, label=label, width=0.7, edgecolor="white")
+        bottom += shares[score].to_numpy()
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of ratings")
+    ax.set_xticks(x, methods, rotation=30, ha="right")
+    mos_axis = ax.twinx()
+    mos_axis.plot(x, mos, "o", color="red", markersize=8, label="MOS")
+    mos_axis.set_ylim(0.5, 5.5)
+    mos_axis.set_ylabel("MOS (red)")
+    ax.set_title(f"{dataset}: distribution of scores ({int(counts.to_numpy().sum())} ratings)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8, title="score")
+    _save(fig, path)
+
+
+def mos_with_intervals(mos: pd.DataFrame, datasets: list[str], methods: list[str], path: Path) -> None:
+    """MOS of each method per dataset, with the t interval (thick) and the bootstrap interval (thin)."""
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4.0), squeeze=False, sharey=True)
+    for ax, dataset in zip(axes[0], datasets):
+        present = mos[mos["dataset"] == dataset].set_index("method")
+        rows = present.reindex([m for m in methods if m in present.index])
+        x = np.arange(len(rows))
+        ax.errorbar(x, rows["mos"], yerr=_half_widths(rows, "boot"), fmt="none", ecolor="grey", capsize=6, lw=1)
+        ax.errorbar(x, rows["mos"], yerr=_half_widths(rows, "t"), fmt="o", color="tab:blue", capsize=3, lw=2.5)
+        ax.set_xticks(x, rows.index, rotation=30, ha="right")
+        ax.set_ylim(1, 5)
+        ax.set_title(dataset)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("MOS (95 % CI: t thick, bootstrap thin)")
+    _save(fig, path)
+
+
+def perception_distortion(mos: pd.DataFrame, datasets: list[str], path: Path) -> None:
+    """MOS against PSNR, one point per method and dataset (methods without a PSNR are left out)."""
+    points = mos.dropna(subset=["psnr", "mos"])
+    datasets = [d for d in datasets if d in set(points["dataset"])]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = points[points["dataset"] == dataset].sort_values("method")
+        ax.scatter(rows["psnr"], rows["mos"], color="tab:purple")
+        for row in rows.itertuples(index=False):
+            ax.annotate(row.method, (row.psnr, row.mos), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("PSNR [dB] (distortion: higher is better)")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("MOS (perception: higher is better)")
+    _save(fig, path)
+
+
+def _half_widths(rows: pd.DataFrame, kind: str) -> np.ndarray:
+    low, high = rows[f"{kind}_low"].to_numpy(float), rows[f"{kind}_high"].to_numpy(float)
+    centre = rows["mos"].to_numpy(float)
+    return np.nan_to_num(np.vstack([centre - low, high - centre]))
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata=PNG_METADATA)
+    plt.close(fig)

@@ -1,0 +1,172 @@
+"""Reading and validating the long-format ratings table, from a CSV export or from the study database.
+
+One row per answer: ``study, rater, stimulus, dataset, image, method, phase, score, shown_at,
+response_ms, position``. Every problem is reported as a `RatingsError` naming the offending row
+(``line N`` of a CSV, counting the header as line 1; ``row N`` of the database, counting from 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = (
+    "study",
+    "rater",
+    "stimulus",
+    "dataset",
+    "image",
+    "method",
+    "phase",
+    "score",
+    "shown_at",
+    "response_ms",
+    "position",
+)
+PHASES = ("calibration", "trial", "repeat", "gold")
+REQUIRED = ("study", "rater", "stimulus", "dataset", "image", "method", "phase", "score")
+# P.808-style gold items: the scores a rater who is paying attention gives them.
+GOLD_EXPECTED: dict[str, tuple[int, int]] = {"nearest": (1, 2), "hr": (4, 5)}
+
+RowName = Callable[[int], str]
+
+
+class RatingsError(ValueError):
+    """The ratings table is missing, empty or malformed."""
+
+
+def read_ratings_csv(path: Path) -> pd.DataFrame:
+    """The validated ratings of a long-format CSV file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsError(f"{path}: no such ratings file")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise RatingsError(
+            f"{path}: the file is empty; expected a header row with the columns {', '.join(COLUMNS)}"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise RatingsError(f"{path}: not a readable CSV file ({err})") from None
+    table = table[~(table == "").all(axis=1)]  # blank lines; the index keeps the line numbers
+    return validate_ratings(table, str(path), lambda i: f"line {i + 2}")
+
+
+def read_ratings_db(path: Path) -> pd.DataFrame:
+    """The validated ratings stored in the study database."""
+    from study.store import StoreError, read_ratings
+
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsError(f"{path}: no such study database")
+    if path.stat().st_size == 0:
+        raise RatingsError(f"{path}: the file is empty, not a study database")
+    try:
+        table = read_ratings(path).reset_index(drop=True)
+    except StoreError as err:
+        raise RatingsError(str(err)) from None
+    return validate_ratings(table, str(path), lambda i: f"row {i + 1}")
+
+
+def validate_ratings(table: pd.DataFrame, source: str, row_name: RowName) -> pd.DataFrame:
+    """The table with typed columns (score int, response_ms float, position nullable int).
+
+    `row_name` turns an index label of `table` into the name a person finds the row by.
+    """
+    table = _check_columns(table, source)
+    if table.empty:
+        raise RatingsError(f"{source}: no ratings (the table has a header but no rows)")
+    text = table.loc[:, list(COLUMNS)].astype(object).where(table.notna(), "")
+    text = text.map(lambda v: str(v).strip())
+
+    def fail(mask: pd.Series, message: Callable[[object], str]) -> None:
+        if mask.any():
+            first = mask[mask].index[0]
+            more = int(mask.sum()) - 1
+            tail = f" ({more} more row{'s' if more != 1 else ''} like it)" if more else ""
+            raise RatingsError(f"{source}, {row_name(first)}: {message(first)}{tail}")
+
+    for column in REQUIRED:
+        fail(text[column] == "", lambda i, c=column: f"{c} is empty")
+    fail(
+        ~text["phase"].isin(PHASES),
+        lambda i: f"unknown phase {text.at[i, 'phase']!r}; expected one of {', '.join(PHASES)}",
+    )
+
+    score = pd.to_numeric(text["score"], errors="coerce")
+    fail(
+        ~score.isin([1, 2, 3, 4, 5]),
+        lambda i: f"score {text.at[i, 'score']!r} is not an integer in 1..5",
+    )
+    response_ms = pd.to_numeric(text["response_ms"].replace("", np.nan), errors="coerce")
+    fail(
+        (text["response_ms"] != "") & ~(response_ms >= 0),
+        lambda i: f"response_ms {text.at[i, 'response_ms']!r} is not a non-negative number",
+    )
+    position = pd.to_numeric(text["position"].replace("", np.nan), errors="coerce")
+    fail(
+        (text["position"] != "") & ~((position >= 0) & (position == position.round())),
+        lambda i: f"position {text.at[i, 'position']!r} is not a non-negative integer",
+    )
+    shown_at = pd.to_datetime(text["shown_at"].replace("", None), errors="coerce", utc=True, format="ISO8601")
+    fail(
+        (text["shown_at"] != "") & shown_at.isna(),
+        lambda i: f"shown_at {text.at[i, 'shown_at']!r} is not an ISO 8601 time",
+    )
+    gold = text["phase"] == "gold"
+    fail(
+        gold & ~text["method"].isin(list(GOLD_EXPECTED)),
+        lambda i: f"gold item with method {text.at[i, 'method']!r}; gold items are "
+        + " or ".join(GOLD_EXPECTED),
+    )
+    _check_duplicates(text, source, row_name)
+
+    typed = text.copy()
+    typed["score"] = score.astype(int)
+    typed["response_ms"] = response_ms.astype(float)
+    typed["position"] = position.astype("Int64")
+    return typed.reset_index(drop=True)
+
+
+def select_study(ratings: pd.DataFrame, study: str | None) -> tuple[str, pd.DataFrame]:
+    """The ratings of one study: the one named, or the only one present."""
+    studies = sorted(ratings["study"].unique())
+    if study is None:
+        if len(studies) > 1:
+            raise RatingsError(f"the ratings hold several studies ({', '.join(studies)}); choose one with --study")
+        study = studies[0]
+    elif study not in studies:
+        raise RatingsError(f"no ratings for study {study!r}; the ratings hold {', '.join(studies)}")
+    return study, ratings[ratings["study"] == study].reset_index(drop=True)
+
+
+def _check_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The table with its header names stripped, when they are exactly `COLUMNS` (in any order)."""
+    columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in COLUMNS if c not in columns]
+    unexpected = [c for c in columns if c not in COLUMNS]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected column{'s' if len(unexpected) > 1 else ''} {', '.join(unexpected)}")
+        raise RatingsError(f"{source}, header: {'; '.join(parts)}; expected exactly {', '.join(COLUMNS)}")
+    return table.set_axis(columns, axis=1)
+
+
+def _check_duplicates(text: pd.DataFrame, source: str, row_name: RowName) -> None:
+    """A trial or repeat is answered once per rater and stimulus."""
+    once = text[text["phase"].isin(["trial", "repeat"])]
+    key = ["study", "rater", "stimulus", "phase"]
+    dup = once[once.duplicated(key, keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        same = dup[(dup[key] == first[key]).all(axis=1)].index
+        raise RatingsError(
+            f"{source}, {row_name(same[1])}: rater {first['rater']!r} answered stimulus "
+            f"{first['stimulus']!r} ({first['phase']}) again; first answer at {row_name(same[0])}"
+        )
