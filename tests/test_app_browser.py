@@ -45,13 +45,20 @@ def test_upload_click_and_compare_in_chromium(tmp_path: Path) -> None:
             for name in shown:
                 sync_api.expect(page.locator("#compare-gallery")).to_contain_text(name)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            # The README's picture: everything from the top of the page down to the per-method table.
+            bottom = page.locator("#compare-table").evaluate("e => e.getBoundingClientRect().bottom + window.scrollY")
+            clip = {"x": 0, "y": 0, "width": 1400, "height": bottom + 16}
+            page.screenshot(path=str(SCREENSHOT), full_page=True, clip=clip)
         finally:
             browser.close()
-    assert Image.open(SCREENSHOT).size[0] == 1400
+    assert Image.open(SCREENSHOT).size == (1400, round(bottom + 16))
 
 
 def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:
-    """A click position at fractions of an element's rendered size."""
-    box = page.locator(selector).bounding_box()
-    return {"x": box["width"] * fx, "y": box["height"] * fy}
+    """A click position at fractions of the picture drawn inside an <img> (drawn centred, never enlarged)."""
+    width, height, natural_w, natural_h = page.locator(selector).evaluate(
+        "img => [img.clientWidth, img.clientHeight, img.naturalWidth, img.naturalHeight]"
+    )
+    scale = min(width / natural_w, height / natural_h, 1)  # Gradio never enlarges the picture
+    left, top = (width - natural_w * scale) / 2, (height - natural_h * scale) / 2
+    return {"x": left + natural_w * scale * fx, "y": top + natural_h * scale * fy}

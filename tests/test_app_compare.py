@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import socket
-import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -21,7 +17,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from skimage import data as skdata
 
-import demo
+from app import create_app
 from demo.crops import crop_box, zoomed
 from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, prepare
 from srgan_core import methods
@@ -54,26 +50,12 @@ def running_app(tmp: Path, random_weights: tuple[str, ...] = RANDOM_WEIGHTS) -> 
             for name in random_weights:
                 save_file(Generator().state_dict(), str(models_dir / f"{name}.safetensors"))
             patch.setattr(methods, "MODELS_DIR", models_dir)
-        stub_unwritten_tabs(patch)
-        app_module = importlib.import_module("app")
-        app = app_module.create_app(default_data_root(), tmp / "study.sqlite", "test-token", tmp / "results")
+        app = create_app(default_data_root(), tmp / "study.sqlite", "test-token", tmp / "results")
         app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
             yield app.local_url
         finally:
             app.close()
-
-
-def stub_unwritten_tabs(patch: pytest.MonkeyPatch) -> None:
-    """Temporary, while demo.rate / demo.results are being written in parallel: a placeholder tab."""
-    for name in ("rate", "results"):
-        try:
-            importlib.import_module(f"demo.{name}")
-        except ModuleNotFoundError:
-            stub = types.ModuleType(f"demo.{name}")
-            stub.build_tab = lambda *args: gr.Markdown(f"{name} tab not written yet")
-            patch.setitem(sys.modules, f"demo.{name}", stub)
-            patch.setattr(demo, name, stub, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +81,10 @@ def save(image: np.ndarray | Image.Image, path: Path, **kwargs) -> Path:
     return path
 
 
-def run(client: Client, mode: str, left: str = "bicubic", right: str = "nearest") -> dict:
+def run(client: Client, mode: str, left: str = "bicubic", right: str = "nearest", crop=(50, 50, 4)) -> dict:
+    """Press Compare with the crop centred at (x %, y %) and zoomed as `crop` says."""
     table, gallery, slider, downloads, status, knob_image, knob_text = client.predict(
-        mode, 50, 50, 4, left, right, api_name="/compare_run"
+        mode, *crop, left, right, api_name="/compare_run"
     )
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
     return {"rows": rows, "gallery": gallery, "slider": slider, "downloads": downloads, "status": status}
@@ -156,11 +139,13 @@ def test_psnr_shown_equals_evaluate_on_a_benchmark_image(client: Client, data_ro
 
 def test_the_crop_is_the_same_window_of_every_output(client: Client, tmp_path: Path, photo_hr) -> None:
     client.predict(handle_file(str(save(photo_hr, tmp_path / "a.png"))), api_name="/compare_load_file")
-    run(client, HR_MODE)
-    gallery, slider, _ = client.predict(0, 100, 8, "nearest", "original", api_name="/compare_view")
-    crops = [read(item["image"]) for item in gallery]
-    assert all(crop.shape == (384, 384, 3) for crop in crops)  # 48x48 output pixels, 8x each
-    assert np.array_equal(crops[-1], np.repeat(np.repeat(photo_hr[-48:, :48], 8, 0), 8, 1))
+    first = run(client, HR_MODE, crop=(0, 100, 8))  # the bottom-left corner, 8x
+    gallery, slider, _ = client.predict(100, 0, 4, "nearest", "original", api_name="/compare_view")  # top right, 4x
+    # A 384 / zoom pixel window, clipped to the 128x96 outputs: 48x48 at 8x, 96x96 at 4x.
+    for items, expected, zoom in [(first["gallery"], photo_hr[-48:, :48], 8), (gallery, photo_hr[:, -96:], 4)]:
+        crops = [read(item["image"]) for item in items]
+        assert all(crop.shape == (len(expected) * zoom, expected.shape[1] * zoom, 3) for crop in crops)
+        assert np.array_equal(crops[-1], np.repeat(np.repeat(expected, zoom, 0), zoom, 1))
     assert np.array_equal(read(slider["value"][1]), crops[-1])
 
 
@@ -196,6 +181,12 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
     assert "(30x40)" in status and Image.open(preview).size == (30, 40)
 
 
+def test_a_large_image_is_shown_smaller_but_kept_whole(client: Client, tmp_path: Path) -> None:
+    big = np.tile(skdata.coffee(), (3, 2, 1))  # 1200x1200: beyond the 1024x1024 preview
+    preview, _, status = client.predict(handle_file(str(save(big, tmp_path / "big.png"))), api_name="/compare_load_file")
+    assert "(1200x1200)" in status and Image.open(preview).size == (1024, 1024)
+
+
 def test_bad_inputs_are_refused_clearly_and_the_server_keeps_serving(client: Client, tmp_path: Path, photo_hr) -> None:
     with pytest.raises(AppError, match="Upload an image or pick an example first"):
         run(client, HR_MODE)
@@ -212,7 +203,8 @@ def test_bad_inputs_are_refused_clearly_and_the_server_keeps_serving(client: Cli
         (tmp_path / name).write_bytes(content)
         with pytest.raises(AppError, match=message):
             client.predict(handle_file(str(tmp_path / name)), api_name="/compare_load_file")
-    client.predict(handle_file(str(save(np.zeros((1, 1, 3), np.uint8), tmp_path / "dot.png"))), api_name="/compare_load_file")
+    dot = save(np.zeros((1, 1, 3), np.uint8), tmp_path / "dot.png")
+    client.predict(handle_file(str(dot)), api_name="/compare_load_file")
     with pytest.raises(AppError, match=r"1x1 pixels: too small\. A low-resolution input must be at least 8x8"):
         run(client, LR_MODE)
     client.predict(handle_file(str(tmp_path / "good.png")), api_name="/compare_load_file")
@@ -225,7 +217,7 @@ def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     h, w = prepared.lr.shape[:2]
     assert h * w <= MAX_LR_PIXELS and abs(w / h - 0.6) < 0.01
     assert "downscaled" in prepared.notes[0] and f"{w}x{h}" in prepared.notes[0]
-    assert prepare(big, HR_MODE).notes == []  # 1000x600 is within the high-resolution limit (2048x2048)
+    assert prepare(big, HR_MODE).notes == []  # 1000x600 is within the high-resolution limit (1024x1024)
 
 
 def test_high_resolution_mode_crops_to_a_multiple_of_4_and_downscales_the_matlab_way(photo_hr) -> None:

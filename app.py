@@ -1,0 +1,73 @@
+"""`python app.py`: the srgan-lab Gradio app (Compare, Rate and Results tabs) on localhost; never a share link."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from demo import compare, rate, results
+from srgan_core.paths import REPO_ROOT, default_data_root
+
+DEFAULT_STUDY_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
+DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
+# Light events (rating clicks, tables) run four at a time; the compute-heavy upscaling events
+# share one worker through their own concurrency group (see demo.compare.UPSCALE_QUEUE).
+DEFAULT_CONCURRENCY = 4
+QUEUE_MAX_SIZE = 64
+MAX_UPLOAD = "50mb"
+CACHE_CLEANUP = (3600, 3600)  # every hour, delete generated files older than an hour
+
+
+def create_app(data_root: Path | None, study_db: Path, admin_token: str | None, results_dir: Path) -> gr.Blocks:
+    """The whole app as one queued `gr.Blocks`; each tab is built by its own module."""
+    with gr.Blocks(title="srgan-lab: SRGAN 4x super-resolution", delete_cache=CACHE_CLEANUP) as app:
+        gr.Markdown(
+            "# srgan-lab\nA reproduction of SRGAN (Ledig et al., CVPR 2017): 4x photo-realistic super-resolution."
+        )
+        with gr.Tab("Compare"):
+            compare.build_tab(data_root)
+        with gr.Tab("Rate"):
+            rate.build_tab(study_db, admin_token)
+        with gr.Tab("Results"):
+            results.build_tab(results_dir)
+    return app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=default_data_root(),
+        help="folder holding benchmarks/{Set5,Set14,BSD100} for the examples (env SRGAN_DATA)",
+    )
+    parser.add_argument(
+        "--study-db",
+        type=Path,
+        default=Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_STUDY_DB),
+        help=f"SQLite file of the MOS study (env SRGAN_STUDY_DB; default {DEFAULT_STUDY_DB})",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("SRGAN_ADMIN_TOKEN") or None,
+        help="token that unlocks the study's admin view (env SRGAN_ADMIN_TOKEN; none: admin view off)",
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="folder of the reports the Results tab shows"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir)
+    app.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD)
+
+
+if __name__ == "__main__":
+    main()

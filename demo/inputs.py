@@ -1,0 +1,67 @@
+"""From the image a user brings to the LR input every method upscales (and the original, when known).
+
+Size limit: the low-resolution input is at most MAX_LR_PIXELS (256x256 = 65,536 pixels, so a
+high-resolution photo is at most 1024x1024 = 1,048,576 pixels); a larger image is downscaled to fit
+first, and the user is told so. The limit keeps a comparison interactive on a CPU: at the limit one
+learned method took 8 s on two cores shared with a training job.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from srgan_core.images import SCALE, ImageError, downscale_x4, modcrop
+
+MAX_LR_PIXELS = 256 * 256
+MIN_LR_SIDE = 8  # smaller inputs carry too little to upscale, and PSNR/SSIM need 4-pixel borders and 11x11 windows
+HR_MODE = "high-resolution photo"
+LR_MODE = "low-resolution input"
+MODES = (HR_MODE, LR_MODE)
+
+
+@dataclass
+class Prepared:
+    lr: np.ndarray
+    hr: np.ndarray | None  # the original the 4x outputs are scored against (HR mode only)
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(image: np.ndarray, mode: str) -> Prepared:
+    """HR mode: the mod-4-cropped photo is the original and its MATLAB-bicubic /4 the input.
+    LR mode: the image is the input as is, with no original to score against."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    per_lr = SCALE if mode == HR_MODE else 1  # input pixels per LR pixel, along each side
+    height, width = image.shape[:2]
+    smallest = MIN_LR_SIDE * per_lr
+    if min(height, width) < smallest:
+        raise ImageError(
+            f"The image is {width}x{height} pixels: too small. A {mode} must be at least {smallest}x{smallest} pixels."
+        )
+    notes = []
+    limit = MAX_LR_PIXELS * per_lr**2
+    if height * width > limit:
+        image = shrink_to(image, limit)
+        side = math.isqrt(limit)
+        notes.append(
+            f"The image ({width}x{height}) is beyond this app's limit for a {mode} ({limit:,} pixels, e.g. "
+            f"{side}x{side}), so it was first downscaled (Lanczos) to {image.shape[1]}x{image.shape[0]}."
+        )
+    if mode == LR_MODE:
+        return Prepared(image, None, notes)
+    hr = modcrop(image, SCALE)
+    if hr.shape != image.shape:
+        notes.append(f"The photo was cropped to {hr.shape[1]}x{hr.shape[0]} (multiples of {SCALE}) before downscaling.")
+    return Prepared(downscale_x4(hr), hr, notes)
+
+
+def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """The image downscaled (Lanczos, aspect kept) to at most `max_pixels` pixels."""
+    height, width = image.shape[:2]
+    factor = math.sqrt(max_pixels / (height * width))
+    size = (max(1, math.floor(width * factor)), max(1, math.floor(height * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
