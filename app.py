@@ -21,18 +21,27 @@ MAX_UPLOAD = "50mb"
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete generated files older than an hour
 
 
-def create_app(data_root: Path | None, study_db: Path, admin_token: str | None, results_dir: Path) -> gr.Blocks:
-    """The whole app as one queued `gr.Blocks`; each tab is built by its own module."""
-    with gr.Blocks(title="srgan-lab: SRGAN 4x super-resolution", delete_cache=CACHE_CLEANUP) as app:
-        gr.Markdown(
-            "# srgan-lab\nA reproduction of SRGAN (Ledig et al., CVPR 2017): 4x photo-realistic super-resolution."
-        )
-        with gr.Tab("Compare"):
-            compare.build_tab(data_root)
-        with gr.Tab("Rate"):
+def create_app(
+    data_root: Path | None, study_db: Path, admin_token: str | None, results_dir: Path, rate_only: bool = False
+) -> gr.Blocks:
+    """The whole app as one queued `gr.Blocks`; each tab is built by its own module.
+
+    `rate_only` serves just the Rate tab, for real rating sessions: then nothing on the page (not even
+    the Compare tab's configuration) names a method."""
+    title = "Image quality study" if rate_only else "srgan-lab: SRGAN 4x super-resolution"
+    with gr.Blocks(title=title, delete_cache=CACHE_CLEANUP, analytics_enabled=False) as app:
+        if rate_only:
             rate.build_tab(study_db, admin_token)
-        with gr.Tab("Results"):
-            results.build_tab(results_dir)
+        else:
+            gr.Markdown(
+                "# srgan-lab\nA reproduction of SRGAN (Ledig et al., CVPR 2017): 4x photo-realistic super-resolution."
+            )
+            with gr.Tab("Compare"):
+                compare.build_tab(data_root)
+            with gr.Tab("Rate"):
+                rate.build_tab(study_db, admin_token)
+            with gr.Tab("Results"):
+                results.build_tab(results_dir)
     return app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
 
 
@@ -60,13 +69,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="folder of the reports the Results tab shows"
     )
+    parser.add_argument(
+        "--rate-only", action="store_true", help="serve only the Rate tab (use this for real rating sessions: fully blind)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir)
-    app.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD)
+    app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir, args.rate_only)
+    # run_history off: Gradio would otherwise keep every event's inputs (the admin token too) in localStorage.
+    app.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False)
 
 
 if __name__ == "__main__":

@@ -400,7 +400,7 @@ class CsvLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.is_file()
         self.file = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.file, self.FIELDS)
+        self.writer = csv.DictWriter(self.file, self.FIELDS, lineterminator="\n")
         if new:
             self.writer.writeheader()
 

@@ -1,0 +1,241 @@
+"""The Rate tab: blind MOS rating sessions (the paper's protocol, section 3.3) and the study admin view.
+
+A rater's token lives in the browser (`gr.BrowserState`), so a reload, a lost connection or a server
+restart resumes at the next unanswered image. Nothing the rater's page receives names a method: an
+image is served from Gradio's cache under its opaque stimulus id, with neutral alt text, and every
+other text is about the rater's own progress. Each answer is committed before the next image is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+import gradio as gr
+
+from study import sessions, store
+from study.sessions import InvalidToken, NoStudy, RatingRefused
+
+LABELS = {1: "Bad", 2: "Poor", 3: "Fair", 4: "Good", 5: "Excellent"}
+STORAGE_KEY = "mos-rater-token"
+
+INSTRUCTIONS = """
+## Rate the quality of photos
+
+You will see photos one at a time. Give each a score for how good it looks:
+
+| 1 | 2 | 3 | 4 | 5 |
+|:-:|:-:|:-:|:-:|:-:|
+| Bad | Poor | Fair | Good | Excellent |
+
+Click a score or press the keys **1** to **5**. Photos are shown at their true size (one image
+pixel on one screen pixel): please keep the page zoom at 100 %. First come a few **calibration**
+photos that show what *Bad* (1) and *Excellent* (5) look like. Every answer is saved at once: you
+can close the page and come back later in this browser to go on where you stopped.
+"""
+
+# Scoped to the image component: no browser rescaling, a frame that scrolls instead of shrinking.
+IMAGE_CSS = """
+.stimulus-frame { overflow: auto; max-width: 100%; }
+.stimulus-frame img.stimulus { display: block; max-width: none; max-height: none; }
+"""
+
+# Keys 1-5 press the score buttons while they are on screen; the image is sized in CSS pixels so
+# that one image pixel lands on one device pixel whatever the devicePixelRatio.
+IMAGE_JS = """
+const fit = () => {
+  const img = element.querySelector('img.stimulus');
+  if (!img) return;
+  const ratio = window.devicePixelRatio || 1;
+  img.style.width = (Number(img.getAttribute('width')) / ratio) + 'px';
+  img.style.height = (Number(img.getAttribute('height')) / ratio) + 'px';
+};
+fit();
+watch('value', fit);
+window.addEventListener('resize', fit);
+if (!window.__srganRateKeys) {
+  window.__srganRateKeys = true;
+  document.addEventListener('keydown', (event) => {
+    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey || !/^[1-5]$/.test(event.key)) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+    const button = document.getElementById('rate-score-' + event.key);
+    if (button && button.offsetParent !== null && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+"""
+
+
+def _browser_secret(db_path: Path) -> str:
+    """A fixed key for the browser-side encryption of the token, so it survives server restarts.
+    It is sent to the browser, so it is derived one-way from the database's secret."""
+    with store.connect(db_path) as con:
+        return hmac.new(store.token_secret(con), b"browser-state", hashlib.sha256).hexdigest()[:32]
+
+
+def build_tab(study_db: Path, admin_token: str | None) -> None:
+    """The Rate tab's content; call inside `with gr.Tab(...)` of a `gr.Blocks`."""
+    db = Path(study_db)
+    root = gr.context.Context.root_block
+    if root is None:
+        raise RuntimeError("demo.rate.build_tab must be called inside a gr.Blocks")
+    token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=_browser_secret(db))
+    ticket = gr.Textbox(visible=False)
+    score = gr.Number(visible=False)  # no rounding: a non-integral score is refused, not rounded
+
+    with gr.Column(elem_id="rate-tab"):
+        with gr.Column(visible=True) as intro:
+            gr.Markdown(INSTRUCTIONS)
+            intro_status = gr.Markdown()
+            start = gr.Button("Start", variant="primary", visible=False, elem_id="rate-start")
+        with gr.Column(visible=False, elem_id="rate-trial") as trial:
+            header = gr.Markdown(elem_id="rate-header")
+            progress = gr.HTML(elem_id="rate-progress")
+            with gr.Row():
+                buttons = [gr.Button(f"{k} · {label}", elem_id=f"rate-score-{k}", min_width=80) for k, label in LABELS.items()]
+            image = gr.HTML(
+                elem_id="rate-image",
+                css_template=IMAGE_CSS,
+                js_on_load=IMAGE_JS,
+                apply_default_css=False,
+            )
+        with gr.Column(visible=False) as interlude:
+            interlude_text = gr.Markdown()
+            go_on = gr.Button("Continue", variant="primary", elem_id="rate-continue")
+        with gr.Column(visible=False, elem_id="rate-end") as end:
+            end_text = gr.Markdown()
+
+    screens = {"intro": intro, "trial": trial, "interlude": interlude, "end": end}
+    texts = {"header": header, "progress": progress, "image": image, "interlude_text": interlude_text, "end_text": end_text}
+    outputs = [token, ticket, *screens.values(), *texts.values()]
+
+    def show(screen: str, **updates) -> dict:
+        """The update that shows one screen (and no ticket), plus `updates` of components by name."""
+        view = {block: gr.Column(visible=name == screen) for name, block in screens.items()}
+        return view | {ticket: ""} | {texts[name]: value for name, value in updates.items()}
+
+    def next_image(tok: str) -> dict:
+        item = sessions.present(db, tok)
+        if item is None:
+            return finished(sessions.status(db, tok))
+        if not item.path.is_file():
+            raise gr.Error("This photo's file is missing on the server; please tell the study's organiser.")
+        url = "gradio_api/file=" + quote(image.move_resource_to_block_cache(item.path))
+        if item.expected is None:
+            head = "**How good is this photo?**"
+        else:
+            head = (
+                f"**Calibration {item.step} / {item.steps}.** This photo is an example of "
+                f"**{item.expected} · {LABELS[item.expected]}**: give it {item.expected} to learn the scale."
+            )
+        bar = f'<progress value="{item.step - 1}" max="{item.steps}"></progress> <span class="rate-count">{item.step} / {item.steps}</span>'
+        img = f'<div class="stimulus-frame"><img class="stimulus" src="{escape(url)}" width="{item.width}" height="{item.height}" alt="photo to rate" draggable="false"></div>'
+        return show("trial", header=head, progress=bar, image=img) | {ticket: item.ticket}
+
+    def finished(st: sessions.Status) -> dict:
+        return show(
+            "end",
+            end_text=f"## Thank you!\nYou have rated all {st.total} photos. Your rater id: `{st.rater}`. You can close this page.",
+        )
+
+    def on_status(tok: str | None) -> tuple[str, gr.Button]:
+        """The intro's line for whoever holds `tok` (nobody yet, a returning rater, a finished one)."""
+        try:
+            st = sessions.status(db, tok)
+        except InvalidToken:
+            with store.connect(db) as con:
+                open_study = store.latest_study(con) is not None
+            if not open_study:
+                return "*No study is open yet.*", gr.Button(visible=False)
+            return "Press **Start** when you are ready.", gr.Button("Start", visible=True)
+        if st.finished:
+            return f"You have rated all {st.total} photos (rater id `{st.rater}`). Thank you!", gr.Button(visible=False)
+        note = f"Welcome back (rater id `{st.rater}`): {st.answered} of {st.total} answers given. Press **Continue** to go on where you stopped."
+        return note, gr.Button("Continue", visible=True)
+
+    def on_start(tok: str | None) -> dict:
+        try:
+            sessions.status(db, tok)
+        except InvalidToken:
+            try:
+                tok = sessions.new_rater(db)
+            except NoStudy as err:
+                raise gr.Error(str(err)) from None
+        return {token: tok} | next_image(tok)
+
+    def on_rate(tok: str | None, tkt: str | None, value: float | None) -> dict:
+        try:
+            st = sessions.answer(db, tok, tkt, value)
+        except (InvalidToken, RatingRefused) as err:
+            raise gr.Error(f"Answer not saved: {err}") from None
+        kind = st.interlude()
+        if kind == "calibrated":
+            text = "## Calibration done\nNow the real photos. Rate each one on its own; there are no right answers."
+            return show("interlude", interlude_text=text)
+        if kind == "pause":
+            text = f"## Time for a short break\n{st.rated} of {st.to_rate} photos rated. Rest your eyes, then continue when ready."
+            return show("interlude", interlude_text=text)
+        if st.finished:
+            return finished(st)
+        return next_image(tok)
+
+    def on_continue(tok: str | None) -> dict:
+        try:
+            return next_image(tok)
+        except InvalidToken as err:
+            raise gr.Error(str(err)) from None
+
+    # The stored token reaches the server when the token component mounts, which is when the tab is
+    # first opened (the page's load event may come before): both update the intro's line.
+    root.load(on_status, inputs=[token], outputs=[intro_status, start], api_name="rate_status", show_progress="hidden")
+    token.change(on_status, inputs=[token], outputs=[intro_status, start], api_visibility="private", show_progress="hidden")
+    quiet = {"outputs": outputs, "show_progress": "hidden"}  # no spinner flashing over the photo at every answer
+    start.click(on_start, inputs=[token], api_name="rate_start", **quiet)
+    go_on.click(on_continue, inputs=[token], api_name="rate_continue", **quiet)
+    for k, button in zip(LABELS, buttons):
+        button.click(
+            on_rate,
+            inputs=[token, ticket, score],
+            js=f"(tok, tkt, value) => [tok, tkt, {k}]",
+            api_name="rate" if k == 1 else f"rate_{k}",
+            api_visibility="public" if k == 1 else "undocumented",
+            **quiet,
+        )
+
+    _build_admin(db, admin_token)
+
+
+def _build_admin(db: Path, admin_token: str | None) -> None:
+    """Progress per rater and per stimulus, and the CSV export, for whoever holds the admin token."""
+    with gr.Accordion("Study admin", open=False):
+        if not admin_token:
+            gr.Markdown("The admin view is off: start the app with an admin token (see `python app.py --help`).")
+            return
+        entered = gr.Textbox(label="Admin token", type="password")
+        show = gr.Button("Show progress and export ratings")
+        summary = gr.Markdown()
+        raters = gr.Dataframe(label="Progress per rater", interactive=False)
+        stimuli = gr.Dataframe(label="Ratings per stimulus", interactive=False)
+        export = gr.File(label="All ratings (CSV, long format)")
+
+    def on_admin(value: str | None):
+        if not isinstance(value, str) or not hmac.compare_digest(value.encode(), admin_token.encode()):
+            raise gr.Error("Wrong admin token.")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = db.parent / "exports" / f"ratings-{stamp}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        store.export_csv(db, out)
+        per_rater = store.rater_progress(db)
+        per_stimulus = store.stimulus_progress(db)
+        done = int((per_rater["answered"] == per_rater["planned"]).sum())
+        text = f"{len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored. Export: `{out}`"
+        return text, per_rater, per_stimulus, str(out)
+
+    show.click(on_admin, inputs=[entered], outputs=[summary, raters, stimuli, export], api_name="rate_admin")

@@ -1,0 +1,209 @@
+"""`python -m study.prepare --name NAME --datasets ... --methods ...`: render a MOS study's stimuli once
+and register the study in the database.
+
+Every stimulus is a metadata-free PNG named by an opaque random id under
+``<db folder>/<NAME>/stimuli/``; only the database knows which method made it. Method ``hr`` is the
+mod-cropped original; every other method upscales the paper's LR image (``downscale_x4``) 4x. The
+calibration images (the paper's protocol: nearest-neighbour = 1, original = 5) and the gold items
+(an obvious nearest-neighbour image expected <= 2, an original expected >= 4) come from BSDS500
+training images, mod-cropped to 4 like the benchmark images (481x321 -> 480x320, the BSD100 size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from srgan_core.data import BENCHMARKS, benchmark_images, list_images, require_data_root
+from srgan_core.images import downscale_x4, load_image, modcrop, save_png
+from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
+from srgan_core.paths import REPO_ROOT
+from study import store
+
+DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
+ORIGINAL = "hr"
+CALIBRATION_FOLDER = Path("train") / "BSDS500_train"
+ANCHORS = {"nearest": 1, ORIGINAL: 5}  # the score each calibration / gold version stands for
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to render: the validated command line."""
+
+    name: str
+    datasets: list[str]
+    methods: list[str]
+    per_rater: int | None
+    repeats: int
+    seed: int
+    calibration: int
+    gold: int
+    pause_every: int
+
+
+class PrepareError(ValueError):
+    """A study that cannot be prepared as asked (nothing is written)."""
+
+
+def default_db() -> Path:
+    return Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB)
+
+
+def _check_request(req: Request) -> None:
+    if not _NAME.fullmatch(req.name):
+        raise PrepareError(f"study name {req.name!r}: use 1-64 letters, digits, '-' or '_' (starting with a letter or digit)")
+    unknown = [m for m in req.methods if m not in (*METHODS, ORIGINAL)]
+    if unknown:
+        raise PrepareError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join((*METHODS, ORIGINAL))}")
+    if len(set(req.methods)) != len(req.methods) or len(set(req.datasets)) != len(req.datasets):
+        raise PrepareError("a method or dataset is listed twice")
+    bad = [d for d in req.datasets if d not in BENCHMARKS]
+    if bad:
+        raise PrepareError(f"unknown dataset(s) {', '.join(bad)}; choose from {', '.join(BENCHMARKS)}")
+    if req.calibration < 0 or req.gold < 0 or req.pause_every < 0:
+        raise PrepareError("--calibration, --gold and --pause-every cannot be negative")
+
+
+def _check_counts(req: Request, n_trials: int) -> None:
+    if req.per_rater is not None and not 1 <= req.per_rater <= n_trials:
+        raise PrepareError(f"--per-rater {req.per_rater}: must be between 1 and the {n_trials} stimuli of the study")
+    seen = req.per_rater or n_trials
+    if not 0 <= req.repeats <= seen:
+        raise PrepareError(f"--repeats {req.repeats}: must be between 0 and the {seen} stimuli each rater sees")
+
+
+def _upscalers(methods: list[str]) -> dict[str, Upscaler]:
+    """Every method loaded before anything is rendered, so a missing model stops the run at once."""
+    loaded = {}
+    for m in methods:
+        if m == ORIGINAL:
+            continue
+        try:
+            loaded[m] = load_method(m)
+        except MethodUnavailable as err:
+            raise PrepareError(f"method {m} is not available: {err}") from None
+    return loaded
+
+
+def _render(hr: np.ndarray, method: str, upscalers: dict[str, Upscaler]) -> np.ndarray:
+    if method == ORIGINAL:
+        return hr
+    sr = upscalers[method].upscale(downscale_x4(hr))
+    if sr.shape != hr.shape:
+        raise RuntimeError(f"{method} returned {sr.shape} for a {hr.shape} original")
+    return sr
+
+
+def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: bool = False) -> dict[str, int]:
+    """Render and register the study; returns the number of stimuli of each kind.
+
+    Renders into a hidden folder first and registers everything in one transaction, so a failure
+    leaves neither a half study in the database nor a stimuli folder behind.
+    """
+    _check_request(req)
+    root = require_data_root(data_root)
+    sources = {d: benchmark_images(d, root) for d in req.datasets}
+    _check_counts(req, sum(len(v) for v in sources.values()) * len(req.methods))
+    extra_dir = root / CALIBRATION_FOLDER
+    extra = list_images(extra_dir) if extra_dir.is_dir() else []
+    if len(extra) < req.calibration + req.gold:
+        raise PrepareError(
+            f"{req.calibration} calibration + {req.gold} gold images need {req.calibration + req.gold} images in {extra_dir}; found {len(extra)}"
+        )
+    db_path = Path(db_path)
+    final_dir = store.stimuli_dir(db_path, req.name)
+    with store.connect(db_path) as con:
+        if store.has_study(con, req.name):
+            raise PrepareError(f"study {req.name!r} already exists in {db_path}; choose another --name")
+    if final_dir.exists():
+        raise PrepareError(f"{final_dir} already exists; remove it or choose another --name")
+    upscalers = _upscalers(req.methods)
+
+    rng = np.random.default_rng(req.seed)
+    picks = [extra[i] for i in rng.choice(len(extra), size=req.calibration + req.gold, replace=False)]
+    jobs = [("trial", d, p, m, None) for d, paths in sources.items() for p in paths for m in req.methods]
+    jobs += [("calibration", CALIBRATION_FOLDER.name, p, m, ANCHORS[m]) for p in picks[: req.calibration] for m in ANCHORS]
+    gold_methods = [m for m in ANCHORS for _ in range((req.gold + 1) // 2)][: req.gold]
+    jobs += [("gold", CALIBRATION_FOLDER.name, p, m, ANCHORS[m]) for p, m in zip(picks[req.calibration :], gold_methods)]
+
+    staging = final_dir.parent / f".{req.name}-partial-{secrets.token_hex(4)}"
+    staging.mkdir(parents=True)
+    try:
+        stimuli = []
+        hr_path, hr = None, None
+        for kind, dataset, path, method, expected in tqdm(jobs, desc=f"rendering {req.name}", disable=not show_progress):
+            if path != hr_path:  # the jobs of one image are adjacent: load each original once
+                hr_path, hr = path, modcrop(load_image(path), 4)
+            img = _render(hr, method, upscalers)
+            sid = secrets.token_hex(16)
+            save_png(img, staging / f"{sid}.png")
+            rel = final_dir.relative_to(db_path.parent) / f"{sid}.png"
+            stimuli.append(store.Stimulus(sid, req.name, kind, dataset, path.stem, method, rel.as_posix(), img.shape[1], img.shape[0], expected))
+        config = {
+            "datasets": req.datasets,
+            "methods": req.methods,
+            "per_rater": req.per_rater,
+            "repeats": req.repeats,
+            "seed": req.seed,
+            "calibration": req.calibration,
+            "gold": req.gold,
+            "pause_every": req.pause_every,
+            "data_root": str(root),
+        }
+        with store.connect(db_path) as con, store.transaction(con):
+            store.add_study(con, req.name, config)
+            for s in stimuli:
+                store.add_stimulus(con, s)
+            final_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging.rename(final_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {k: sum(s.kind == k for s in stimuli) for k in store.KINDS}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m study.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="study name (letters, digits, - and _)")
+    parser.add_argument("--datasets", nargs="+", required=True, choices=BENCHMARKS, metavar="DATASET", help=f"from {', '.join(BENCHMARKS)}")
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help=f"from {', '.join((*METHODS, ORIGINAL))} ({ORIGINAL} = the original)")
+    parser.add_argument("--per-rater", type=int, default=None, help="stimuli per rater (balanced subsets; default: all)")
+    parser.add_argument("--repeats", type=int, default=10, help="stimuli shown a second time to each rater, for test-retest (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    parser.add_argument("--calibration", type=int, default=20, help="calibration images, each shown as nearest (1) and original (5) (default 20)")
+    parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
+    parser.add_argument("--pause-every", type=int, default=50, help="offer a pause after every N rated images (0: never; default 50)")
+    parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
+    parser.add_argument("--db", type=Path, default=None, help=f"study database (default: SRGAN_STUDY_DB or {DEFAULT_DB})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    req = Request(args.name, args.datasets, args.methods, args.per_rater, args.repeats, args.seed, args.calibration, args.gold, args.pause_every)
+    db_path = args.db or default_db()
+    try:
+        counts = prepare(req, args.data_root, db_path, show_progress=True)
+    except (PrepareError, FileNotFoundError, store.StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    per_rater = (req.per_rater or counts["trial"]) + req.repeats + counts["gold"] + counts["calibration"]
+    print(
+        f"study {req.name!r} in {db_path}: {counts['trial']} stimuli, {counts['calibration']} calibration and "
+        f"{counts['gold']} gold items under {store.stimuli_dir(db_path, req.name)}; each rater answers {per_rater}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
