@@ -1,0 +1,108 @@
+"""The fast inference path computes the paper's generator exactly; the benchmark counts FLOPs right and
+writes its report (tiny sizes: a smoke test, not a measurement)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from srgan_core import benchmark
+from srgan_core.inference import conv_at_half_resolution, half_resolution_kernel, prepare_generator, tiles
+from srgan_core.models import Generator
+from tests.test_models import randomise_batchnorm
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_inference_generator_matches_the_generator() -> None:
+    torch.manual_seed(0)
+    generator = Generator().eval()
+    randomise_batchnorm(generator)
+    model = prepare_generator(generator, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(2, 3, 13, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), generator(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("k", [3, 5, 9])
+def test_kernel_moved_before_the_shuffle_gives_the_same_conv_and_gradients(k: int) -> None:
+    torch.manual_seed(k)
+    weight = torch.randn(3, 5, k, k, requires_grad=True)
+    x = torch.randn(2, 20, 7, 6)
+    fine = F.conv2d(F.pixel_shuffle(x, 2), weight, padding=k // 2)
+    moved = half_resolution_kernel(weight)
+    coarse = F.pixel_shuffle(F.conv2d(x, moved, padding=moved.shape[-1] // 2), 2)
+    torch.testing.assert_close(coarse, fine, atol=1e-4, rtol=1e-5)
+    (grad_fine,) = torch.autograd.grad(fine.square().sum(), weight)
+    (grad_coarse,) = torch.autograd.grad(coarse.square().sum(), weight)
+    torch.testing.assert_close(grad_coarse, grad_fine, atol=1e-3, rtol=1e-4)
+
+
+def test_only_same_padded_stride_one_convs_can_be_moved() -> None:
+    with pytest.raises(ValueError, match="stride-1"):
+        conv_at_half_resolution(torch.nn.Conv2d(4, 4, 3, stride=2, padding=1))
+    with pytest.raises(ValueError, match="stride-1"):
+        conv_at_half_resolution(torch.nn.Conv2d(4, 4, 3, padding=0))
+
+
+@pytest.mark.parametrize("size, tile", [(540, 192), (960, 192), (100, 192), (70, 32), (193, 192)])
+def test_tiles_are_equal_cover_the_image_and_respect_the_limit(size: int, tile: int) -> None:
+    spans = tiles(size, tile)
+    assert len({length for _, length in spans}) == 1 and spans[0][1] <= tile
+    covered = set().union(*(range(start, start + length) for start, length in spans))
+    assert covered == set(range(size))
+    assert len(spans) == -(-size // tile)
+
+
+def test_conv_flops_are_counted_from_the_layer_shapes() -> None:
+    per_lr_pixel = 2 * (81 * 3 * 64 + 33 * 9 * 64 * 64 + 9 * 64 * 256) + 4 * 2 * 9 * 64 * 256 + 16 * 2 * 81 * 64 * 3
+    assert benchmark.conv_flops(Generator(), (1, 3, 10, 12)) == 120 * per_lr_pixel
+    strided = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
+    assert benchmark.conv_flops(strided, (2, 4, 10, 10)) == 2 * (2 * 8 * 5 * 5) * 4 * 9
+
+
+def test_load_warning_only_when_busy() -> None:
+    cores = benchmark.psutil.cpu_count()
+    assert benchmark.load_warning(0.0) is None
+    assert "pessimistic" in benchmark.load_warning(float(cores))
+
+
+def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> None:
+    out = tmp_path / "performance.md"
+    start = time.monotonic()
+    assert benchmark.main(["--quick", "--threads", "1", "--out", str(out), "--note", "smoke test"]) == 0
+    assert time.monotonic() - start < 60
+    report = out.read_text()
+    assert "python -m srgan_core.benchmark --quick --threads 1 --out " in report
+    assert f"| CPU | {benchmark.cpu_model()} |" in report and "Load average (1 min) at start" in report
+    assert "> smoke test" in report
+    assert "Reference peak (best of the above): **" in report
+    for row in ("| 16x16 -> 64x64 |", "| 24x24 -> 96x96 |", "| 160x96 -> 640x384 | 48 / 8 |", "| srresnet-mse |", "| srgan-vgg54 |"):
+        assert row in report
+    assert "Tiled vs untiled on a 72x56 LR crop" in report and "### bfloat16 autocast on CPU" in report
+    assert "Goal project >= 2x plain:" in report and "Goal peak RSS <= 2048 MiB:" in report
+    assert ("## CUDA with AMP" in report) == torch.cuda.is_available()
+
+
+def test_vgg_rows_are_skipped_without_weights(one_thread: None) -> None:
+    rows = benchmark.training_rows(benchmark.QUICK, torch.device("cpu"), vgg_weights=None)
+    assert [r["method"] for r in rows] == ["srresnet-mse", "srgan-vgg54"]
+    assert rows[0]["speedup"] > 0 and "no VGG19 weights" in rows[1]["skipped"]
+
+
+def test_tiling_overhead_counts_the_context_each_tile_runs() -> None:
+    assert benchmark.tiling_overhead(200, 100, 192, 24) == 1.0  # one pass
+    rows = 2 * (108 + 24) + 3 * (108 + 48)  # 540 in 5 tiles of 108
+    cols = 2 * (120 + 24) + 6 * (120 + 48)  # 960 in 8 tiles of 120
+    assert benchmark.tiling_overhead(960, 540, 128, 24) == rows * cols / (960 * 540)
