@@ -101,8 +101,9 @@ def conv_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
     for module in meta.modules():
         if isinstance(module, nn.Conv2d):
             module.register_forward_hook(count)
+    run = meta.plain_forward if isinstance(meta, Generator) else meta  # count the paper's layers
     with torch.no_grad():
-        meta(torch.empty(shape, device="meta"))
+        run(torch.empty(shape, device="meta"))
     return total
 
 
@@ -172,7 +173,7 @@ def random_generator(seed: int = 0) -> Generator:
 def plain_upscale(generator: Generator, lr: torch.Tensor) -> torch.Tensor:
     """The baseline: eager, NCHW, BatchNorm as separate layers, no_grad, one pass."""
     with torch.no_grad():
-        return ((generator(lr) + 1) / 2).clamp_(0, 1)
+        return ((generator.plain_forward(lr) + 1) / 2).clamp_(0, 1)
 
 
 def inference_rows(sizes: Sizes, device: torch.device, peak: float, amp: bool = False) -> list[dict]:
@@ -372,7 +373,7 @@ class PlainTrainer:
 
     def step(self, hr_uint8: torch.Tensor) -> float:
         lr, hr = make_pair(hr_uint8.to(self.device))
-        sr = self.generator(lr)
+        sr = self.generator.plain_forward(lr)
         if self.discriminator is not None:
             self.opt_d.zero_grad()
             real, fake = self.discriminator(hr), self.discriminator(sr.detach())
@@ -457,9 +458,9 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
     amp = " (project path under autocast/AMP)" if results.get("amp") else ""
     out += [f"### Generator inference, batch 1, float32{amp}", ""]
     out += [
-        "Plain = eager `Generator`, NCHW, BatchNorm layers, `torch.no_grad`, one pass. Project = `srgan_core.inference`"
-        " (`prepare_generator` + `generate_tiled`, what the app, `upscale` and `evaluate` call): BN folded, output conv"
-        " moved before the last pixel shuffle, channels_last, `inference_mode`, tiles of at most"
+        "Plain = eager `Generator.plain_forward` (the paper's layer order), NCHW, BatchNorm layers, `torch.no_grad`, one pass. Project = `srgan_core.inference`"
+        " (`prepare_generator` + `generate_tiled`, what the app, `upscale` and `evaluate` call): BN folded, `Generator.forward`"
+        " (output conv moved before the last pixel shuffle), channels_last, `inference_mode`, tiles of at most"
         f" {sizes.tile} LR px with {sizes.overlap} px of context. GFLOP/s counts the plain model's convolutions"
         " (the useful work) for both, so tile overlap and the moved conv's extra multiply-adds count against the project path.",
         "",
@@ -571,10 +572,11 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
     out += ["### Training iterations", ""]
     data = results["data"]
     out += [
-        f"Batch {sizes.batch} of {sizes.crop} px HR crops. Plain = `PlainTrainer` in this module: NCHW, SR and HR through the"
-        " full VGG19 separately (phi taken on the way), LR made inline, the discriminator left trainable in the generator's"
-        " update. Project = `srgan_core.train.Trainer.step` (built with `train.parse_args`): channels_last, SR and HR through"
-        " VGG19 truncated at phi in one batch, discriminator frozen for the generator's update, AMP on CUDA."
+        f"Batch {sizes.batch} of {sizes.crop} px HR crops. Plain = `PlainTrainer` in this module: `Generator.plain_forward`, NCHW,"
+        " SR and HR through the full VGG19 (phi taken on the way), LR made inline, the discriminator left trainable in the"
+        " generator's update, default Adam. Project = `srgan_core.train.Trainer.step` (built with `train.parse_args`):"
+        " `Generator.forward` (output conv at half resolution), channels_last, VGG19 truncated at phi with HR under no_grad"
+        " (no backward through the HR half), discriminator frozen for the generator's update, fused Adam, AMP on CUDA."
         f" Both steps include making the LR/HR pair ({data['make_pair']:.1f} ms); sampling the crops costs"
         f" {data['sample']:.1f} ms per batch on top and is not timed here.",
         "",

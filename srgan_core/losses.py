@@ -10,16 +10,20 @@ from srgan_core.vgg import VGGFeatures
 
 
 class VGGLoss(nn.Module):
-    """MSE between VGG feature maps of SR and HR; both go through VGG in one batch, HR without grad."""
+    """MSE between VGG feature maps of SR and HR.
+
+    HR goes through VGG under no_grad, on its own: sending SR and HR as one batch would make the backward
+    pass compute input gradients for the HR half too, which costs more than the larger batch saves
+    (measured by `srgan_core.benchmark`, see results/performance.md)."""
 
     def __init__(self, features: VGGFeatures) -> None:
         super().__init__()
         self.features = features
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        feats = self.features(torch.cat([sr, hr]))
-        f_sr, f_hr = feats.chunk(2)
-        return F.mse_loss(f_sr, f_hr.detach())
+        with torch.no_grad():
+            f_hr = self.features(hr)
+        return F.mse_loss(self.features(sr), f_hr)
 
 
 def mse_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -69,10 +70,11 @@ class Schedule:
 
 # The paper: SRResNet 1e6 iterations at 1e-4; SRGAN 1e5 at 1e-4 then 1e5 at 1e-5; batch 16 of 96 px crops.
 # "cpu": same method and batch, fewer iterations; SRResNet at 2e-4 (converges faster early, stable with Adam
-# and BN), SRGAN keeps the paper's rates and 1:1 split. SRResNet-VGG22 starts from SRResNet-MSE on CPU.
+# and BN) with a 10x drop near the end of the budget (the PSNR curve had flattened at 2e-4 by ~6k iterations),
+# SRGAN keeps the paper's rates and 1:1 split. SRResNet-VGG22 starts from SRResNet-MSE on CPU.
 PRESETS = {
     "paper": {"srresnet": Schedule(1_000_000, 1e-4, None), "srgan": Schedule(200_000, 1e-4, 100_000)},
-    "cpu": {"srresnet": Schedule(20_000, 2e-4, None), "srgan": Schedule(4_000, 1e-4, 2_000)},
+    "cpu": {"srresnet": Schedule(10_000, 2e-4, 8_000), "srgan": Schedule(4_000, 1e-4, 2_000)},
 }
 
 
@@ -93,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
     p.add_argument("--iters", type=int, help="stop at this iteration (total, counting earlier runs); default: the preset's")
     p.add_argument("--lr", type=float, help="learning rate; default: the preset's")
+    p.add_argument("--decay-at", type=int, help="iteration where the learning rate drops 10x (0 = never); default: the preset's")
     p.add_argument("--batch-size", type=int, help="global batch size; default: the preset's (16)")
     p.add_argument("--crop", type=int, help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
     p.add_argument("--resume", action="store_true", help="continue from runs/<method>/checkpoint.pt, or from the shipped weights and model card (fresh optimiser) when there is no checkpoint")
@@ -111,6 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
+    """The paper's optimiser (beta1 0.9); fused into one kernel per step, which is faster on CPU and CUDA."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), fused=True)
+
+
 class Trainer:
     """One training run: models, optimisers, the step, checkpoints and logs."""
 
@@ -123,6 +131,7 @@ class Trainer:
             base,
             iters=args.iters or base.iters,
             lr=args.lr or base.lr,
+            decay_at=base.decay_at if args.decay_at is None else (args.decay_at or None),
             batch_size=args.batch_size or base.batch_size,
             crop=args.crop or base.crop,
         )
@@ -149,12 +158,8 @@ class Trainer:
             if self.recipe.content != "mse"
             else None
         )
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.schedule.lr, betas=(0.9, 0.999))
-        self.opt_d = (
-            torch.optim.Adam(self.discriminator.parameters(), lr=self.schedule.lr, betas=(0.9, 0.999))
-            if self.discriminator
-            else None
-        )
+        self.opt_g = adam(self.generator, self.schedule.lr)
+        self.opt_d = adam(self.discriminator, self.schedule.lr) if self.discriminator else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sampler = torch.Generator().manual_seed(args.seed * 1_000_003 + self.rank)
         self.iteration = 0
@@ -241,6 +246,9 @@ class Trainer:
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
+        for opt in filter(None, (self.opt_g, self.opt_d)):  # checkpoints from before fused Adam restore fused=None
+            for group in opt.param_groups:
+                group["fused"], group["foreach"] = True, None
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.set_state(state["sampler"])
         rng = state["rng"]

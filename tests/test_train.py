@@ -86,3 +86,15 @@ def test_ddp_two_processes_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
     card = json.loads((tmp_path / "w.json").read_text())
     assert card["processes"] == 2 and card["iterations"] == 2
     assert set(load_file(str(tmp_path / "w.safetensors"))) == set(Generator().state_dict())
+
+
+def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> None:
+    args = train.parse_args(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--decay-at", "4", "--device", "cpu"])
+    trainer = train.Trainer(args)
+    for iteration, lr in [(3, 2e-4), (4, 2e-5)]:
+        trainer.iteration = iteration
+        trainer.set_lr()
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(lr)
+    never = train.Trainer(train.parse_args(["--method", "srresnet-mse", "--decay-at", "0", "--device", "cpu"]))
+    assert never.schedule.decay_at is None
+    assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
