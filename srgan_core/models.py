@@ -77,13 +77,14 @@ def _half_resolution_index(c_out: int, c_in: int, k: int) -> torch.Tensor:
     """For each entry of the moved kernel, its index in the flattened KxK kernel (c_out*c_in*k*k = zero)."""
     r = k // 2
     radius = (r + 1) // 2
-    source = torch.arange(c_out * c_in * k * k).view(c_out, c_in, k, k)
-    index = torch.full((c_out * 4, c_in * 4, 2 * radius + 1, 2 * radius + 1), source.numel())
-    for p, q, i, j in itertools.product(range(2), repeat=4):  # output / input position within the 2x2 cell
-        for dy, dx in itertools.product(range(-radius, radius + 1), repeat=2):
-            u, v = 2 * dy + i - p, 2 * dx + j - q  # the tap's offset on the fine grid
-            if abs(u) <= r and abs(v) <= r:
-                index[p * 2 + q :: 4, i * 2 + j :: 4, dy + radius, dx + radius] = source[:, :, u + r, v + r]
+    with torch.inference_mode(False):  # cached: must stay usable by autograd when first built under inference_mode
+        source = torch.arange(c_out * c_in * k * k).view(c_out, c_in, k, k)
+        index = torch.full((c_out * 4, c_in * 4, 2 * radius + 1, 2 * radius + 1), source.numel())
+        for p, q, i, j in itertools.product(range(2), repeat=4):  # output / input position within the 2x2 cell
+            for dy, dx in itertools.product(range(-radius, radius + 1), repeat=2):
+                u, v = 2 * dy + i - p, 2 * dx + j - q  # the tap's offset on the fine grid
+                if abs(u) <= r and abs(v) <= r:
+                    index[p * 2 + q :: 4, i * 2 + j :: 4, dy + radius, dx + radius] = source[:, :, u + r, v + r]
     return index
 
 

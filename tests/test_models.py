@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from srgan_core import models
 from srgan_core.models import Discriminator, Generator, count_parameters, fuse_for_inference
 
 
@@ -71,3 +72,14 @@ def test_fast_forward_trains_like_the_paper_layout() -> None:
     for g_fast, g_plain in zip(grads_fast, grads_plain):
         # conv biases in front of a training-mode BN have zero true gradient: only rounding noise there
         torch.testing.assert_close(g_fast, g_plain, atol=1e-5 * scale, rtol=1e-4)
+
+
+def test_generator_trains_after_running_under_inference_mode() -> None:
+    """The moved kernel's cached index must not become an inference tensor (the app and evaluation run
+    under inference_mode, and a process may train afterwards)."""
+    models._half_resolution_index.cache_clear()
+    generator = Generator()
+    with torch.inference_mode():
+        generator(torch.rand(1, 3, 8, 8))
+    generator(torch.rand(1, 3, 8, 8)).mean().backward()
+    assert generator.tail.weight.grad is not None
