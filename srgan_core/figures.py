@@ -21,9 +21,15 @@ from skimage import data as skdata  # noqa: E402
 from srgan_core.images import downscale_x4, modcrop  # noqa: E402
 from srgan_core.methods import METHODS, MethodUnavailable, load_method  # noqa: E402
 from srgan_core.metrics import psnr_y  # noqa: E402
+from srgan_core.niqe import niqe  # noqa: E402
 
 BICUBIC_SET5_PSNR = 28.43  # measured with srgan_core (tests/test_imresize.py)
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+
+
+def method_of_log(log_csv: Path) -> str:
+    """`results/training/<method>_log.csv` or `runs/<method>/log.csv` -> <method>."""
+    return log_csv.stem.removesuffix("_log") if log_csv.stem.endswith("_log") else log_csv.parent.name
 
 
 def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
@@ -41,6 +47,8 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     psnr = log.dropna(subset=["set5_psnr"])
     axes[1].plot(psnr["iteration"], psnr["set5_psnr"], marker="o", ms=3, label="Set5 PSNR (Y)")
     axes[1].axhline(BICUBIC_SET5_PSNR, color="grey", ls="--", label=f"bicubic {BICUBIC_SET5_PSNR} dB")
+    for _, row in log[log["lr"].diff().fillna(0) != 0].iterrows():
+        axes[1].axvline(row["iteration"], color="tab:red", ls=":", lw=1, label=f"lr -> {row['lr']:g}")
     axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
     axes[1].legend()
     if gan:
@@ -48,7 +56,7 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
         axes[2].plot(log["iteration"], log["d_fake"], lw=0.8, label="D(G(z))")
         axes[2].set(xlabel="iteration", ylim=(0, 1), title="discriminator outputs")
         axes[2].legend()
-    fig.suptitle(title or log_csv.parent.name)
+    fig.suptitle(title or method_of_log(log_csv))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -56,7 +64,8 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
 
 
 def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: list[str]) -> list[str]:
-    """Every available method on one HR crop of a scikit-image sample; returns the methods skipped."""
+    """Every available method on one HR crop of a scikit-image sample, labelled with PSNR and NIQE of the
+    whole image; returns the methods skipped."""
     if image not in SAMPLE_IMAGES:
         raise SystemExit(f"--image must be one of {', '.join(SAMPLE_IMAGES)}")
     hr = modcrop(getattr(skdata, image)())
@@ -73,14 +82,14 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
         except MethodUnavailable as exc:
             skipped.append(str(exc))
             continue
-        panels.append((f"{name}\n{psnr_y(sr, hr):.2f} dB", sr))
-    panels.append(("original (HR)", hr))
+        panels.append((f"{name}\n{psnr_y(sr, hr):.2f} dB, NIQE {niqe(sr):.2f}", sr))
+    panels.append((f"original (HR)\nNIQE {niqe(hr):.2f}", hr))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
     for ax, (label, img) in zip(np.atleast_1d(axes), panels):
         ax.imshow(img[top : top + size, left : left + size], interpolation="nearest")
         ax.set_title(label, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"4x, skimage.data.{image}(), crop x={left} y={top} {size}px (PSNR on the whole image)", fontsize=9)
+    fig.suptitle(f"4x, skimage.data.{image}(), crop x={left} y={top} {size}px (PSNR / NIQE of the whole image; NIQE: lower = more natural)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -1,0 +1,71 @@
+"""The figure CLI: training curves (with the GAN panel and learning-rate drops) and the method comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from srgan_core import figures
+
+
+def write_log(path: Path, gan: bool) -> None:
+    iterations = np.arange(10, 210, 10)
+    log = pd.DataFrame({
+        "iteration": iterations,
+        "lr": np.where(iterations < 100, 1e-4, 1e-5),
+        "loss_g": np.linspace(1.0, 0.5, len(iterations)),
+        "loss_content": np.linspace(0.9, 0.4, len(iterations)),
+        "d_real": np.full(len(iterations), 0.8) if gan else np.nan,
+        "d_fake": np.full(len(iterations), 0.2) if gan else np.nan,
+        "set5_psnr": np.where(iterations % 50 == 0, 28.0 + iterations / 100, np.nan),
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("gan, panels", [(False, 2), (True, 3)])
+def test_curves_draw_a_discriminator_panel_only_for_gans(tmp_path: Path, gan: bool, panels: int, monkeypatch) -> None:
+    log = tmp_path / "results" / "training" / "srgan-vgg54_log.csv"
+    write_log(log, gan)
+    drawn = {}
+    monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig, out=out))
+    figures.plot_curves(log, tmp_path / "curves.png")
+    fig = drawn["fig"]
+    assert len(fig.axes) == panels
+    assert fig._suptitle.get_text() == "srgan-vgg54"
+    labels = fig.axes[1].get_legend_handles_labels()[1]
+    assert "lr -> 1e-05" in labels  # the learning-rate drop is marked on the PSNR panel
+
+
+def test_curves_write_a_png_and_refuse_an_empty_log(tmp_path: Path) -> None:
+    log = tmp_path / "runs" / "srresnet-mse" / "log.csv"
+    write_log(log, gan=False)
+    assert figures.method_of_log(log) == "srresnet-mse"
+    figures.main(["curves", str(log), "-o", str(tmp_path / "out" / "curves.png")])
+    assert Image.open(tmp_path / "out" / "curves.png").size[0] > 500
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    with pytest.raises(SystemExit, match="no rows"):
+        figures.plot_curves(log, tmp_path / "empty.png")
+
+
+def test_comparison_shows_available_methods_and_reports_the_rest(tmp_path: Path, monkeypatch) -> None:
+    real = figures.load_method
+
+    def load(name: str):
+        if name == "srgan-vgg54":
+            raise figures.MethodUnavailable(f"{name}: no trained weights")
+        return real(name)
+
+    monkeypatch.setattr(figures, "load_method", load)
+    out = tmp_path / "comparison.png"
+    skipped = figures.plot_comparison("astronaut", (140, 40, 96), out, ["nearest", "bicubic", "srgan-vgg54"])
+    assert len(skipped) == 1 and "srgan-vgg54" in skipped[0]
+    assert Image.open(out).size[0] > 500
+    with pytest.raises(SystemExit, match="outside"):
+        figures.plot_comparison("astronaut", (480, 0, 96), out, ["bicubic"])
+    with pytest.raises(SystemExit, match="--image"):
+        figures.plot_comparison("lena", (0, 0, 96), out, ["bicubic"])
