@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -110,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=250, help="iterations between Set5 PSNR evaluations (0 = never)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--amp", choices=("auto", "off"), default="auto",
+        help="mixed precision. auto: on CUDA the whole step in bfloat16 (float16 with loss scaling where bf16 is missing); "
+        "on CPUs with native bfloat16 (AVX512-BF16, AMX) the VGG loss network and the discriminator in bfloat16 and "
+        "the generator in float32. off: float32 throughout",
+    )
     p.add_argument("--no-final-eval", action="store_true", help="skip the Set5/Set14/BSD100 evaluation written into the model card")
     return p.parse_args(argv)
 
@@ -144,7 +151,7 @@ class Trainer:
         if self.schedule.batch_size % self.world:
             raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
         self.local_batch = self.schedule.batch_size // self.world
-        self.amp_dtype = amp_dtype(self.device)
+        self.amp_dtype = amp_dtype(self.device) if args.amp == "auto" else None
 
         torch.manual_seed(args.seed)
         self.generator = Generator().to(self.device, memory_format=torch.channels_last)
@@ -191,6 +198,7 @@ class Trainer:
             self.wall_seconds = float(card.get("wall_seconds", 0.0))
             self.history = list(card.get("commands", []))
             self.sampler.manual_seed(self.args.seed * 1_000_003 + self.rank + self.iteration)
+            self.continue_shipped_log(REPO_ROOT / card["log"] if card.get("log") else None)
             log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.iteration)
         else:
             if self.args.resume:
@@ -202,6 +210,17 @@ class Trainer:
                 self.generator.load_state_dict(load_file(str(init)))
                 log.info("generator initialised from %s", init)
         self.set_lr()
+
+    def continue_shipped_log(self, shipped: Path | None) -> None:
+        """Start the run's log with the shipped weights' log (rows up to their iteration), so the log exported
+        at the end of this run still covers every iteration that built the weights."""
+        run_log = self.run_dir / "log.csv"
+        if self.rank != 0 or run_log.is_file() or shipped is None or not shipped.is_file():
+            return
+        header, *rows = shipped.read_text().splitlines()
+        kept = [row for row in rows if int(row.split(",", 1)[0]) <= self.iteration]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run_log.write_text("\n".join([header, *kept]) + "\n")
 
     def set_lr(self) -> None:
         decay = self.schedule.decay_at is not None and self.iteration >= self.schedule.decay_at
@@ -259,8 +278,22 @@ class Trainer:
         random.setstate(rng["python"])
 
     # ----- the step -----
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+    @property
+    def precision(self) -> str:
+        """Which parts of a step run in lower precision (for the model card and the benchmark)."""
+        if self.amp_dtype is None:
+            return "float32"
+        dtype = str(self.amp_dtype).removeprefix("torch.")
+        if self.device.type == "cuda":
+            return f"{dtype} autocast, whole step"
+        if self.discriminator is None and self.vgg_loss is None:
+            return "float32 (no loss network to cast)"
+        return f"{dtype} autocast for the VGG loss network and the discriminator, generator float32"
+
+    def autocast(self, generator: bool = False):
+        """Mixed precision for the loss networks; for the generator too on CUDA (on CPU its output stays float32)."""
+        enabled = self.amp_dtype is not None and (self.device.type == "cuda" or not generator)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
 
     def content_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return losses.mse_loss(sr, hr) if self.vgg_loss is None else self.vgg_loss(sr, hr)
@@ -271,7 +304,7 @@ class Trainer:
         hr = hr.contiguous(memory_format=torch.channels_last)
         stats: dict[str, float] = {}
 
-        with self.autocast():
+        with self.autocast(generator=True):
             sr = self.g_step(lr)
 
         if self.d_step is not None:  # discriminator update on the current SR batch
@@ -380,6 +413,7 @@ class Trainer:
             "device": str(self.device),
             "processes": self.world,
             "wall_seconds": round(self.wall_seconds, 1),
+            "precision": self.precision,
             "commit": git_commit(),
             "commands": self.history,
             "log": f"results/training/{self.method}_log.csv",
@@ -449,10 +483,21 @@ def distributed_device(rank: int) -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with loss scaling); none on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """bf16 where the GPU supports it, else fp16 (with loss scaling); on CPU bf16 where the cores compute it
+    natively (elsewhere it is emulated and slower than float32), else none."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU has bfloat16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16; read on Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def git_commit() -> str | None:

@@ -54,6 +54,24 @@ def test_vgg_loss_gradients_flow_to_sr_only(vgg_weights: Path) -> None:
     assert loss.item() > 0 and sr2.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("layer", ["22", "54"])
+def test_bfloat16_vgg_loss_follows_float32(data_root: Path, vgg_weights: Path, layer: str) -> None:
+    """The trainer runs the VGG loss under CPU bfloat16 autocast on CPUs that compute bf16 natively: the loss
+    and the gradient it sends to the generator must stay those of float32 (a real photo and its bicubic upscale)."""
+    hr = to_tensor(load_image(sorted((data_root / "benchmarks" / "Set14").glob("*.png"))[0]))[:, :, :96, :96]
+    sr = imresize(imresize(hr.double(), 0.25), 4).float().clamp(0, 1)
+    hr, sr = hr * 2 - 1, (sr * 2 - 1).requires_grad_(True)
+    loss_fn = losses.VGGLoss(VGGFeatures(layer, vgg_weights))
+    full = loss_fn(sr, hr)
+    (grad_full,) = torch.autograd.grad(full, sr)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = loss_fn(sr, hr)
+    (grad_low,) = torch.autograd.grad(low, sr)
+    assert low.dtype == torch.float32 and grad_low.dtype == torch.float32
+    assert abs(low.item() - full.item()) < 0.02 * full.item()
+    assert torch.nn.functional.cosine_similarity(grad_low.flatten(), grad_full.flatten(), dim=0) > 0.99
+
+
 def test_offline_without_weights_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(vgg.WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(vgg, "default_data_root", lambda: None)

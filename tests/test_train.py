@@ -98,3 +98,19 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     never = train.Trainer(train.parse_args(["--method", "srresnet-mse", "--decay-at", "0", "--device", "cpu"]))
     assert never.schedule.decay_at is None
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
+
+
+def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
+              "--batch-size", "2", "--crop", "32", "--device", "cpu"]
+    trainer = train.Trainer(train.parse_args(common))
+    assert trainer.amp_dtype == torch.bfloat16 and "discriminator" in trainer.precision
+    seen: dict[str, torch.dtype] = {}
+    for name, module in [("generator", trainer.generator.head), ("vgg", trainer.vgg_loss.features.net), ("discriminator", trainer.discriminator.classifier)]:
+        module.register_forward_hook(lambda m, i, out, name=name: seen.update({name: out.dtype}) and None)
+    before = trainer.generator.head[0].weight.detach().clone()
+    stats = trainer.step(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    assert seen == {"generator": torch.float32, "vgg": torch.bfloat16, "discriminator": torch.bfloat16}
+    assert all(np.isfinite(v) for v in stats.values()) and not torch.equal(before, trainer.generator.head[0].weight)
+    assert train.Trainer(train.parse_args(common + ["--amp", "off"])).amp_dtype is None
