@@ -58,3 +58,18 @@ def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, 
     Image.fromarray(photo).save(tmp_path / "a.png")
     assert upscale.main([str(tmp_path / "a.png"), "--method", "srgan-vgg54", "-o", str(tmp_path / "o.png")]) == 2
     assert "no trained weights" in capsys.readouterr().err
+
+
+def test_discriminator_probe_reports_every_cue(data_root: Path, vgg_weights: Path, tmp_path: Path) -> None:
+    from srgan_core import probe_discriminator
+
+    out = tmp_path / "probe.md"
+    argv = ["--steps", "2", "--batch", "2", "--crop", "32", "--eval-batches", "1", "--log-every", "1", "--out", str(out)]
+    assert probe_discriminator.main(argv) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
+    verdict = {cells[0]: float(cells[1]) for cells in (r.strip("| ").split(" | ") for r in rows) if len(cells) == 2 and cells[0] not in ("images", "term")}
+    assert {"HR (real)", "SRResNet-MSE output (fake)", "bicubic upscale of the LR", "SR rounded to 8 bit", "HR inside, SR 8px border"} <= set(verdict)
+    assert all(0 <= verdict[name] <= 1 for name in verdict if not name.startswith(("content", "adversarial")))
+    assert verdict["content (VGG54)"] > 0 and verdict["adversarial x 0.001"] > 0
+    assert "| 1 |" in text and "| 2 |" in text
