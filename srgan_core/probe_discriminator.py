@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
@@ -76,8 +75,7 @@ def train_discriminator(
 
 @torch.no_grad()
 def verdicts(
-    discriminator: Discriminator, generator: Generator, others: dict[str, Generator], images: TrainImages,
-    batches: int, batch: int, crop: int, seed: int,
+    discriminator: Discriminator, generator: Generator, images: TrainImages, batches: int, batch: int, crop: int, seed: int,
 ) -> dict[str, float]:
     """Mean D(x) per variant over held-out batches; D stays in training mode (batch statistics of one-kind
     batches, as in every SRGAN step)."""
@@ -87,7 +85,6 @@ def verdicts(
     for _ in range(batches):
         lr, hr = make_pair(images.batch(batch, crop, sampler))
         variants = cue_variants(hr, generator(lr), lr)
-        variants.update({f"{name} output": other(lr) for name, other in others.items()})
         for name, x in variants.items():
             sums[name] = sums.get(name, 0.0) + torch.sigmoid(discriminator(x.contiguous())).mean().item()
     return {name: total / batches for name, total in sums.items()}
@@ -105,16 +102,6 @@ def gradient_norms(
     (content,) = torch.autograd.grad(losses.VGGLoss(vgg)(sr, hr), sr)
     (adversarial,) = torch.autograd.grad(ADVERSARIAL_WEIGHT * losses.generator_adversarial_loss(discriminator(sr)), sr)
     return {"content (VGG54)": content.norm().item(), f"adversarial x {ADVERSARIAL_WEIGHT:g}": adversarial.norm().item()}
-
-
-def load_other(spec: str) -> tuple[str, Generator]:
-    """NAME=WEIGHTS.safetensors -> (NAME, generator in eval mode)."""
-    name, sep, path = spec.partition("=")
-    if not sep or not Path(path).is_file():
-        raise SystemExit(f"--other wants NAME=PATH to a generator's safetensors file, got {spec!r}")
-    generator = Generator()
-    generator.load_state_dict(load_file(path), strict=True)
-    return name, generator.eval()
 
 
 def report(command: str, args: argparse.Namespace, iterations: int, curve: list[tuple[int, float, float]], scores: dict[str, float], grads: dict[str, float]) -> str:
@@ -140,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="crops per batch")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (a multiple of 16)")
     p.add_argument("--eval-batches", type=int, default=4, help="held-out batches per variant")
-    p.add_argument("--other", action="append", default=[], metavar="NAME=WEIGHTS", help="also ask about another generator's outputs")
     p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--seed", type=int, default=0)
@@ -150,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
 
     generator = load_generator("srresnet-mse")  # eval mode: BN running statistics, as the shipped model runs
     iterations = json.loads(weights_path("srresnet-mse").with_suffix(".json").read_text())["iterations"]
-    others = dict(load_other(spec) for spec in args.other)
     images = TrainImages.load(train_folders(args.data_root), args.crop)
     curve: list[tuple[int, float, float]] = []
 
@@ -160,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}: D(HR) {real:.3f}  D(SR) {fake:.3f}", file=sys.stderr, flush=True)
 
     discriminator = train_discriminator(generator, images, args.steps, args.batch, args.crop, args.seed, progress)
-    scores = verdicts(discriminator, generator, others, images, args.eval_batches, args.batch, args.crop, args.seed)
+    scores = verdicts(discriminator, generator, images, args.eval_batches, args.batch, args.crop, args.seed)
     grads = gradient_norms(discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed)
     command = shlex.join(["python", "-m", "srgan_core.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, curve, scores, grads)

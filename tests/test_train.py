@@ -114,3 +114,16 @@ def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_w
     assert seen == {"generator": torch.float32, "vgg": torch.bfloat16, "discriminator": torch.bfloat16}
     assert all(np.isfinite(v) for v in stats.values()) and not torch.equal(before, trainer.generator.head[0].weight)
     assert train.Trainer(train.parse_args(common + ["--amp", "off"])).amp_dtype is None
+
+
+def test_resuming_shipped_weights_keeps_their_log(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.safetensors"
+    save_file(Generator().state_dict(), str(out))
+    shipped = tmp_path / "shipped_log.csv"
+    shipped.write_text("iteration,lr\n1,0.0002\n2,0.0002\n3,0.0002\n")  # row 3 came after the weights were exported
+    out.with_suffix(".json").write_text(json.dumps({"iterations": 2, "log": str(shipped)}))
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "3", "--eval-every", "0", "--resume",
+         "--run-dir", str(tmp_path / "r"), "--out", str(out)])
+    rows = (tmp_path / "r" / "log.csv").read_text().splitlines()
+    assert rows[0] == "iteration,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert len(rows[3].split(",")) > 2  # row 3 is the new run's (every column), not the stale shipped one
