@@ -27,7 +27,7 @@ from srgan_core.imresize import imresize
 from srgan_core.methods import load_generator, weights_path
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import TRAINING_DIR
-from srgan_core.train import ADVERSARIAL_WEIGHT
+from srgan_core.train import adversarial_scale
 from srgan_core.vgg import VGGFeatures
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows
@@ -100,8 +100,11 @@ def gradient_norms(
         sr = generator(lr)
     sr.requires_grad_(True)
     (content,) = torch.autograd.grad(losses.VGGLoss(vgg)(sr, hr), sr)
-    (adversarial,) = torch.autograd.grad(ADVERSARIAL_WEIGHT * losses.generator_adversarial_loss(discriminator(sr)), sr)
-    return {"content (VGG54)": content.norm().item(), f"adversarial x {ADVERSARIAL_WEIGHT:g}": adversarial.norm().item()}
+    (adversarial,) = torch.autograd.grad(losses.generator_adversarial_loss(discriminator(sr)), sr)
+    norms = {"content (VGG54)": content.norm().item()}
+    for reduction in ("sum", "mean"):
+        norms[f"adversarial, batch {reduction} (x {adversarial_scale(batch, reduction):g})"] = adversarial_scale(batch, reduction) * adversarial.norm().item()
+    return norms
 
 
 def report(command: str, args: argparse.Namespace, iterations: int, curve: list[tuple[int, float, float]], scores: dict[str, float], grads: dict[str, float]) -> str:

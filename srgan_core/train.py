@@ -58,6 +58,20 @@ RECIPES = {
     "srgan-vgg54": Recipe("vgg54", adversarial=True, init="srresnet-mse"),
 }
 ADVERSARIAL_WEIGHT = 1e-3
+ADVERSARIAL_REDUCTIONS = ("sum", "mean")
+
+
+def adversarial_scale(batch_size: int, reduction: str) -> float:
+    """Factor on the batch-mean adversarial loss -log D(G(I_LR)) in the generator loss.
+
+    The paper's eq. 6 sums -log D(G(I_LR)) over the N training samples, while its content losses (eq. 4, 5)
+    are per-image means, so for a batch of N: mean content + 1e-3 x (sum over N) = 1e-3 x N x (batch mean).
+    Computed from the global batch, it stays a sum under DDP, which averages gradients over processes.
+    "mean" (1e-3 x batch mean) is what most reimplementations use; here it left the adversarial gradient at
+    3.6 % of the VGG54 one and D(G(z)) pinned near 0 (results/training/discriminator_probe.md)."""
+    if reduction not in ADVERSARIAL_REDUCTIONS:
+        raise ValueError(f"adversarial reduction must be one of {ADVERSARIAL_REDUCTIONS}, got {reduction!r}")
+    return ADVERSARIAL_WEIGHT * (batch_size if reduction == "sum" else 1)
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "on CPUs with native bfloat16 (AVX512-BF16, AMX) the VGG loss network and the discriminator in bfloat16 and "
         "the generator in float32. off: float32 throughout",
     )
+    p.add_argument(
+        "--adversarial-reduction", choices=ADVERSARIAL_REDUCTIONS, default="sum",
+        help="how the 1e-3 adversarial term covers a batch: sum = the paper's eq. 6 (sum over the batch's samples); "
+        "mean = the batch mean, 1/batch-size as strong",
+    )
     p.add_argument("--no-final-eval", action="store_true", help="skip the Set5/Set14/BSD100 evaluation written into the model card")
     return p.parse_args(argv)
 
@@ -152,6 +171,7 @@ class Trainer:
             raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
         self.local_batch = self.schedule.batch_size // self.world
         self.amp_dtype = amp_dtype(self.device) if args.amp == "auto" else None
+        self.adversarial_scale = adversarial_scale(self.schedule.batch_size, args.adversarial_reduction) if self.recipe.adversarial else 0.0
 
         torch.manual_seed(args.seed)
         self.generator = Generator().to(self.device, memory_format=torch.channels_last)
@@ -335,7 +355,7 @@ class Trainer:
                 adv = losses.generator_adversarial_loss(self.d_step(sr).float())
                 for p in self.discriminator.parameters():
                     p.requires_grad_(True)
-                loss_g = loss_g + ADVERSARIAL_WEIGHT * adv
+                loss_g = loss_g + self.adversarial_scale * adv
                 stats["loss_adv"] = adv.item()
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
@@ -408,6 +428,7 @@ class Trainer:
             "schedule": asdict(self.schedule),
             "recipe": asdict(self.recipe),
             "adversarial_weight": ADVERSARIAL_WEIGHT if self.recipe.adversarial else 0.0,
+            "adversarial_reduction": self.args.adversarial_reduction if self.recipe.adversarial else None,
             "seed": self.args.seed,
             "data": [f"train/{p.name}" for p in train_folders(self.args.data_root)],
             "device": str(self.device),

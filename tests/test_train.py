@@ -127,3 +127,17 @@ def test_resuming_shipped_weights_keeps_their_log(tiny_data: Path, tmp_path: Pat
     rows = (tmp_path / "r" / "log.csv").read_text().splitlines()
     assert rows[0] == "iteration,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert len(rows[3].split(",")) > 2  # row 3 is the new run's (every column), not the stale shipped one
+
+
+def test_adversarial_term_is_summed_over_the_batch_as_in_eq_6(tiny_data: Path, vgg_weights: Path) -> None:
+    common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
+              "--batch-size", "4", "--crop", "32", "--device", "cpu", "--amp", "off"]
+    trainer = train.Trainer(train.parse_args(common))
+    assert trainer.adversarial_scale == pytest.approx(4e-3)
+    stats = trainer.step(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    assert stats["loss_g"] == pytest.approx(stats["loss_content"] + 4e-3 * stats["loss_adv"], rel=1e-5)
+    mean = train.Trainer(train.parse_args(common + ["--adversarial-reduction", "mean"]))
+    assert mean.adversarial_scale == pytest.approx(1e-3)
+    assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).adversarial_scale == 0.0
+    with pytest.raises(ValueError, match="adversarial reduction"):
+        train.adversarial_scale(16, "max")
