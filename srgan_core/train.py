@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
-from srgan_core.inference import pick_device
+from srgan_core.inference import cpu_has_native_bf16, pick_device
 from srgan_core.methods import weights_path
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
@@ -509,16 +508,6 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU has bfloat16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16; read on Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def git_commit() -> str | None:

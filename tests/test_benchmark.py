@@ -84,7 +84,7 @@ def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> 
     assert "Reference peak (best of the above): **" in report
     for row in ("| 16x16 -> 64x64 |", "| 24x24 -> 96x96 |", "| 160x96 -> 640x384 | 48 / 8 |", "| srresnet-mse |", "| srgan-vgg54 |"):
         assert row in report
-    assert "Tiled vs untiled on a 72x56 LR crop" in report and "### bfloat16 autocast on CPU" in report
+    assert "Tiled vs untiled on a 72x56 LR crop" in report and "### Opt-in bfloat16 (`--precision bfloat16`)" in report
     assert "Goal project >= 2x plain:" in report and "Goal peak RSS <= 2048 MiB:" in report
     assert ("## CUDA with AMP" in report) == torch.cuda.is_available()
 

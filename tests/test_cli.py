@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from safetensors.torch import save_file
 
 from srgan_core import evaluate, upscale
 from srgan_core.images import load_image
+from srgan_core.models import Generator
 
 
 def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,6 +51,19 @@ def test_upscale_single_file_to_named_output(photo: np.ndarray, tmp_path: Path) 
     Image.fromarray(photo).save(tmp_path / "a.jpg")
     assert upscale.main([str(tmp_path / "a.jpg"), "--method", "nearest", "-o", str(tmp_path / "big.png")]) == 0
     assert Image.open(tmp_path / "big.png").size == (photo.shape[1] * 4, photo.shape[0] * 4)
+
+
+def test_upscale_bfloat16_option(photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from srgan_core import methods
+
+    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path)
+    save_file(Generator().state_dict(), str(tmp_path / "srresnet-mse.safetensors"))
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    monkeypatch.setattr(upscale, "cpu_has_native_bf16", lambda: False)
+    argv = [str(tmp_path / "a.png"), "--method", "srresnet-mse", "--device", "cpu", "--precision", "bfloat16", "-o", str(tmp_path / "o.png")]
+    assert upscale.main(argv) == 0
+    assert "no native bfloat16" in capsys.readouterr().err
+    assert Image.open(tmp_path / "o.png").size == (photo.shape[1] * 4, photo.shape[0] * 4)
 
 
 def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:

@@ -62,6 +62,21 @@ def test_learned_method_loads_shipped_weights(models_dir: Path, photo: np.ndarra
     assert np.abs(out.astype(float) - expected[0].permute(1, 2, 0).numpy() * 255).max() <= 0.5 + 1e-3
 
 
+def test_bfloat16_precision_is_opt_in_and_close_to_float32(models_dir: Path, photo: np.ndarray) -> None:
+    torch.manual_seed(0)
+    generator = Generator()
+    randomise_batchnorm(generator)
+    save_file(generator.state_dict(), str(models_dir / "srresnet-mse.safetensors"))
+    exact = load_method("srresnet-mse", "cpu").upscale(photo).astype(int)
+    fast_upscaler = load_method("srresnet-mse", "cpu", "bfloat16")
+    assert fast_upscaler is not load_method("srresnet-mse", "cpu") and fast_upscaler.precision == "bfloat16"
+    diff = np.abs(fast_upscaler.upscale(photo).astype(int) - exact)
+    assert 0 < diff.max() <= 8 and diff.mean() < 1.0  # bfloat16 ran (not bit-equal), yet stays close
+    assert load_method("bicubic", "cpu", "bfloat16").upscale(photo).shape == exact.shape
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_method("srresnet-mse", "cpu", "float16")
+
+
 def test_tiled_inference_matches_untiled_within_one_level() -> None:
     torch.manual_seed(0)
     generator = Generator().eval()
