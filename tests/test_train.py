@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from srgan_core import train
+from srgan_core.download import sha256_file
 from srgan_core.models import Generator
 from srgan_core.paths import REPO_ROOT
 
@@ -57,6 +58,7 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
 
     card = json.loads((tmp_path / "b.json").read_text())
     assert card["iterations"] == 5 and card["method"] == "srgan-vgg22" and len(card["commands"]) == 2
+    assert card["init"]["weights"] == str(init) and card["init"]["sha256"] == sha256_file(init)  # kept across the resume
     rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
     d_fake = [float(r.split(",")[8]) for r in rows[1:]]
@@ -121,9 +123,11 @@ def test_resuming_shipped_weights_keeps_their_log(tiny_data: Path, tmp_path: Pat
     save_file(Generator().state_dict(), str(out))
     shipped = tmp_path / "shipped_log.csv"
     shipped.write_text("iteration,lr\n1,0.0002\n2,0.0002\n3,0.0002\n")  # row 3 came after the weights were exported
-    out.with_suffix(".json").write_text(json.dumps({"iterations": 2, "log": str(shipped)}))
+    init = {"weights": "results/models/srresnet-mse.safetensors", "sha256": "ab" * 32, "iterations": 7}
+    out.with_suffix(".json").write_text(json.dumps({"iterations": 2, "log": str(shipped), "init": init}))
     run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "3", "--eval-every", "0", "--resume",
          "--run-dir", str(tmp_path / "r"), "--out", str(out)])
+    assert json.loads(out.with_suffix(".json").read_text())["init"] == init  # what the first run started from stays on the card
     rows = (tmp_path / "r" / "log.csv").read_text().splitlines()
     assert rows[0] == "iteration,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert len(rows[3].split(",")) > 2  # row 3 is the new run's (every column), not the stale shipped one
