@@ -100,6 +100,8 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     never = train.Trainer(train.parse_args(["--method", "srresnet-mse", "--decay-at", "0", "--device", "cpu"]))
     assert never.schedule.decay_at is None
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
+    assert train.schedule_for("srgan-vgg54", "cpu") == train.Schedule(4_000, 1e-5, None)
+    assert train.schedule_for("srgan-vgg54", "paper") == train.Schedule(200_000, 1e-4, 100_000)
 
 
 def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,3 +147,16 @@ def test_adversarial_term_is_summed_over_the_batch_as_in_eq_6(tiny_data: Path, v
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).adversarial_scale == 0.0
     with pytest.raises(ValueError, match="adversarial reduction"):
         train.adversarial_scale(16, "max")
+
+
+@pytest.mark.parametrize("mode, batches", [("separate", [2, 2, 2]), ("joint", [4, 4])])
+def test_discriminator_sees_hr_and_sr_separately_or_as_one_batch(tiny_data: Path, vgg_weights: Path, mode: str, batches: list[int]) -> None:
+    args = train.parse_args(["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
+                             "--batch-size", "2", "--crop", "32", "--device", "cpu", "--amp", "off", "--discriminator-batch", mode])
+    trainer = train.Trainer(args)
+    seen: list[int] = []
+    trainer.discriminator.register_forward_hook(lambda m, inputs, out: seen.append(len(inputs[0])) and None)
+    stats = trainer.step(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    assert seen == batches  # D step: HR and SR; G step: SR (with HR when joint)
+    assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
+    assert train.parse_args(["--method", "srgan-vgg54"]).discriminator_batch == "joint"
