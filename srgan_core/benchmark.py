@@ -400,7 +400,7 @@ class PlainTrainer:
         sr = self.generator.plain_forward(lr)
         if self.discriminator is not None:
             self.opt_d.zero_grad()
-            real, fake = self.discriminator(hr), self.discriminator(sr.detach())
+            real, fake = self.discriminator(torch.cat([hr, sr.detach()])).split(len(hr))  # one batch, as train.py
             loss_d = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
             loss_d = loss_d + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
             loss_d.backward()
@@ -408,8 +408,9 @@ class PlainTrainer:
         self.opt_g.zero_grad()
         loss = F.mse_loss(sr, hr) if self.vgg is None else F.mse_loss(self.phi(sr), self.phi(hr))
         if self.discriminator is not None:
-            fake = self.discriminator(sr)
-            loss = loss + train.ADVERSARIAL_WEIGHT * F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+            fake = self.discriminator(torch.cat([hr, sr]))[len(hr):]
+            adversarial = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+            loss = loss + train.adversarial_scale(len(hr), "sum") * adversarial
         loss.backward()
         self.opt_g.step()
         return loss.item()
