@@ -1,4 +1,5 @@
-"""The paper's image-quality protocol: PSNR / SSIM on Y (ITU-R BT.601), 4 border pixels cropped."""
+"""The paper's image-quality protocol: PSNR / SSIM on Y (ITU-R BT.601), 4 border pixels cropped; and a colour
+cast check (not in the paper) for SR methods whose losses do not pin the image's mean colour."""
 
 from __future__ import annotations
 
@@ -37,3 +38,13 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
             y_sr, y_hr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
         )
     )
+
+
+def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """Largest difference of the per-channel RGB means of SR and HR, in 8-bit levels (a colour cast)."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR {sr.shape} and HR {hr.shape} differ in shape")
+    if border:
+        sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
+    means = [img.reshape(-1, img.shape[-1]).astype(np.float64).mean(axis=0) for img in (sr, hr)]
+    return float(np.abs(means[0] - means[1]).max())
