@@ -100,8 +100,6 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     never = train.Trainer(train.parse_args(["--method", "srresnet-mse", "--decay-at", "0", "--device", "cpu"]))
     assert never.schedule.decay_at is None
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
-    assert train.schedule_for("srgan-vgg54", "cpu") == train.Schedule(4_000, 1e-5, None)
-    assert train.schedule_for("srgan-vgg54", "paper") == train.Schedule(200_000, 1e-4, 100_000)
 
 
 def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
