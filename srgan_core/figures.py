@@ -50,7 +50,13 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     for _, row in log[log["lr"].diff().fillna(0) != 0].iterrows():
         axes[1].axvline(row["iteration"], color="tab:red", ls=":", lw=1, label=f"lr -> {row['lr']:g}")
     axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
-    axes[1].legend()
+    axes[1].legend(loc="lower right")
+    shift = log.dropna(subset=["set5_colour_shift"]) if "set5_colour_shift" in log else log.iloc[:0]
+    if not shift.empty:  # logs from before the column have none
+        levels = axes[1].twinx()
+        levels.plot(shift["iteration"], shift["set5_colour_shift"], color="tab:orange", marker="s", ms=3, lw=0.8, label="Set5 colour shift")
+        levels.set(ylabel="colour shift (8-bit levels)", ylim=(0, max(4.0, 1.2 * shift["set5_colour_shift"].max())))
+        levels.legend(loc="upper left")
     if gan:
         axes[2].plot(log["iteration"], log["d_real"], lw=0.8, label="D(x)")
         axes[2].plot(log["iteration"], log["d_fake"], lw=0.8, label="D(G(z))")

@@ -27,7 +27,7 @@ from srgan_core.imresize import imresize
 from srgan_core.methods import load_generator, weights_path
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import TRAINING_DIR
-from srgan_core.train import adversarial_scale
+from srgan_core.train import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.vgg import VGGFeatures
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows
@@ -51,10 +51,11 @@ def cue_variants(hr: torch.Tensor, sr: torch.Tensor, lr: torch.Tensor) -> dict[s
 
 
 def train_discriminator(
-    generator: Generator, images: TrainImages, steps: int, batch: int, crop: int, seed: int,
+    generator: Generator, images: TrainImages, steps: int, batch: int, crop: int, seed: int, d_batch: str = "joint",
     progress: Callable[[int, float, float], None] | None = None,
 ) -> Discriminator:
-    """The paper's discriminator, Adam 1e-4, trained on HR vs the frozen generator's SR for `steps` batches."""
+    """The paper's discriminator, Adam 1e-4, trained on HR vs the frozen generator's SR for `steps` batches,
+    HR and SR passing it as one batch or one after the other (`d_batch`, as train.py's --discriminator-batch)."""
     torch.manual_seed(seed)
     discriminator = Discriminator(crop)
     optimiser = torch.optim.Adam(discriminator.parameters(), lr=1e-4)
@@ -63,7 +64,7 @@ def train_discriminator(
         lr, hr = make_pair(images.batch(batch, crop, sampler))
         with torch.no_grad():
             sr = generator(lr)
-        real, fake = discriminator(hr), discriminator(sr)
+        real, fake = discriminate(discriminator, hr, sr, d_batch)
         loss = losses.discriminator_loss(real, fake)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -76,9 +77,10 @@ def train_discriminator(
 @torch.no_grad()
 def verdicts(
     discriminator: Discriminator, generator: Generator, images: TrainImages, batches: int, batch: int, crop: int, seed: int,
+    d_batch: str = "joint",
 ) -> dict[str, float]:
-    """Mean D(x) per variant over held-out batches; D stays in training mode (batch statistics of one-kind
-    batches, as in every SRGAN step)."""
+    """Mean D(x) per variant over held-out batches; D stays in training mode, seeing each variant as it sees SR
+    in an SRGAN step: beside an HR batch ("joint") or alone ("separate")."""
     sampler = torch.Generator().manual_seed(seed + 1)
     torch.manual_seed(seed + 1)
     sums: dict[str, float] = {}
@@ -86,12 +88,14 @@ def verdicts(
         lr, hr = make_pair(images.batch(batch, crop, sampler))
         variants = cue_variants(hr, generator(lr), lr)
         for name, x in variants.items():
-            sums[name] = sums.get(name, 0.0) + torch.sigmoid(discriminator(x.contiguous())).mean().item()
+            logits = discriminate(discriminator, hr, x.contiguous(), d_batch)[1]
+            sums[name] = sums.get(name, 0.0) + torch.sigmoid(logits).mean().item()
     return {name: total / batches for name, total in sums.items()}
 
 
 def gradient_norms(
-    discriminator: Discriminator, generator: Generator, vgg: VGGFeatures, images: TrainImages, batch: int, crop: int, seed: int
+    discriminator: Discriminator, generator: Generator, vgg: VGGFeatures, images: TrainImages, batch: int, crop: int, seed: int,
+    d_batch: str = "joint",
 ) -> dict[str, float]:
     """Norms of the gradients w.r.t. the SR pixels of an SRGAN-VGG54 generator loss's two terms."""
     sampler = torch.Generator().manual_seed(seed + 2)
@@ -100,7 +104,7 @@ def gradient_norms(
         sr = generator(lr)
     sr.requires_grad_(True)
     (content,) = torch.autograd.grad(losses.VGGLoss(vgg)(sr, hr), sr)
-    (adversarial,) = torch.autograd.grad(losses.generator_adversarial_loss(discriminator(sr)), sr)
+    (adversarial,) = torch.autograd.grad(losses.generator_adversarial_loss(discriminate(discriminator, hr, sr, d_batch)[1]), sr)
     norms = {"content (VGG54)": content.norm().item()}
     for reduction in ("sum", "mean"):
         norms[f"adversarial, batch {reduction} (x {adversarial_scale(batch, reduction):g})"] = adversarial_scale(batch, reduction) * adversarial.norm().item()
@@ -110,7 +114,8 @@ def gradient_norms(
 def report(command: str, args: argparse.Namespace, iterations: int, curve: list[tuple[int, float, float]], scores: dict[str, float], grads: dict[str, float]) -> str:
     lines = [
         "# What a fresh discriminator keys on", "", f"Made by `{command}`.", "",
-        f"The paper's discriminator, trained from scratch for {args.steps} steps (batch {args.batch}, {args.crop} px, Adam 1e-4)"
+        f"The paper's discriminator, trained from scratch for {args.steps} steps (batch {args.batch}, {args.crop} px, Adam 1e-4,"
+        f" HR and SR {'as one batch' if args.discriminator_batch == 'joint' else 'in separate batches'})"
         f" on HR crops vs the outputs of the shipped SRResNet-MSE ({iterations} iterations) on their LR (generator frozen:"
         " the first iterations of an SRGAN run),"
         f" then shown {args.eval_batches} held-out batches of each variant.", "",
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-batches", type=int, default=4, help="held-out batches per variant")
     p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
+    p.add_argument("--discriminator-batch", choices=DISCRIMINATOR_BATCHES, default="joint", help="how HR and SR reach D, as in train.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10, help="steps between rows of the training table")
     p.add_argument("--out", type=Path, default=TRAINING_DIR / "discriminator_probe.md", help="Markdown report to write")
@@ -147,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             curve.append((step, real, fake))
             print(f"step {step}: D(HR) {real:.3f}  D(SR) {fake:.3f}", file=sys.stderr, flush=True)
 
-    discriminator = train_discriminator(generator, images, args.steps, args.batch, args.crop, args.seed, progress)
-    scores = verdicts(discriminator, generator, images, args.eval_batches, args.batch, args.crop, args.seed)
-    grads = gradient_norms(discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed)
+    discriminator = train_discriminator(generator, images, args.steps, args.batch, args.crop, args.seed, args.discriminator_batch, progress)
+    scores = verdicts(discriminator, generator, images, args.eval_batches, args.batch, args.crop, args.seed, args.discriminator_batch)
+    grads = gradient_norms(
+        discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed, args.discriminator_batch
+    )
     command = shlex.join(["python", "-m", "srgan_core.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, curve, scores, grads)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,13 +90,16 @@ def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, 
     assert "no trained weights" in capsys.readouterr().err
 
 
-def test_discriminator_probe_reports_every_cue(data_root: Path, vgg_weights: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("d_batch, wording", [("joint", "as one batch"), ("separate", "in separate batches")])
+def test_discriminator_probe_reports_every_cue(data_root: Path, vgg_weights: Path, tmp_path: Path, d_batch: str, wording: str) -> None:
     from srgan_core import probe_discriminator
 
     out = tmp_path / "probe.md"
-    argv = ["--steps", "2", "--batch", "2", "--crop", "32", "--eval-batches", "1", "--log-every", "1", "--out", str(out)]
+    argv = ["--steps", "2", "--batch", "2", "--crop", "32", "--eval-batches", "1", "--log-every", "1", "--out", str(out),
+            "--discriminator-batch", d_batch]
     assert probe_discriminator.main(argv) == 0
     text = out.read_text()
+    assert f"HR and SR {wording}" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
     verdict = {cells[0]: float(cells[1]) for cells in (r.strip("| ").split(" | ") for r in rows) if len(cells) == 2 and cells[0] not in ("images", "term")}
     assert {"HR (real)", "SRResNet-MSE output (fake)", "bicubic upscale of the LR", "SR rounded to 8 bit", "HR inside, SR 8px border"} <= set(verdict)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -65,11 +66,12 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
     assert all(0 < v < 1 for v in d_fake)
 
 
-def test_validation_psnr_is_logged(tiny_data: Path, tmp_path: Path) -> None:
+def test_validation_psnr_and_colour_shift_are_logged(tiny_data: Path, tmp_path: Path) -> None:
     run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--eval-every", "2",
          "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
-    last = (tmp_path / "r" / "log.csv").read_text().splitlines()[-1].split(",")
-    assert 5 < float(last[-1]) < 60  # Set5 PSNR of a barely trained network, in dB
+    last = pd.read_csv(tmp_path / "r" / "log.csv").iloc[-1]
+    assert 5 < last["set5_psnr"] < 60  # Set5 PSNR of a barely trained network, in dB
+    assert 0 <= last["set5_colour_shift"] < 255  # and its colour cast, in 8-bit levels
 
 
 def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Path) -> None:
@@ -102,6 +104,20 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
 
 
+@pytest.mark.parametrize("preset", sorted(train.PRESETS))
+@pytest.mark.parametrize("method", sorted(train.RECIPES))
+def test_every_schedule_drops_its_rate_inside_its_budget(method: str, preset: str) -> None:
+    schedule = train.schedule_for(method, preset)
+    assert schedule.decay_at is None or 0 < schedule.decay_at < schedule.iters
+
+
+def test_cpu_srresnet_vgg22_fine_tunes_srresnet_mse_instead_of_training_from_scratch() -> None:
+    assert train.recipe_for("srresnet-vgg22", "cpu").init == "srresnet-mse"
+    assert train.recipe_for("srresnet-vgg22", "paper").init is None
+    fine_tune, from_scratch = train.schedule_for("srresnet-vgg22", "cpu"), train.schedule_for("srresnet-mse", "cpu")
+    assert fine_tune.iters < from_scratch.iters and fine_tune.lr < from_scratch.lr
+
+
 def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
     common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
@@ -128,9 +144,18 @@ def test_resuming_shipped_weights_keeps_their_log(tiny_data: Path, tmp_path: Pat
     run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "3", "--eval-every", "0", "--resume",
          "--run-dir", str(tmp_path / "r"), "--out", str(out)])
     assert json.loads(out.with_suffix(".json").read_text())["init"] == init  # what the first run started from stays on the card
-    rows = (tmp_path / "r" / "log.csv").read_text().splitlines()
-    assert rows[0] == "iteration,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
-    assert len(rows[3].split(",")) > 2  # row 3 is the new run's (every column), not the stale shipped one
+    log = pd.read_csv(tmp_path / "r" / "log.csv")
+    assert list(log.columns) == train.CsvLog.FIELDS  # the older shipped log gained today's columns
+    assert log["iteration"].tolist() == [1, 2, 3] and log["lr"].tolist()[:2] == [0.0002, 0.0002]
+    assert log.iloc[:2]["loss_g"].isna().all() and log.iloc[2].notna()["loss_g"]  # row 3 is the new run's, not the stale one
+
+
+def test_a_log_with_unknown_columns_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("iteration,mystery\n1,2\n")
+    with pytest.raises(SystemExit, match="mystery"):
+        train.CsvLog(path)
+    assert path.read_text() == "iteration,mystery\n1,2\n"
 
 
 def test_adversarial_term_is_summed_over_the_batch_as_in_eq_6(tiny_data: Path, vgg_weights: Path) -> None:
