@@ -25,6 +25,7 @@ from srgan_core.niqe import niqe  # noqa: E402
 
 BICUBIC_SET5_PSNR = 28.43  # measured with srgan_core (tests/test_imresize.py)
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+PANELS_PER_ROW = 4  # the comparison wraps to a new row after this many crops
 
 
 def method_of_log(log_csv: Path) -> str:
@@ -90,11 +91,14 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
             continue
         panels.append((f"{name}\n{psnr_y(sr, hr):.2f} dB, NIQE {niqe(sr):.2f}", sr))
     panels.append((f"original (HR)\nNIQE {niqe(hr):.2f}", hr))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
-    for ax, (label, img) in zip(np.atleast_1d(axes), panels):
+    columns = min(len(panels), PANELS_PER_ROW)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, img) in zip(axes.flat, panels):
         ax.imshow(img[top : top + size, left : left + size], interpolation="nearest")
         ax.set_title(label, fontsize=9)
-        ax.axis("off")
     fig.suptitle(f"4x, skimage.data.{image}(), crop x={left} y={top} {size}px (PSNR / NIQE of the whole image; NIQE: lower = more natural)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -82,3 +82,10 @@ def test_comparison_shows_available_methods_and_reports_the_rest(tmp_path: Path,
         figures.plot_comparison("astronaut", (480, 0, 96), out, ["bicubic"])
     with pytest.raises(SystemExit, match="--image"):
         figures.plot_comparison("lena", (0, 0, 96), out, ["bicubic"])
+
+
+def test_comparison_wraps_many_methods_into_rows(tmp_path: Path) -> None:
+    out = tmp_path / "comparison.png"
+    figures.plot_comparison("astronaut", (140, 40, 32), out, ["nearest", "bicubic"] * 3)  # 6 methods + HR
+    width, height = Image.open(out).size
+    assert width == pytest.approx(figures.PANELS_PER_ROW * 2.6 * 110, abs=5) and height == pytest.approx(2 * 3.0 * 110, abs=5)
