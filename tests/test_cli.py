@@ -29,6 +29,7 @@ def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatc
     per_image = pd.read_csv(tmp_path / "benchmarks_per_image.csv")
     assert len(per_image) == 15  # 5 images x (nearest, bicubic, hr)
     assert table.set_index("method")["colour_shift"]["bicubic"] < 1.0  # interpolation keeps the mean colour
+    assert table.set_index("method")["grid"]["bicubic"] < 1.0  # nor does it leave a sub-pixel grid
     niqe = table.set_index("method")["niqe"]
     assert niqe["nearest"] > niqe["hr"] and niqe["bicubic"] > niqe["hr"]  # blur and blockiness look less natural
     report = (tmp_path / "benchmarks.md").read_text()
@@ -43,10 +44,10 @@ def test_training_budget_counts_the_initial_weights(tmp_path: Path, monkeypatch:
     init = {"method": "srresnet-mse", "iterations": 14500, "wall_seconds": 17455.5}
     (tmp_path / "srgan-vgg54.json").write_text(json.dumps({"iterations": 1200, "wall_seconds": 5400.0, "init": init}))
     (tmp_path / "srresnet-mse.json").write_text(json.dumps({"iterations": 14500, "wall_seconds": 17455.5}))
-    scores = pd.DataFrame({"dataset": "Set5", "image": "baby", "method": ["bicubic", "srresnet-mse", "srgan-vgg54"], "psnr": 30.0, "ssim": 0.9, "colour_shift": 1.5})
+    scores = pd.DataFrame({"dataset": "Set5", "image": "baby", "method": ["bicubic", "srresnet-mse", "srgan-vgg54"], "psnr": 30.0, "ssim": 0.9, "colour_shift": 1.5, "grid": 0.5})
     report = evaluate.to_markdown(evaluate.paper_table(scores))
     assert "| 1200 (+14500) | 1.50 (+4.85) |" in report
-    assert "| 14500 | 4.85 |" in report and "| bicubic | 30.00 | 0.9000 | 1.50 | 28.43 | 0.8211 | – | – |" in report
+    assert "| 14500 | 4.85 |" in report and "| bicubic | 30.00 | 0.9000 | 1.50 | 0.50 | 28.43 | 0.8211 | – | – |" in report
 
 
 def test_upscale_files_and_folders(photo: np.ndarray, tmp_path: Path) -> None:

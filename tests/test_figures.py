@@ -41,17 +41,21 @@ def test_curves_draw_a_discriminator_panel_only_for_gans(tmp_path: Path, gan: bo
     assert "lr -> 1e-05" in labels  # the learning-rate drop is marked on the PSNR panel
 
 
-def test_curves_plot_the_logged_colour_shift_beside_psnr(tmp_path: Path, monkeypatch) -> None:
+def test_curves_plot_the_logged_artefacts_beside_psnr(tmp_path: Path, monkeypatch) -> None:
     log = tmp_path / "srgan-vgg54_log.csv"
     write_log(log, gan=True)
     frame = pd.read_csv(log)
-    frame["set5_colour_shift"] = np.where(frame["set5_psnr"].notna(), 5.0, np.nan)
+    validated = frame["set5_psnr"].notna()
+    frame["set5_colour_shift"] = np.where(validated, 5.0, np.nan)
+    frame["set5_grid"] = np.where(validated & (frame["iteration"] > 100), 2.0, np.nan)  # a column added mid-run
     frame.to_csv(log, index=False)
     drawn = {}
     monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig))
     figures.plot_curves(log, tmp_path / "curves.png")
-    twin = [ax for ax in drawn["fig"].axes if ax.get_ylabel().startswith("colour shift")]
-    assert len(twin) == 1 and twin[0].lines[0].get_ydata().tolist() == [5.0] * 4
+    twin = [ax for ax in drawn["fig"].axes if ax.get_ylabel().startswith("artefacts")]
+    assert len(twin) == 1
+    lines = {line.get_label(): line.get_ydata().tolist() for line in twin[0].lines}
+    assert lines == {"Set5 colour shift": [5.0] * 4, "Set5 sub-pixel grid": [2.0] * 2}
 
 
 def test_curves_write_a_png_and_refuse_an_empty_log(tmp_path: Path) -> None:

@@ -66,12 +66,12 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
     assert all(0 < v < 1 for v in d_fake)
 
 
-def test_validation_psnr_and_colour_shift_are_logged(tiny_data: Path, tmp_path: Path) -> None:
+def test_validation_psnr_and_artefacts_are_logged(tiny_data: Path, tmp_path: Path) -> None:
     run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--eval-every", "2",
          "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
     last = pd.read_csv(tmp_path / "r" / "log.csv").iloc[-1]
     assert 5 < last["set5_psnr"] < 60  # Set5 PSNR of a barely trained network, in dB
-    assert 0 <= last["set5_colour_shift"] < 255  # and its colour cast, in 8-bit levels
+    assert 0 <= last["set5_colour_shift"] < 255 and 0 <= last["set5_grid"] < 255  # and its artefacts, in levels
 
 
 def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Path) -> None:
