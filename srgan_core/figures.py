@@ -62,6 +62,7 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
         top = max(rows[column].max() for column, rows in logged.items())
         levels.set(ylabel="artefacts (levels)", ylim=(0, max(4.0, 1.2 * top)))
         levels.legend(loc="upper left")
+        axes[1].set_title("Set5 PSNR and artefacts")
     if gan:
         axes[2].plot(log["iteration"], log["d_real"], lw=0.8, label="D(x)")
         axes[2].plot(log["iteration"], log["d_fake"], lw=0.8, label="D(G(z))")
