@@ -68,8 +68,8 @@ def adversarial_scale(batch_size: int, reduction: str) -> float:
     The paper's eq. 6 sums -log D(G(I_LR)) over the N training samples, while its content losses (eq. 4, 5)
     are per-image means, so for a batch of N: mean content + 1e-3 x (sum over N) = 1e-3 x N x (batch mean).
     Computed from the global batch, it stays a sum under DDP, which averages gradients over processes.
-    "mean" (1e-3 x batch mean) is what most reimplementations use; here it left the adversarial gradient at
-    3.6 % of the VGG54 one and D(G(z)) pinned near 0 (results/training/discriminator_probe.md)."""
+    "mean" (1e-3 x batch mean) is what most reimplementations use; here it leaves the adversarial gradient at
+    1.5 % of the VGG54 one (results/training/discriminator_probe.md) and D(G(z)) pinned near 0 in training."""
     if reduction not in ADVERSARIAL_REDUCTIONS:
         raise ValueError(f"adversarial reduction must be one of {ADVERSARIAL_REDUCTIONS}, got {reduction!r}")
     return ADVERSARIAL_WEIGHT * (batch_size if reduction == "sum" else 1)
