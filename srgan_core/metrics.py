@@ -55,8 +55,8 @@ def subpixel_grid(sr: np.ndarray, hr: np.ndarray, scale: int = 4, border: int = 
     """Spread (max - min) over the scale x scale sub-pixel positions of the mean Y error SR - HR, in Y levels.
 
     Each output pixel of a sub-pixel (pixel-shuffle) upsampler comes from one of scale x scale channels; when
-    those drift apart, every pixel at the same position modulo `scale` is brighter or darker by the same amount,
-    a grid that averaging over the image exposes and image content (averaged out) does not."""
+    those drift apart, every pixel at the same position modulo `scale` is brighter or darker by the same amount.
+    Averaging the error over the image keeps that offset and cancels the image content."""
     y_sr, y_hr = _prepare(sr, hr, border)
     error = y_sr - y_hr
     h, w = (n - n % scale for n in error.shape)
