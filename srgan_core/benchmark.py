@@ -400,7 +400,7 @@ class PlainTrainer:
         sr = self.generator.plain_forward(lr)
         if self.discriminator is not None:
             self.opt_d.zero_grad()
-            real, fake = self.discriminator(torch.cat([hr, sr.detach()])).split(len(hr))  # one batch, as train.py
+            real, fake = train.discriminate(self.discriminator, hr, sr.detach(), "joint")
             loss_d = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
             loss_d = loss_d + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
             loss_d.backward()
@@ -408,7 +408,7 @@ class PlainTrainer:
         self.opt_g.zero_grad()
         loss = F.mse_loss(sr, hr) if self.vgg is None else F.mse_loss(self.phi(sr), self.phi(hr))
         if self.discriminator is not None:
-            fake = self.discriminator(torch.cat([hr, sr]))[len(hr):]
+            fake = train.discriminate(self.discriminator, hr, sr, "joint")[1]
             adversarial = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
             loss = loss + train.adversarial_scale(len(hr), "sum") * adversarial
         loss.backward()

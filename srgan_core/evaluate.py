@@ -27,7 +27,8 @@ from srgan_core.niqe import niqe
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT
 
-COLUMNS = ["dataset", "image", "method", "psnr", "ssim", "colour_shift", "grid", "niqe"]
+METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
+COLUMNS = ["dataset", "image", "method", *METRICS]
 
 
 def niqe_or_nan(img: np.ndarray) -> float:
@@ -65,7 +66,7 @@ def score_upscale(
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             save_png(sr, save_dir / f"{path.stem}.png")
-    return pd.DataFrame(rows, columns=["dataset", "image", "psnr", "ssim", "colour_shift", "grid"] + (["niqe"] if with_niqe else []))
+    return pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "method" and (with_niqe or c != "niqe")])
 
 
 def score_generator(
@@ -128,7 +129,7 @@ def with_init(own: object, init: object, digits: int) -> str:
 
 def paper_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean scores per dataset and method, with the paper's published values and our training budget."""
-    metrics = [c for c in ("psnr", "ssim", "colour_shift", "grid", "niqe") if c in scores]
+    metrics = [c for c in METRICS if c in scores]
     table = scores.groupby(["dataset", "method"], sort=False)[metrics].mean().reset_index()
     for metric in ("psnr", "ssim"):
         table[f"paper_{metric}"] = [published(d, m, metric) for d, m in zip(table["dataset"], table["method"])]

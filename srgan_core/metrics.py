@@ -18,7 +18,7 @@ def _prepare(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray, n
     if sr.shape != hr.shape:
         raise ValueError(f"SR {sr.shape} and HR {hr.shape} differ in shape")
     if sr.dtype != np.uint8 or hr.dtype != np.uint8:
-        raise TypeError("PSNR/SSIM take uint8 images (SR rounded to uint8, as in the paper)")
+        raise TypeError("the metrics take uint8 images (SR rounded to uint8, as in the paper)")
     y_sr, y_hr = rgb_to_y(sr), rgb_to_y(hr)
     if border:
         y_sr, y_hr = y_sr[border:-border, border:-border], y_hr[border:-border, border:-border]

@@ -60,6 +60,7 @@ RECIPES = {
 ADVERSARIAL_WEIGHT = 1e-3
 ADVERSARIAL_REDUCTIONS = ("sum", "mean")
 DISCRIMINATOR_BATCHES = ("joint", "separate")
+VALIDATION_METRICS = ("psnr", "colour_shift", "grid")  # evaluate's columns, logged for Set5 at every validation
 
 
 def adversarial_scale(batch_size: int, reduction: str) -> float:
@@ -348,13 +349,10 @@ class Trainer:
         enabled = self.amp_dtype is not None and (self.device.type == "cuda" or not generator)
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
 
-    def discriminate(self, hr: torch.Tensor, sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return discriminate(self.d_step, hr, sr, self.args.discriminator_batch)
-
     def discriminate_sr(self, hr: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
         """Logits for the SR batch as the generator step sees them (with the HR batch beside it when joint)."""
         if self.args.discriminator_batch == "joint":
-            return self.discriminate(hr, sr)[1]
+            return discriminate(self.d_step, hr, sr, "joint")[1]
         return self.d_step(sr)
 
     def content_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -372,7 +370,7 @@ class Trainer:
         if self.d_step is not None:  # discriminator update on the current SR batch
             self.opt_d.zero_grad(set_to_none=True)
             with self.autocast():
-                real_logits, fake_logits = self.discriminate(hr, sr.detach())
+                real_logits, fake_logits = discriminate(self.d_step, hr, sr.detach(), self.args.discriminator_batch)
                 loss_d = losses.discriminator_loss(real_logits.float(), fake_logits.float())
             self.scaler.scale(loss_d).backward()
             self.scaler.step(self.opt_d)
@@ -454,7 +452,7 @@ class Trainer:
             scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device)
         finally:
             self.generator.train()
-        return {f"set5_{metric}": float(scores[metric].mean()) for metric in ("psnr", "colour_shift", "grid")}
+        return {f"set5_{metric}": float(scores[metric].mean()) for metric in VALIDATION_METRICS}
 
     def export(self, final_eval: bool = False) -> None:
         """Weights (safetensors) + a JSON model card saying how they were made."""
@@ -503,7 +501,7 @@ class Trainer:
 class CsvLog:
     FIELDS = [
         "iteration", "lr", "loss_g", "loss_content", "loss_adv", "loss_tv", "loss_d", "d_real", "d_fake", "it_per_s",
-        "set5_psnr", "set5_colour_shift", "set5_grid",
+        *(f"set5_{metric}" for metric in VALIDATION_METRICS),
     ]
 
     def __init__(self, path: Path) -> None:
