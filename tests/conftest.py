@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from srgan_core.paths import default_data_root
+from srgan_core.paths import REPO_ROOT, default_data_root
+
+RECORD_ENV = "SRGAN_RECORD_RESULTS"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,12 @@ def photo() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut()[100:148, 180:244])
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests write what they measure or draw: the repository's results/ when SRGAN_RECORD_RESULTS=1 (the
+    commands named in results/ set it), a temporary folder otherwise, so a plain test run leaves the tree as it was."""
+    if os.environ.get(RECORD_ENV) == "1":
+        return REPO_ROOT / "results"
+    return tmp_path_factory.mktemp("results")

@@ -11,18 +11,19 @@ from PIL import Image
 from skimage import data as skdata
 
 from srgan_core.methods import list_methods
-from srgan_core.paths import REPO_ROOT
 from tests.test_app_compare import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-SCREENSHOT = REPO_ROOT / "results" / "figures" / "app_compare.png"
+# The README's picture; `SRGAN_RECORD_RESULTS=1 python -m pytest tests/test_app_browser.py` refreshes the committed one.
+SCREENSHOT = Path("figures") / "app_compare.png"
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_upload_click_and_compare_in_chromium(tmp_path: Path) -> None:
+def test_upload_click_and_compare_in_chromium(tmp_path: Path, results_dir: Path) -> None:
+    screenshot = results_dir / SCREENSHOT
     photo = tmp_path / "astronaut.png"
     Image.fromarray(np.ascontiguousarray(skdata.astronaut()[16:272, 96:352])).save(photo)
     shown = [info.name for info in list_methods() if info.available] + ["original"]
@@ -44,14 +45,14 @@ def test_upload_click_and_compare_in_chromium(tmp_path: Path) -> None:
             sync_api.expect(gallery).to_have_count(len(shown), timeout=30_000)
             for name in shown:
                 sync_api.expect(page.locator("#compare-gallery")).to_contain_text(name)
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            # The README's picture: everything from the top of the page down to the per-method table.
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            # Everything from the top of the page down to the per-method table.
             bottom = page.locator("#compare-table").evaluate("e => e.getBoundingClientRect().bottom + window.scrollY")
             clip = {"x": 0, "y": 0, "width": 1400, "height": bottom + 16}
-            page.screenshot(path=str(SCREENSHOT), full_page=True, clip=clip)
+            page.screenshot(path=str(screenshot), full_page=True, clip=clip)
         finally:
             browser.close()
-    assert Image.open(SCREENSHOT).size == (1400, round(bottom + 16))
+    assert Image.open(screenshot).size == (1400, round(bottom + 16))
 
 
 def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:

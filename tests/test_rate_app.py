@@ -1,7 +1,8 @@
 """The Rate tab against the launched app (`python app.py` in a subprocess): 20 raters at once over HTTP,
 SIGKILL and restart mid-session, bad input, and a whole session in headless Chromium.
 
-The measured figures go to results/study/reliability.json (summarised in results/study/RELIABILITY.md).
+With SRGAN_RECORD_RESULTS=1 the measured figures go to results/study/reliability.json (summarised in
+results/study/RELIABILITY.md) and the screenshot to results/figures/rate_tab.png; otherwise to a temporary folder.
 The raters here are simulated: their scores are random and never a MOS result.
 """
 
@@ -34,9 +35,9 @@ from srgan_core.paths import REPO_ROOT, default_data_root
 from study import prepare, store
 from tests.test_study_prepare import png_chunks, synthetic_data_root
 
-FIGURES = REPO_ROOT / "results" / "study" / "reliability.json"
-SCREENSHOT = REPO_ROOT / "results" / "figures" / "rate_tab.png"
-COMMAND = "nice -n 5 python -m pytest -q tests/test_rate_app.py"
+FIGURES = Path("study") / "reliability.json"  # under results_dir
+SCREENSHOT = Path("figures") / "rate_tab.png"
+COMMAND = "SRGAN_RECORD_RESULTS=1 nice -n 5 python -m pytest -q tests/test_rate_app.py"
 ADMIN_TOKEN = "admin-token-for-tests"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -49,13 +50,14 @@ _NAMES = sorted({*METHODS, "hr", "srgan", "srresnet"}, key=len, reverse=True)
 METHOD_NAME = re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, _NAMES)) + r")(?![a-z0-9])", re.IGNORECASE)
 
 
-def record(section: str, values: dict) -> None:
-    """Merge one test's measured figures into results/study/reliability.json."""
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    figures = json.loads(FIGURES.read_text()) if FIGURES.is_file() else {}
+def record(results_dir: Path, section: str, values: dict) -> None:
+    """Merge one test's measured figures into <results_dir>/study/reliability.json."""
+    path = results_dir / FIGURES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figures = json.loads(path.read_text()) if path.is_file() else {}
     figures["command"] = COMMAND
     figures[section] = values | {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
 def free_port() -> int:
@@ -232,7 +234,7 @@ def dump(db: Path) -> list[str]:
         return list(con.iterdump())
 
 
-def test_20_concurrent_raters_every_rating_stored_exactly_once(app: AppProcess, study_db: Path) -> None:
+def test_20_concurrent_raters_every_rating_stored_exactly_once(app: AppProcess, study_db: Path, results_dir: Path) -> None:
     barrier = threading.Barrier(RATERS)
     sessions: list[Session | None] = [None] * RATERS
     spans: list[tuple[float, float]] = [(0.0, 0.0)] * RATERS
@@ -271,6 +273,7 @@ def test_20_concurrent_raters_every_rating_stored_exactly_once(app: AppProcess, 
     latencies = np.array([x for s in sessions for x in s.latencies])
     calls = sum(s.calls for s in sessions)
     record(
+        results_dir,
         "concurrent_http",
         {
             "raters": RATERS,
@@ -291,7 +294,7 @@ def test_20_concurrent_raters_every_rating_stored_exactly_once(app: AppProcess, 
     )
 
 
-def test_sigkill_mid_session_loses_nothing_and_raters_resume(app: AppProcess, study_db: Path) -> None:
+def test_sigkill_mid_session_loses_nothing_and_raters_resume(app: AppProcess, study_db: Path, results_dir: Path) -> None:
     raters, kill_after = 5, 15
     sessions: list[Session] = []
     lock = threading.Lock()
@@ -345,6 +348,7 @@ def test_sigkill_mid_session_loses_nothing_and_raters_resume(app: AppProcess, st
             resumed_ok += 1
     acknowledged = sum(len(s.answers) for s in sessions)
     record(
+        results_dir,
         "sigkill_restart",
         {
             "raters": raters,
@@ -358,7 +362,7 @@ def test_sigkill_mid_session_loses_nothing_and_raters_resume(app: AppProcess, st
     )
 
 
-def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Path) -> None:
+def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Path, results_dir: Path) -> None:
     with Api(app.url) as api:
         alice, bob = api("rate_start", None), api("rate_start", None)
         while bob["ticket"] == alice["ticket"]:  # both may start on the same calibration image: that is bob's to rate
@@ -403,7 +407,7 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
         refused["wrong admin token"] = "Wrong admin token."
         unchanged &= dump(study_db) == after
         assert unchanged
-    record("bad_input", {"requests_refused": len(refused), "database_unchanged": unchanged, "refusals": refused})
+    record(results_dir, "bad_input", {"requests_refused": len(refused), "database_unchanged": unchanged, "refusals": refused})
 
 
 def test_admin_view_exports_the_long_format(app: AppProcess, study_db: Path) -> None:
@@ -454,20 +458,20 @@ STATE_JS = """() => {
 }"""
 
 
-def test_browser_session_is_blind_resumes_and_is_1_to_1(app: AppProcess, study_db: Path, tmp_path: Path) -> None:
+def test_browser_session_is_blind_resumes_and_is_1_to_1(app: AppProcess, study_db: Path, tmp_path: Path, results_dir: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            figures = _browser_session(sync_api, browser, app, study_db, tmp_path / "rate_tab.png")
+            figures = _browser_session(sync_api, browser, app, study_db, tmp_path / "rate_tab.png", results_dir / SCREENSHOT)
         finally:
             browser.close()
-    record("browser", figures)
+    record(results_dir, "browser", figures)
 
 
-def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: Path) -> dict:
+def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: Path, screenshot: Path) -> dict:
     """Calibration, a reload mid-session, a pause and the end, checking every screen on the way;
     the screenshot of a trial is kept only if the whole session passes."""
     expect = sync_api.expect
@@ -594,8 +598,8 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
     assert mine["score"].tolist() == pressed  # every key and click stored, in order
     assert len(mine) == calibration + trials == PLAN_LENGTH
     assert (mine["response_ms"] > 0).all()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.write_bytes(shot.read_bytes())
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    screenshot.write_bytes(shot.read_bytes())
     return {
         "calibration_answered": calibration,
         "images_rated_after_calibration": trials,
@@ -606,5 +610,5 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
         "texts_searched_for_method_names": len(texts),
         "method_names_found": len(leaks),
         "images_checked_1_to_1": len(checked_images),
-        "screenshot": str(SCREENSHOT.relative_to(REPO_ROOT)),
+        "screenshot": f"results/{SCREENSHOT}",
     }
