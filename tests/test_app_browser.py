@@ -56,7 +56,13 @@ def test_upload_click_and_compare_in_chromium(tmp_path: Path, results_dir: Path)
 
 
 def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:
-    """A click position at fractions of the picture drawn inside an <img> (drawn centred, never enlarged)."""
+    """A click position at fractions of the picture drawn inside an <img> (drawn centred, never enlarged).
+
+    Waits until the picture has loaded: before that its natural size reads 0."""
+    page.wait_for_function(
+        "sel => { const img = document.querySelector(sel); return img && img.complete && img.naturalWidth > 0; }",
+        arg=selector, timeout=30_000,
+    )
     width, height, natural_w, natural_h = page.locator(selector).evaluate(
         "img => [img.clientWidth, img.clientHeight, img.naturalWidth, img.naturalHeight]"
     )
