@@ -410,7 +410,7 @@ class PlainTrainer:
         if self.discriminator is not None:
             fake = train.discriminate(self.discriminator, hr, sr, "joint")[1]
             adversarial = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
-            loss = loss + train.adversarial_scale(len(hr), "sum") * adversarial
+            loss = loss + train.adversarial_scale("sum") * adversarial
         loss.backward()
         self.opt_g.step()
         return loss.item()
@@ -429,11 +429,12 @@ def project_trainer(
 
 def data_cost(sizes: Sizes, device: torch.device) -> dict:
     """Milliseconds per iteration of sampling a batch of crops and of making its LR/HR pair."""
-    rng = torch.Generator().manual_seed(0)
-    images = TrainImages([torch.randint(0, 256, (3, 321, 481), dtype=torch.uint8, generator=rng) for _ in range(8)], 0)
+    rng = torch.Generator(device).manual_seed(0)
+    pictures = [torch.randint(0, 256, (3, 321, 481), dtype=torch.uint8, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    images = TrainImages.from_tensors(pictures, device=device)  # resident on the training device, as in train.py
     hr = images.batch(sizes.batch, sizes.crop, rng)
     times = best_times(
-        {"sample": lambda: images.batch(sizes.batch, sizes.crop, rng), "make_pair": lambda: make_pair(hr.to(device))},
+        {"sample": lambda: images.batch(sizes.batch, sizes.crop, rng), "make_pair": lambda: make_pair(hr)},
         max(sizes.repeats, 3),
         device,
     )

@@ -52,13 +52,29 @@ def train_folders(data_root: Path | str | None = None) -> list[Path]:
 
 @dataclass
 class TrainImages:
-    """All training images decoded once into memory as uint8 HxWx3 tensors."""
+    """All training images decoded once into one padded uint8 tensor on the training device, so a batch of
+    random crops is a single gather there (on a GPU: no host work and no host-to-device copy per step).
 
-    images: list[torch.Tensor]
+    Portrait images are stored turned landscape, which keeps the padding small; the random transform of
+    every crop is uniform over the 8 flips and 90-degree rotations, so the stored orientation is invisible."""
+
+    pixels: torch.Tensor  # N x 3 x H x W uint8, image i in pixels[i, :, :h_i, :w_i]
+    sizes: torch.Tensor  # N x 2 (h_i, w_i), on the same device
     skipped: int
 
     @classmethod
-    def load(cls, folders: list[Path], crop: int) -> "TrainImages":
+    def from_tensors(cls, images: list[torch.Tensor], skipped: int = 0, device: torch.device | str = "cpu") -> "TrainImages":
+        """From 3xHxW uint8 tensors."""
+        images = [img.transpose(1, 2) if img.shape[1] > img.shape[2] else img for img in images]
+        height, width = max(img.shape[1] for img in images), max(img.shape[2] for img in images)
+        pixels = torch.zeros(len(images), 3, height, width, dtype=torch.uint8)
+        for i, img in enumerate(images):
+            pixels[i, :, : img.shape[1], : img.shape[2]] = img
+        sizes = torch.tensor([img.shape[1:] for img in images], dtype=torch.int64)
+        return cls(pixels.to(device), sizes.to(device), skipped)
+
+    @classmethod
+    def load(cls, folders: list[Path], crop: int, device: torch.device | str = "cpu") -> "TrainImages":
         images, skipped = [], 0
         for folder in folders:
             for path in list_images(folder):
@@ -71,26 +87,34 @@ class TrainImages:
                 if min(img.shape[:2]) < crop:
                     skipped += 1
                     continue
-                images.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
+                images.append(torch.from_numpy(img).permute(2, 0, 1))
         if not images:
             raise FileNotFoundError(f"no training images of at least {crop}x{crop} px in {[str(f) for f in folders]}")
         log.info("training images: %d loaded, %d skipped (smaller than %d px or unreadable)", len(images), skipped, crop)
-        return cls(images, skipped)
+        return cls.from_tensors(images, skipped, device)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
 
     def batch(self, size: int, crop: int, generator: torch.Generator) -> torch.Tensor:
-        """A batch of random HR crops (uint8, Bx3xcropxcrop) with random flips and 90-degree rotations."""
-        picks = torch.randint(len(self.images), (size,), generator=generator).tolist()
-        crops = []
-        for i in picks:
-            img = self.images[i]
-            top = int(torch.randint(img.shape[1] - crop + 1, (1,), generator=generator))
-            left = int(torch.randint(img.shape[2] - crop + 1, (1,), generator=generator))
-            patch = img[:, top : top + crop, left : left + crop]
-            flip, rot = torch.randint(2, (1,), generator=generator).item(), torch.randint(4, (1,), generator=generator).item()
-            if flip:
-                patch = patch.flip(-1)
-            crops.append(torch.rot90(patch, rot, dims=(1, 2)))
-        return torch.stack(crops)
+        """A batch of random HR crops (uint8, Bx3xcropxcrop, on the images' device), each under a random
+        flip / 90-degree rotation. `generator` must live on the images' device."""
+        device = self.pixels.device
+        pick = torch.randint(len(self), (size,), generator=generator, device=device)
+        room = self.sizes[pick] - crop + 1  # B x 2: how many top / left positions each image offers
+        top, left = (torch.rand(size, 2, generator=generator, device=device) * room).long().unbind(1)
+        span = torch.arange(crop, device=device)
+        patch = self.pixels[
+            pick[:, None, None, None],
+            torch.arange(3, device=device)[None, :, None, None],
+            (top[:, None] + span)[:, None, :, None],
+            (left[:, None] + span)[:, None, None, :],
+        ]
+        # A uniform element of the dihedral group: transpose, then flip columns, then flip rows, each with p = 1/2.
+        transpose, flip_x, flip_y = (torch.rand(3, size, 1, 1, 1, generator=generator, device=device) < 0.5).unbind(0)
+        patch = torch.where(transpose, patch.transpose(-1, -2), patch)
+        patch = torch.where(flip_x, patch.flip(-1), patch)
+        return torch.where(flip_y, patch.flip(-2), patch).contiguous()
 
 
 def make_pair(hr: torch.Tensor, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

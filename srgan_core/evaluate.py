@@ -70,11 +70,12 @@ def score_upscale(
 
 
 def score_generator(
-    generator: Generator, dataset: str, data_root: Path | str | None = None, device: torch.device | None = None
+    generator: Generator, dataset: str, data_root: Path | str | None = None, device: torch.device | None = None,
+    with_niqe: bool = False,
 ) -> pd.DataFrame:
     """Scores of a generator being trained, through the same inference path the methods use."""
     model = prepare_generator(generator, pick_device(device))
-    return score_upscale(lambda lr: to_uint8(generate_tiled(model, to_tensor(lr))), dataset, data_root)
+    return score_upscale(lambda lr: to_uint8(generate_tiled(model, to_tensor(lr))), dataset, data_root, with_niqe=with_niqe)
 
 
 def score_images(

@@ -8,6 +8,7 @@ Each dimension is one dense matrix product, so it is batched and runs on any dev
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -67,6 +68,13 @@ def imresize(x: torch.Tensor, scale: float, kernel: str = "cubic", antialias: bo
     if x.dim() < 2:
         raise ValueError(f"imresize needs at least 2 dims (H, W), got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
-    rows = resize_matrix(h, scale, kernel, antialias).to(device=x.device, dtype=x.dtype)
-    cols = resize_matrix(w, scale, kernel, antialias).to(device=x.device, dtype=x.dtype)
+    rows = _cached_matrix(h, scale, kernel, antialias, x.device, x.dtype)
+    cols = _cached_matrix(w, scale, kernel, antialias, x.device, x.dtype)
     return torch.matmul(torch.matmul(rows, x), cols.T)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_matrix(size: int, scale: float, kernel: str, antialias: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`resize_matrix` on `device`, built once per size: training resizes same-sized crops every step."""
+    with torch.inference_mode(False):  # a cached tensor must stay usable outside inference mode
+        return resize_matrix(size, scale, kernel, antialias).to(device=device, dtype=dtype)

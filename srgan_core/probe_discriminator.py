@@ -107,7 +107,7 @@ def gradient_norms(
     (adversarial,) = torch.autograd.grad(losses.generator_adversarial_loss(discriminate(discriminator, hr, sr, d_batch)[1]), sr)
     norms = {"content (VGG54)": content.norm().item()}
     for reduction in ("sum", "mean"):
-        norms[f"adversarial, batch {reduction} (x {adversarial_scale(batch, reduction):g})"] = adversarial_scale(batch, reduction) * adversarial.norm().item()
+        norms[f"adversarial, batch {reduction} (x {adversarial_scale(reduction):g})"] = adversarial_scale(reduction) * adversarial.norm().item()
     return norms
 
 

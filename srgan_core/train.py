@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import random
+import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
-from srgan_core.download import sha256_file
 from srgan_core.inference import cpu_has_native_bf16, pick_device
 from srgan_core.methods import weights_path
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
+from srgan_core.provenance import describe_init, git_commit, hardware, rerun
 from srgan_core.vgg import VGGFeatures
 
 log = logging.getLogger("srgan_core.train")
@@ -58,22 +58,32 @@ RECIPES = {
     "srgan-vgg54": Recipe("vgg54", adversarial=True, init="srresnet-mse"),
 }
 ADVERSARIAL_WEIGHT = 1e-3
+PAPER_BATCH = 16  # the paper's batch size: the presets' learning rates are stated for it
 ADVERSARIAL_REDUCTIONS = ("sum", "mean")
 DISCRIMINATOR_BATCHES = ("joint", "separate")
-VALIDATION_METRICS = ("psnr", "colour_shift", "grid")  # evaluate's columns, logged for Set5 at every validation
+VALIDATION_METRICS = ("psnr", "colour_shift", "grid", "niqe")  # evaluate's columns, logged for Set5 at every validation
 
 
-def adversarial_scale(batch_size: int, reduction: str) -> float:
+def adversarial_scale(reduction: str) -> float:
     """Factor on the batch-mean adversarial loss -log D(G(I_LR)) in the generator loss.
 
-    The paper's eq. 6 sums -log D(G(I_LR)) over the N training samples, while its content losses (eq. 4, 5)
-    are per-image means, so for a batch of N: mean content + 1e-3 x (sum over N) = 1e-3 x N x (batch mean).
-    Computed from the global batch, it stays a sum under DDP, which averages gradients over processes.
-    "mean" (1e-3 x batch mean) is what most reimplementations use; here it leaves the adversarial gradient at
-    1.5 % of the VGG54 one (results/training/discriminator_probe.md) and D(G(z)) pinned near 0 in training."""
+    The paper's eq. 6 sums -log D(G(I_LR)) over the samples of its batch of 16, while its content losses
+    (eq. 4, 5) are per-image means: mean content + 1e-3 x (sum over 16) = mean content + 1e-3 x 16 x (batch
+    mean). "sum" is that factor, 1e-3 x 16, at any batch size: each sample's adversarial term then weighs
+    against its content term exactly as in the paper's batch of 16, and a larger batch (`--batch-size`, the
+    GPU runs) averages more samples instead of making the adversarial term stronger. "mean" (1e-3 x batch
+    mean) is what most reimplementations use; here it leaves the adversarial gradient at 1.5 % of the VGG54
+    one (results/training/discriminator_probe.md) and D(G(z)) pinned near 0 in training."""
     if reduction not in ADVERSARIAL_REDUCTIONS:
         raise ValueError(f"adversarial reduction must be one of {ADVERSARIAL_REDUCTIONS}, got {reduction!r}")
-    return ADVERSARIAL_WEIGHT * (batch_size if reduction == "sum" else 1)
+    return ADVERSARIAL_WEIGHT * (PAPER_BATCH if reduction == "sum" else 1)
+
+
+def scaled_lr(lr: float, batch_size: int) -> float:
+    """A learning rate stated for the paper's batch of 16, moved to another batch size by Adam's square-root
+    rule (Hoffer et al. 2017; Malladi et al. 2022, "On the SDEs and scaling rules for adaptive gradient
+    algorithms"): the batch gradient's noise falls as 1/sqrt(batch), and Adam's step is normalised by it."""
+    return lr * (batch_size / PAPER_BATCH) ** 0.5
 
 
 def discriminate(discriminator: nn.Module, hr: torch.Tensor, sr: torch.Tensor, batch: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,9 +100,9 @@ def discriminate(discriminator: nn.Module, hr: torch.Tensor, sr: torch.Tensor, b
 @dataclass(frozen=True)
 class Schedule:
     iters: int
-    lr: float
+    lr: float  # at batch_size (the presets' at the paper's 16)
     decay_at: int | None  # iteration where lr drops 10x (SRGAN: 1e-4 -> 1e-5)
-    batch_size: int = 16
+    batch_size: int = PAPER_BATCH
     crop: int = 96
 
 
@@ -132,14 +142,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", required=True, choices=sorted(RECIPES), help="which model to train")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
     p.add_argument("--iters", type=int, help="stop at this iteration (total, counting earlier runs); default: the preset's")
-    p.add_argument("--lr", type=float, help="learning rate; default: the preset's")
+    p.add_argument("--lr", type=float, help="learning rate; default: the preset's, moved to --batch-size by the square-root rule (lr x sqrt(batch / 16))")
     p.add_argument("--decay-at", type=int, help="iteration where the learning rate drops 10x (0 = never); default: the preset's")
-    p.add_argument("--batch-size", type=int, help="global batch size; default: the preset's (16)")
+    p.add_argument("--batch-size", type=int, help="global batch size; default: the preset's (16, the paper's)")
     p.add_argument("--crop", type=int, help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
     p.add_argument("--resume", action="store_true", help="continue from runs/<method>/checkpoint.pt, or from the shipped weights and model card (fresh optimiser) when there is no checkpoint")
     p.add_argument("--init", type=Path, help="generator weights to start from; default for SRGAN: results/models/srresnet-mse.safetensors")
     p.add_argument("--data-root", type=Path, help="data folder with train/ and benchmarks/ (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
+    p.add_argument(
+        "--vgg-weights",
+        help="VGG19 features: a safetensors file, or a bundle's bfloat16 .npz (`srgan_core.pack`); default: SRGAN_VGG19_WEIGHTS "
+        "or the data folder's copy of the original Oxford VGG19. 'torchvision' = torchvision's retrained IMAGENET1K_V1 "
+        "weights (another network than the one the shipped weights were trained with: only when asked for)",
+    )
     p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/<method>)")
     p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card)")
     p.add_argument("--seed", type=int, default=0, help="seeds model init and the crop sampler")
@@ -147,12 +162,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10, help="iterations per CSV log row")
     p.add_argument("--eval-every", type=int, default=250, help="iterations between Set5 PSNR evaluations (0 = never)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
-        "--amp", choices=("auto", "off"), default="auto",
+        "--amp", choices=("auto", "full", "off"), default="auto",
         help="mixed precision. auto: on CUDA the whole step in bfloat16 (float16 with loss scaling where bf16 is missing); "
         "on CPUs with native bfloat16 (AVX512-BF16, AMX) the VGG loss network and the discriminator in bfloat16 and "
-        "the generator in float32. off: float32 throughout",
+        "the generator in float32. full: the generator in bfloat16 too on such CPUs (as on CUDA). off: float32 throughout",
     )
     p.add_argument(
         "--adversarial-reduction", choices=ADVERSARIAL_REDUCTIONS, default="sum",
@@ -166,7 +182,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "colour cast common to all SR crops (results/training/srgan_cpu_schedule.md)",
     )
     p.add_argument("--no-final-eval", action="store_true", help="skip the Set5/Set14/BSD100 evaluation written into the model card")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.command = "python -m srgan_core.train " + shlex.join(sys.argv[1:] if argv is None else argv)  # for the model card
+    return args
 
 
 def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
@@ -182,12 +200,13 @@ class Trainer:
         self.method = args.method
         self.recipe = recipe_for(args.method, args.preset)
         base = schedule_for(args.method, args.preset)
+        batch_size = args.batch_size or base.batch_size
         self.schedule = replace(
             base,
             iters=args.iters or base.iters,
-            lr=args.lr or base.lr,
+            lr=args.lr or scaled_lr(base.lr, batch_size),
             decay_at=base.decay_at if args.decay_at is None else (args.decay_at or None),
-            batch_size=args.batch_size or base.batch_size,
+            batch_size=batch_size,
             crop=args.crop or base.crop,
         )
         if self.schedule.crop % 16:
@@ -199,8 +218,11 @@ class Trainer:
         if self.schedule.batch_size % self.world:
             raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
         self.local_batch = self.schedule.batch_size // self.world
-        self.amp_dtype = amp_dtype(self.device) if args.amp == "auto" else None
-        self.adversarial_scale = adversarial_scale(self.schedule.batch_size, args.adversarial_reduction) if self.recipe.adversarial else 0.0
+        self.amp_dtype = amp_dtype(self.device) if args.amp != "off" else None
+        self.generator_amp = self.amp_dtype is not None and (self.device.type == "cuda" or args.amp == "full")
+        self.adversarial_scale = adversarial_scale(args.adversarial_reduction) if self.recipe.adversarial else 0.0
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
 
         torch.manual_seed(args.seed)
         self.generator = Generator().to(self.device, memory_format=torch.channels_last)
@@ -217,10 +239,11 @@ class Trainer:
         self.opt_g = adam(self.generator, self.schedule.lr)
         self.opt_d = adam(self.discriminator, self.schedule.lr) if self.discriminator else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.sampler = torch.Generator().manual_seed(args.seed * 1_000_003 + self.rank)
         self.iteration = 0
+        self.samples_seen = 0
+        self.sampler = torch.Generator(self.device).manual_seed(self.sampler_seed)  # crops are drawn on the training device
         self.wall_seconds = 0.0
-        self.history: list[str] = []  # command lines of every run that built these weights
+        self.runs: list[dict] = []  # every run that built these weights: command, hardware, precision, batch, iterations
         self.init_info: dict | None = None  # the weights this run started from (SRGAN: the trained SRResNet-MSE)
 
         self.g_step = self.generator
@@ -236,6 +259,10 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    @property
+    def sampler_seed(self) -> int:
+        return self.args.seed * 1_000_003 + self.rank + self.iteration
+
     def initialise(self) -> None:
         """Resume, or start from --init / the recipe's initial weights."""
         if self.args.resume and self.checkpoint_path.is_file():
@@ -245,10 +272,11 @@ class Trainer:
             card = json.loads(self.out.with_suffix(".json").read_text())
             self.generator.load_state_dict(load_file(str(self.out)))
             self.iteration = int(card["iterations"])
+            self.samples_seen = int(card.get("samples_seen", self.iteration * PAPER_BATCH))  # older cards: all at batch 16
             self.wall_seconds = float(card.get("wall_seconds", 0.0))
-            self.history = list(card.get("commands", []))
+            self.runs = card.get("runs") or [{"command": command} for command in card.get("commands", [])]
             self.init_info = card.get("init")
-            self.sampler.manual_seed(self.args.seed * 1_000_003 + self.rank + self.iteration)
+            self.sampler.manual_seed(self.sampler_seed)
             self.continue_shipped_log(REPO_ROOT / card["log"] if card.get("log") else None)
             log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.iteration)
         else:
@@ -284,8 +312,9 @@ class Trainer:
     def state(self) -> dict:
         return {
             "iteration": self.iteration,
+            "samples_seen": self.samples_seen,
             "wall_seconds": self.wall_seconds,
-            "history": self.history,
+            "runs": self.runs,
             "init": self.init_info,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator else None,
@@ -293,6 +322,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.get_state(),
+            "sampler_device": self.device.type,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -312,7 +342,8 @@ class Trainer:
     def load_checkpoint(self) -> None:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         self.iteration, self.wall_seconds = state["iteration"], state["wall_seconds"]
-        self.history = state.get("history", [])
+        self.samples_seen = state.get("samples_seen", self.iteration * PAPER_BATCH)
+        self.runs = state.get("runs") or [{"command": command} for command in state.get("history", [])]
         self.init_info = state.get("init")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -323,7 +354,11 @@ class Trainer:
             for group in opt.param_groups:
                 group["fused"], group["foreach"] = True, None
         self.scaler.load_state_dict(state["scaler"])
-        self.sampler.set_state(state["sampler"])
+        if state.get("sampler_device", "cpu") == self.device.type:
+            self.sampler.set_state(state["sampler"])
+        else:  # a checkpoint from another kind of device: its crop sampler cannot continue here
+            log.info("the checkpoint's crop sampler is another device's: reseeding it for iteration %d", self.iteration)
+            self.sampler.manual_seed(self.sampler_seed)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
@@ -338,15 +373,15 @@ class Trainer:
         if self.amp_dtype is None:
             return "float32"
         dtype = str(self.amp_dtype).removeprefix("torch.")
-        if self.device.type == "cuda":
+        if self.generator_amp:
             return f"{dtype} autocast, whole step"
         if self.discriminator is None and self.vgg_loss is None:
             return "float32 (no loss network to cast)"
         return f"{dtype} autocast for the VGG loss network and the discriminator, generator float32"
 
     def autocast(self, generator: bool = False):
-        """Mixed precision for the loss networks; for the generator too on CUDA (on CPU its output stays float32)."""
-        enabled = self.amp_dtype is not None and (self.device.type == "cuda" or not generator)
+        """Mixed precision for the loss networks; for the generator too on CUDA or with --amp full."""
+        enabled = self.amp_dtype is not None and (self.generator_amp or not generator)
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
 
     def discriminate_sr(self, hr: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
@@ -358,11 +393,13 @@ class Trainer:
     def content_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return losses.mse_loss(sr, hr) if self.vgg_loss is None else self.vgg_loss(sr, hr)
 
-    def step(self, hr_uint8: torch.Tensor) -> dict[str, float]:
+    def step(self, hr_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration on a uint8 HR batch; returns its losses and D outputs as detached 0-d tensors (reading
+        them waits for the device, so the loop reads them only when it logs)."""
         lr, hr = make_pair(hr_uint8.to(self.device))
         lr = lr.contiguous(memory_format=torch.channels_last)
         hr = hr.contiguous(memory_format=torch.channels_last)
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
 
         with self.autocast(generator=True):
             sr = self.g_step(lr)
@@ -375,9 +412,9 @@ class Trainer:
             self.scaler.scale(loss_d).backward()
             self.scaler.step(self.opt_d)
             stats.update(
-                loss_d=loss_d.item(),
-                d_real=torch.sigmoid(real_logits.float()).mean().item(),
-                d_fake=torch.sigmoid(fake_logits.float()).mean().item(),
+                loss_d=loss_d.detach(),
+                d_real=torch.sigmoid(real_logits.detach().float()).mean(),
+                d_fake=torch.sigmoid(fake_logits.detach().float()).mean(),
             )
 
         self.opt_g.zero_grad(set_to_none=True)
@@ -387,7 +424,7 @@ class Trainer:
             if self.recipe.tv_weight:
                 tv = losses.total_variation(sr.float())
                 loss_g = loss_g + self.recipe.tv_weight * tv
-                stats["loss_tv"] = tv.item()
+                stats["loss_tv"] = tv.detach()
             if self.d_step is not None:
                 for p in self.discriminator.parameters():
                     p.requires_grad_(False)
@@ -395,36 +432,47 @@ class Trainer:
                 for p in self.discriminator.parameters():
                     p.requires_grad_(True)
                 loss_g = loss_g + self.adversarial_scale * adv
-                stats["loss_adv"] = adv.item()
+                stats["loss_adv"] = adv.detach()
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
-        stats.update(loss_g=loss_g.item(), loss_content=content.item())
+        stats.update(loss_g=loss_g.detach(), loss_content=content.detach())
         return stats
 
     # ----- the loop -----
     def run(self) -> None:
         self.initialise()
-        self.history.append(command_line())
-        images = TrainImages.load(train_folders(self.args.data_root), self.schedule.crop)
+        this_run = {
+            "command": self.args.command, "hardware": hardware(self.device), "processes": self.world, "precision": self.precision,
+            "batch_size": self.schedule.batch_size, "lr": self.schedule.lr, "from_iteration": self.iteration,
+            "iterations": self.iteration, "wall_seconds": 0.0,
+        }
+        self.runs.append(this_run)
+        images = TrainImages.load(train_folders(self.args.data_root), self.schedule.crop, self.device)
         log_path = self.run_dir / "log.csv"
         logger = CsvLog(log_path) if self.rank == 0 else None
         stop = StopFlag()
-        last_ckpt = time.monotonic()
+        started = last_ckpt = time.monotonic()
+        budget = self.args.time_budget
         window: list[dict[str, float]] = []
         window_start = time.monotonic()
         self.generator.train()
-        bar = tqdm(total=self.schedule.iters, initial=self.iteration, desc=self.method, disable=self.rank != 0, dynamic_ncols=True)
+        bar = tqdm(total=self.schedule.iters, initial=self.iteration, desc=self.method, disable=None if self.rank == 0 else True, dynamic_ncols=True)  # None: no bar when not on a terminal
         while self.iteration < self.schedule.iters and not stop.requested:
+            if budget is not None and time.monotonic() - started >= budget:
+                log.info("time budget of %.0f s spent at iteration %d", budget, self.iteration)
+                break
             t0 = time.monotonic()
             window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
             self.iteration += 1
+            self.samples_seen += self.schedule.batch_size
             self.wall_seconds += time.monotonic() - t0
+            this_run.update(iterations=self.iteration, wall_seconds=round(time.monotonic() - started, 1))
             self.set_lr()
             bar.update(1)
             if logger and (self.iteration % self.args.log_every == 0 or self.iteration == self.schedule.iters):
                 now = time.monotonic()
-                row = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
+                row = {k: torch.stack([w[k] for w in window if k in w]).float().mean().item() for k in window[-1]}
                 row.update(iteration=self.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
                 if self.args.eval_every and self.iteration % self.args.eval_every == 0:
                     row.update(self.validate())
@@ -444,12 +492,12 @@ class Trainer:
             dist.destroy_process_group()
 
     def validate(self) -> dict[str, float]:
-        """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) of the current generator."""
+        """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) and NIQE of the current generator."""
         from srgan_core.evaluate import score_generator
 
         self.generator.eval()
         try:
-            scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device)
+            scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device, with_niqe=True)
         finally:
             self.generator.train()
         return {f"set5_{metric}": float(scores[metric].mean()) for metric in VALIDATION_METRICS}
@@ -473,14 +521,17 @@ class Trainer:
             "seed": self.args.seed,
             "data": [f"train/{p.name}" for p in train_folders(self.args.data_root)],
             "device": str(self.device),
+            "hardware": hardware(self.device),
             "processes": self.world,
+            "samples_seen": self.samples_seen,
             "wall_seconds": round(self.wall_seconds, 1),
             "precision": self.precision,
             "commit": git_commit(),
-            "commands": self.history,
+            "runs": self.runs,
             "init": self.init_info,
             "log": f"results/training/{self.method}_log.csv",
         }
+        card["rerun"] = rerun(card)
         if final_eval:
             from srgan_core.evaluate import score_generator
 
@@ -550,17 +601,6 @@ class StopFlag:
         self.requested = True
 
 
-def describe_init(path: Path) -> dict:
-    """The starting weights of a run, for its model card: file, sha256, and their own card's iterations and time."""
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    shown = path.resolve().relative_to(REPO_ROOT) if path.resolve().is_relative_to(REPO_ROOT) else path
-    return {
-        "weights": str(shown), "sha256": sha256_file(path), "method": card.get("method"),
-        "iterations": card.get("iterations"), "wall_seconds": card.get("wall_seconds"), "commit": card.get("commit"),
-    }
-
-
 def setup_distributed() -> tuple[int, int]:
     """(world size, rank); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -585,17 +625,6 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def command_line() -> str:
-    return "python -m srgan_core.train " + " ".join(sys.argv[1:])
 
 
 def main(argv: list[str] | None = None) -> None:

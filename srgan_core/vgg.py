@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -26,12 +27,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+TORCHVISION = "torchvision"  # asks for torchvision's retrained VGG19 weights instead of the original network
+GET_WEIGHTS = "`python -m srgan_core.data download --only vgg19`"
+
+
 def resolve_vgg_weights(path: str | Path | None = None) -> Path | None:
-    """The safetensors file to use: `path`, `SRGAN_VGG19_WEIGHTS`, or the shared data copy; None = torchvision's."""
+    """The weights file to use: `path`, `SRGAN_VGG19_WEIGHTS`, or the data folder's copy; None when none is there."""
     chosen = path or os.environ.get(WEIGHTS_ENV)
     if chosen:
         if not Path(chosen).is_file():
-            raise FileNotFoundError(f"VGG19 weights {chosen} not found")
+            raise FileNotFoundError(f"VGG19 weights {chosen} not found; {GET_WEIGHTS} fetches them")
         return Path(chosen)
     root = default_data_root()
     if root is not None and (root / SHARED_WEIGHTS).is_file():
@@ -40,21 +45,50 @@ def resolve_vgg_weights(path: str | Path | None = None) -> Path | None:
 
 
 def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
-    """`torchvision.models.vgg19().features` with ImageNet weights; never random weights."""
+    """`torchvision.models.vgg19().features` with the original (Oxford) ImageNet weights the paper's losses used:
+    from `path`, `SRGAN_VGG19_WEIGHTS` or the data folder. `path="torchvision"` takes torchvision's retrained
+    `IMAGENET1K_V1` weights instead, only when asked for: another network, whose features differ. Never random."""
     features = vgg19().features
+    if str(path) == TORCHVISION:
+        try:
+            return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
+        except Exception as exc:  # torchvision raises URLError/OSError/RuntimeError offline
+            raise RuntimeError(f"torchvision could not download VGG19_Weights.IMAGENET1K_V1 ({exc}); {GET_WEIGHTS} fetches the original VGG19 instead") from exc
     weights_file = resolve_vgg_weights(path)
-    if weights_file is not None:
-        features.load_state_dict(load_file(str(weights_file)), strict=True)
-        return features
-    try:
-        full = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
-    except Exception as exc:  # torchvision raises URLError/OSError/RuntimeError offline
-        raise RuntimeError(
-            "No VGG19 weights: pass --vgg-weights PATH or set SRGAN_VGG19_WEIGHTS to a safetensors file of "
-            "vgg19().features (e.g. ../shared/data/vgg19/vgg19_features_imagenet.safetensors), or go online "
-            f"so torchvision can download VGG19_Weights.IMAGENET1K_V1 ({exc})"
-        ) from exc
-    return full.features
+    if weights_file is None:
+        raise FileNotFoundError(
+            f"no VGG19 weights for the VGG loss: {GET_WEIGHTS} fetches the original Oxford VGG19 that the paper and the "
+            "shipped weights used (or pass --vgg-weights PATH / set SRGAN_VGG19_WEIGHTS); --vgg-weights torchvision takes "
+            "torchvision's retrained VGG19, a different network"
+        )
+    features.load_state_dict(read_weights(weights_file), strict=True)
+    return features
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors file or from a compact bfloat16 `.npz` (`write_compact_bf16`)."""
+    if path.suffix != ".npz":
+        return load_file(str(path))
+    with np.load(path) as planes:
+        names = sorted({key.rsplit(".", 1)[0] for key in planes.files})
+        return {
+            name: torch.from_numpy(np.stack([planes[f"{name}.lo"], planes[f"{name}.hi"]], -1).copy()).view(torch.bfloat16).squeeze(-1).float()
+            for name in names
+        }
+
+
+def write_compact_bf16(state: dict[str, torch.Tensor], path: Path) -> None:
+    """The state dict rounded to bfloat16, each tensor as its low and high bytes in a compressed `.npz`.
+
+    The high bytes (sign, exponent, top of the mantissa) compress to about a third, the low bytes hardly:
+    VGG19's features take 27 MB instead of 40 MB in bfloat16 safetensors (and 80 MB in float32). The VGG loss
+    runs under bfloat16 autocast on GPUs, where the convolutions round the weights to bfloat16 anyway."""
+    arrays = {}
+    for name, tensor in state.items():
+        raw = tensor.detach().to(torch.bfloat16).contiguous().view(torch.uint8).view(*tensor.shape, 2).numpy()
+        arrays[f"{name}.lo"], arrays[f"{name}.hi"] = raw[..., 0], raw[..., 1]
+    with path.open("wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 class VGGFeatures(nn.Module):

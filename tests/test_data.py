@@ -18,7 +18,32 @@ def test_small_images_are_skipped_and_counted(tmp_path: Path) -> None:
         Image.fromarray(np.full((size, size + 5, 3), 7, np.uint8)).save(tmp_path / f"{name}.png")
     (tmp_path / "notes.txt").write_text("not an image")
     images = TrainImages.load([tmp_path], crop=32)
-    assert len(images.images) == 2 and images.skipped == 1
+    assert len(images) == 2 and images.skipped == 1
+
+
+def test_crops_stay_inside_each_image_and_cover_it() -> None:
+    """Images of different sizes and orientations share one padded tensor: no crop may reach the padding."""
+    shapes = [(40, 70), (70, 40), (33, 33), (50, 90)]  # (h, w), a portrait one among them
+    images = TrainImages.from_tensors([torch.full((3, h, w), 10 + i, dtype=torch.uint8) for i, (h, w) in enumerate(shapes)])
+    batch = images.batch(4000, 32, torch.Generator().manual_seed(0))
+    assert batch.shape == (4000, 3, 32, 32) and batch.dtype == torch.uint8
+    values = batch.flatten(1)
+    assert (values == values[:, :1]).all() and set(values[:, 0].tolist()) == {10, 11, 12, 13}  # never the zero padding
+
+
+def test_crop_positions_and_the_eight_dihedral_transforms_are_all_drawn() -> None:
+    h, w = 6, 8
+    picture = torch.arange(h * w, dtype=torch.uint8).view(1, h, w).expand(3, h, w).clone()
+    batch = TrainImages.from_tensors([picture]).batch(3000, 6, torch.Generator().manual_seed(0))
+    seen = {tuple(crop[0].flatten().tolist()) for crop in batch}
+    expected = set()
+    for left in range(w - 6 + 1):  # every 6x6 window of the 6x8 picture, under each of the 8 transforms
+        window = picture[0, :, left : left + 6]
+        for k in range(4):
+            for flip in (False, True):
+                turned = torch.rot90(window.flip(-1) if flip else window, k)
+                expected.add(tuple(turned.flatten().tolist()))
+    assert seen == expected and len(expected) == 3 * 8
 
 
 def test_batches_are_reproducible_crops(tmp_path: Path) -> None:

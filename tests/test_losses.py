@@ -72,18 +72,24 @@ def test_bfloat16_vgg_loss_follows_float32(data_root: Path, vgg_weights: Path, l
     assert torch.nn.functional.cosine_similarity(grad_low.flatten(), grad_full.flatten(), dim=0) > 0.99
 
 
-def test_offline_without_weights_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_weights_the_error_names_the_download_and_the_explicit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No silent fallback to torchvision's retrained VGG19 (another network than the one the shipped weights saw)."""
     monkeypatch.delenv(vgg.WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(vgg, "default_data_root", lambda: None)
+    asked: list[object] = []
 
     def offline(weights=None):
+        asked.append(weights)
         if weights is not None:
             raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
         return torchvision.models.vgg19()
 
     monkeypatch.setattr(vgg, "vgg19", offline)
-    with pytest.raises(RuntimeError, match="--vgg-weights PATH or set SRGAN_VGG19_WEIGHTS.*IMAGENET1K_V1"):
+    with pytest.raises(FileNotFoundError, match=r"srgan_core.data download --only vgg19.*--vgg-weights torchvision"):
         vgg.load_vgg19_features()
+    assert asked == [None]  # nothing was downloaded
+    with pytest.raises(RuntimeError, match=r"IMAGENET1K_V1 \(<urlopen error.*srgan_core.data download"):
+        vgg.load_vgg19_features("torchvision")  # asked for explicitly: tried, and offline it says what else works
 
 
 def test_missing_weights_file_is_an_error(tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
     assert all(torch.equal(disc_a[k], disc_b[k]) for k in disc_a)
 
     card = json.loads((tmp_path / "b.json").read_text())
-    assert card["iterations"] == 5 and card["method"] == "srgan-vgg22" and len(card["commands"]) == 2
+    assert card["iterations"] == 5 and card["method"] == "srgan-vgg22" and len(card["runs"]) == 2
+    assert [(r["from_iteration"], r["iterations"], r["batch_size"]) for r in card["runs"]] == [(0, 3, 2), (3, 5, 2)]
+    assert card["samples_seen"] == 10 and card["hardware"] and card["runs"][0]["hardware"] == card["hardware"]
     assert card["init"]["weights"] == str(init) and card["init"]["sha256"] == sha256_file(init)  # kept across the resume
     rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
@@ -158,18 +160,19 @@ def test_a_log_with_unknown_columns_is_refused_untouched(tmp_path: Path) -> None
     assert path.read_text() == "iteration,mystery\n1,2\n"
 
 
-def test_adversarial_term_is_summed_over_the_batch_as_in_eq_6(tiny_data: Path, vgg_weights: Path) -> None:
+def test_adversarial_term_is_summed_over_the_papers_batch_as_in_eq_6(tiny_data: Path, vgg_weights: Path) -> None:
+    """1e-3 x the sum over the paper's 16 samples = 16e-3 x the batch mean, whatever batch the run uses."""
     common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
               "--batch-size", "4", "--crop", "32", "--device", "cpu", "--amp", "off"]
     trainer = train.Trainer(train.parse_args(common))
-    assert trainer.adversarial_scale == pytest.approx(4e-3)
+    assert trainer.adversarial_scale == pytest.approx(16e-3)
     stats = trainer.step(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
-    assert stats["loss_g"] == pytest.approx(stats["loss_content"] + 4e-3 * stats["loss_adv"], rel=1e-5)
+    assert float(stats["loss_g"]) == pytest.approx(float(stats["loss_content"]) + 16e-3 * float(stats["loss_adv"]), rel=1e-5)
     mean = train.Trainer(train.parse_args(common + ["--adversarial-reduction", "mean"]))
     assert mean.adversarial_scale == pytest.approx(1e-3)
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).adversarial_scale == 0.0
     with pytest.raises(ValueError, match="adversarial reduction"):
-        train.adversarial_scale(16, "max")
+        train.adversarial_scale("max")
 
 
 @pytest.mark.parametrize("mode, batches", [("separate", [2, 2, 2]), ("joint", [4, 4])])
@@ -183,3 +186,29 @@ def test_discriminator_sees_hr_and_sr_separately_or_as_one_batch(tiny_data: Path
     assert seen == batches  # D step: HR and SR; G step: SR (with HR when joint)
     assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
     assert train.parse_args(["--method", "srgan-vgg54"]).discriminator_batch == "joint"
+
+
+def test_learning_rate_follows_the_batch_size_by_the_square_root_rule() -> None:
+    def lr(*extra: str) -> float:
+        return train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu", *extra])).schedule.lr
+
+    assert lr() == pytest.approx(2e-4)  # the cpu preset's rate, stated for the paper's batch of 16
+    assert lr("--batch-size", "64") == pytest.approx(4e-4) and lr("--batch-size", "4") == pytest.approx(1e-4)
+    assert lr("--batch-size", "64", "--lr", "1e-3") == pytest.approx(1e-3)  # an explicit rate is taken as given
+
+
+def test_time_budget_stops_cleanly_and_exports(tiny_data: Path, tmp_path: Path) -> None:
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "100000", "--eval-every", "0",
+         "--time-budget", "3", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert 0 < card["iterations"] < 100000 and card["samples_seen"] == 2 * card["iterations"]
+    assert card["runs"][-1]["iterations"] == card["iterations"] and "time-budget" in card["runs"][-1]["command"]
+    assert len(pd.read_csv(tmp_path / "r" / "log.csv")) == card["iterations"]  # a log row per iteration (--log-every 1)
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["iteration"] == card["iterations"]
+
+
+def test_vgg_losses_refuse_the_torchvision_fallback_unless_asked(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRGAN_DATA", str(tiny_data))  # a data folder without VGG19 weights
+    monkeypatch.delenv("SRGAN_VGG19_WEIGHTS", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"srgan_core.data download.*--vgg-weights torchvision"):
+        train.Trainer(train.parse_args(["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--device", "cpu"]))

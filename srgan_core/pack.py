@@ -1,0 +1,139 @@
+"""Bundle what a bare GPU machine needs to train: `python -m srgan_core.pack DIR` (and `--verify DIR` there).
+
+A machine lent for a few minutes gets the repository's working tree plus a few extra files, 64 MiB in all,
+and has no network. The bundle is a data folder (`--data-root DIR` for `srgan_core.train`):
+
+- `train/<folder>/*.jpg`: every training image as JPEG at quality 90 (the paper trained on ImageNet JPEGs), with
+  the source's chroma subsampling (BSDS500's JPEGs are 4:2:0; T91's PNGs get 4:4:4): 24 MB instead of 39 MB.
+- `benchmarks/Set5/*.png`: the validation set the training log scores, as is (lossless).
+- `vgg19/vgg19_features_bf16.npz`: the VGG19 loss network in bfloat16 (`srgan_core.vgg.write_compact_bf16`,
+  27 MB instead of 80 MB); the loss runs under bfloat16 autocast on a GPU, which rounds the weights so anyway.
+- `weights/<method>.safetensors` + `.json`: the weights (and model card) the run starts from.
+- `MANIFEST.json`: the sha256 and size of every file, and the command that made the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from PIL import Image, JpegImagePlugin
+
+from srgan_core.data import list_images, require_data_root, train_folders
+from srgan_core.download import sha256_file
+from srgan_core.images import ImageError, load_image
+from srgan_core.paths import MODELS_DIR
+from srgan_core.vgg import SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
+
+MANIFEST = "MANIFEST.json"
+COMPACT_VGG = Path("vgg19") / "vgg19_features_bf16.npz"
+VALIDATION_SET = "Set5"
+
+
+def chroma_subsampling(path: Path) -> int:
+    """PIL's JPEG chroma subsampling that keeps a source's colour resolution: a JPEG's own (BSDS500's are all
+    4:2:0, so re-encoding them costs no more colour detail), 4:4:4 (0) for anything else."""
+    with Image.open(path) as source:
+        return max(JpegImagePlugin.get_sampling(source), 0) if source.format == "JPEG" else 0
+
+
+def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, command: str) -> dict:
+    """Write the bundle into `out` (which must not exist yet) and return its manifest."""
+    root = require_data_root(data_root)
+    vgg = root / SHARED_WEIGHTS if (root / SHARED_WEIGHTS).is_file() else resolve_vgg_weights()
+    if vgg is None:
+        raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: `python -m srgan_core.data download --only vgg19` fetches them")
+    for path in weights:
+        if not path.is_file():
+            raise FileNotFoundError(f"starting weights {path} not found")
+    out.mkdir(parents=True)
+    for folder in train_folders(root):
+        target = out / "train" / folder.name
+        target.mkdir(parents=True)
+        for path in list_images(folder):
+            try:
+                pixels = load_image(path)
+            except ImageError as exc:
+                print(f"skipping {exc}", file=sys.stderr)
+                continue
+            Image.fromarray(pixels).save(target / f"{path.stem}.jpg", quality=quality, subsampling=chroma_subsampling(path))
+    validation = out / "benchmarks" / VALIDATION_SET
+    validation.mkdir(parents=True)
+    for path in list_images(root / "benchmarks" / VALIDATION_SET):
+        shutil.copyfile(path, validation / path.name)
+    (out / COMPACT_VGG).parent.mkdir(parents=True)
+    write_compact_bf16(read_weights(vgg), out / COMPACT_VGG)
+    (out / "weights").mkdir()
+    for path in weights:
+        for companion in (path, path.with_suffix(".json")):
+            if companion.is_file():
+                shutil.copyfile(companion, out / "weights" / companion.name)
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    manifest = {
+        "made_by": command,
+        "jpeg_quality": quality,
+        "files": {str(p.relative_to(out)): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def verify(bundle: Path) -> list[str]:
+    """Problems with a bundle (missing, changed or unexpected files); empty when it is whole."""
+    manifest_path = bundle / MANIFEST
+    if not manifest_path.is_file():
+        return [f"{manifest_path} not found: is {bundle} a bundle made by `python -m srgan_core.pack`?"]
+    listed = json.loads(manifest_path.read_text())["files"]
+    problems = []
+    for name, entry in listed.items():
+        path = bundle / name
+        if not path.is_file():
+            problems.append(f"missing: {name}")
+        elif path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            problems.append(f"changed: {name}")
+    present = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()} - {MANIFEST}
+    problems += [f"not in the manifest: {name}" for name in sorted(present - set(listed))]
+    return problems
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
+    p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
+    p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--weights", type=Path, nargs="*", default=[MODELS_DIR / "srresnet-mse.safetensors"],
+                   help="starting weights to include, each with its .json model card when there is one")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.verify:
+        problems = verify(args.dir)
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{args.dir}: {'whole' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if args.dir.exists():
+        print(f"{args.dir} exists: pass a new folder", file=sys.stderr)
+        return 2
+    if not 1 <= args.quality <= 100:
+        print(f"--quality must be 1-100, got {args.quality}", file=sys.stderr)
+        return 2
+    command = "python -m srgan_core.pack " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        manifest = pack(args.dir, args.data_root, args.weights, args.quality, command)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    total = sum(entry["bytes"] for entry in manifest["files"].values())
+    print(f"{args.dir}: {len(manifest['files'])} files, {total / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Where trained weights came from, for their model cards: hardware, commit, and starting weights a user can get."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from srgan_core.download import sha256_file
+from srgan_core.paths import REPO_ROOT
+
+
+def hardware(device: torch.device) -> str:
+    """What a run trained on: the GPU's name, or the CPU's model and thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD")
+
+
+def committed_copy(path: Path, sha256: str) -> str | None:
+    """The newest commit holding `path` (inside the repository) with exactly this content (by sha256), or None."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(REPO_ROOT):
+        return None
+    relative = resolved.relative_to(REPO_ROOT).as_posix()
+    for commit in (_git("log", "--format=%H", "--", relative) or "").split():
+        content = subprocess.run(["git", "show", f"{commit}:{relative}"], cwd=REPO_ROOT, capture_output=True)
+        if content.returncode == 0 and hashlib.sha256(content.stdout).hexdigest() == sha256:
+            return commit
+    return None
+
+
+def git_show_command(commit: str, path: str, target: str) -> str:
+    """The shell line that writes the weights committed as `commit:path` to `target`."""
+    folder = str(Path(target).parent)
+    prefix = f"mkdir -p {folder} && " if folder != "." else ""
+    return f"{prefix}git show {commit}:{path} > {target}"
+
+
+def describe_init(path: Path, shipped_as: str | None = None) -> dict:
+    """The starting weights of a run, for its model card: file, sha256, their own card's iterations and time, and
+    (when the repository holds them) the `git show` line that gets exactly these weights back."""
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    resolved = path.resolve()
+    shown = resolved.relative_to(REPO_ROOT).as_posix() if resolved.is_relative_to(REPO_ROOT) else str(path)
+    sha256 = sha256_file(path)
+    info = {
+        "weights": shown, "sha256": sha256, "method": card.get("method"), "iterations": card.get("iterations"),
+        "wall_seconds": card.get("wall_seconds"), "commit": card.get("commit"),
+    }
+    commit = committed_copy(path, sha256)
+    if commit is not None:
+        info["git_show"] = git_show_command(commit, shown, f"runs/{card.get('method', path.stem)}-{card.get('iterations', 'start')}.safetensors")
+    return info
+
+
+def link_init(card: dict) -> bool:
+    """Point a card's starting weights at the committed file they are (the history of
+    results/models/<method>.safetensors, found by sha256) and add the `git show` line; False if none is."""
+    init = card.get("init")
+    if not init or not init.get("method"):
+        return False
+    shipped = f"results/models/{init['method']}.safetensors"
+    commit = committed_copy(REPO_ROOT / shipped, init["sha256"])
+    if commit is None:
+        return False
+    init["weights"] = shipped
+    init["git_show"] = git_show_command(commit, shipped, f"runs/{init['method']}-{init['iterations']}.safetensors")
+    card["rerun"] = rerun(card)
+    return True
+
+
+def rerun(card: dict) -> list[str]:
+    """Shell lines that train the card's recipe again in one uninterrupted run, into runs/: get the starting weights,
+    then train with the schedule of the card's last run. (The shipped weights may come from several resumed runs, each with a fresh
+    optimiser.)"""
+    schedule, init = card["schedule"], card.get("init") or {}
+    command = [
+        "python -m srgan_core.train", f"--method {card['method']}", f"--preset {card['preset']}",
+        f"--iters {card['iterations']}", f"--batch-size {schedule['batch_size']}", f"--crop {schedule['crop']}",
+        f"--lr {schedule['lr']:g}", f"--decay-at {schedule['decay_at'] or 0}", f"--seed {card['seed']}",
+        f"--out runs/{card['method']}-rerun.safetensors",  # beside, not over, the shipped weights
+    ]
+    lines = []
+    if init.get("git_show"):
+        lines.append(init["git_show"])
+        command.append(f"--init {init['git_show'].rsplit('> ', 1)[1]}")
+    elif init:
+        command.append(f"--init {init['weights']}")
+    if card.get("adversarial_reduction"):
+        command += [f"--adversarial-reduction {card['adversarial_reduction']}", f"--discriminator-batch {card['discriminator_batch']}"]
+    return [*lines, " ".join(command)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m srgan_core.provenance CARD.json ...`: link each card's starting weights to the commit that holds them."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("cards", type=Path, nargs="+", help="model cards (results/models/*.json)")
+    args = p.parse_args(argv)
+    status = 0
+    for path in args.cards:
+        card = json.loads(path.read_text())
+        if link_init(card):
+            path.write_text(json.dumps(card, indent=2) + "\n")
+            print(f"{path}: {card['init']['git_show']}")
+        elif card.get("init"):
+            print(f"{path}: its starting weights (sha256 {card['init']['sha256'][:12]}...) are in no commit of "
+                  f"results/models/{card['init'].get('method')}.safetensors: commit them first", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

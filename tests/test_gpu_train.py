@@ -1,0 +1,109 @@
+"""The GPU campaign's bundle (`srgan_core.pack`) and script (`tools/gpu_train.sh`), run on the CPU at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_core import pack
+from srgan_core.download import sha256_file
+from srgan_core.paths import MODELS_DIR, REPO_ROOT
+from srgan_core.vgg import read_weights, write_compact_bf16
+from tools import gpu_train
+
+START = MODELS_DIR / "srresnet-mse.safetensors"
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> Path:
+    """A bundle made from a data folder of a few synthetic images, the real VGG19 and the shipped SRResNet-MSE."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for folder, count, size, suffix in [("train/T91", 3, 48, "png"), ("train/BSDS500_train", 2, 40, "jpg"), ("benchmarks/Set5", 2, 32, "png")]:
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            smooth = np.kron(rng.integers(0, 256, (size // 8, size // 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+            Image.fromarray(smooth).save(root / folder / f"img{i}.{suffix}")
+    (root / "vgg19").mkdir()
+    (root / "vgg19" / vgg_weights.name).symlink_to(vgg_weights)
+    bundle = tmp_path_factory.mktemp("bundles") / "bundle"
+    assert pack.main([str(bundle), "--data-root", str(root), "--weights", str(START)]) == 0
+    return bundle
+
+
+def test_bundle_holds_what_a_bare_machine_needs_and_verifies(tiny_bundle: Path, tmp_path: Path) -> None:
+    files = json.loads((tiny_bundle / pack.MANIFEST).read_text())["files"]
+    assert {"vgg19/vgg19_features_bf16.npz", "weights/srresnet-mse.safetensors", "weights/srresnet-mse.json",
+            "benchmarks/Set5/img0.png", "train/T91/img0.jpg", "train/BSDS500_train/img1.jpg"} <= set(files)
+    assert files["weights/srresnet-mse.safetensors"]["sha256"] == sha256_file(START)
+    assert pack.verify(tiny_bundle) == []
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(tiny_bundle), str(copy)], check=True)
+    (copy / "train/T91/img0.jpg").write_bytes(b"not the same")
+    (copy / "benchmarks/Set5/img1.png").unlink()
+    (copy / "extra.txt").write_text("stray")
+    assert sorted(pack.verify(copy)) == ["changed: train/T91/img0.jpg", "missing: benchmarks/Set5/img1.png", "not in the manifest: extra.txt"]
+    assert pack.main(["--verify", str(copy)]) == 1 and pack.main([str(copy)]) == 2  # exists: never overwritten
+
+
+def test_compact_vgg_weights_are_exactly_bfloat16(tmp_path: Path) -> None:
+    state = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4) * 1e-3}
+    write_compact_bf16(state, tmp_path / "w.npz")
+    back = read_weights(tmp_path / "w.npz")
+    assert set(back) == set(state)
+    for name, tensor in state.items():
+        assert back[name].dtype == torch.float32 and torch.equal(back[name], tensor.to(torch.bfloat16).float())
+
+
+def test_the_real_bundle_and_the_tree_fit_the_lent_machine(data_root: Path, vgg_weights: Path, tmp_path: Path) -> None:
+    """The machine takes the working tree plus the bundle, 64 MiB in all; the run leaves the shipped weights out of
+    the tree (the bundle carries the one it starts from), and everything must stay under 60 MiB."""
+    bundle = tmp_path / "bundle"
+    assert pack.main([str(bundle), "--data-root", str(data_root)]) == 0
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    tree = sum((REPO_ROOT / name).stat().st_size for name in tracked if name and not name.endswith(".safetensors") and (REPO_ROOT / name).is_file())
+    bundled = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert (tree + bundled) / MIB < 60, f"tree {tree / MIB:.1f} MiB + bundle {bundled / MIB:.1f} MiB"
+
+
+def test_pick_batch_prefers_a_smaller_batch_within_ten_percent() -> None:
+    assert gpu_train.pick_batch({64: 100.0, 128: 48.0, 256: 24.0}) == 64  # 6400 samples/s is the best already
+    assert gpu_train.pick_batch({64: 100.0, 128: 70.0, 256: 37.0}) == 128  # 8960 is within 10 % of 9472
+    assert gpu_train.pick_batch({64: 100.0, 128: 90.0, 256: 60.0}) == 256
+
+
+def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    cmd = ["bash", str(REPO_ROOT / "tools" / "gpu_train.sh"), str(tiny_bundle), str(out), "--budget", "30",
+           "--probe-seconds", "2", "--batch-sizes", "1", "2", "--crop", "16", "--work", str(tmp_path / "work")]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cards_and_logs.tar.gz", "console.log", "srgan-vgg22.safetensors", "srgan-vgg54.safetensors", "srresnet-mse.safetensors"]
+    assert ": whole" in (out / "console.log").read_text()  # the bundle was checked against its manifest first
+    with tarfile.open(out / "cards_and_logs.tar.gz") as tar:
+        tar.extractall(tmp_path / "cards", filter="data")
+    cards = {m: json.loads((tmp_path / "cards" / f"{m}.json").read_text()) for m in gpu_train.STAGES}
+    plan = json.loads((tmp_path / "cards" / "plan.json").read_text())
+    assert plan["outcome"] == {m: "done" for m in gpu_train.STAGES}
+    start = json.loads(START.with_suffix(".json").read_text())["iterations"]
+    assert cards["srresnet-mse"]["iterations"] > start  # continued the bundle's SRResNet-MSE
+    assert cards["srresnet-mse"]["runs"][-1]["from_iteration"] == start
+    for method in ("srgan-vgg54", "srgan-vgg22"):
+        card = cards[method]
+        assert card["iterations"] > 0 and card["samples_seen"] == card["iterations"] * card["schedule"]["batch_size"]
+        assert card["init"]["sha256"] == sha256_file(out / "srresnet-mse.safetensors")  # started from the continued one
+        assert card["hardware"] and card["runs"][-1]["precision"] == card["precision"]
+    for method in gpu_train.STAGES:
+        assert (tmp_path / "cards" / f"{method}_log.csv").read_text().startswith("iteration,")

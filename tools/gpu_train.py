@@ -1,0 +1,202 @@
+"""One GPU training campaign in a fixed wall-clock budget: `tools/gpu_train.sh BUNDLE OUTDIR [--budget SECONDS]`.
+
+Made for a machine lent for a few minutes, with no network, that gets the working tree and a bundle
+(`python -m srgan_core.pack BUNDLE`). In one process, so CUDA and the data start once:
+1. measures training throughput (iterations/s) of SRResNet-MSE and SRGAN-VGG54 at a few batch sizes, and of
+   SRGAN-VGG22 at the batch chosen for VGG54 (about 30 s), and picks each stage's batch size: the fastest in
+   samples/s, or a smaller one within 10 % of it (more updates for the same samples);
+2. continues SRResNet-MSE from the bundle's weights, then trains SRGAN-VGG54 and SRGAN-VGG22 from the result,
+   each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the
+   paper's rates moved to the batch size by `srgan_core.train.scaled_lr` and the 10x drop at the same fraction
+   of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth);
+3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
+   and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the shell wrapper adds
+   `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the
+   bundle's SRResNet-MSE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import shutil
+import tarfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from srgan_core import train
+from srgan_core.data import TrainImages, train_folders
+from srgan_core.inference import pick_device
+from srgan_core.pack import COMPACT_VGG
+from srgan_core.provenance import hardware
+
+STAGES = ("srresnet-mse", "srgan-vgg54", "srgan-vgg22")
+SHARES = {"srresnet-mse": 0.25, "srgan-vgg54": 0.45, "srgan-vgg22": 0.30}  # VGG54 is the paper's SRGAN
+STAGE_OVERHEAD_S = 25.0  # per stage, outside the timed loop: models, images, validations, checkpoints, export
+TIME_CAP_SLACK_S = 15.0  # a stage's loop stops at its share plus this, should it run slower than the probe said
+SMALLER_BATCH_TOLERANCE = 0.10
+VALIDATIONS_PER_STAGE = 6
+log = logging.getLogger("gpu_train")
+
+
+def trainer_args(method: str, bundle: Path, work: Path, batch: int, crop: int, extra: list[str] = ()) -> list[str]:
+    return [
+        "--method", method, "--preset", "paper", "--data-root", str(bundle), "--vgg-weights", str(bundle / COMPACT_VGG),
+        "--batch-size", str(batch), "--crop", str(crop), "--run-dir", str(work / "runs" / method),
+        "--out", str(work / f"{method}.safetensors"), "--no-final-eval", *extra,
+    ]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(method: str, batches: list[int], seconds: float, bundle: Path, work: Path, crop: int, images: TrainImages) -> dict[int, float]:
+    """Training iterations per second of one method at each batch size: two warm-up steps, then timed steps
+    until `seconds` (warm-up included) have passed, at least two."""
+    trainer = train.Trainer(train.parse_args(trainer_args(method, bundle, work / "probe", batches[0], crop)))
+    rates = {}
+    for batch in batches:  # the step takes any batch size; only the learning rate depends on it
+        begin = time.monotonic()
+        for _ in range(2):  # the first steps of a shape pick cuDNN kernels and fill the allocator's cache
+            trainer.step(images.batch(batch, crop, trainer.sampler))
+        synchronize(trainer.device)
+        start, steps = time.monotonic(), 0
+        while time.monotonic() - begin < seconds or steps < 2:
+            trainer.step(images.batch(batch, crop, trainer.sampler))
+            steps += 1
+            if steps % 5 == 0:
+                synchronize(trainer.device)
+        synchronize(trainer.device)
+        rates[batch] = steps / (time.monotonic() - start)
+        log.info("probe: %s at batch %d: %.2f it/s, %.1f samples/s", method, batch, rates[batch], batch * rates[batch])
+    del trainer
+    release_memory()
+    return rates
+
+
+def pick_batch(rates: dict[int, float]) -> int:
+    """The batch size with the most samples/s, or the smallest within SMALLER_BATCH_TOLERANCE of it."""
+    throughput = {batch: batch * rate for batch, rate in rates.items()}
+    best = max(throughput.values())
+    return min(batch for batch, samples in throughput.items() if samples >= (1 - SMALLER_BATCH_TOLERANCE) * best)
+
+
+def probe(bundle: Path, work: Path, batches: list[int], crop: int, seconds: float, device: torch.device) -> dict:
+    """Iterations/s per method and batch size, and each stage's chosen batch size."""
+    images = TrainImages.load(train_folders(bundle), crop, device)
+    per = seconds / (2 * len(batches) + 1)
+    rates = {method: measure(method, batches, per, bundle, work, crop, images) for method in ("srresnet-mse", "srgan-vgg54")}
+    chosen = {method: pick_batch(rates[method]) for method in rates}
+    chosen["srgan-vgg22"] = chosen["srgan-vgg54"]  # VGG22's loss network is smaller: it is no slower than VGG54
+    rates["srgan-vgg22"] = measure("srgan-vgg22", [chosen["srgan-vgg22"]], per, bundle, work, crop, images)
+    shutil.rmtree(work / "probe", ignore_errors=True)
+    return {"rates_it_per_s": {m: {str(b): r for b, r in per_batch.items()} for m, per_batch in rates.items()}, "batch": chosen}
+
+
+def plan(probed: dict, seconds_left: float, start_iteration: int) -> dict[str, dict]:
+    """Iterations, learning-rate drop and time cap of each stage, from the measured speed and its share."""
+    training_seconds = max(seconds_left - STAGE_OVERHEAD_S * len(STAGES), 0.0)
+    stages = {}
+    for method in STAGES:
+        batch = probed["batch"][method]
+        seconds = SHARES[method] * training_seconds
+        iters = max(2, int(probed["rates_it_per_s"][method][str(batch)] * seconds))
+        first = start_iteration if method == "srresnet-mse" else 0
+        decay = first + (int(0.8 * iters) if method == "srresnet-mse" else iters // 2)
+        stages[method] = {"batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "decay_at": decay}
+    return stages
+
+
+def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int) -> None:
+    extra = [
+        "--iters", str(stage["iters"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
+        "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
+    ]
+    if method == "srresnet-mse":
+        extra.append("--resume")  # from the bundle's weights and card, copied into the work folder
+    else:
+        extra += ["--init", str(work / "srresnet-mse.safetensors")]
+    train.main(trainer_args(method, bundle, work, stage["batch"], crop, extra))
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def collect(work: Path, out: Path, extras: dict[str, dict]) -> list[Path]:
+    """The weights as files of their own, cards, logs and `extras` (as JSON) in one archive."""
+    written = []
+    archive = out / "cards_and_logs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for method in STAGES:
+            weights, card, run_log = work / f"{method}.safetensors", work / f"{method}.json", work / "runs" / method / "log.csv"
+            if weights.is_file():
+                shutil.copyfile(weights, out / weights.name)
+                written.append(out / weights.name)
+            if card.is_file():
+                tar.add(card, arcname=card.name)
+            if run_log.is_file():
+                tar.add(run_log, arcname=f"{method}_log.csv")
+        for name, content in extras.items():
+            path = work / f"{name}.json"
+            path.write_text(json.dumps(content, indent=2) + "\n")
+            tar.add(path, arcname=path.name)
+    return [*written, archive]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, help="a folder made by `python -m srgan_core.pack`")
+    p.add_argument("out", type=Path, help="where the results go (at most four files)")
+    p.add_argument("--budget", type=float, default=480.0, help="wall-clock seconds for everything, probe included")
+    p.add_argument("--probe-seconds", type=float, default=30.0, help="seconds of throughput measurement")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256], help="batch sizes the probe tries")
+    p.add_argument("--crop", type=int, default=96, help="HR crop side (the paper's 96)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/srgan-gpu-work"), help="checkpoints and intermediate files")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    device = pick_device()
+    log.info("torch %s, device %s (%s)", torch.__version__, device, hardware(device))
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    for start in (args.bundle / "weights").glob("srresnet-mse.*"):
+        shutil.copyfile(start, args.work / start.name)  # SRResNet-MSE continues from here (--resume reads the card)
+    start_iteration = json.loads((args.work / "srresnet-mse.json").read_text())["iterations"]
+
+    probed = probe(args.bundle, args.work, args.batch_sizes, args.crop, args.probe_seconds, device)
+    stages = plan(probed, args.budget - (time.monotonic() - started), start_iteration)
+    log.info("plan: %s", json.dumps(stages))
+    outcome = {}
+    for method, stage in stages.items():
+        stage_start = time.monotonic()
+        try:
+            run_stage(method, stage, args.bundle, args.work, args.crop)
+            outcome[method] = "done"
+        except Exception:  # report it and go on: the other stages' minutes are still worth having
+            log.error("stage %s failed:\n%s", method, traceback.format_exc())
+            outcome[method] = "failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+        stage["wall_seconds"] = round(time.monotonic() - stage_start, 1)
+        release_memory()
+    written = collect(args.work, args.out, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
+                                                                       "device": hardware(device), "torch": torch.__version__}})
+    log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
+    return 0 if all(v == "done" for v in outcome.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
