@@ -88,6 +88,18 @@ def read_planned(path: Path) -> pd.DataFrame:
         raise RatingsError(f"{path}: cannot read the raters' plans ({err})") from None
 
 
+def read_study_names(path: Path) -> list[str]:
+    """The studies prepared in the study database (opened read-only), sorted; none when there is no database."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            return sorted(row[0] for row in con.execute("SELECT name FROM studies"))
+    except sqlite3.DatabaseError:
+        return []
+
+
 def validate_ratings(table: pd.DataFrame, source: str, row_name: RowName) -> pd.DataFrame:
     """The table with typed columns (score int, response_ms float, position nullable int).
 
