@@ -6,6 +6,7 @@ import secrets
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from study import design, prepare, sessions, store
@@ -182,3 +183,32 @@ def test_cli_states_every_count(data, tmp_path, capsys):
             "then 9 rated: 6 stimuli, 1 repeats and 2 gold items") in out
     assert prepare.main([*argv[:1], "other", *argv[2:], "--spacing", "50"]) == 2
     assert "error: --spacing 50:" in capsys.readouterr().err
+
+
+def test_a_complete_block_pilot_gives_every_paired_test_and_friedman(tmp_path):
+    """SYNTHETIC scores (tests only, never a MOS): 3 raters finish a 4-image x 3-method study, a fourth quits."""
+    from study import analyze
+
+    data = synthetic_data_root(tmp_path / "data", benchmark_images=4, train_images=6)
+    db = tmp_path / "study.sqlite"
+    prepare.prepare(request(calibration=1, gold=2, repeats=2), data, db)
+    truth = {"nearest": 1, "bicubic": 3, "hr": 5}
+    with store.connect(db) as con:
+        method = {s.id: s.method for k in store.KINDS for s in store.study_stimuli(con, "pilot", k)}
+    rng = np.random.default_rng(0)
+    for rater in range(4):
+        token = sessions.new_rater(db)
+        for _ in range(3 if rater == 3 else 10**6):
+            item = sessions.present(db, token)
+            if item is None:
+                break
+            score = truth[method[item.ticket.split(":")[1]]] + int(rng.integers(-1, 2))
+            sessions.answer(db, token, item.ticket, min(max(score, 1), 5))
+    out = tmp_path / "report"
+    assert analyze.main(["--db", str(db), "--out", str(out), "--no-metrics", "--resamples", "50"]) == 0
+    report = (out / "report.md").read_text()
+    assert "3 of the 4 raters who answered finished their plan; 1 did not: left out" in report
+    pairwise = pd.read_csv(out / "pairwise.csv", keep_default_na=False)
+    assert (pairwise["n_pairs"] == 12).all() and (pairwise["note"] == "").all()  # 3 raters x 4 images
+    friedman = pd.read_csv(out / "friedman.csv", keep_default_na=False).iloc[0]
+    assert friedman["n_blocks"] == 12 and friedman["note"] == "" and float(friedman["p"]) < 0.05
