@@ -218,15 +218,15 @@ def build_plan(
     again = choose_repeats(subset, groups, repeats, rng) if repeats else []
     items = [(str(s), "trial") for s in subset] + [(s, "repeat") for s in again] + [(str(g), "gold") for g in gold]
     labels = [groups[s] if phase != "gold" else ("gold", s) for s, phase in items]
-    placed = [items[i] for i in spaced_order(labels, spacing, rng)]
-    # Within an image the slots are interchangeable for spacing: put every first showing before the repeats.
-    slots: dict[Hashable, list[int]] = {}
-    for place, (s, phase) in enumerate(placed):
-        slots.setdefault(groups[s] if phase != "gold" else ("gold", s), []).append(place)
-    ordered = list(placed)
-    for label, places in slots.items():
-        mine = sorted((placed[p] for p in places), key=lambda item: item[1] == "repeat")
-        for p, item in zip(places, mine):
+    order = spaced_order(labels, spacing, rng)
+    # An image's places are interchangeable for spacing: its first showings take the earlier ones.
+    places: dict[Hashable, list[int]] = {}
+    for place, i in enumerate(order):
+        places.setdefault(labels[i], []).append(place)
+    ordered = [items[i] for i in order]
+    for where in places.values():
+        shown = sorted((ordered[p] for p in where), key=lambda item: item[1] == "repeat")
+        for p, item in zip(where, shown):
             ordered[p] = item
     return [(str(c), "calibration") for c in rng.permutation(calibration)] + ordered
 
