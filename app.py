@@ -41,7 +41,7 @@ def create_app(
             with gr.Tab("Rate"):
                 rate.build_tab(study_db, admin_token)
             with gr.Tab("Results"):
-                results.build_tab(results_dir)
+                results.build_tab(results_dir, study_db)
     return app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
 
 

@@ -1,15 +1,34 @@
-"""The "Results" tab: the latest `python -m study.analyze` report of a chosen study, its tables and figures."""
+"""The "Results" tab: the latest `python -m study.analyze` report of a chosen study, tables and figures whole.
+
+The tab follows the study database and the results folder the app was started with: it lists the reports
+under ``<results dir>/study``, names the studies of the database that have no report yet (with the command
+that writes one), and says when a report was made from another database than the app's.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
 import re
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
+from markdown_it import MarkdownIt
+
+from study.ratings import read_study_names
 
 FIGURE_LINE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<file>[^)/\\]+\.png)\)\s*$")
-Figures = list[tuple[Image.Image, str]]
+SOURCE = re.compile(r"^Ratings from `(?P<source>[^`]+)`", re.MULTILINE)
+Figures = list[tuple[Path, str]]
+# Raw HTML, links and images in a report are shown as text: only the study's own figures are embedded.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table").disable(["image", "link"])
+# Tables scroll sideways instead of breaking words ("MO S"); figures keep their aspect and fit the width.
+REPORT_CSS = """
+.results-report .table-scroll { overflow-x: auto; max-width: 100%; }
+.results-report th, .results-report td { overflow-wrap: normal; word-break: normal; hyphens: none; white-space: nowrap; }
+.results-report figure { margin: 1em 0; }
+.results-report figure img { display: block; max-width: 100%; height: auto; object-fit: contain; }
+"""
 
 
 def list_studies(results_dir: Path) -> list[str]:
@@ -20,50 +39,80 @@ def list_studies(results_dir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "report.md").is_file())
 
 
-def load_report(results_dir: Path, study: str | None) -> tuple[str, Figures]:
-    """The report's Markdown (figure lines taken out) and its figures with captions, in report order."""
+def analyze_command(study: str, study_db: Path, results_dir: Path) -> str:
+    return f"python -m study.analyze --db {study_db} --study {study} --out {Path(results_dir) / 'study' / study}"
+
+
+def load_report(results_dir: Path, study: str | None, study_db: Path | None = None) -> tuple[str, Figures]:
+    """The report's Markdown (figure lines taken out) and its figures with captions, in report order.
+    With `study_db`, a note when the report was made from another database, and the database's studies
+    that have no report yet."""
     studies = list_studies(results_dir)
+    waiting = _waiting(results_dir, study_db, studies)
     if not studies:
-        return (
+        text = (
             f"No study reports yet under `{Path(results_dir) / 'study'}`. Collect ratings in the Rate tab, "
-            "then run `python -m study.analyze --study NAME`.",
-            [],
+            "then run `python -m study.analyze --study NAME`."
         )
+        return "\n\n".join([text, *waiting]), []
     if study not in studies:
-        return f"Choose a study: {', '.join(studies)}.", []
+        return "\n\n".join([f"Choose a study: {', '.join(studies)}.", *waiting]), []
     folder = Path(results_dir) / "study" / study
     text, figures = [], []
-    for line in (folder / "report.md").read_text(encoding="utf-8").splitlines():
+    report = (folder / "report.md").read_text(encoding="utf-8")
+    for line in report.splitlines():
         match = FIGURE_LINE.match(line)
         if match is None:
             text.append(line)
         elif (folder / match["file"]).is_file():
-            with Image.open(folder / match["file"]) as image:
-                figures.append((image.convert("RGB"), match["caption"]))
-    return "\n".join(text), figures
+            figures.append((folder / match["file"], match["caption"]))
+    source = SOURCE.search(report)
+    if study_db is not None and source and Path(source["source"]).resolve() != Path(study_db).resolve():
+        text.insert(0, f"> This report was made from `{source['source']}`; this app's study database is "
+                       f"`{study_db}`. To report on it: `{analyze_command(study, study_db, results_dir)}`\n")
+    return "\n".join([*text, "", *waiting]), figures
 
 
-def build_tab(results_dir: Path) -> None:
-    """The tab's components and events; call inside `with gr.Tab("Results"):` of the app's Blocks."""
+def _waiting(results_dir: Path, study_db: Path | None, reported: list[str]) -> list[str]:
+    """A line per study of the database without a report, with the command that writes it."""
+    if study_db is None:
+        return []
+    missing = [s for s in read_study_names(study_db) if s not in reported]
+    return [f"Study `{s}` of `{study_db}` has no report yet: `{analyze_command(s, study_db, results_dir)}`" for s in missing]
+
+
+def report_html(markdown: str, figures: Figures) -> str:
+    """The report as HTML: wide tables scroll, figures whole (embedded, at most the page's width)."""
+    body = re.sub(r"(<table>.*?</table>)", r'<div class="table-scroll">\1</div>', _MARKDOWN.render(markdown), flags=re.S)
+    shown = []
+    for path, caption in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        alt = html.escape(caption, quote=True)
+        shown.append(f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption>{alt}</figcaption></figure>')
+    return f'<div class="results-report">{body}{"".join(shown)}</div>'
+
+
+def build_tab(results_dir: Path, study_db: Path | None = None) -> None:
+    """The tab's components and events; call inside `with gr.Tab("Results"):` of the app's Blocks, with the
+    app's results folder and study database."""
     gr.Markdown(
-        "MOS results of the rating study: screening of the raters, MOS with confidence intervals next to "
-        "PSNR / SSIM, significance tests and figures, as written by `python -m study.analyze`."
+        "MOS results of the rating study: completion and screening of the raters, MOS with confidence intervals "
+        "next to PSNR / SSIM, significance tests, agreement and figures, as written by `python -m study.analyze` "
+        f"into `{Path(results_dir) / 'study'}`."
     )
     with gr.Row():
         study = gr.Dropdown(choices=[], value=None, label="Study", scale=4)
         refresh = gr.Button("Refresh", scale=1)
-    report = gr.Markdown()
-    gallery = gr.Gallery(label="Figures", format="png", columns=2, height="auto", interactive=False)
+    report = gr.HTML(css_template=REPORT_CSS, js_on_load=None, elem_id="results-report")
 
-    def show(name: str | None) -> tuple[str, Figures]:
-        return load_report(results_dir, name)
+    def show(name: str | None) -> str:
+        return report_html(*load_report(results_dir, name, study_db))
 
-    def reload(current: str | None) -> tuple[gr.Dropdown, str, Figures]:
+    def reload(current: str | None) -> tuple[gr.Dropdown, str]:
         studies = list_studies(results_dir)
         chosen = current if current in studies else (studies[0] if studies else None)
-        return gr.Dropdown(choices=studies, value=chosen), *load_report(results_dir, chosen)
+        return gr.Dropdown(choices=studies, value=chosen), show(chosen)
 
-    gr.on(triggers=None, fn=lambda: reload(None), inputs=[], outputs=[study, report, gallery],
-          api_name="results_load")
-    refresh.click(reload, inputs=study, outputs=[study, report, gallery], api_name="results_refresh")
-    study.input(show, inputs=study, outputs=[report, gallery], api_name="results_show")
+    gr.on(triggers=None, fn=lambda: reload(None), inputs=[], outputs=[study, report], api_name="results_load")
+    refresh.click(reload, inputs=study, outputs=[study, report], api_name="results_refresh")
+    study.input(show, inputs=study, outputs=report, api_name="results_show")

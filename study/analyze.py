@@ -1,8 +1,10 @@
 """`python -m study.analyze`: the MOS report of a study, next to PSNR / SSIM.
 
-Reads the long-format ratings (the study database, or a CSV export or one made elsewhere), screens
-the raters, and writes into the output folder `report.md`, the tables as CSV and the figures as PNG.
-The same input always gives the same files (fixed bootstrap seed, sorted orders, no timestamps).
+Reads the long-format ratings (the study database, or a CSV export or one made elsewhere), keeps the
+raters who finished their plan (the database's plans say who did; `--include-partial` keeps the rest
+too), screens them, and writes into the output folder `report.md`, the tables as CSV and the figures as
+PNG. PSNR / SSIM / NIQE are over every image of each dataset, the same set for every method. The same
+input always gives the same files (fixed bootstrap seed, sorted orders, no timestamps).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import figures, stats
-from study.ratings import GOLD_EXPECTED, RatingsError, read_ratings_csv, read_ratings_db, select_study
+from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 
 DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
 RESULTS_DIR = REPO_ROOT / "results" / "study"
@@ -40,11 +42,22 @@ class Settings:
     seed: int = 0
     alpha: float = 0.05
     max_gold_failures: int = 0
+    include_partial: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Who finished: `table` has one row per rater who answered (rater, answered, planned, finished;
+    planned and finished are missing without the plans); `silent` raters joined but gave no answer."""
+
+    table: pd.DataFrame
+    silent: int
+    known: bool
 
 
 @dataclass
 class Metrics:
-    """Per (dataset, method) means over the rated images (columns psnr, ssim, niqe), and what is missing."""
+    """Per (dataset, method) means over every image of the dataset (columns psnr, ssim, niqe), and what is missing."""
 
     table: pd.DataFrame
     notes: list[str]
@@ -65,6 +78,32 @@ def dataset_order(datasets: Iterable[str]) -> list[str]:
 
     present = set(datasets)
     return [d for d in BENCHMARKS if d in present] + sorted(present - set(BENCHMARKS))
+
+
+def completion(ratings: pd.DataFrame, planned: pd.DataFrame | None) -> Completion:
+    """Answers against plans: a rater finished when they answered every presentation planned for them."""
+    answered = ratings.groupby("rater").size().rename("answered").reset_index()
+    if planned is None:
+        return Completion(answered.assign(planned=pd.NA, finished=pd.NA), 0, False)
+    table = answered.merge(planned[["rater", "planned"]], on="rater", how="left")
+    table["finished"] = table["answered"] >= table["planned"]
+    silent = int((~planned["rater"].isin(answered["rater"])).sum())
+    return Completion(table, silent, True)
+
+
+def _with_completion(raters: pd.DataFrame, done: Completion, settings: Settings) -> pd.DataFrame:
+    """The screened raters with their completion, and the unfinished ones left out (as excluded rows)."""
+    raters = raters.merge(done.table, on="rater", how="left")
+    left_out = done.table[done.table["finished"].eq(False) & ~done.table["rater"].isin(raters["rater"])]
+    if len(left_out):
+        left_out = left_out.assign(
+            excluded=True, rejected=False,
+            reason=[f"did not finish (answered {a} of {p})" for a, p in zip(left_out["answered"], left_out["planned"])],
+        )
+        raters = pd.concat([raters, left_out], ignore_index=True).sort_values("rater", ignore_index=True)
+    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "retest_pairs"]:
+        raters[column] = raters[column].fillna(0).astype(int)
+    return raters
 
 
 def screen_raters(ratings: pd.DataFrame, max_gold_failures: int) -> pd.DataFrame:
@@ -101,15 +140,14 @@ def screen_raters(ratings: pd.DataFrame, max_gold_failures: int) -> pd.DataFrame
 
 
 def compute_metrics(trial: pd.DataFrame, data_root: Path | None) -> Metrics:
-    """PSNR / SSIM (srgan_core.evaluate) and NIQE of every rated (dataset, method), on the rated images."""
+    """PSNR / SSIM (srgan_core.evaluate) and NIQE of every studied (dataset, method), each over every image
+    of the dataset: the same images for every method, whoever rated what."""
     from srgan_core.data import BENCHMARKS, benchmark_images
     from srgan_core.evaluate import score_images, score_originals
     from srgan_core.methods import METHODS, MethodUnavailable, load_method
-    from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 
     rows, notes = [], set()
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
-        images = sorted(group["image"].unique())
         row = {"dataset": dataset, "method": method, "psnr": math.nan, "ssim": math.nan, "niqe": math.nan}
         rows.append(row)
         if dataset not in BENCHMARKS:
@@ -124,19 +162,20 @@ def compute_metrics(trial: pd.DataFrame, data_root: Path | None) -> Metrics:
         except (FileNotFoundError, MethodUnavailable) as err:
             notes.add(f"{dataset} / {method}: metrics left blank: {err}")
             continue
-        missing = [i for i in images if i not in paths]
+        missing = sorted(set(group["image"]) - set(paths))
         if missing:
             notes.add(f"{dataset}: rated images not in the benchmark folder: {', '.join(missing)}; no metrics")
             continue
         if upscaler is None:
-            scores = score_originals(dataset, data_root, images)
+            scores = score_originals(dataset, data_root)
         else:
-            scores = score_images([method], dataset, data_root, images, with_niqe=True)
+            scores = score_images([method], dataset, data_root, with_niqe=True)
             row["psnr"], row["ssim"] = float(scores["psnr"].mean()), float(scores["ssim"].mean())
-        if scores["niqe"].notna().all():
-            row["niqe"] = float(scores["niqe"].mean())
-        else:
-            notes.add(f"{dataset} / {method}: no NIQE (some rated images are under {NIQE_MIN_SIZE} px)")
+        niqe = scores["niqe"].dropna()
+        if len(niqe):
+            row["niqe"] = float(niqe.mean())
+        if len(niqe) < len(scores):
+            notes.add(f"{dataset}: NIQE over {len(niqe)} of its {len(scores)} images (NIQE is undefined on the smaller ones)")
     return Metrics(pd.DataFrame(rows), sorted(notes))
 
 
@@ -144,16 +183,34 @@ MetricsFn = Callable[[pd.DataFrame], Metrics]
 
 
 def analyze(
-    ratings: pd.DataFrame, study: str, out_dir: Path, metrics_fn: MetricsFn | None, settings: Settings, source: str
+    ratings: pd.DataFrame,
+    study: str,
+    out_dir: Path,
+    metrics_fn: MetricsFn | None,
+    settings: Settings,
+    source: str,
+    planned: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report, CSVs and figures of one study's ratings into `out_dir`; return the report's path.
 
-    `metrics_fn` gives PSNR / SSIM / NIQE for the kept raters' trial ratings (None: no metrics).
+    `metrics_fn` gives PSNR / SSIM / NIQE for the study's (dataset, method) pairs (None: no metrics).
+    `planned` (rater, planned presentations; from the database) tells who finished; without it every
+    rater is analysed and the report says that completion is unknown.
     """
-    trial_all = ratings[ratings["phase"] == "trial"]
-    if trial_all.empty:
+    if ratings[ratings["phase"] == "trial"].empty:
         raise RatingsError(f"study {study!r} has no trial ratings yet; nothing to analyse")
-    raters = screen_raters(ratings, settings.max_gold_failures)
+    given = ratings
+    studied = ratings[ratings["phase"] == "trial"]  # every rater's: the (dataset, method) pairs of the study
+    done = completion(ratings, planned)
+    if not settings.include_partial:
+        ratings = ratings[~ratings["rater"].isin(done.table.loc[done.table["finished"].eq(False), "rater"])]
+        if ratings[ratings["phase"] == "trial"].empty:
+            raise RatingsError(
+                f"study {study!r}: no rater with trial ratings has finished yet; "
+                "use --include-partial to analyse unfinished sessions"
+            )
+    trial_all = ratings[ratings["phase"] == "trial"]
+    raters = _with_completion(screen_raters(ratings, settings.max_gold_failures), done, settings)
     included = set(raters.loc[~raters["excluded"], "rater"])
     trial = trial_all[trial_all["rater"].isin(included)]
     if trial.empty:
@@ -163,7 +220,7 @@ def analyze(
     retest = stats.retest_reliability(stats.retest_pairs(trial, repeat))
 
     mos = stats.mos_table(trial, settings.n_resamples, settings.seed)
-    metrics = metrics_fn(trial) if metrics_fn is not None else None
+    metrics = metrics_fn(studied) if metrics_fn is not None else None
     if metrics is not None:
         mos = mos.merge(metrics.table, on=["dataset", "method"], how="left")
     for metric in ("psnr", "ssim", "mos"):
@@ -176,6 +233,10 @@ def analyze(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sections, pairwise_all, friedman_rows, rank_rows = [], [], [], []
+    agreement = pd.DataFrame(
+        [{"dataset": d, **stats.agreement(trial[trial["dataset"] == d])} for d in datasets]
+        + ([{"dataset": "all", **stats.agreement(trial)}] if len(datasets) > 1 else [])
+    )
     for dataset in datasets:
         subset = trial[trial["dataset"] == dataset]
         methods = [m for m in order if m in set(subset["method"])]
@@ -204,13 +265,16 @@ def analyze(
     _write_csv(mos, out_dir / "mos.csv")
     _write_csv(_columns_first(pd.concat(pairwise_all, ignore_index=True), "dataset"), out_dir / "pairwise.csv")
     _write_csv(pd.DataFrame(friedman_rows), out_dir / "friedman.csv")
+    _write_csv(agreement, out_dir / "agreement.csv")
     _write_csv(_columns_first(pd.concat(rank_rows, ignore_index=True), "dataset"), out_dir / "ranks.csv")
 
     report = "\n".join(
         [
-            _header(ratings, study, source, raters, trial),
+            _header(given, study, source, raters, trial),
+            _completion_section(done, settings),
             _raters_section(raters, settings),
             _retest_section(retest),
+            _agreement_section(agreement),
             *sections,
             _overview_section(has_psnr, metrics, settings),
         ]
@@ -232,11 +296,70 @@ def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame
             f"# MOS study `{study}`",
             "",
             f"Ratings from `{source}` (sha256 of the sorted table `{digest[:16]}`): {len(ratings)} answers "
-            f"({counts}) by {len(raters)} raters; {int((~raters['excluded']).sum())} raters kept, "
+            f"({counts}) by {ratings['rater'].nunique()} raters; {int((~raters['excluded']).sum())} raters kept, "
             f"{trial['rater'].nunique()} of them with trial ratings in the analysis.",
             "",
             "Scores are integers from 1 (bad) to 5 (excellent), as in the paper's section 3.3. "
             + PAIRING,
+            "",
+        ]
+    )
+
+
+def _completion_section(done: Completion, settings: Settings) -> str:
+    table = done.table
+    if not done.known:
+        body = (
+            f"The ratings hold no plans (a CSV), so whether each rater finished is unknown: all "
+            f"{len(table)} raters are analysed. Analyse the study database to keep only finished raters."
+        )
+    else:
+        unfinished = table[~table["finished"].astype(bool)]
+        finished = len(table) - len(unfinished)
+        what = (
+            "included (`--include-partial`)" if settings.include_partial
+            else "left out (the default; `--include-partial` analyses them too)"
+        )
+        body = f"{finished} of the {len(table)} raters who answered finished their plan; {len(unfinished)} did not: {what}."
+        if len(unfinished):
+            body += " Unfinished: " + ", ".join(
+                f"`{r.rater}` ({r.answered} of {r.planned})" for r in unfinished.itertuples()
+            ) + "."
+        if done.silent:
+            body += f" {done.silent} more joined without giving an answer."
+    return "\n".join(["## Completion", "", body, ""])
+
+
+def _agreement_section(agreement: pd.DataFrame) -> str:
+    def value(v: float, note: str, units: float) -> str:
+        return note if note else f"{v:.3f} ({int(units)} stimuli)"
+
+    table = pd.DataFrame(
+        {
+            "Dataset": agreement["dataset"],
+            "Raters": agreement["raters"].astype(int).astype(str),
+            "Krippendorff's alpha (ordinal)": [
+                value(a, n, u) for a, n, u in zip(agreement["alpha"], agreement["alpha_note"], agreement["alpha_units"])
+            ],
+            "ICC(A,1) [95 % CI]": [
+                r.icc_note or f"{r.icc:.3f} [{r.icc_low:.2f}, {r.icc_high:.2f}] ({int(r.icc_units)} stimuli)"
+                for r in agreement.itertuples()
+            ],
+            "ICC(A,k) [95 % CI]": [
+                r.icc_note or f"{r.icc_k:.3f} [{r.icc_k_low:.2f}, {r.icc_k_high:.2f}]" for r in agreement.itertuples()
+            ],
+        }
+    )
+    return "\n".join(
+        [
+            "## Inter-rater agreement",
+            "",
+            "Kept raters' trial scores, stimuli as units. Krippendorff's alpha (ordinal scale; `krippendorff`) "
+            "over the stimuli two or more raters scored; ICC (two-way, absolute agreement, single rater A,1 "
+            "and mean of k raters A,k; `pingouin`) over the stimuli every kept rater scored. Each needs "
+            f"{stats.MIN_UNITS} such stimuli.",
+            "",
+            _markdown(table),
             "",
         ]
     )
@@ -252,6 +375,9 @@ def _raters_section(raters: pd.DataFrame, settings: Settings) -> str:
             "Outlier rate": raters["outlier_rate"].map(lambda v: _fmt(100 * v, 1, "%")),
             "Asymmetry": raters["asymmetry"].map(lambda v: _fmt(v, 2)),
             "Gold failed / items": [f"{f} / {n}" for f, n in zip(raters["gold_failed"], raters["gold_items"])],
+            "Answered / planned": [
+                f"{a} / ?" if pd.isna(p) else f"{a} / {int(p)}" for a, p in zip(raters["answered"], raters["planned"])
+            ],
             "Retest pairs": raters["retest_pairs"].astype(str),
             "Retest mean abs. diff.": raters["retest_mad"].map(lambda v: _fmt(v, 2)),
             "Status": raters["excluded"].map({True: "**excluded**", False: "kept"}),
@@ -289,11 +415,19 @@ def _retest_section(retest: dict[str, float]) -> str:
     else:
         body = (
             f"{int(retest['n_pairs'])} stimuli shown twice to the same rater (kept raters): "
-            f"Spearman rho = {_fmt(retest['spearman_rho'], 3, missing='n/a')} (p = {_p(retest['spearman_p'])}), "
-            f"mean absolute difference = {_fmt(retest['mean_abs_diff'], 2)}; Wilcoxon signed-rank test of "
-            f"first against second showing (two-sided, zero differences dropped): "
-            f"W = {_fmt(retest['wilcoxon_stat'], 1, missing='n/a')}, p = {_p(retest['wilcoxon_p'])}."
+            f"mean absolute difference = {_fmt(retest['mean_abs_diff'], 2)}; "
         )
+        if retest["note"]:
+            body += f"Spearman rho and the Wilcoxon test of first against second showing: {retest['note']}."
+        else:
+            rho = retest["spearman_note"] or (
+                f"{_fmt(retest['spearman_rho'], 3)} (p = {_p(retest['spearman_p'])})"
+            )
+            body += (
+                f"Spearman rho = {rho}; Wilcoxon signed-rank test of first against second showing (two-sided, "
+                f"zero differences dropped): W = {_fmt(retest['wilcoxon_stat'], 1, missing='n/a')}, "
+                f"p = {_p(retest['wilcoxon_p'])}."
+            )
     return "\n".join(["## Test-retest reliability", "", body, ""])
 
 
@@ -312,8 +446,10 @@ def _dataset_section(
         "Method": mos["method"],
         "MOS": mos["mos"].map(lambda v: _fmt(v, 2)),
         "std": mos["std"].map(lambda v: _fmt(v, 2)),
-        "95 % CI (t)": [_interval(lo, hi) for lo, hi in zip(mos["t_low"], mos["t_high"])],
-        "95 % CI (bootstrap)": [_interval(lo, hi) for lo, hi in zip(mos["boot_low"], mos["boot_high"])],
+        "95 % CI (t)": [_interval(lo, hi, few) for lo, hi, few in zip(mos["t_low"], mos["t_high"], mos["few"])],
+        "95 % CI (bootstrap)": [
+            _interval(lo, hi, few) for lo, hi, few in zip(mos["boot_low"], mos["boot_high"], mos["few"])
+        ],
         "Ratings": mos["n"].astype(str),
         "Raters": mos["raters"].astype(str),
         "Images": mos["images"].astype(str),
@@ -333,15 +469,12 @@ def _dataset_section(
             "Paper MOS": mos["paper_mos"].map(lambda v: _fmt(v, 2)),
         }
     )
-    if omnibus["p"] == omnibus["p"]:
+    if omnibus["note"]:
+        friedman = f"Friedman test of {len(methods)} methods: {omnibus['note']}."
+    else:
         friedman = (
             f"Friedman test over {int(omnibus['n_blocks'])} complete (rater, image) blocks of "
             f"{len(methods)} methods: chi2 = {_fmt(omnibus['statistic'], 2)}, p = {_p(omnibus['p'])}."
-        )
-    else:
-        friedman = (
-            f"Friedman test not computed: it needs 3 or more methods and 2 or more complete (rater, image) "
-            f"blocks with some variation; here {len(methods)} methods, {int(omnibus['n_blocks'])} blocks."
         )
     pairs = pd.DataFrame(
         {
@@ -350,12 +483,17 @@ def _dataset_section(
             "Pairs": pairwise["n_pairs"].astype(str),
             "Mean A": pairwise["mean_a"].map(lambda v: _fmt(v, 2)),
             "Mean B": pairwise["mean_b"].map(lambda v: _fmt(v, 2)),
-            "W": pairwise["statistic"].map(lambda v: _fmt(v, 1, missing="n/a")),
+            "W": [note or _fmt(v, 1, missing="n/a") for v, note in zip(pairwise["statistic"], pairwise["note"])],
             "p": pairwise["p"].map(_p),
             "p (Holm)": pairwise["p_holm"].map(_p),
         }
     )
-    rank_table = pd.DataFrame({"Method": ranks.index, "Mean rank (1 = best)": ranks.map(lambda v: _fmt(v, 2))})
+    if omnibus["n_blocks"]:
+        ranks_text = _markdown(
+            pd.DataFrame({"Method": ranks.index, "Mean rank (1 = best)": ranks.map(lambda v: _fmt(v, 2))})
+        )
+    else:
+        ranks_text = "Not computable: 0 complete (rater, image) blocks; need >= 1."
     alpha = settings.alpha
     return "\n".join(
         [
@@ -369,15 +507,16 @@ def _dataset_section(
             "",
             PAIRING,
             "Two-sided Wilcoxon signed-rank tests between every pair of methods (zero differences dropped; "
-            f"p = 1 where every pair is tied), at p < {alpha}, uncorrected as in the paper and Holm-corrected "
-            "over the pairs of this dataset. Means in this table are over the paired scores only.",
+            f"p = 1 where every pair is tied; from {stats.MIN_PAIRS} pairs on, `n/a` in the matrices below), "
+            f"at p < {alpha}, uncorrected as in the paper and Holm-corrected over the pairs tested. Means in "
+            "this table are over the paired scores only.",
             "",
             friedman,
             "",
             _markdown(pairs),
             "",
             f"Significance matrix, uncorrected p < {alpha} (`>`: the row method scored significantly higher "
-            "than the column method, `<` lower, `=` no significant difference):",
+            "than the column method, `<` lower, `=` no significant difference, `n/a` not tested):",
             "",
             _markdown(stats.significance_matrix(pairwise, methods, "significant").reset_index(names="")),
             "",
@@ -387,7 +526,7 @@ def _dataset_section(
             "",
             f"Mean ordinal ranks within the {int(omnibus['n_blocks'])} complete (rater, image) blocks:",
             "",
-            _markdown(rank_table),
+            ranks_text,
             "",
             f"![{dataset}: distribution of scores per method]({figure})",
             "",
@@ -405,14 +544,17 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         "## Notes",
         "",
         f"- Confidence intervals of the MOS: Student t, and BCa bootstrap ({settings.n_resamples} resamples, "
-        f"seed {settings.seed}); both treat the ratings of a (dataset, method) as independent samples.",
+        f"seed {settings.seed}); both treat the ratings of a (dataset, method) as independent samples, and "
+        f"both are clipped to the 1..5 scale. `*`: from fewer than {stats.MIN_CI_RATINGS} ratings, too few "
+        "for the interval to mean much.",
     ]
     if metrics is None:
         lines.append("- PSNR / SSIM / NIQE not computed (`--no-metrics`).")
     else:
         lines.append(
-            "- PSNR / SSIM: Y channel (BT.601), 4-pixel border cropped, averaged over the rated images "
-            "(srgan_core.evaluate); NIQE on the same outputs (lower looks more natural); `hr` has no PSNR."
+            "- PSNR / SSIM: Y channel (BT.601), 4-pixel border cropped, averaged over every image of the "
+            "dataset, the same images for every method whoever rated what (srgan_core.evaluate); NIQE on the "
+            "same outputs (lower looks more natural); `hr` has no PSNR."
         )
         lines += [f"- {note}" for note in metrics.notes]
     lines.append(
@@ -442,8 +584,8 @@ def _p(value: float) -> str:
     return f"{value:.2e}" if value < 0.001 else f"{value:.3f}"
 
 
-def _interval(low: float, high: float) -> str:
-    return "" if low != low else f"[{low:.2f}, {high:.2f}]"
+def _interval(low: float, high: float, few: bool = False) -> str:
+    return "" if low != low else f"[{low:.2f}, {high:.2f}]" + ("*" if few else "")
 
 
 def _or_nan(value: float | None) -> float:
@@ -477,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         "--data-root", type=Path, help="data folder with benchmarks/ (default: $SRGAN_DATA or ../shared/data)"
     )
     parser.add_argument("--no-metrics", action="store_true", help="skip PSNR / SSIM / NIQE")
+    parser.add_argument(
+        "--include-partial", action="store_true",
+        help="analyse raters who did not finish their plan too (default: finished raters only; the report counts both)",
+    )
     parser.add_argument("--resamples", type=int, default=Settings.n_resamples, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=Settings.seed, help="bootstrap seed")
     parser.add_argument(
@@ -485,12 +631,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        planned = None
         if args.ratings is not None:
             ratings, source_name = read_ratings_csv(args.ratings), str(args.ratings)
         else:
             db = args.db or Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB)
             ratings, source_name = read_ratings_db(db), str(db)
+            planned = read_planned(db)
         study, ratings = select_study(ratings, args.study)
+        if planned is not None:
+            planned = planned[planned["study"] == study]
         out_dir = args.out
         if out_dir is None:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study):
@@ -498,8 +648,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir = RESULTS_DIR / study
         data_root = args.data_root or default_data_root()
         metrics_fn = None if args.no_metrics else lambda trial: compute_metrics(trial, data_root)
-        settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures)
-        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name)
+        settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures, args.include_partial)
+        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned)
     except RatingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

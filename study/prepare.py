@@ -27,12 +27,13 @@ from srgan_core.data import BENCHMARKS, benchmark_images, list_images, require_d
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png
 from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
 from srgan_core.paths import REPO_ROOT
-from study import store
+from study import design, store
 
 DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
 ORIGINAL = "hr"
 CALIBRATION_FOLDER = Path("train") / "BSDS500_train"
 ANCHORS = {"nearest": 1, ORIGINAL: 5}  # the score each calibration / gold version stands for
+PLANS_CHECKED = 50  # raters whose plans prepare builds and checks (all of them where fewer windows exist)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -49,6 +50,8 @@ class Request:
     calibration: int
     gold: int
     pause_every: int
+    design: str = design.DEFAULT_DESIGN
+    spacing: int | None = None  # None: `design.default_spacing` for the study's size
 
 
 class PrepareError(ValueError):
@@ -70,8 +73,10 @@ def _check_request(req: Request) -> None:
     bad = [d for d in req.datasets if d not in BENCHMARKS]
     if bad:
         raise PrepareError(f"unknown dataset(s) {', '.join(bad)}; choose from {', '.join(BENCHMARKS)}")
-    if req.calibration < 0 or req.gold < 0 or req.pause_every < 0:
-        raise PrepareError("--calibration, --gold and --pause-every cannot be negative")
+    if req.calibration < 0 or req.gold < 0 or req.pause_every < 0 or (req.spacing or 0) < 0:
+        raise PrepareError("--calibration, --gold, --pause-every and --spacing cannot be negative")
+    if req.design not in design.DESIGNS:
+        raise PrepareError(f"unknown design {req.design!r}; choose from {', '.join(design.DESIGNS)}")
 
 
 def _check_counts(req: Request, n_trials: int) -> None:
@@ -80,6 +85,40 @@ def _check_counts(req: Request, n_trials: int) -> None:
     seen = req.per_rater or n_trials
     if not 0 <= req.repeats <= seen:
         raise PrepareError(f"--repeats {req.repeats}: must be between 0 and the {seen} stimuli each rater sees")
+    k = len(req.methods)
+    if req.design == "blocks" and seen % k:
+        lower, upper = seen // k * k, (seen // k + 1) * k
+        raise PrepareError(
+            f"--per-rater {seen}: complete blocks give each rater all {k} methods of every image they get, so "
+            f"--per-rater must be a multiple of {k} (e.g. {lower or upper} or {upper}), or use --design incomplete"
+        )
+
+
+def _plan_config(req: Request, trials: list[store.Stimulus]) -> dict:
+    """The design part of the study's config: design, spacing (the default chosen for the study's size,
+    or the one asked for when every rater's plan can keep it) and each rater's presentation counts, taken
+    from plans built and checked here the way raters will get them."""
+    config = {"design": req.design, "per_rater": req.per_rater, "repeats": req.repeats, "seed": req.seed, "gold": req.gold}
+    limit = design.spacing_limit(trials, config)
+    if req.spacing is not None and limit.spacing is not None and req.spacing > limit.spacing:
+        raise PrepareError(
+            f"--spacing {req.spacing}: {limit.explain(req.spacing)}; lower --spacing, give each rater more "
+            "images (--per-rater) or fewer --repeats"
+        )
+    config["spacing"] = design.default_spacing(limit) if req.spacing is None else req.spacing
+    calibration = [f"calibration-{i}" for i in range(2 * req.calibration)]
+    gold = [f"gold-{i}" for i in range(req.gold)]
+    groups = {s.id: design.image_key(s) for s in trials}
+    plans = [
+        design.rater_plan(trials, calibration, gold, config, seq)
+        for seq in range(min(design.windows(len(trials), req.per_rater), PLANS_CHECKED))
+    ]
+    for seq, plan in enumerate(plans):
+        broken = design.spacing_violations(plan, groups, config["spacing"])
+        if broken:  # the bound above makes this unreachable; kept as the check of the plans themselves
+            raise PrepareError(f"rater {seq}'s plan breaks the spacing {config['spacing']}: {broken[0]}")
+    config["presentations"] = design.presentation_counts(plans[0])
+    return config
 
 
 def _upscalers(methods: list[str]) -> dict[str, Upscaler]:
@@ -105,7 +144,8 @@ def _render(hr: np.ndarray, method: str, upscalers: dict[str, Upscaler]) -> np.n
 
 
 def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: bool = False) -> dict[str, int]:
-    """Render and register the study; returns the number of stimuli of each kind.
+    """Render and register the study; returns the number of stimuli of each kind. The design (spacing,
+    each rater's presentation counts) is in the study's stored config.
 
     Renders into a hidden folder first and registers everything in one transaction, so a failure
     leaves neither a half study in the database nor a stimuli folder behind.
@@ -127,7 +167,6 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
             raise PrepareError(f"study {req.name!r} already exists in {db_path}; choose another --name")
     if final_dir.exists():
         raise PrepareError(f"{final_dir} already exists; remove it or choose another --name")
-    upscalers = _upscalers(req.methods)
 
     rng = np.random.default_rng(req.seed)
     picks = [extra[i] for i in rng.choice(len(extra), size=req.calibration + req.gold, replace=False)]
@@ -135,30 +174,35 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
     jobs += [("calibration", CALIBRATION_FOLDER.name, p, m, ANCHORS[m]) for p in picks[: req.calibration] for m in ANCHORS]
     gold_methods = [m for m in ANCHORS for _ in range((req.gold + 1) // 2)][: req.gold]
     jobs += [("gold", CALIBRATION_FOLDER.name, p, m, ANCHORS[m]) for p, m in zip(picks[req.calibration :], gold_methods)]
+    ids = [secrets.token_hex(16) for _ in jobs]  # drawn first: the raters' windows depend on them
+    planned = [  # what the design needs of each trial stimulus, before anything is rendered
+        store.Stimulus(sid, req.name, kind, dataset, path.stem, method, "", 1, 1, None)
+        for sid, (kind, dataset, path, method, _) in zip(ids, jobs)
+        if kind == "trial"
+    ]
+    plan_config = _plan_config(req, planned)
+    upscalers = _upscalers(req.methods)
 
     staging = final_dir.parent / f".{req.name}-partial-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)
     try:
         stimuli = []
         hr_path, hr = None, None
-        for kind, dataset, path, method, expected in tqdm(jobs, desc=f"rendering {req.name}", disable=not show_progress):
+        progress = tqdm(list(zip(ids, jobs)), desc=f"rendering {req.name}", disable=not show_progress)
+        for sid, (kind, dataset, path, method, expected) in progress:
             if path != hr_path:  # the jobs of one image are adjacent: load each original once
                 hr_path, hr = path, modcrop(load_image(path), 4)
             img = _render(hr, method, upscalers)
-            sid = secrets.token_hex(16)
             save_png(img, staging / f"{sid}.png")
             rel = final_dir.relative_to(db_path.parent) / f"{sid}.png"
             stimuli.append(store.Stimulus(sid, req.name, kind, dataset, path.stem, method, rel.as_posix(), img.shape[1], img.shape[0], expected))
         config = {
             "datasets": req.datasets,
             "methods": req.methods,
-            "per_rater": req.per_rater,
-            "repeats": req.repeats,
-            "seed": req.seed,
             "calibration": req.calibration,
-            "gold": req.gold,
             "pause_every": req.pause_every,
             "data_root": str(root),
+            **plan_config,
         }
         with store.connect(db_path) as con, store.transaction(con):
             store.add_study(con, req.name, config)
@@ -172,15 +216,29 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
     return {k: sum(s.kind == k for s in stimuli) for k in store.KINDS}
 
 
+def describe_plan(config: dict) -> str:
+    """Each rater's plan in words, every count exact (from the stored presentation counts)."""
+    n = config["presentations"]
+    blocks = "complete blocks (every method of each image a rater gets)" if config["design"] == "blocks" else "incomplete blocks"
+    return (
+        f"each rater answers {n['total']}: {n['calibration']} calibration presentations ({config['calibration']} "
+        f"images, each as nearest and as the original), then {n['trial'] + n['repeat'] + n['gold']} rated: "
+        f"{n['trial']} stimuli, {n['repeat']} repeats and {n['gold']} gold items; design: {blocks}; at least "
+        f"{config['spacing']} other presentations between two of one image"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m study.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="study name (letters, digits, - and _)")
     parser.add_argument("--datasets", nargs="+", required=True, choices=BENCHMARKS, metavar="DATASET", help=f"from {', '.join(BENCHMARKS)}")
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help=f"from {', '.join((*METHODS, ORIGINAL))} ({ORIGINAL} = the original)")
-    parser.add_argument("--per-rater", type=int, default=None, help="stimuli per rater (balanced subsets; default: all)")
+    parser.add_argument("--per-rater", type=int, default=None, help="stimuli per rater (balanced subsets; with --design blocks a multiple of the methods; default: all)")
+    parser.add_argument("--design", choices=design.DESIGNS, default=design.DEFAULT_DESIGN, help="blocks: each rater sees every method of each image they get (default); incomplete: method-balanced windows of stimuli")
+    parser.add_argument("--spacing", type=int, default=None, metavar="K", help="at least K other presentations between two versions of one image and between a stimulus and its repeat (default: half the most the study's size allows, at most 20)")
     parser.add_argument("--repeats", type=int, default=10, help="stimuli shown a second time to each rater, for test-retest (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--calibration", type=int, default=20, help="calibration images, each shown as nearest (1) and original (5) (default 20)")
+    parser.add_argument("--calibration", type=int, default=20, help="calibration images, each shown twice, as nearest (1) and as the original (5): 2N presentations (default 20)")
     parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
     parser.add_argument("--pause-every", type=int, default=50, help="offer a pause after every N rated images (0: never; default 50)")
     parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
@@ -190,18 +248,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    req = Request(args.name, args.datasets, args.methods, args.per_rater, args.repeats, args.seed, args.calibration, args.gold, args.pause_every)
+    req = Request(
+        args.name, args.datasets, args.methods, args.per_rater, args.repeats, args.seed, args.calibration, args.gold,
+        args.pause_every, args.design, args.spacing,
+    )
     db_path = args.db or default_db()
     try:
         counts = prepare(req, args.data_root, db_path, show_progress=True)
     except (PrepareError, FileNotFoundError, store.StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    per_rater = (req.per_rater or counts["trial"]) + req.repeats + counts["gold"] + counts["calibration"]
+    with store.connect(db_path, create=False) as con:
+        config = store.study_config(con, req.name)
     print(
         f"study {req.name!r} in {db_path}: {counts['trial']} stimuli, {counts['calibration']} calibration and "
-        f"{counts['gold']} gold items under {store.stimuli_dir(db_path, req.name)}; each rater answers {per_rater}"
+        f"{counts['gold']} gold items under {store.stimuli_dir(db_path, req.name)}"
     )
+    print(describe_plan(config))
     return 0
 
 

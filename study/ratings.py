@@ -7,7 +7,9 @@ response_ms, position``. Every problem is reported as a `RatingsError` naming th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,33 @@ def read_ratings_db(path: Path) -> pd.DataFrame:
     except StoreError as err:
         raise RatingsError(str(err)) from None
     return validate_ratings(table, str(path), lambda i: f"row {i + 1}")
+
+
+def read_planned(path: Path) -> pd.DataFrame:
+    """Per rater of the study database (opened read-only): study, rater and the presentations planned for
+    them, the number a rater must answer to have finished."""
+    path = Path(path)
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            return pd.read_sql_query(
+                """SELECT ra.study, ra.id AS rater, count(p.position) AS planned
+                   FROM raters ra LEFT JOIN plan p ON p.rater = ra.id GROUP BY ra.id ORDER BY ra.study, ra.id""",
+                con,
+            )
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:
+        raise RatingsError(f"{path}: cannot read the raters' plans ({err})") from None
+
+
+def read_study_names(path: Path) -> list[str]:
+    """The studies prepared in the study database (opened read-only), sorted; none when there is no database."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            return sorted(row[0] for row in con.execute("SELECT name FROM studies"))
+    except sqlite3.DatabaseError:
+        return []
 
 
 def validate_ratings(table: pd.DataFrame, source: str, row_name: RowName) -> pd.DataFrame:

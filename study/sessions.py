@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from study import store
+from study.design import LEGACY_REPEAT_GAP, balanced_subset, build_plan, study_order  # noqa: F401 (this module's API)
 
-MIN_REPEAT_GAP = 5  # presentations between an image and its repeat, where the plan is long enough
+MIN_REPEAT_GAP = LEGACY_REPEAT_GAP  # presentations between a stimulus and its repeat when no spacing is given
 _TOKEN = re.compile(r"([0-9a-f]{16})\.([0-9a-f]{32})")
 _TICKET = re.compile(r"([1-9][0-9]{0,6}):([0-9a-f]{16,64})")
 
@@ -96,47 +97,6 @@ class Item:
     expected: int | None
     step: int  # 1-based, within calibration or within the rating part
     steps: int
-
-
-def study_order(trials: list[store.Stimulus], seed: int) -> list[str]:
-    """The study-wide order the raters' windows are cut from: each method's stimuli shuffled, then
-    interleaved method by method (so any window holds every method about equally often)."""
-    rng = np.random.default_rng(seed)
-    by_method: dict[str, list[str]] = {}
-    for s in trials:
-        by_method.setdefault(s.method, []).append(s.id)
-    columns = [list(rng.permutation(ids)) for _, ids in sorted(by_method.items())]
-    longest = max((len(c) for c in columns), default=0)
-    return [c[i] for i in range(longest) for c in columns if i < len(c)]
-
-
-def balanced_subset(order: list[str], seq: int, per_rater: int | None) -> list[str]:
-    """Rater `seq`'s share: the `seq`-th window of `per_rater` consecutive ids, wrapping round.
-    Over any number of raters the times each id is planned differ by at most one."""
-    if per_rater is None or per_rater >= len(order):
-        return list(order)
-    start = seq * per_rater
-    return [order[(start + i) % len(order)] for i in range(per_rater)]
-
-
-def build_plan(
-    calibration: list[str],
-    subset: list[str],
-    gold: list[str],
-    repeats: int,
-    rng: np.random.Generator,
-) -> list[tuple[str, str]]:
-    """The ordered (stimulus, phase) presentations of one rater."""
-    if repeats > len(subset):
-        raise ValueError(f"{repeats} repeats asked but the rater sees only {len(subset)} stimuli")
-    order: list[tuple[str, str]] = [(s, "trial") for s in rng.permutation(subset)]
-    for s in rng.choice(subset, size=repeats, replace=False) if repeats else []:
-        first = order.index((s, "trial"))
-        earliest = min(first + 1 + MIN_REPEAT_GAP, len(order))
-        order.insert(int(rng.integers(earliest, len(order) + 1)), (str(s), "repeat"))
-    for g in rng.permutation(gold):
-        order.insert(int(rng.integers(0, len(order) + 1)), (str(g), "gold"))
-    return [(str(c), "calibration") for c in rng.permutation(calibration)] + [(str(s), p) for s, p in order]
 
 
 def _sign(secret: bytes, rater: str) -> str:

@@ -1,5 +1,8 @@
 """The statistics of a MOS study: rater screening, test-retest, MOS with confidence intervals,
-paired significance tests and ranks.
+paired significance tests, ranks and inter-rater agreement.
+
+A statistic with too little data behind it is not computed: its value is NaN and its ``note`` says why
+(``not computable: 3 pairs; need >= 10``).
 
 Every function takes plain long-format frames (columns ``rater, dataset, image, method, score``
 and, where needed, ``stimulus``) so each can be checked on small hand-made tables.
@@ -9,9 +12,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
+import krippendorff
 import numpy as np
 import pandas as pd
+import pingouin
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -19,6 +25,16 @@ from study.ratings import GOLD_EXPECTED
 
 STIMULUS = ["dataset", "image", "method"]
 BLOCK = ["rater", "image"]
+SCALE = (1, 5)
+MIN_PAIRS = 10  # paired Wilcoxon tests and the test-retest correlation and test
+MIN_BLOCKS = 10  # complete (rater, image) blocks for the Friedman test
+MIN_UNITS = 10  # stimuli behind an agreement statistic
+MIN_CI_RATINGS = 10  # a MOS interval from fewer ratings is flagged
+
+
+def shortfall(have: int, need: int, what: str) -> str:
+    """Why a statistic is not computed ('' when there is enough): 'not computable: 3 pairs; need >= 10'."""
+    return "" if have >= need else f"not computable: {have} {what}; need >= {need}"
 
 
 def bt500_screening(trial: pd.DataFrame) -> pd.DataFrame:
@@ -78,19 +94,24 @@ def retest_pairs(trial: pd.DataFrame, repeat: pd.DataFrame) -> pd.DataFrame:
     return first.merge(second, on=["rater", "stimulus"]).sort_values(["rater", "stimulus"], ignore_index=True)
 
 
-def retest_reliability(pairs: pd.DataFrame) -> dict[str, float]:
-    """Reliability of repeated items: Spearman rho, mean absolute difference, and a two-sided
-    Wilcoxon signed-rank test of first against second showing (zero differences dropped)."""
+def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS) -> dict[str, float | str]:
+    """Reliability of repeated items: mean absolute difference, Spearman rho, and a two-sided Wilcoxon
+    signed-rank test of first against second showing (zero differences dropped); rho and the test only
+    from `min_pairs` pairs on (``note`` says why not)."""
     n = len(pairs)
     first, second = pairs["first"].to_numpy(float), pairs["second"].to_numpy(float)
     result = {"n_pairs": float(n), "spearman_rho": math.nan, "spearman_p": math.nan,
-              "mean_abs_diff": math.nan, "wilcoxon_stat": math.nan, "wilcoxon_p": math.nan}
-    if n == 0:
+              "mean_abs_diff": math.nan, "wilcoxon_stat": math.nan, "wilcoxon_p": math.nan,
+              "note": shortfall(n, min_pairs, "pairs"), "spearman_note": ""}
+    if n:
+        result["mean_abs_diff"] = float(np.mean(np.abs(first - second)))
+    if result["note"]:
         return result
-    result["mean_abs_diff"] = float(np.mean(np.abs(first - second)))
-    if n >= 2 and np.ptp(first) > 0 and np.ptp(second) > 0:
+    if np.ptp(first) > 0 and np.ptp(second) > 0:
         rho = stats.spearmanr(first, second)
         result["spearman_rho"], result["spearman_p"] = float(rho.statistic), float(rho.pvalue)
+    else:
+        result["spearman_note"] = "not computable: every first or every second showing got the same score"
     result["wilcoxon_stat"], result["wilcoxon_p"] = _wilcoxon(first, second)
     return result
 
@@ -118,12 +139,18 @@ def summarize_scores(scores: np.ndarray, n_resamples: int, seed: int, confidence
 
 
 def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
-    """One row per (dataset, method): ratings, raters, images, MOS, std and both 95 % intervals."""
+    """One row per (dataset, method): ratings, raters, images, MOS, std and both 95 % intervals, clipped
+    to the 1..5 scale (``clipped``); ``few`` flags intervals from fewer than `MIN_CI_RATINGS` ratings."""
     rows = []
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
         summary = summarize_scores(group["score"].to_numpy(), n_resamples, seed)
+        bounds = [summary[k] for k in ("t_low", "t_high", "boot_low", "boot_high")]
+        clipped = [float(np.clip(b, *SCALE)) if b == b else b for b in bounds]
+        summary.update(zip(("t_low", "t_high", "boot_low", "boot_high"), clipped))
         rows.append({"dataset": dataset, "method": method, "raters": group["rater"].nunique(),
-                     "images": group["image"].nunique(), **summary})
+                     "images": group["image"].nunique(), **summary,
+                     "clipped": any(a != b for a, b in zip(bounds, clipped) if a == a),
+                     "few": summary["n"] < MIN_CI_RATINGS})
     return pd.DataFrame(rows)
 
 
@@ -132,19 +159,24 @@ def paired_scores(trial: pd.DataFrame) -> pd.DataFrame:
     return trial.pivot_table(index=BLOCK, columns="method", values="score", aggfunc="first").sort_index()
 
 
-def pairwise_wilcoxon(paired: pd.DataFrame, methods: list[str], alpha: float = 0.05) -> pd.DataFrame:
+def pairwise_wilcoxon(
+    paired: pd.DataFrame, methods: list[str], alpha: float = 0.05, min_pairs: int = MIN_PAIRS
+) -> pd.DataFrame:
     """Two-sided Wilcoxon signed-rank test for every pair of methods, on the (rater, image) blocks
-    that rated both; p-values also Holm-corrected over all pairs of the table."""
+    that rated both (from `min_pairs` pairs on; ``note`` says why not); p-values also Holm-corrected
+    over the pairs tested."""
     rows = []
     for a, b in itertools.combinations(methods, 2):
         both = paired[[a, b]].dropna()
         x, y = both[a].to_numpy(float), both[b].to_numpy(float)
-        stat, p = _wilcoxon(x, y) if len(both) else (math.nan, math.nan)
+        note = shortfall(len(both), min_pairs, "pairs")
+        stat, p = (math.nan, math.nan) if note else _wilcoxon(x, y)
         rows.append({"method_a": a, "method_b": b, "n_pairs": len(both),
                      "mean_a": float(x.mean()) if len(x) else math.nan,
                      "mean_b": float(y.mean()) if len(y) else math.nan,
-                     "statistic": stat, "p": p})
-    table = pd.DataFrame(rows, columns=["method_a", "method_b", "n_pairs", "mean_a", "mean_b", "statistic", "p"])
+                     "statistic": stat, "p": p, "note": note})
+    columns = ["method_a", "method_b", "n_pairs", "mean_a", "mean_b", "statistic", "p", "note"]
+    table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna()
     table["p_holm"] = math.nan
     if tested.any():
@@ -156,11 +188,13 @@ def pairwise_wilcoxon(paired: pd.DataFrame, methods: list[str], alpha: float = 0
 
 def significance_matrix(pairwise: pd.DataFrame, methods: list[str], column: str = "significant_holm") -> pd.DataFrame:
     """Method x method: '>' where the row method scored significantly higher than the column method,
-    '<' significantly lower, '=' no significant difference, '' on the diagonal."""
+    '<' significantly lower, '=' no significant difference, 'n/a' not tested, '' on the diagonal."""
     matrix = pd.DataFrame("", index=methods, columns=methods)
     for row in pairwise.itertuples(index=False):
         a, b = row.method_a, row.method_b
-        if not getattr(row, column):
+        if getattr(row, "note", ""):
+            matrix.loc[a, b] = matrix.loc[b, a] = "n/a"
+        elif not getattr(row, column):
             matrix.loc[a, b] = matrix.loc[b, a] = "="
         else:
             higher = row.mean_a > row.mean_b
@@ -173,11 +207,15 @@ def complete_blocks(paired: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return paired[methods].dropna()
 
 
-def friedman(paired: pd.DataFrame, methods: list[str]) -> dict[str, float]:
-    """Friedman omnibus test over the complete (rater, image) blocks (needs 3 or more methods)."""
+def friedman(paired: pd.DataFrame, methods: list[str], min_blocks: int = MIN_BLOCKS) -> dict[str, float | str]:
+    """Friedman omnibus test over the complete (rater, image) blocks: 3 or more methods, `min_blocks`
+    blocks, and some variation within them (``note`` says which is missing)."""
     blocks = complete_blocks(paired, methods)
-    result = {"n_blocks": float(len(blocks)), "statistic": math.nan, "p": math.nan}
-    if len(methods) < 3 or len(blocks) < 2 or (blocks.nunique(axis=1) == 1).all():
+    note = shortfall(len(methods), 3, "methods") or shortfall(len(blocks), min_blocks, "complete (rater, image) blocks")
+    if not note and (blocks.nunique(axis=1) == 1).all():
+        note = "not computable: every block gave all its methods the same score"
+    result = {"n_blocks": float(len(blocks)), "statistic": math.nan, "p": math.nan, "note": note}
+    if note:
         return result
     test = stats.friedmanchisquare(*(blocks[m].to_numpy(float) for m in methods))
     result["statistic"], result["p"] = float(test.statistic), float(test.pvalue)
@@ -191,6 +229,44 @@ def mean_ranks(paired: pd.DataFrame, methods: list[str]) -> pd.Series:
         return pd.Series(math.nan, index=methods, name="mean_rank")
     ranks = blocks.rank(axis=1, ascending=False, method="average")
     return ranks.mean().reindex(methods).rename("mean_rank")
+
+
+def agreement(trial: pd.DataFrame, min_units: int = MIN_UNITS) -> dict[str, float | str]:
+    """Inter-rater agreement on trial scores, stimuli as units: Krippendorff's alpha (ordinal, `krippendorff`)
+    over the stimuli two or more raters scored, and ICC(A,1) / ICC(A,k) (two-way, absolute agreement: Shrout
+    and Fleiss' ICC(2,1) / ICC(2,k); `pingouin`) with 95 % intervals over the stimuli every rater scored. Each needs two raters
+    and `min_units` such stimuli (``alpha_note`` / ``icc_note`` say why not)."""
+    table = trial.pivot_table(index="rater", columns="stimulus", values="score", aggfunc="first")
+    raters = len(table)
+    shared = table.loc[:, table.notna().sum() >= 2]
+    crossed = table.dropna(axis=1)
+    result: dict[str, float | str] = {
+        "raters": float(raters), "alpha_units": float(shared.shape[1]), "alpha": math.nan,
+        "icc_units": float(crossed.shape[1]), "icc": math.nan, "icc_low": math.nan, "icc_high": math.nan,
+        "icc_k": math.nan, "icc_k_low": math.nan, "icc_k_high": math.nan,
+    }
+    too_few_raters = shortfall(raters, 2, "rater" if raters == 1 else "raters")
+    alpha_note = too_few_raters or shortfall(shared.shape[1], min_units, "stimuli scored by two or more raters")
+    icc_note = too_few_raters or shortfall(crossed.shape[1], min_units, f"stimuli scored by all {raters} raters")
+    if not alpha_note and shared.stack().nunique() < 2:
+        alpha_note = "not computable: every score is the same"
+    if not icc_note and crossed.stack().nunique() < 2:
+        icc_note = "not computable: every score is the same"
+    if not alpha_note:
+        result["alpha"] = float(krippendorff.alpha(
+            reliability_data=shared.to_numpy(float), level_of_measurement="ordinal", value_domain=list(range(SCALE[0], SCALE[1] + 1))
+        ))
+    if not icc_note:
+        long = crossed.stack().rename("score").reset_index()
+        with warnings.catch_warnings():  # pingouin 0.7 calls a pandas API pandas deprecates
+            warnings.simplefilter("ignore", DeprecationWarning)
+            icc = pingouin.intraclass_corr(long, targets="stimulus", raters="rater", ratings="score")
+        icc = icc.set_index("Type")
+        for key, kind in (("icc", "ICC(A,1)"), ("icc_k", "ICC(A,k)")):
+            result[key] = float(icc.at[kind, "ICC"])
+            result[f"{key}_low"], result[f"{key}_high"] = (float(v) for v in icc.at[kind, "CI95"])
+    result["alpha_note"], result["icc_note"] = alpha_note, icc_note
+    return result
 
 
 def _wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -47,7 +47,38 @@ def test_report_tables_and_figures(results_dir: Path):
     assert "fig5_Set5.png" not in markdown and "missing.png" not in markdown
     assert "../beta/fig.png" in markdown  # not a figure of this study: left as text, never opened
     assert [caption for _, caption in figures] == ["alpha: distribution of scores per method"]
-    assert figures[0][0].size == (40, 30)
+    assert figures[0][0] == results_dir / "study" / "alpha" / "fig5_Set5.png"
+    page = results.report_html(markdown, figures)
+    assert '<div class="table-scroll"><table>' in page and "<th>MOS</th>" in page
+    assert page.count('<img src="data:image/png;base64,') == 1 and 'alt="alpha: distribution' in page
+
+
+def test_html_in_a_report_is_shown_as_text(results_dir: Path):
+    page = results.report_html("| Rater |\n|---|\n| <script>alert(1)</script> |\n", [])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    page = results.report_html("![outside the folder](../beta/fig.png) [a link](http://example.com)", [])
+    assert "<img" not in page and "<a " not in page and "../beta/fig.png" in page
+
+
+def test_the_tab_follows_the_apps_study_database(results_dir: Path, tmp_path: Path):
+    from tests.test_study_store import make_study
+
+    db = tmp_path / "elsewhere" / "study.sqlite"
+    make_study(db, name="alpha")
+    make_study(db, name="gamma")
+    markdown, _ = results.load_report(results_dir, "alpha", db)
+    out = results_dir / "study" / "gamma"
+    assert f"Study `gamma` of `{db}` has no report yet: `python -m study.analyze --db {db} --study gamma --out {out}`" in markdown
+    assert "alpha` of" not in markdown  # it has a report
+    report = results_dir / "study" / "alpha" / "report.md"
+    report.write_text(f"# MOS study `alpha`\n\nRatings from `{tmp_path / 'other.sqlite'}` (sha256 ...)\n")
+    markdown, _ = results.load_report(results_dir, "alpha", db)
+    assert markdown.startswith(f"> This report was made from `{tmp_path / 'other.sqlite'}`; this app's study database is `{db}`")
+    report.write_text(f"# MOS study `alpha`\n\nRatings from `{db}` (sha256 ...)\n")
+    assert "This report was made from" not in results.load_report(results_dir, "alpha", db)[0]
+    markdown, _ = results.load_report(tmp_path / "no-results", None, db)
+    assert markdown.startswith("No study reports yet") and "Study `alpha` of" in markdown
+    assert results.load_report(results_dir, "alpha", tmp_path / "absent.sqlite")[0].count("no report yet") == 0
 
 
 def test_unknown_or_forged_study_names(results_dir: Path, tmp_path: Path):
@@ -67,11 +98,56 @@ def test_tab_serves_the_latest_report(results_dir: Path):
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        dropdown, markdown, gallery = client.predict(None, api_name="/results_refresh")
+        dropdown, page = client.predict(None, api_name="/results_refresh")
         assert dropdown["value"] == "alpha" and [c[1] for c in dropdown["choices"]] == ["alpha", "zeta"]
-        assert "| bicubic | 2.00 |" in markdown and len(gallery) == 1
+        assert "<td>bicubic</td>" in page and page.count("<img ") == 1
         (results_dir / "study" / "zeta" / "report.md").write_text("# MOS study `zeta`\n\nrerun\n")
-        markdown, gallery = client.predict("zeta", api_name="/results_show")
-        assert "rerun" in markdown and gallery == []
+        page = client.predict("zeta", api_name="/results_show")
+        assert "rerun" in page and "<img " not in page
+    finally:
+        demo.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+WIDE = "| " + " | ".join(["Method", "MOS", "std", "95 % CI (t)", "95 % CI (bootstrap)", "Ratings", "Raters", "Images",
+                          "PSNR [dB]", "SSIM", "NIQE", "Paper PSNR", "Paper SSIM", "Paper MOS"]) + " |"
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_tab_in_chromium_has_whole_figures_and_unbroken_headers(results_dir: Path):
+    """At 1366x768: a wide table's headers stay on one line (no "MO S") and a wide figure is shown whole."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    alpha = results_dir / "study" / "alpha"
+    row = "| srresnet-mse | 2.76 | 0.74 | [2.60, 2.91] | [2.65, 2.95] | 90 | 18 | 5 | 28.43 | 0.8211 | 7.12 | 32.05 | 0.9019 | 3.37 |"
+    (alpha / "report.md").write_text(f"# MOS study `alpha`\n\n{WIDE}\n|{'---|' * 14}\n{row}\n\n![wide](fig5_Set5.png)\n")
+    Image.new("RGB", (2400, 500), (10, 200, 10)).save(alpha / "fig5_Set5.png")
+    with gr.Blocks() as demo:
+        with gr.Tab("Results"):
+            results.build_tab(results_dir)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                page.goto(demo.local_url)
+                figure = page.locator(".results-report figure img")
+                sync_api.expect(figure).to_have_count(1, timeout=60_000)
+                page.wait_for_function("() => document.querySelector('.results-report figure img').complete")
+                headers = page.locator(".results-report th").evaluate_all(
+                    "cells => cells.map(c => [c.innerText, c.getClientRects().length, c.getBoundingClientRect().height])"
+                )
+                one_line = min(height for _, _, height in headers)
+                assert [text for text, _, _ in headers] == WIDE.strip("| ").split(" | ")
+                assert all(height == one_line for _, _, height in headers), headers
+                shown = figure.evaluate(
+                    "img => { const r = img.getBoundingClientRect(); const box = img.closest('.results-report').getBoundingClientRect();"
+                    " return [r.width, r.height, img.naturalWidth, img.naturalHeight, r.left >= box.left && r.right <= box.right]; }"
+                )
+                width, height, natural_w, natural_h, inside = shown
+                assert inside and natural_w == 2400 and width < 1366  # scaled down to fit, not cropped
+                assert height / width == pytest.approx(natural_h / natural_w, rel=0.01)
+            finally:
+                browser.close()
     finally:
         demo.close()

@@ -43,7 +43,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # What the rate tab's events return, in the order of their outputs.
 OUTPUTS = ("token", "ticket", "intro", "trial", "interlude", "end", "header", "progress", "image", "interlude_text", "end_text")
-STUDY = dict(datasets=["Set5"], methods=["nearest", "bicubic", "hr"], per_rater=5, repeats=1, seed=0, calibration=1, gold=2, pause_every=4)
+STUDY = dict(datasets=["Set5"], methods=["nearest", "bicubic", "hr"], per_rater=5, repeats=1, seed=0, calibration=1, gold=2, pause_every=4, design="incomplete")
 PLAN_LENGTH = 2 * 1 + 5 + 1 + 2  # calibration pair + trials + repeat + gold
 RATERS = 20
 _NAMES = sorted({*METHODS, "hr", "srgan", "srresnet"}, key=len, reverse=True)

@@ -142,7 +142,9 @@ def test_metrics_next_to_mos_and_missing_weights_noted(
     assert run(["--ratings", path, "--out", out, "--data-root", data_root, "--resamples", 100]) == 0
 
     mos = pd.read_csv(out / "mos.csv").set_index("method")
-    expected = score_images(["bicubic"], "Set5", data_root, ["baby", "bird"])
+    # only baby and bird were rated, yet every method is scored on all of Set5: the same images for each
+    expected = score_images(["bicubic"], "Set5", data_root)
+    assert len(expected) == 5
     assert mos.loc["bicubic", "psnr"] == pytest.approx(expected["psnr"].mean(), abs=1e-5)
     assert mos.loc["bicubic", "ssim"] == pytest.approx(expected["ssim"].mean(), abs=1e-6)
     assert mos.loc["nearest", "psnr"] < mos.loc["bicubic", "psnr"]
@@ -150,6 +152,7 @@ def test_metrics_next_to_mos_and_missing_weights_noted(
     assert np.isnan(mos.loc["srgan-vgg54", "psnr"])
     report = (out / "report.md").read_text()
     assert "Set5 / srgan-vgg54: metrics left blank: srgan-vgg54: no trained weights" in report
+    assert "averaged over every image of the dataset, the same images for every method" in report
     assert (out / "perception_distortion.png").is_file()
 
 
@@ -285,3 +288,105 @@ def test_missing_empty_or_foreign_database(tmp_path: Path):
         con.execute("CREATE TABLE other (x)")
     with pytest.raises(RatingsError, match="not a study database"):
         read_ratings_db(foreign)
+
+
+# ---------------------------------------------------------------- completion, tiny studies, agreement
+
+
+def store_study(db: Path, ratings: pd.DataFrame, unanswered: dict[str, int]) -> None:
+    """SYNTHETIC ratings written to a study database, each rater's plan = their answers plus
+    `unanswered[rater]` more trial presentations they never answered."""
+    from study import store
+
+    with store.connect(db) as con, store.transaction(con):
+        store.add_study(con, SYNTHETIC_STUDY, {"synthetic": True})
+        ids = {}
+        for row in ratings.drop_duplicates("stimulus").itertuples():
+            kind = {"gold": "gold", "calibration": "calibration"}.get(row.phase, "trial")
+            ids[row.stimulus] = f"{row.stimulus:0>16}"
+            store.add_stimulus(con, store.Stimulus(
+                ids[row.stimulus], SYNTHETIC_STUDY, kind, row.dataset, row.image, row.method,
+                f"{row.stimulus}.png", 8, 8, None if kind == "trial" else 1))
+        trials = sorted(ids[s] for s in ratings.loc[ratings["phase"] == "trial", "stimulus"].unique())
+        for seq, (rater, answers) in enumerate(ratings.groupby("rater", sort=True)):
+            plan = [(ids[s], phase) for s, phase in zip(answers["stimulus"], answers["phase"])]
+            answered = {s for s, p in plan if p == "trial"}
+            plan += [(s, "trial") for s in trials if s not in answered][: unanswered.get(rater, 0)]
+            store.add_rater(con, rater, SYNTHETIC_STUDY, seq, plan)
+            for position, row in enumerate(answers.itertuples(), start=1):
+                store.add_rating(con, rater=rater, position=position, stimulus=ids[row.stimulus], phase=row.phase,
+                                 score=row.score, shown_at="2025-01-01T00:00:00.000+00:00",
+                                 answered_at="2025-01-01T00:00:01.000+00:00", response_ms=1000)
+
+
+@needs_store
+def test_only_finished_raters_by_default_and_the_report_counts_the_rest(tmp_path: Path):
+    ratings = synthetic_ratings()
+    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
+    quitter = ratings[ratings["rater"] == "r11"].iloc[:3]  # the issue's case: one trial score, no gold item
+    ratings = pd.concat([ratings[ratings["rater"] != "r11"], quitter])
+    assert quitter["phase"].tolist() == ["calibration", "calibration", "trial"]
+    db = tmp_path / "study.sqlite"
+    store_study(db, ratings, {"r11": 27})
+    out = tmp_path / "finished"
+    assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    report = (out / "report.md").read_text()
+    assert ("11 of the 12 raters who answered finished their plan; 1 did not: left out (the default; "
+            "`--include-partial` analyses them too). Unfinished: `r11` (3 of 30).") in report
+    raters = pd.read_csv(out / "raters.csv").set_index("rater")
+    assert raters.loc["r11", "excluded"] and raters.loc["r11", "reason"] == "did not finish (answered 3 of 30)"
+    assert raters.loc["r00", "finished"] and not raters.loc["r00", "excluded"]
+    mos = pd.read_csv(out / "mos.csv")
+    assert (mos["raters"] == 11).all() and (mos["n"] == 11 * len(IMAGES)).all()
+
+    out = tmp_path / "partial"
+    assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 50, "--include-partial"]) == 0
+    report = (out / "report.md").read_text()
+    assert "1 did not: included (`--include-partial`)" in report
+    assert pd.read_csv(out / "mos.csv")["n"].sum() == 11 * 30 + 1
+
+
+def tiny_ratings() -> pd.DataFrame:
+    """SYNTHETIC: 3 raters, 2 Set5 images x 3 methods each, one repeat each: too little for any test."""
+    rows = []
+    for r in range(3):
+        position = 0
+        for image in ("baby", "bird"):
+            for method, score in (("nearest", 1), ("bicubic", 2 + r % 2), ("hr", 5)):
+                rows.append({"study": SYNTHETIC_STUDY, "rater": f"r{r}", "stimulus": f"{image}-{method}", "dataset": "Set5",
+                             "image": image, "method": method, "phase": "trial", "score": score,
+                             "shown_at": "2025-01-01T00:00:00Z", "response_ms": 900, "position": position})
+                position += 1
+        rows.append(dict(rows[-1], phase="repeat", score=4, position=position))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def test_a_tiny_study_says_what_cannot_be_computed(tmp_path: Path):
+    path = tmp_path / "tiny.csv"
+    tiny_ratings().to_csv(path, index=False)
+    out = tmp_path / "report"
+    assert run(["--ratings", path, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    report = (out / "report.md").read_text()
+    assert "whether each rater finished is unknown: all 3 raters are analysed" in report
+    assert "Spearman rho and the Wilcoxon test of first against second showing: not computable: 3 pairs; need >= 10." in report
+    assert "Friedman test of 3 methods: not computable: 6 complete (rater, image) blocks; need >= 10." in report
+    assert report.count("not computable: 6 pairs; need >= 10") == 3
+    assert "not computable: 6 stimuli scored by two or more raters; need >= 10" in report
+    assert "rho = 1.000" not in report and "0.00e+00" not in report
+    mos = pd.read_csv(out / "mos.csv")
+    assert mos[["t_low", "boot_low"]].min().min() >= 1 and mos[["t_high", "boot_high"]].max().max() <= 5
+    assert mos["few"].all() and "[" in report and "]*" in report
+    pairwise = pd.read_csv(out / "pairwise.csv")
+    assert pairwise["p"].isna().all() and (pairwise["note"] == "not computable: 6 pairs; need >= 10").all()
+
+
+def test_complete_blocks_give_every_test_and_agreement(synthetic_csv: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    assert run(["--ratings", synthetic_csv, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    agreement = pd.read_csv(out / "agreement.csv", keep_default_na=False).iloc[0]
+    assert agreement["raters"] == 18 and agreement["alpha_units"] == agreement["icc_units"] == 30
+    assert 0.5 < float(agreement["alpha"]) < 1 and 0.5 < float(agreement["icc"]) < 1
+    assert agreement["alpha_note"] == agreement["icc_note"] == ""
+    assert pd.read_csv(out / "friedman.csv", keep_default_na=False)["note"].item() == ""
+    report = (out / "report.md").read_text()
+    assert "## Inter-rater agreement" in report and "not computable" not in report

@@ -98,7 +98,7 @@ def test_retest_reliability_against_hand_values_and_scipy():
     repeat = pd.DataFrame({"rater": ["a"] * 5, "stimulus": list("vwxyz"), "score": [1, 3, 3, 5, 5]})
     pairs = stats.retest_pairs(trial, repeat)
     assert len(pairs) == 5  # b's v was not repeated
-    result = stats.retest_reliability(pairs)
+    result = stats.retest_reliability(pairs, min_pairs=5)
     first, second = [1, 2, 3, 4, 5], [1, 3, 3, 5, 5]
     assert result["mean_abs_diff"] == pytest.approx(0.4)  # |0| + |1| + 0 + |1| + 0 over 5
     assert result["spearman_rho"] == pytest.approx(sps.spearmanr(first, second).statistic)
@@ -108,7 +108,7 @@ def test_retest_reliability_against_hand_values_and_scipy():
 
 def test_retest_with_identical_showings_has_no_difference():
     pairs = pd.DataFrame({"rater": ["a"] * 3, "stimulus": list("xyz"), "first": [1, 3, 5], "second": [1, 3, 5]})
-    result = stats.retest_reliability(pairs)
+    result = stats.retest_reliability(pairs, min_pairs=3)
     assert result["mean_abs_diff"] == 0 and result["wilcoxon_p"] == 1.0 and result["spearman_rho"] == pytest.approx(1)
 
 
@@ -125,7 +125,7 @@ def paired_fixture() -> pd.DataFrame:
 
 def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
     paired = stats.paired_scores(paired_fixture())
-    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
+    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"], min_pairs=7).set_index(["method_a", "method_b"])
     for a, b in [("a", "b"), ("a", "c"), ("b", "c")]:
         both = paired[[a, b]].dropna()
         expected = sps.wilcoxon(both[a], both[b])
@@ -156,12 +156,13 @@ def test_significance_matrix_symbols():
 
 def test_friedman_uses_complete_blocks_like_scipy():
     paired = stats.paired_scores(paired_fixture())
-    result = stats.friedman(paired, ["a", "b", "c"])
+    result = stats.friedman(paired, ["a", "b", "c"], min_blocks=7)
     complete = paired.dropna()
     expected = sps.friedmanchisquare(complete["a"], complete["b"], complete["c"])
     assert result["n_blocks"] == 7
     assert (result["statistic"], result["p"]) == pytest.approx((expected.statistic, expected.pvalue))
-    assert math.isnan(stats.friedman(paired, ["a", "b"])["p"])  # needs three methods
+    two = stats.friedman(paired, ["a", "b"], min_blocks=2)
+    assert math.isnan(two["p"]) and two["note"] == "not computable: 2 methods; need >= 3"
 
 
 def test_mean_ranks_hand_computed():
@@ -175,3 +176,72 @@ def test_mean_ranks_hand_computed():
     )
     ranks = stats.mean_ranks(stats.paired_scores(long), ["a", "b", "c"])
     assert ranks.to_dict() == pytest.approx({"a": 1.5, "b": 1.5, "c": 3.0})
+
+
+def test_too_little_data_is_not_computed_and_says_why():
+    pairs = pd.DataFrame({"rater": ["a"] * 3, "stimulus": list("xyz"), "first": [1, 2, 5], "second": [1, 3, 5]})
+    retest = stats.retest_reliability(pairs)  # the issue's case: rho = 1 from 3 pairs
+    assert math.isnan(retest["spearman_rho"]) and math.isnan(retest["wilcoxon_p"])
+    assert retest["note"] == "not computable: 3 pairs; need >= 10" and retest["mean_abs_diff"] == pytest.approx(1 / 3)
+    paired = stats.paired_scores(paired_fixture())
+    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
+    assert table.loc[("a", "c"), "note"] == "not computable: 7 pairs; need >= 10"
+    assert table["p"].isna().all() and table["p_holm"].isna().all() and not table["significant"].any()
+    assert stats.significance_matrix(table.reset_index(), ["a", "b", "c"]).loc["a"].tolist() == ["", "n/a", "n/a"]
+    result = stats.friedman(paired, ["a", "b", "c"])
+    assert math.isnan(result["p"]) and result["note"] == "not computable: 7 complete (rater, image) blocks; need >= 10"
+    tied = stats.paired_scores(paired_fixture().assign(score=3))
+    assert stats.friedman(tied, ["a", "b", "c"], min_blocks=2)["note"].endswith("the same score")
+
+
+def test_mos_intervals_are_clipped_to_the_scale_and_flagged_when_few():
+    trial = long_table({"img0": {"a": 5, "b": 4}, "img1": {"a": 5}})
+    row = stats.mos_table(trial, n_resamples=200, seed=0).iloc[0]
+    # t interval of (5, 4, 5): 4.667 +- 4.303 * 0.577 / sqrt(3) = [3.23, 6.10] -> upper end clipped to 5
+    assert row["t_high"] == 5 and row["t_low"] == pytest.approx(4.6667 - 4.3027 * 0.57735 / math.sqrt(3), abs=1e-3)
+    assert bool(row["clipped"]) and bool(row["few"]) and row["boot_high"] <= 5
+    many = stats.mos_table(long_table({f"i{k}": {"a": 3 + k % 2} for k in range(12)}), 200, 0).iloc[0]
+    assert not many["clipped"] and not many["few"]
+
+
+def agreement_table(scores: np.ndarray) -> pd.DataFrame:
+    """raters x stimuli scores (NaN: not rated) in long format."""
+    return pd.DataFrame(
+        [
+            {"rater": f"r{i}", "stimulus": f"s{j:02d}", "score": scores[i, j]}
+            for i in range(scores.shape[0])
+            for j in range(scores.shape[1])
+            if scores[i, j] == scores[i, j]
+        ]
+    )
+
+
+def test_agreement_is_krippendorff_and_pingouin():
+    import krippendorff
+    import pingouin
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1, 6, size=12)
+    scores = np.clip(truth + rng.integers(-1, 2, size=(4, 12)), 1, 5).astype(float)
+    scores[3, :3] = np.nan  # rater r3 missed three stimuli: alpha uses them, ICC only the 9 all rated
+    result = stats.agreement(agreement_table(scores), min_units=9)
+    assert result["alpha"] == pytest.approx(
+        krippendorff.alpha(reliability_data=scores, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5])
+    )
+    assert (result["alpha_units"], result["icc_units"], result["alpha_note"], result["icc_note"]) == (12, 9, "", "")
+    long = agreement_table(scores[:, 3:])
+    icc = pingouin.intraclass_corr(long, targets="stimulus", raters="rater", ratings="score").set_index("Type")
+    assert result["icc"] == pytest.approx(icc.at["ICC(A,1)", "ICC"]) and result["icc_k"] == pytest.approx(icc.at["ICC(A,k)", "ICC"])
+    assert result["icc_low"] <= result["icc"] <= result["icc_high"]
+    assert 0.5 < result["alpha"] < 1  # raters within one point of a common truth agree well
+
+
+def test_agreement_with_too_few_raters_or_stimuli_says_why():
+    one = stats.agreement(agreement_table(np.array([[1.0, 2, 3]])))
+    assert one["alpha_note"] == one["icc_note"] == "not computable: 1 rater; need >= 2" and math.isnan(one["alpha"])
+    scores = np.array([[1.0, 2, 3, np.nan], [2, 2, np.nan, 4]])
+    few = stats.agreement(agreement_table(scores))
+    assert few["alpha_note"] == "not computable: 2 stimuli scored by two or more raters; need >= 10"
+    assert few["icc_note"] == "not computable: 2 stimuli scored by all 2 raters; need >= 10"
+    same = stats.agreement(agreement_table(np.full((2, 10), 3.0)))
+    assert same["alpha_note"] == same["icc_note"] == "not computable: every score is the same"
