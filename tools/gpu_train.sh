@@ -7,12 +7,12 @@ if [ $# -lt 2 ]; then
   echo "usage: $0 BUNDLE OUTDIR [--budget SECONDS] [more tools/gpu_train.py flags]" >&2
   exit 2
 fi
-bundle=$1 out=$2
+mkdir -p "$2"
+bundle=$(realpath "$1") out=$(realpath "$2")
 shift 2
 cd "$(dirname "$0")/.."
-mkdir -p "$out"
 python=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+export PYTHONUNBUFFERED=1
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "nvidia-smi: not found (no NVIDIA GPU here)"
