@@ -107,3 +107,28 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(tiny_bundle: P
         assert card["hardware"] and card["runs"][-1]["precision"] == card["precision"]
     for method in gpu_train.STAGES:
         assert (tmp_path / "cards" / f"{method}_log.csv").read_text().startswith("iteration,")
+
+
+# The lent GPU machine has only these of the project's requirements (and no pip); every other one must stay out of the
+# campaign's imports. Import names of the requirements that differ from their package names:
+ON_THE_GPU_MACHINE = {"torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image", "safetensors", "tqdm", "matplotlib", "psutil", "pillow"}
+IMPORT_NAMES = {"scikit-image": "skimage", "pillow": "PIL", "scikit-video": "skvideo", "gradio_client": "gradio_client",
+                "markdown-it-py": "markdown_it"}
+
+
+def test_the_campaign_imports_nothing_the_gpu_machine_lacks() -> None:
+    names = [line.split(";")[0].split("=")[0].split("<")[0].split(">")[0].strip()
+             for line in (REPO_ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    missing = sorted(IMPORT_NAMES.get(name, name.replace("-", "_")) for name in names if name not in ON_THE_GPU_MACHINE)
+    probe = (
+        "import importlib.abc, sys\n"
+        f"BLOCKED = {missing!r}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError('not on the GPU machine: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import tools.gpu_train, srgan_core.evaluate, srgan_core.pack, srgan_core.niqe\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
