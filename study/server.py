@@ -72,11 +72,14 @@ def check_admin_token(token: str | None) -> str | None:
 
 
 class Database:
-    """One connection per thread (the request threads of this worker process), kept open."""
+    """One connection per thread (the request threads of this worker process), kept open, and one
+    lock for this process's writes: SQLite lets one writer in at a time anyway, and threads queueing
+    on a Python lock wait far less than threads polling SQLite's lock with its sleeping busy handler."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.local = threading.local()
+        self.write_lock = threading.Lock()
 
     def con(self):
         con = getattr(self.local, "con", None)
@@ -342,6 +345,15 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
     """The rate server for one study database; the admin routes exist only with an admin token."""
     handlers = RateApp(db_path, admin_token)
 
+    def locked(method):
+        """`method` holding this process's write lock."""
+
+        def call(*args):
+            with handlers.db.write_lock:
+                return method(*args)
+
+        return call
+
     def rater_call(method):
         async def endpoint(request: Request) -> Response:
             try:
@@ -375,11 +387,11 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
     routes = [
         Route("/", page),
         Route("/api/study", study),
-        Route("/api/start", rater_call(handlers.start), methods=["POST"]),
+        Route("/api/start", rater_call(locked(handlers.start)), methods=["POST"]),
         Route("/api/status", rater_call(handlers.status), methods=["POST"]),
-        Route("/api/next", rater_call(handlers.next), methods=["POST"]),
-        Route("/api/answer", rater_call(handlers.answer), methods=["POST"]),
-        Route("/api/undo", rater_call(handlers.undo), methods=["POST"]),
+        Route("/api/next", rater_call(locked(handlers.next)), methods=["POST"]),
+        Route("/api/answer", rater_call(locked(handlers.answer)), methods=["POST"]),
+        Route("/api/undo", rater_call(locked(handlers.undo)), methods=["POST"]),
         Route("/image/{rater:str}/{position:int}/{sig:str}", image),
     ]
 
@@ -390,7 +402,7 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
                 auth = request.headers.get("authorization", "")
                 presented = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
                 client = request.client.host if request.client else "unknown"
-                await run_in_threadpool(handlers.authorize, client, presented)
+                await run_in_threadpool(locked(handlers.authorize), client, presented)
                 if needs_body:
                     try:
                         payload = await request.json()
@@ -416,8 +428,8 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
             Route("/admin", admin_page),
             Route("/admin/api/overview", admin_call(handlers.overview)),
             Route("/admin/api/export", admin_call(handlers.export)),
-            Route("/admin/api/exclude", admin_call(handlers.exclude, needs_body=True), methods=["POST"]),
-            Route("/admin/api/close", admin_call(handlers.close, needs_body=True), methods=["POST"]),
+            Route("/admin/api/exclude", admin_call(locked(handlers.exclude), needs_body=True), methods=["POST"]),
+            Route("/admin/api/close", admin_call(locked(handlers.close), needs_body=True), methods=["POST"]),
         ]
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
