@@ -7,7 +7,9 @@ now and then), one answer every `--pace` seconds each (0: as fast as the server 
 who finishes starts again under a new identity, so N stay active until `--seconds` have passed; then
 every answer the server acknowledged is checked one by one against the database. With
 `--kill-worker-at S`, one worker process is killed with SIGKILL S seconds in; the raters retry what
-was cut off and go on.
+was cut off and go on. `--server gradio` runs the same raters against the Gradio app's Rate tab
+(`python app.py --rate-only`, through its HTTP API), the rating path before the rate server, for
+comparison (no undo there).
 
 The raters are simulated: their scores are random and are never a MOS result. Bounded: it listens
 on 127.0.0.1 only, stops by itself, and deletes its folder afterwards.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -77,12 +81,15 @@ def prepare_study(folder: Path, data_root: Path | None) -> Path:
 
 
 class Server:
-    """`python -m study.serve` in a subprocess, with the CPU time of its processes tracked."""
+    """`python -m study.serve` (or, with `gradio`, `python app.py --rate-only`) in a subprocess, with
+    the CPU time of its processes tracked."""
 
-    def __init__(self, db: Path, workers: int, log: Path) -> None:
-        self.port, self.log = free_port(), log
+    def __init__(self, db: Path, workers: int, log: Path, gradio: bool = False) -> None:
+        self.port, self.log, self.gradio = free_port(), log, gradio
         self.url = f"http://127.0.0.1:{self.port}/"
         cmd = [sys.executable, "-m", "study.serve", "--db", str(db), "--port", str(self.port), "--workers", str(workers)]
+        if gradio:
+            cmd = [sys.executable, "app.py", "--rate-only", "--study-db", str(db), "--port", str(self.port)]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
         self.cpu: dict[int, float] = {}
@@ -93,7 +100,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise LoadTestError(f"the server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "api/study", timeout=2).status_code == 200 and len(self.workers()) >= self.expected:
+                ready = self.url if self.gradio else self.url + "api/study"
+                if httpx.get(ready, timeout=2).status_code == 200 and len(self.workers()) >= self.expected:
                     return
             except httpx.HTTPError:
                 pass
@@ -217,6 +225,68 @@ async def _answer(client: httpx.AsyncClient, tally: Tally, token: str, rater_id:
     return response.json()
 
 
+@dataclass
+class Reply:
+    """The little of an HTTP response `rater` reads."""
+
+    status_code: int
+    body: object = None
+    content: bytes = b""
+
+    def json(self) -> object:
+        return self.body
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body)
+
+
+class GradioRateTab:
+    """The rate server's calls, made as the Gradio Rate tab's events (POST /gradio_api/call/<event>,
+    then its result stream), with the tab's outputs turned into the rate server's states."""
+
+    OUTPUTS = ("token", "ticket", "intro", "trial", "interlude", "end", "header", "progress", "image", "interlude_text", "end_text")
+    EVENTS = {"api/start": "rate_start", "api/next": "rate_continue", "api/answer": "rate"}
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs) -> Reply | httpx.Response:
+        """`httpx.AsyncClient.request(method, path, json=body)` for the rate server's paths."""
+        if method == "GET":
+            return await self.http.get(path)
+        if path not in self.EVENTS:
+            return Reply(409, {"error": "not in the Gradio Rate tab"})
+        body = kwargs.get("json") or {}
+        data = [body.get("token")] + ([body["ticket"], body["score"]] if path == "api/answer" else [])
+        event = self.EVENTS[path]
+        posted = await self.http.post(f"gradio_api/call/{event}", json={"data": data})
+        posted.raise_for_status()
+        async with self.http.stream("GET", f"gradio_api/call/{event}/{posted.json()['event_id']}") as stream:
+            kind = None
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    payload = json.loads(line.removeprefix("data:"))
+                    if kind == "error":
+                        return Reply(409, {"error": payload})
+                    return Reply(200, self._state(dict(zip(self.OUTPUTS, payload)), body.get("token")))
+        raise httpx.ReadError(f"{event}: the result stream ended without a result")
+
+    @staticmethod
+    def _state(out: dict, token: str | None) -> dict:
+        shown = lambda v: isinstance(v, str) and bool(v)  # noqa: E731  (an unchanged output is an update dict)
+        token = out["token"] if shown(out["token"]) else token
+        if shown(out["ticket"]):
+            src = re.search(r'src="([^"]+)"', out["image"]).group(1)
+            return {"token": token, "screen": "trial", "item": {"ticket": out["ticket"], "image": html.unescape(src)}}
+        return {"token": token, "screen": "end" if shown(out["end_text"]) else "interlude"}
+
+
 def check(db: Path, tally: Tally) -> dict:
     """Every acknowledged answer against the database: lost, wrong score/stimulus, duplicated."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
@@ -245,7 +315,8 @@ async def drive(server: Server, raters: int, pace: float, seconds: float, undo_r
     kill: dict = {}
     # One client (one connection) per rater, like separate browsers; one shared pool of hundreds of
     # connections costs the load generator more CPU per request than the server spends.
-    clients = [httpx.AsyncClient(base_url=server.url, timeout=60) for _ in range(raters)]
+    make = GradioRateTab if server.gradio else httpx.AsyncClient
+    clients = [make(base_url=server.url, timeout=60) for _ in range(raters)]
     try:
         began = time.monotonic()
         deadline = began + seconds
@@ -266,13 +337,23 @@ async def drive(server: Server, raters: int, pace: float, seconds: float, undo_r
     return tally, {"wall_s": wall, "kill": kill}
 
 
-def run(raters: int, pace: float, seconds: float, workers: int, undo_rate: float, kill_at: float | None, data_root: Path | None, seed: int = 0) -> dict:
+def run(
+    raters: int,
+    pace: float,
+    seconds: float,
+    workers: int,
+    undo_rate: float,
+    kill_at: float | None,
+    data_root: Path | None,
+    seed: int = 0,
+    gradio: bool = False,
+) -> dict:
     """The whole load test; returns the figures (see `report`)."""
     with tempfile.TemporaryDirectory(prefix="srgan-loadtest-") as tmp:
         folder = Path(tmp)
         db = prepare_study(folder, data_root)
-        server = Server(db, workers, folder / "server.log")
-        server.expected = workers if workers > 1 else 1
+        server = Server(db, workers, folder / "server.log", gradio)
+        server.expected = workers if workers > 1 and not gradio else 1
         try:
             server.wait_ready()
             server.sample_cpu()
@@ -289,10 +370,11 @@ def run(raters: int, pace: float, seconds: float, workers: int, undo_rate: float
     latencies = np.array(tally.latencies) * 1000
     answers = len(tally.latencies)
     return {
+        "server": "gradio" if gradio else "rate server",
         "raters": raters,
         "pace_s": pace,
         "seconds": seconds,
-        "workers": workers,
+        "workers": 1 if gradio else workers,
         "answers": answers,
         "throughput_per_s": answers / run_info["wall_s"],
         "latency_ms": {q: float(np.percentile(latencies, int(q[1:]))) if answers else None for q in ("p50", "p95", "p99")},
@@ -315,7 +397,7 @@ def report(f: dict) -> str:
     lat = f["latency_ms"]
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     lines = [
-        f"{f['raters']} simulated raters, pace {f['pace_s']} s, {f['seconds']} s, {f['workers']} worker(s): "
+        f"{f['server']}: {f['raters']} simulated raters, pace {f['pace_s']} s, {f['seconds']} s, {f['workers']} worker(s): "
         f"{f['answers']} answers in {f['wall_s']:.1f} s = {f['throughput_per_s']:.1f} answers/s",
         f"answer latency p50 / p95 / p99: {fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['p99'])} ms; image p95 {fmt(f['image_p95_ms'])} ms",
         f"server CPU per answer: {fmt(f['server_cpu_ms_per_answer'])} ms (load generator: {fmt(f['client_cpu_ms_per_answer'])} ms)",
@@ -343,6 +425,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-worker-at", type=float, help="SIGKILL one worker this many seconds in")
     parser.add_argument("--data-root", type=Path, help="data folder with benchmarks/Set5 and train/BSDS500_train")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--server", choices=("rate", "gradio"), default="rate", help="rate: python -m study.serve (default); gradio: python app.py --rate-only"
+    )
     return parser.parse_args(argv)
 
 
@@ -352,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         print("study.loadtest: --raters 1-1000, --seconds up to 600, --pace >= 0, --workers 1-32", file=sys.stderr)
         return 1
     try:
-        figures = run(args.raters, args.pace, args.seconds, args.workers, args.undo_rate, args.kill_worker_at, args.data_root)
+        gradio = args.server == "gradio"
+        undo_rate = 0.0 if gradio else args.undo_rate
+        figures = run(args.raters, args.pace, args.seconds, args.workers, undo_rate, args.kill_worker_at, args.data_root, gradio=gradio)
     except (LoadTestError, prepare.PrepareError) as err:
         print(f"study.loadtest: {err}", file=sys.stderr)
         return 1
