@@ -50,11 +50,11 @@ class Tally:
     """What the simulated raters saw."""
 
     acked: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)  # (rater, position) -> (stimulus, score)
-    acks: int = 0  # acknowledgements received, replays included
     latencies: list[float] = field(default_factory=list)  # seconds per answer call
     image_latencies: list[float] = field(default_factory=list)
     undos: int = 0
     late_undos: int = 0
+    gave_up: int = 0
     retries: int = 0
     refused: list[str] = field(default_factory=list)
     sessions: int = 0
@@ -165,7 +165,18 @@ async def _call(client: httpx.AsyncClient, tally: Tally, method: str, path: str,
 async def rater(
     index: int, client: httpx.AsyncClient, tally: Tally, pace: float, deadline: float, undo_rate: float, seed: int
 ) -> None:
-    """One simulated rater (a new identity after each finished session) until the deadline."""
+    """One simulated rater (a new identity after each finished session) until the deadline, or until
+    the server stops answering them (counted as a rater who gave up)."""
+    try:
+        await _rate(index, client, tally, pace, deadline, undo_rate, seed)
+    except LoadTestError as err:
+        tally.gave_up += 1
+        tally.refused.append(f"rater {index} gave up: {err}")
+
+
+async def _rate(
+    index: int, client: httpx.AsyncClient, tally: Tally, pace: float, deadline: float, undo_rate: float, seed: int
+) -> None:
     rng = np.random.default_rng([seed, index])
     await asyncio.sleep(float(rng.uniform(0, max(pace, 0.05))))  # not all at the same instant
     session = 0
@@ -221,7 +232,6 @@ async def _answer(client: httpx.AsyncClient, tally: Tally, token: str, rater_id:
     tally.latencies.append(time.perf_counter() - began)
     position, stimulus = ticket.split(":")
     tally.acked[(rater_id, int(position))] = (stimulus, score)
-    tally.acks += 1
     return response.json()
 
 
@@ -264,7 +274,8 @@ class GradioRateTab:
         data = [body.get("token")] + ([body["ticket"], body["score"]] if path == "api/answer" else [])
         event = self.EVENTS[path]
         posted = await self.http.post(f"gradio_api/call/{event}", json={"data": data})
-        posted.raise_for_status()
+        if posted.status_code != 200:  # 503 when Gradio's queue is full: `_call` retries
+            return Reply(posted.status_code, {"error": posted.text})
         async with self.http.stream("GET", f"gradio_api/call/{event}/{posted.json()['event_id']}") as stream:
             kind = None
             async for line in stream.aiter_lines():
@@ -383,6 +394,7 @@ def run(
         "client_cpu_ms_per_answer": 1000 * client_cpu / answers if answers else None,
         "undos": tally.undos,
         "late_undos": tally.late_undos,
+        "gave_up": tally.gave_up,
         "retries": tally.retries,
         "refused": tally.refused[:10],
         "sessions": tally.sessions,
@@ -403,14 +415,15 @@ def report(f: dict) -> str:
         f"server CPU per answer: {fmt(f['server_cpu_ms_per_answer'])} ms (load generator: {fmt(f['client_cpu_ms_per_answer'])} ms)",
         f"acknowledged {f['acknowledged']}, stored {f['stored']}: lost {f['lost']}, duplicated {f['duplicated']}, wrong {f['wrong']}; "
         f"stored but reply cut off {f['stored_not_acknowledged']}; undone and re-answered {f['undos']}; retried calls {f['retries']}",
+        f"rater sessions {f['sessions']} (finished {f['finished_sessions']}); raters who gave up after {RETRIES} failed tries: {f['gave_up']}",
     ]
     if f["kill"]:
         lines.append(
             f"SIGKILL of worker {f['kill']['pid']} at {f['kill']['at_s']} s (after {f['kill']['acknowledged_before']} acknowledged answers); "
-            f"workers alive at the end: {f['workers_alive_at_end']}; sessions {f['sessions']}, finished {f['finished_sessions']}"
+            f"workers alive at the end: {f['workers_alive_at_end']}"
         )
     if f["refused"]:
-        lines.append("refused: " + "; ".join(f["refused"]))
+        lines.append("refused (first 10): " + "; ".join(f["refused"]))
     lines.append("(simulated raters: nothing here is a MOS result)")
     return "\n".join(lines)
 
@@ -433,6 +446,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the server
     if not 1 <= args.raters <= 1000 or not 0 < args.seconds <= 600 or args.pace < 0 or not 1 <= args.workers <= 32:
         print("study.loadtest: --raters 1-1000, --seconds up to 600, --pace >= 0, --workers 1-32", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -224,3 +225,32 @@ def test_sigkill_of_a_worker_loses_no_acknowledged_answer(data: Path) -> None:
     figures = loadtest.run(raters=10, pace=0, seconds=5, workers=2, undo_rate=0.0, kill_at=1.5, data_root=data)
     assert figures["kill"] and figures["acknowledged"] > figures["kill"]["acknowledged_before"] > 0
     assert figures["lost"] == figures["duplicated"] == figures["wrong"] == 0 and figures["refused"] == []
+
+
+def test_pilot_set5_all_methods_three_raters_through_the_api_then_analyze(data_root: Path, tmp_path: Path) -> None:
+    """A pilot as a lab would run it: every method on Set5, 3 simulated raters (random scores, not a MOS
+    result) finishing their sessions through the rate server's calls, then `study.analyze` on the database."""
+    from srgan_core.methods import METHODS
+    from study import analyze
+
+    db = tmp_path / "study.sqlite"
+    request = dict(STUDY, methods=[*METHODS, prepare.ORIGINAL], repeats=2)
+    prepare.prepare(prepare.Request(name="pilot", **request), data_root, db)
+    c = client(db)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        state = start(c, identity=f"pilot-{k}")
+        token = state["token"]
+        while state["screen"] != "end":
+            if state["screen"] == "trial":  # attentive on calibration and gold items (looked up: the page cannot tell)
+                with store.connect(db) as con:
+                    expected = store.get_stimulus(con, state["item"]["ticket"].split(":")[1]).expected
+                state = answer(c, token, state, expected or int(rng.integers(1, 6)))
+            else:
+                state = advance(c, token, state)
+        assert state["completion"]["code"]
+    overview = c.get("/admin/api/overview", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert [r["finished"] for r in overview["raters"]] == [True] * 3
+    out = tmp_path / "report"
+    assert analyze.main(["--db", str(db), "--study", "pilot", "--out", str(out), "--no-metrics"]) == 0
+    assert (out / "report.md").is_file()

@@ -18,7 +18,6 @@ from study import prepare, sessions, store
 from tests.test_rate_app import CHROMIUM, CHROMIUM_ARGS, METHOD_NAME, free_port
 
 STUDY = dict(datasets=["Set14"], methods=["nearest", "hr"], per_rater=None, repeats=1, seed=0, calibration=1, gold=2, pause_every=6)
-SCREENS = ("intake", "trial", "interlude", "end", "refused")
 VISIBLE = "() => ['intake','trial','interlude','end','refused'].find(id => !document.getElementById(id).hidden)"
 
 
