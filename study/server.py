@@ -262,9 +262,10 @@ class RateApp:
         row = con.execute(
             "SELECT s.file FROM plan p JOIN stimuli s ON s.id = p.stimulus WHERE p.rater = ? AND p.position = ?", (rater, position)
         ).fetchone()
-        if row is None:
-            raise HTTPException(404)
-        return self.db.path.parent / row["file"]
+        path = self.db.path.parent / row["file"] if row else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no such photo on this server")
+        return path
 
     # --- the admin view ---------------------------------------------------------------------
     def authorize(self, client: str, presented: str | None) -> None:
