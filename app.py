@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="folder of the reports the Results tab shows"
     )
     parser.add_argument(
-        "--rate-only", action="store_true", help="serve only the Rate tab (use this for real rating sessions: fully blind)"
+        "--rate-only", action="store_true", help="serve only the Rate tab (for real rating sessions use `python -m study.serve`)"
     )
     return parser.parse_args(argv)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -21,6 +22,7 @@ from study import sessions, store
 from study.sessions import InvalidToken, NoStudy, RatingRefused
 
 LABELS = {1: "Bad", 2: "Poor", 3: "Fair", 4: "Good", 5: "Excellent"}
+log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
 
 INSTRUCTIONS = """
@@ -71,6 +73,11 @@ if (!window.__srganRateKeys) {
   });
 }
 """
+
+
+def _refuse(message: str) -> gr.Error:
+    """The error a user sees, without a traceback in the server's console (it is not a server fault)."""
+    return gr.Error(message, print_exception=False)
 
 
 def _browser_secret(db_path: Path) -> str:
@@ -126,7 +133,7 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
         if item is None:
             return finished(sessions.status(db, tok))
         if not item.path.is_file():
-            raise gr.Error("This photo's file is missing on the server; please tell the study's organiser.")
+            raise _refuse("This photo's file is missing on the server; please tell the study's organiser.")
         url = "gradio_api/file=" + quote(image.move_resource_to_block_cache(item.path))
         if item.expected is None:
             head = "**How good is this photo?**"
@@ -167,14 +174,15 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
             try:
                 tok = sessions.new_rater(db)
             except NoStudy as err:
-                raise gr.Error(str(err)) from None
+                log.warning("Rate: Start pressed but %s has no study: %s", db, err)
+                raise _refuse(str(err)) from None
         return {token: tok} | next_image(tok)
 
     def on_rate(tok: str | None, tkt: str | None, value: float | None) -> dict:
         try:
             st = sessions.answer(db, tok, tkt, value)
         except (InvalidToken, RatingRefused) as err:
-            raise gr.Error(f"Answer not saved: {err}") from None
+            raise _refuse(f"Answer not saved: {err}") from None
         kind = st.interlude()
         if kind == "calibrated":
             text = "## Calibration done\nNow the real photos. Rate each one on its own; there are no right answers."
@@ -190,7 +198,7 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
         try:
             return next_image(tok)
         except InvalidToken as err:
-            raise gr.Error(str(err)) from None
+            raise _refuse(str(err)) from None
 
     # The stored token reaches the server when the token component mounts, which is when the tab is
     # first opened (the page's load event may come before): both update the intro's line.
@@ -227,7 +235,7 @@ def _build_admin(db: Path, admin_token: str | None) -> None:
 
     def on_admin(value: str | None):
         if not isinstance(value, str) or not hmac.compare_digest(value.encode(), admin_token.encode()):
-            raise gr.Error("Wrong admin token.")
+            raise _refuse("Wrong admin token.")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = db.parent / "exports" / f"ratings-{stamp}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)

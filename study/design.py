@@ -260,10 +260,12 @@ def rater_plan(
     trials: Sequence[Stimulus], calibration: Sequence[str], gold: Sequence[str], config: Mapping, seq: int
 ) -> list[tuple[str, str]]:
     """The plan of rater number `seq` of a study with this `config` (what `sessions.new_rater` stores).
-    A study prepared before designs existed (no ``design`` in its config) keeps its method-cycling windows."""
+    A study prepared before designs existed (no ``design`` in its config) keeps its method-cycling windows and
+    spaces only a stimulus and its repeat, as its raters' plans were built then."""
+    legacy = "design" not in config
     design = config.get("design", "incomplete")
     spacing = config.get("spacing", LEGACY_REPEAT_GAP)
     subset = balanced_subset(study_order(trials, config["seed"], design), seq, config["per_rater"])
-    groups = {s.id: image_key(s) for s in trials}
+    groups = None if legacy else {s.id: image_key(s) for s in trials}
     rng = np.random.default_rng([config["seed"], seq])
     return build_plan(list(calibration), subset, list(gold), config["repeats"], rng, groups, spacing)

@@ -22,16 +22,17 @@ import numbers
 import re
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 
-from study import store
-from study.design import LEGACY_REPEAT_GAP, balanced_subset, build_plan, study_order  # noqa: F401 (this module's API)
+from study import design, store
 
-MIN_REPEAT_GAP = LEGACY_REPEAT_GAP  # presentations between a stimulus and its repeat when no spacing is given
+UNDO_SECONDS = 10  # how long after an answer the rater can take it back (once per answer)
+Db = Path | sqlite3.Connection  # a database file, or a connection the caller keeps open
 _TOKEN = re.compile(r"([0-9a-f]{16})\.([0-9a-f]{32})")
 _TICKET = re.compile(r"([1-9][0-9]{0,6}):([0-9a-f]{16,64})")
 
@@ -46,6 +47,10 @@ class RatingRefused(ValueError):
 
 class NoStudy(LookupError):
     """No study has been prepared in the database."""
+
+
+class JoinRefused(ValueError):
+    """A new rater who cannot join (the study is closed, or consent was not given)."""
 
 
 @dataclass(frozen=True)
@@ -99,27 +104,49 @@ class Item:
     steps: int
 
 
+@contextmanager
+def _connected(db: Db, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """The connection given, or a new one to the database file given (closed on exit)."""
+    if isinstance(db, sqlite3.Connection):
+        yield db
+    else:
+        with store.connect(db, create=create) as con:
+            yield con
+
+
+@contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`store.transaction`, or the transaction the connection is already in."""
+    if con.in_transaction:
+        yield con
+    else:
+        with store.transaction(con):
+            yield con
+
+
+def _db_folder(con: sqlite3.Connection) -> Path:
+    return Path(con.execute("PRAGMA database_list").fetchone()["file"]).parent
+
+
 def _sign(secret: bytes, rater: str) -> str:
     return hmac.new(secret, f"rater-token:{rater}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def new_rater(db_path: Path, study: str | None = None) -> str:
-    """Register a rater in `study` (default: the latest prepared) with a fresh plan; returns their token."""
-    with store.connect(db_path) as con, store.transaction(con):
+def new_rater(db_path: Db, study: str | None = None) -> str:
+    """Register a rater in `study` (default: the latest prepared) with a fresh plan; returns their token.
+    Given a connection already in a transaction, it joins that transaction."""
+    with _connected(db_path, create=True) as con, _transaction(con):
         study = study or store.latest_study(con)
         if study is None:
             raise NoStudy("no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
         config = store.study_config(con, study)
         seq = store.next_rater_seq(con, study)
-        trials = store.study_stimuli(con, study, "trial")
-        subset = balanced_subset(study_order(trials, config["seed"]), seq, config["per_rater"])
-        rng = np.random.default_rng([config["seed"], seq])
-        plan = build_plan(
+        plan = design.rater_plan(
+            store.study_stimuli(con, study, "trial"),
             [s.id for s in store.study_stimuli(con, study, "calibration")],
-            subset,
             [s.id for s in store.study_stimuli(con, study, "gold")],
-            config["repeats"],
-            rng,
+            config,
+            seq,
         )
         rater = secrets.token_hex(8)
         store.add_rater(con, rater, study, seq, plan)
@@ -137,38 +164,81 @@ def _rater_of(con: sqlite3.Connection, token: object) -> str:
     return rater
 
 
+def rater_of(db: Db, token: object) -> str:
+    """The rater id of a genuine token (InvalidToken otherwise)."""
+    with _connected(db) as con:
+        return _rater_of(con, token)
+
+
+def join(db: Db, identity: str | None = None, platform: dict | None = None, consent: bool = False) -> str:
+    """The token of whoever starts a session in the open (latest) study: the rater already registered
+    under `identity` resumes (one identity, one session); anyone else joins as a new rater, unless the
+    study is closed to new raters or `consent` was not given (JoinRefused)."""
+    with _connected(db, create=True) as con, store.transaction(con):
+        study = store.latest_study(con)
+        if study is None:
+            raise NoStudy("no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
+        known = store.rater_by_identity(con, study, identity) if identity else None
+        if known:
+            return f"{known}.{_sign(store.token_secret(con), known)}"
+        if store.study_settings(con, study).get("closed") == "1":
+            raise JoinRefused("this study is closed to new participants")
+        if not consent:
+            raise JoinRefused("please read the consent text and agree to it before you start")
+        token = new_rater(con, study)
+        store.add_identity(con, token.split(".")[0], study, identity, platform, store.utc_now())
+        return token
+
+
+def record_viewing(db: Db, token: object, viewing: dict) -> None:
+    """Store the rater's viewing conditions (see `store.add_viewing`)."""
+    with _connected(db) as con, _transaction(con):
+        store.add_viewing(con, _rater_of(con, token), viewing)
+
+
+def _next_open(con: sqlite3.Connection, rater: str) -> sqlite3.Row | None:
+    """The presentation the rater must answer next: an undone one first, else the first unanswered."""
+    return store.open_revision(con, rater) or store.next_unanswered(con, rater)
+
+
 def _status(con: sqlite3.Connection, rater: str) -> Status:
     study = store.rater_study(con, rater)
     answered, total, calibration = store.plan_counts(con, rater)
+    answered -= store.open_revisions(con, rater)
     return Status(rater, study, answered, total, calibration, store.study_config(con, study)["pause_every"])
 
 
-def status(db_path: Path, token: object) -> Status:
-    with store.connect(db_path, create=False) as con:
+def status(db_path: Db, token: object) -> Status:
+    with _connected(db_path) as con:
         return _status(con, _rater_of(con, token))
 
 
-def present(db_path: Path, token: object) -> Item | None:
-    """The rater's next unanswered image, marked as shown now; None when the session is complete."""
-    with store.connect(db_path, create=False) as con, store.transaction(con):
-        rater = _rater_of(con, token)
-        row = store.next_unanswered(con, rater)
-        if row is None:
-            return None
-        store.mark_shown(con, rater, row["position"], store.utc_now())
-        s = store.get_stimulus(con, row["stimulus"])
-        st = _status(con, rater)
-        calibrating = row["phase"] == "calibration"
-        return Item(
-            ticket=f"{row['position']}:{s.id}",
-            path=Path(db_path).parent / s.file,
-            width=s.width,
-            height=s.height,
-            phase=row["phase"],
-            expected=s.expected if calibrating else None,
-            step=row["position"] if calibrating else row["position"] - st.calibration,
-            steps=st.calibration if calibrating else st.to_rate,
-        )
+def _present(con: sqlite3.Connection, rater: str) -> Item | None:
+    row = _next_open(con, rater)
+    if row is None:
+        return None
+    now = store.utc_now()
+    store.mark_shown(con, rater, row["position"], now)
+    store.mark_reshown(con, rater, row["position"], now)
+    s = store.get_stimulus(con, row["stimulus"])
+    st = _status(con, rater)
+    calibrating = row["phase"] == "calibration"
+    return Item(
+        ticket=f"{row['position']}:{s.id}",
+        path=_db_folder(con) / s.file,
+        width=s.width,
+        height=s.height,
+        phase=row["phase"],
+        expected=s.expected if calibrating else None,
+        step=row["position"] if calibrating else row["position"] - st.calibration,
+        steps=st.calibration if calibrating else st.to_rate,
+    )
+
+
+def present(db_path: Db, token: object) -> Item | None:
+    """The rater's next image to answer, marked as shown now; None when the session is complete."""
+    with _connected(db_path) as con, _transaction(con):
+        return _present(con, _rater_of(con, token))
 
 
 def valid_score(score: object) -> int:
@@ -181,38 +251,85 @@ def valid_score(score: object) -> int:
     return int(score)
 
 
-def answer(db_path: Path, token: object, ticket: object, score: object) -> Status:
-    """Store one answer, committed before returning; RatingRefused (nothing stored) unless it answers
-    the rater's next unanswered presentation after it was shown."""
-    score = valid_score(score)
+def _ticket(ticket: object) -> tuple[int, str]:
     match = _TICKET.fullmatch(ticket) if isinstance(ticket, str) else None
     if match is None:
         raise RatingRefused(f"not an image ticket: {ticket!r}")
-    position, stimulus = int(match.group(1)), match.group(2)
-    with store.connect(db_path, create=False) as con, store.transaction(con):
+    return int(match.group(1)), match.group(2)
+
+
+def _elapsed_ms(since: str, until: str) -> int:
+    elapsed = datetime.fromisoformat(until) - datetime.fromisoformat(since)
+    return max(round(elapsed.total_seconds() * 1000), 0)
+
+
+def answer(db_path: Db, token: object, ticket: object, score: object, replay_ok: bool = False) -> Status:
+    """Store one answer, committed before returning; RatingRefused (nothing stored) unless it answers
+    the rater's next open presentation after it was shown. With `replay_ok`, the same answer sent again
+    (a client retrying after a lost reply) is acknowledged without storing anything."""
+    score = valid_score(score)
+    position, stimulus = _ticket(ticket)
+    with _connected(db_path) as con, _transaction(con):
         rater = _rater_of(con, token)
         if store.get_stimulus(con, stimulus) is None:
             raise RatingRefused(f"unknown image {stimulus!r}")
-        row = store.next_unanswered(con, rater)
-        if row is None:
-            raise RatingRefused("this session is complete; it takes no more answers")
-        if position < row["position"]:
-            raise RatingRefused(f"image {position} of this session has already been rated")
-        if (position, stimulus) != (row["position"], row["stimulus"]):
+        row = _next_open(con, rater)
+        stored = store.stored_score(con, rater, position, stimulus)
+        if row is None or (position, stimulus) != (row["position"], row["stimulus"]):
+            if replay_ok and stored == score:
+                return _status(con, rater)
+            if row is None:
+                raise RatingRefused("this session is complete; it takes no more answers")
+            if stored is not None or position < row["position"]:
+                raise RatingRefused(f"image {position} of this session has already been rated")
             raise RatingRefused("that is not the image this session is showing")
         if row["shown_at"] is None:
             raise RatingRefused("that image has not been shown yet")
         answered_at = store.utc_now()
-        elapsed = datetime.fromisoformat(answered_at) - datetime.fromisoformat(row["shown_at"])
-        store.add_rating(
-            con,
-            rater=rater,
-            position=position,
-            stimulus=stimulus,
-            phase=row["phase"],
-            score=score,
-            shown_at=row["shown_at"],
-            answered_at=answered_at,
-            response_ms=max(round(elapsed.total_seconds() * 1000), 0),
-        )
+        response_ms = _elapsed_ms(row["shown_at"], answered_at)
+        if stored is not None:  # an undone answer, given again
+            store.add_revised_rating(con, rater, position, score, answered_at, response_ms)
+        else:
+            store.add_rating(
+                con,
+                rater=rater,
+                position=position,
+                stimulus=stimulus,
+                phase=row["phase"],
+                score=score,
+                shown_at=row["shown_at"],
+                answered_at=answered_at,
+                response_ms=response_ms,
+            )
         return _status(con, rater)
+
+
+def undo(db_path: Db, token: object, ticket: object) -> Item:
+    """Take back the rater's last answer (the one `ticket` names), within `UNDO_SECONDS` and once per
+    answer: that image is shown again and its next answer replaces the first in `store.read_ratings`."""
+    position, stimulus = _ticket(ticket)
+    with _connected(db_path) as con, _transaction(con):
+        rater = _rater_of(con, token)
+        last = store.last_answer(con, rater)
+        if last is None or (last["position"], last["stimulus"]) != (position, stimulus) or store.open_revision(con, rater):
+            raise RatingRefused("only the last answer can be undone")
+        if last["revisions"]:
+            raise RatingRefused("this answer has already been undone once")
+        now = store.utc_now()
+        if _elapsed_ms(last["answered_at"], now) > UNDO_SECONDS * 1000:
+            raise RatingRefused(f"an answer can be undone within {UNDO_SECONDS} seconds only")
+        store.reopen(con, rater, position, now)
+        return _present(con, rater)
+
+
+def completion_code(db: Db, token: object) -> str:
+    """The code a finished rater gives the study platform: the study's own (setting ``completion_code``),
+    else one derived from the rater id (the admin view lists it)."""
+    with _connected(db) as con:
+        rater = _rater_of(con, token)
+        fixed = store.study_settings(con, store.rater_study(con, rater)).get("completion_code")
+        return fixed or rater_code(con, rater)
+
+
+def rater_code(con: sqlite3.Connection, rater: str) -> str:
+    return hmac.new(store.token_secret(con), f"completion:{rater}".encode(), hashlib.sha256).hexdigest()[:10].upper()

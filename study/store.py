@@ -5,6 +5,12 @@ enforces what must never happen (a score outside 1..5, a second answer to the sa
 an answer to an image that is not in the rater's plan, a rating edited or deleted afterwards), so a
 bug elsewhere cannot write such a row. Stimulus files live beside the database, under
 ``<db folder>/<study>/stimuli/<opaque id>.png``.
+
+Schema version 2 adds tables only (version-1 databases are migrated on open, their rows untouched):
+a rater's identity from the study platform and consent, the viewing conditions of each session, an
+undone answer's replacement (``revisions``: the first answer stays in ``ratings``), excluded raters,
+per-study settings (consent text, completion code and URL, closed to new raters) and the admin
+endpoint's failed-attempt counters.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pandas as pd
 
 from study.ratings import COLUMNS, PHASES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("trial", "calibration", "gold")
 RATING_COLUMNS = COLUMNS  # the long format study.analyze reads
 
@@ -88,6 +94,64 @@ CREATE TRIGGER plans_are_fixed BEFORE UPDATE OF rater, position, stimulus, phase
 BEGIN SELECT RAISE(ABORT, 'a stored plan cannot be changed'); END;
 """
 
+SETTINGS = ("consent", "completion_code", "completion_url", "closed")
+# Version 2: additive tables only.
+SCHEMA_V2 = f"""
+CREATE TABLE identities (
+    rater TEXT PRIMARY KEY REFERENCES raters(id),
+    study TEXT NOT NULL REFERENCES studies(name),
+    identity TEXT CHECK (identity IS NULL OR length(identity) BETWEEN 1 AND 200),
+    platform TEXT CHECK (platform IS NULL OR json_valid(platform)),
+    consent_at TEXT,
+    UNIQUE (study, identity)
+) STRICT;
+CREATE TABLE viewings (
+    rater TEXT NOT NULL REFERENCES raters(id),
+    recorded_at TEXT NOT NULL,
+    viewport_w INTEGER NOT NULL CHECK (viewport_w > 0),
+    viewport_h INTEGER NOT NULL CHECK (viewport_h > 0),
+    dpr REAL NOT NULL CHECK (dpr > 0),
+    zoom REAL,
+    screen_w INTEGER,
+    screen_h INTEGER,
+    fits INTEGER NOT NULL CHECK (fits IN (0, 1)),
+    one_to_one INTEGER NOT NULL CHECK (one_to_one IN (0, 1))
+) STRICT;
+CREATE INDEX viewings_rater ON viewings (rater);
+CREATE TABLE revisions (
+    rater TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    reopened_at TEXT NOT NULL,
+    shown_at TEXT NOT NULL,
+    score INTEGER CHECK (score BETWEEN 1 AND 5),
+    answered_at TEXT,
+    response_ms INTEGER CHECK (response_ms >= 0),
+    PRIMARY KEY (rater, position),
+    FOREIGN KEY (rater, position) REFERENCES ratings (rater, position),
+    CHECK ((score IS NULL) = (answered_at IS NULL) AND (score IS NULL) = (response_ms IS NULL))
+) STRICT;
+CREATE TRIGGER revisions_are_final_update BEFORE UPDATE ON revisions WHEN OLD.score IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'a revised answer cannot be changed'); END;
+CREATE TRIGGER revisions_are_final_delete BEFORE DELETE ON revisions
+BEGIN SELECT RAISE(ABORT, 'revisions cannot be deleted'); END;
+CREATE TABLE exclusions (
+    rater TEXT PRIMARY KEY REFERENCES raters(id),
+    excluded_at TEXT NOT NULL,
+    reason TEXT NOT NULL
+) STRICT;
+CREATE TABLE study_settings (
+    study TEXT NOT NULL REFERENCES studies(name),
+    key TEXT NOT NULL CHECK (key IN {SETTINGS}),
+    value TEXT NOT NULL,
+    PRIMARY KEY (study, key)
+) STRICT;
+CREATE TABLE admin_attempts (
+    client TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL CHECK (failures >= 0),
+    last_failure TEXT NOT NULL
+) STRICT;
+"""
+
 
 class StoreError(RuntimeError):
     """The database file is not a study database this code can use."""
@@ -116,18 +180,16 @@ def stimuli_dir(db_path: Path, study: str) -> Path:
     return Path(db_path).parent / study / "stimuli"
 
 
-@contextmanager
-def connect(db_path: Path, create: bool = True) -> Iterator[sqlite3.Connection]:
-    """A connection in autocommit mode (use `transaction` to group writes), closed on exit.
-
-    Creates the database and its schema when `create` and the file is new; refuses a database of
-    another schema version.
-    """
+def open_connection(db_path: Path, create: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode (use `transaction` to group writes), for callers that keep one open
+    (the rate server keeps one per thread). Creates the database and its schema when `create` and the
+    file is new; migrates an older schema; refuses a database of another schema version."""
     db_path = Path(db_path)
     if not create and not db_path.is_file():
         raise FileNotFoundError(f"{db_path}: no such study database (create one with `python -m study.prepare`)")
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as con:
+    con = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
         con.row_factory = sqlite3.Row
         try:
             con.execute("PRAGMA journal_mode=WAL")
@@ -136,6 +198,16 @@ def connect(db_path: Path, create: bool = True) -> Iterator[sqlite3.Connection]:
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA foreign_keys=ON")
         _ensure_schema(con, db_path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextmanager
+def connect(db_path: Path, create: bool = True) -> Iterator[sqlite3.Connection]:
+    """`open_connection`, closed on exit."""
+    with closing(open_connection(db_path, create)) as con:
         yield con
 
 
@@ -161,13 +233,17 @@ def _ensure_schema(con: sqlite3.Connection, db_path: Path) -> None:
             tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             if tables:
                 raise StoreError(f"{db_path}: an SQLite file that is not a study database")
-            for statement in _statements(SCHEMA):  # not executescript: it would COMMIT midway
+            for statement in _statements(SCHEMA + SCHEMA_V2):  # not executescript: it would COMMIT midway
                 con.execute(statement)
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             con.execute("INSERT INTO meta VALUES ('token_secret', ?)", (secrets.token_hex(32),))
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:  # migrate: add the version-2 tables, leave every existing row as it is
+            for statement in _statements(SCHEMA_V2):
+                con.execute(statement)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         elif version != SCHEMA_VERSION:
             raise StoreError(f"{db_path}: study database schema version {version}; this code reads version {SCHEMA_VERSION}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -284,25 +360,40 @@ def add_rating(
     )
 
 
+# Each answer as it stands: an undone answer's replacement (if given) instead of the first one.
+EFFECTIVE_RATINGS = """
+    SELECT r.rater, r.position, r.stimulus, r.phase,
+           coalesce(v.score, r.score) AS score,
+           CASE WHEN v.score IS NULL THEN r.shown_at ELSE v.shown_at END AS shown_at,
+           coalesce(v.answered_at, r.answered_at) AS answered_at,
+           coalesce(v.response_ms, r.response_ms) AS response_ms,
+           v.score IS NOT NULL AS revised
+    FROM ratings r LEFT JOIN revisions v ON v.rater = r.rater AND v.position = r.position
+"""
+
+
 def read_ratings(db_path: Path) -> pd.DataFrame:
     """Every answer in long format, one row each, with exactly the columns of `RATING_COLUMNS`.
 
     `position` is the 1-based place in the rater's plan (calibration first); `shown_at` is ISO 8601
-    UTC; `response_ms` is the time from serving the image to receiving the answer.
+    UTC; `response_ms` is the time from serving the image to receiving the answer. An answer the rater
+    undid and gave again counts with its second score (and that showing's time); an undone answer not
+    given again keeps its first score. Raters the admin excluded are left out.
     """
     with connect(db_path, create=False) as con:
         table = pd.read_sql_query(
-            """SELECT s.study, r.rater, r.stimulus, s.dataset, s.image, s.method, r.phase, r.score,
-                      r.shown_at, r.response_ms, r.position
-               FROM ratings r JOIN stimuli s ON s.id = r.stimulus JOIN raters ra ON ra.id = r.rater
-               ORDER BY s.study, ra.seq, r.position""",
+            f"""SELECT s.study, r.rater, r.stimulus, s.dataset, s.image, s.method, r.phase, r.score,
+                       r.shown_at, r.response_ms, r.position
+                FROM ({EFFECTIVE_RATINGS}) r JOIN stimuli s ON s.id = r.stimulus JOIN raters ra ON ra.id = r.rater
+                WHERE r.rater NOT IN (SELECT rater FROM exclusions)
+                ORDER BY s.study, ra.seq, r.position""",
             con,
         )
     return table.loc[:, list(RATING_COLUMNS)]
 
 
 def export_csv(db_path: Path, out: Path) -> Path:
-    """`read_ratings` written as CSV (the admin view's export)."""
+    """`read_ratings` written as CSV."""
     read_ratings(db_path).to_csv(out, index=False)
     return Path(out)
 
@@ -331,3 +422,152 @@ def stimulus_progress(db_path: Path) -> pd.DataFrame:
                FROM stimuli s ORDER BY s.study, s.kind, s.dataset, s.image, s.method""",
             con,
         )
+
+
+def study_settings(con: sqlite3.Connection, study: str) -> dict[str, str]:
+    """The study's settings (keys from `SETTINGS`) that have been set."""
+    rows = con.execute("SELECT key, value FROM study_settings WHERE study = ?", (study,))
+    return {key: value for key, value in rows}
+
+
+def set_setting(con: sqlite3.Connection, study: str, key: str, value: str | None) -> None:
+    """Set (or, with None, clear) one of the study's `SETTINGS`."""
+    if value is None:
+        con.execute("DELETE FROM study_settings WHERE study = ? AND key = ?", (study, key))
+    else:
+        con.execute("INSERT OR REPLACE INTO study_settings VALUES (?, ?, ?)", (study, key, value))
+
+
+def largest_stimulus(con: sqlite3.Connection, study: str) -> tuple[int, int]:
+    """(width, height) the screen must show at once: the widest and the tallest stimulus of the study."""
+    row = con.execute("SELECT max(width), max(height) FROM stimuli WHERE study = ?", (study,)).fetchone()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def rater_by_identity(con: sqlite3.Connection, study: str, identity: str) -> str | None:
+    row = con.execute("SELECT rater FROM identities WHERE study = ? AND identity = ?", (study, identity)).fetchone()
+    return row[0] if row else None
+
+
+def add_identity(
+    con: sqlite3.Connection, rater: str, study: str, identity: str | None, platform: dict | None, consent_at: str | None
+) -> None:
+    con.execute(
+        "INSERT INTO identities VALUES (?, ?, ?, ?, ?)",
+        (rater, study, identity, json.dumps(platform, sort_keys=True) if platform else None, consent_at),
+    )
+
+
+def add_viewing(con: sqlite3.Connection, rater: str, viewing: dict) -> None:
+    """One record of the rater's viewing conditions (keys as the `viewings` columns after recorded_at)."""
+    con.execute(
+        """INSERT INTO viewings (rater, recorded_at, viewport_w, viewport_h, dpr, zoom, screen_w, screen_h, fits, one_to_one)
+           VALUES (:rater, :recorded_at, :viewport_w, :viewport_h, :dpr, :zoom, :screen_w, :screen_h, :fits, :one_to_one)""",
+        {"rater": rater, "recorded_at": utc_now()} | viewing,
+    )
+
+
+def open_revision(con: sqlite3.Connection, rater: str) -> sqlite3.Row | None:
+    """The presentation the rater undid and has not answered again: position, stimulus, phase, shown_at."""
+    return con.execute(
+        """SELECT v.position, p.stimulus, p.phase, v.shown_at FROM revisions v
+           JOIN plan p ON p.rater = v.rater AND p.position = v.position
+           WHERE v.rater = ? AND v.score IS NULL""",
+        (rater,),
+    ).fetchone()
+
+
+def last_answer(con: sqlite3.Connection, rater: str) -> sqlite3.Row | None:
+    """The rater's latest answered presentation: position, stimulus, score (as it stands), answered_at, revisions."""
+    return con.execute(
+        """SELECT r.position, r.stimulus, coalesce(v.score, r.score) AS score, r.answered_at,
+                  v.position IS NOT NULL AS revisions
+           FROM ratings r LEFT JOIN revisions v ON v.rater = r.rater AND v.position = r.position
+           WHERE r.rater = ? ORDER BY r.position DESC LIMIT 1""",
+        (rater,),
+    ).fetchone()
+
+
+def stored_score(con: sqlite3.Connection, rater: str, position: int, stimulus: str) -> int | None:
+    """The score the rater's answer to `stimulus` at `position` stands at (None when not answered)."""
+    row = con.execute(
+        """SELECT coalesce(v.score, r.score) FROM ratings r
+           LEFT JOIN revisions v ON v.rater = r.rater AND v.position = r.position
+           WHERE r.rater = ? AND r.position = ? AND r.stimulus = ?""",
+        (rater, position, stimulus),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def reopen(con: sqlite3.Connection, rater: str, position: int, when: str) -> None:
+    """Undo the answer at `position`: it is shown again and its next answer replaces it."""
+    con.execute("INSERT INTO revisions (rater, position, reopened_at, shown_at) VALUES (?, ?, ?, ?)", (rater, position, when, when))
+
+
+def mark_reshown(con: sqlite3.Connection, rater: str, position: int, when: str) -> None:
+    con.execute("UPDATE revisions SET shown_at = ? WHERE rater = ? AND position = ? AND score IS NULL", (when, rater, position))
+
+
+def add_revised_rating(con: sqlite3.Connection, rater: str, position: int, score: int, answered_at: str, response_ms: int) -> None:
+    con.execute(
+        "UPDATE revisions SET score = ?, answered_at = ?, response_ms = ? WHERE rater = ? AND position = ? AND score IS NULL",
+        (score, answered_at, response_ms, rater, position),
+    )
+
+
+def open_revisions(con: sqlite3.Connection, rater: str) -> int:
+    return con.execute("SELECT count(*) FROM revisions WHERE rater = ? AND score IS NULL", (rater,)).fetchone()[0]
+
+
+def set_excluded(con: sqlite3.Connection, rater: str, reason: str | None) -> None:
+    """Exclude a rater from the ratings `read_ratings` returns (reason given), or include them again (None)."""
+    if reason is None:
+        con.execute("DELETE FROM exclusions WHERE rater = ?", (rater,))
+    else:
+        con.execute("INSERT OR REPLACE INTO exclusions VALUES (?, ?, ?)", (rater, utc_now(), reason))
+
+
+def admin_failures(con: sqlite3.Connection, client: str) -> tuple[int, str | None]:
+    """(failed admin attempts in a row, time of the last one) of one client."""
+    row = con.execute("SELECT failures, last_failure FROM admin_attempts WHERE client = ?", (client,)).fetchone()
+    return (row[0], row[1]) if row else (0, None)
+
+
+def record_admin_attempt(con: sqlite3.Connection, client: str, ok: bool) -> None:
+    if ok:
+        con.execute("DELETE FROM admin_attempts WHERE client = ?", (client,))
+    else:
+        con.execute(
+            """INSERT INTO admin_attempts VALUES (?, 1, ?)
+               ON CONFLICT (client) DO UPDATE SET failures = failures + 1, last_failure = excluded.last_failure""",
+            (client, utc_now()),
+        )
+
+
+def rater_overview(con: sqlite3.Connection) -> pd.DataFrame:
+    """One row per rater for the admin view: identity, progress, finished, gold failures, test-retest
+    (mean |repeat - first showing|), median response time, latest viewing conditions, excluded."""
+    table = pd.read_sql_query(
+        f"""WITH answers AS ({EFFECTIVE_RATINGS}),
+                 latest_view AS (SELECT * FROM viewings w WHERE w.rowid = (SELECT max(rowid) FROM viewings WHERE rater = w.rater))
+            SELECT ra.study, ra.id AS rater, i.identity,
+                   (SELECT count(*) FROM answers a WHERE a.rater = ra.id) AS answered,
+                   (SELECT count(*) FROM plan p WHERE p.rater = ra.id) AS planned,
+                   (SELECT count(*) FROM answers a JOIN stimuli s ON s.id = a.stimulus
+                     WHERE a.rater = ra.id AND a.phase = 'gold' AND abs(a.score - s.expected) > 1) AS gold_failures,
+                   (SELECT avg(abs(t.score - r.score)) FROM answers r JOIN answers t
+                     ON t.rater = r.rater AND t.stimulus = r.stimulus AND t.phase = 'trial'
+                     WHERE r.rater = ra.id AND r.phase = 'repeat') AS retest_mean_abs_diff,
+                   (SELECT count(*) FROM revisions v WHERE v.rater = ra.id) AS undone,
+                   lv.viewport_w || 'x' || lv.viewport_h AS viewport, lv.dpr, lv.fits, lv.one_to_one,
+                   e.reason AS excluded, ra.created_at AS started,
+                   (SELECT max(answered_at) FROM answers a WHERE a.rater = ra.id) AS last_answer
+            FROM raters ra LEFT JOIN identities i ON i.rater = ra.id LEFT JOIN latest_view lv ON lv.rater = ra.id
+            LEFT JOIN exclusions e ON e.rater = ra.id
+            ORDER BY ra.study, ra.seq""",
+        con,
+    )
+    medians = pd.read_sql_query(f"SELECT rater, response_ms FROM ({EFFECTIVE_RATINGS})", con).groupby("rater")["response_ms"].median()
+    table.insert(5, "finished", table["answered"] >= table["planned"])
+    table.insert(7, "median_response_ms", table["rater"].map(medians))
+    return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 import app
 from tests.test_rate_app import METHOD_NAME
@@ -23,3 +24,18 @@ def test_rate_only_page_and_config_name_no_method(tmp_path: Path) -> None:
         assert METHOD_NAME.search(str(full.get_config_file()))  # the check can fail: the full app does name them
     finally:
         blocks.close()
+
+
+def test_start_without_a_study_is_one_clear_message_and_no_traceback(tmp_path: Path, capfd, caplog) -> None:
+    from tests.test_rate_app import Api, Refused
+
+    blocks = app.create_app(None, tmp_path / "study.sqlite", None, tmp_path / "results", rate_only=True)
+    blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, run_history=False)
+    try:
+        with Api(blocks.local_url) as api, pytest.raises(Refused, match="no study has been prepared yet.*study.prepare"):
+            api.raw("rate_start", None)
+    finally:
+        blocks.close()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert [r.getMessage().count("\n") for r in caplog.records if "has no study" in r.getMessage()] == [0]  # one line for the server

@@ -109,8 +109,8 @@ def test_violations_are_found():
 
 
 def test_todays_build_plan_call_still_spaces_repeats():
-    plan = sessions.build_plan(["c0"], [f"s{i}" for i in range(12)], ["g0"], 3, np.random.default_rng(0))
-    assert design.spacing_violations(plan, {f"s{i}": f"s{i}" for i in range(12)}, sessions.MIN_REPEAT_GAP) == []
+    plan = design.build_plan(["c0"], [f"s{i}" for i in range(12)], ["g0"], 3, np.random.default_rng(0))
+    assert design.spacing_violations(plan, {f"s{i}": f"s{i}" for i in range(12)}, design.LEGACY_REPEAT_GAP) == []
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from study import sessions, store
+from study import design, sessions, store
 from tests.test_study_store import make_study
 
 
@@ -21,7 +21,7 @@ def dump(db) -> list[str]:
 
 def test_build_plan_puts_calibration_first_and_every_item_where_it_belongs():
     calibration, subset, gold = [f"c{i}" for i in range(4)], [f"s{i}" for i in range(20)], ["g0", "g1"]
-    plan = sessions.build_plan(calibration, subset, gold, repeats=5, rng=np.random.default_rng(1))
+    plan = design.build_plan(calibration, subset, gold, repeats=5, rng=np.random.default_rng(1))
     phases = [p for _, p in plan]
     assert phases[:4] == ["calibration"] * 4 and "calibration" not in phases[4:]
     assert sorted(s for s, p in plan if p == "calibration") == calibration
@@ -31,12 +31,12 @@ def test_build_plan_puts_calibration_first_and_every_item_where_it_belongs():
     assert len(repeats) == len(set(repeats)) == 5
     for s in repeats:
         first, second = plan.index((s, "trial")), plan.index((s, "repeat"))
-        assert second - first > sessions.MIN_REPEAT_GAP
+        assert second - first > design.LEGACY_REPEAT_GAP
     assert len(plan) == 4 + 20 + 5 + 2
-    assert [s for s, _ in plan[4:]] != [s for s, _ in sessions.build_plan(calibration, subset, gold, 5, np.random.default_rng(2))[4:]]
-    assert plan == sessions.build_plan(calibration, subset, gold, 5, np.random.default_rng(1))
+    assert [s for s, _ in plan[4:]] != [s for s, _ in design.build_plan(calibration, subset, gold, 5, np.random.default_rng(2))[4:]]
+    assert plan == design.build_plan(calibration, subset, gold, 5, np.random.default_rng(1))
     with pytest.raises(ValueError, match="repeats"):
-        sessions.build_plan(calibration, subset[:3], gold, 4, np.random.default_rng(1))
+        design.build_plan(calibration, subset[:3], gold, 4, np.random.default_rng(1))
 
 
 def test_balanced_subsets_spread_stimuli_and_methods_evenly():
@@ -45,20 +45,20 @@ def test_balanced_subsets_spread_stimuli_and_methods_evenly():
         for i in range(14)
         for m in ("nearest", "bicubic", "srgan-vgg54", "hr")
     ]
-    order = sessions.study_order(trials, seed=3)
+    order = design.study_order(trials, seed=3)
     assert sorted(order) == sorted(s.id for s in trials)
     method = {s.id: s.method for s in trials}
     for raters in (1, 5, 7, 13):
         counts = Counter()
         for seq in range(raters):
-            subset = sessions.balanced_subset(order, seq, 10)
+            subset = design.balanced_subset(order, seq, 10)
             assert len(subset) == len(set(subset)) == 10
             per_method = Counter(method[s] for s in subset)
             assert max(per_method.values()) - min(per_method.values()) <= 1
             counts.update(subset)
         planned = [counts[s.id] for s in trials]
         assert max(planned) - min(planned) <= 1
-    assert sessions.balanced_subset(order, 4, None) == order
+    assert design.balanced_subset(order, 4, None) == order
 
 
 @pytest.fixture

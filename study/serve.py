@@ -1,0 +1,97 @@
+"""`python -m study.serve [--workers 3] [--admin-token T]`: serve the latest prepared study to raters.
+
+The rate server (`study.server`) runs as `--workers` processes sharing the study database; raters
+open http://HOST:PORT/ (with `?rater=ID`, or the `PROLIFIC_PID`, `STUDY_ID` and `SESSION_ID` a
+crowdsourcing platform appends); the admin view is http://HOST:PORT/admin when an admin token
+(at least 16 characters) is given, and does not exist otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from study import store
+from study.server import AdminTokenError, check_admin_token
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study" / "study.sqlite"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1; about one per CPU core)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB),
+        help=f"the study database (env SRGAN_STUDY_DB; default {DEFAULT_DB})",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("SRGAN_ADMIN_TOKEN") or None,
+        help="secret of the admin view, at least 16 characters (env SRGAN_ADMIN_TOKEN; none: no admin view)",
+    )
+    parser.add_argument("--consent-file", type=Path, help="text file with the consent text raters agree to before starting")
+    parser.add_argument("--completion-code", help="the code finished raters are given (default: one per rater)")
+    parser.add_argument(
+        "--completion-url", help="where finished raters are sent back to, e.g. the platform's URL; '{code}' is replaced by the code"
+    )
+    return parser.parse_args(argv)
+
+
+def configure(db: Path, consent_file: Path | None, completion_code: str | None, completion_url: str | None) -> str:
+    """Check the database holds a study and store the given settings on the latest one; its name."""
+    if not db.is_file():
+        raise FileNotFoundError(f"{db}: no study database; prepare a study first: python -m study.prepare --name NAME ...")
+    with store.connect(db, create=False) as con, store.transaction(con):
+        study = store.latest_study(con)
+        if study is None:
+            raise LookupError(f"{db}: no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
+        if consent_file is not None:
+            store.set_setting(con, study, "consent", consent_file.read_text(encoding="utf-8").strip())
+        if completion_code is not None:
+            store.set_setting(con, study, "completion_code", completion_code)
+        if completion_url is not None:
+            store.set_setting(con, study, "completion_url", completion_url)
+    return study
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        check_admin_token(args.admin_token)
+        study = configure(args.db, args.consent_file, args.completion_code, args.completion_url)
+    except (AdminTokenError, ValueError, LookupError, OSError, store.StoreError) as err:
+        print(f"study.serve: {err}", file=sys.stderr)
+        return 1
+    os.environ["SRGAN_STUDY_DB"] = str(args.db.resolve())
+    os.environ.pop("SRGAN_ADMIN_TOKEN", None)
+    if args.admin_token:
+        os.environ["SRGAN_ADMIN_TOKEN"] = args.admin_token
+    base = f"http://{args.host}:{args.port}/"
+    admin = f"admin view: {base}admin" if args.admin_token else "no admin view (no --admin-token)"
+    print(f"Serving study {study!r} to raters at {base} with {args.workers} worker(s); {admin}", flush=True)
+    uvicorn.run(
+        "study.server:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

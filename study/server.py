@@ -1,0 +1,447 @@
+"""The rate server: a small ASGI app (starlette) for real rating sessions.
+
+It serves the blind rating page (``study/web/rate.html``), the JSON calls that page makes, each shown
+image under a per-presentation opaque URL, and, only when started with an admin token, the admin view
+under ``/admin``. It loads no network and nothing of the Gradio app. Every piece of state is in the
+study database (SQLite, WAL), so several worker processes can serve one study and any of them can
+take any request; an answer is acknowledged only after its transaction committed.
+
+Nothing a rater's page receives names a method: the JSON calls carry tickets, opaque image URLs,
+sizes and the rater's own progress; the admin view (its own page and endpoints, behind the token)
+is the only place that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import math
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from study import sessions, store
+from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
+
+WEB = Path(__file__).parent / "web"
+# rate.html's layout: the photo at the top left, the controls in a column beside it.
+SIDE_PX = 320  # page padding + gap + control column, beside the photo
+MARGIN_PX = 16  # page padding above and below the photo
+MIN_ADMIN_TOKEN = 16
+FREE_ATTEMPTS = 3  # wrong admin tokens a client may send before being slowed down
+BACKOFF_S = 30  # then it must wait 30 s, 60 s, 120 s ... after each wrong token
+LOCKOUT_ATTEMPTS = 10  # and after this many it is locked out
+LOCKOUT_S = 3600
+IDENTITY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@")
+DEFAULT_CONSENT = (
+    "This is a study of how people judge the quality of photos. You will be shown photos one at a "
+    "time and give each a score from 1 (bad) to 5 (excellent). It takes about {minutes} minutes. We "
+    "store your scores, your response times, your browser window's size and the participant id you "
+    "give us, and nothing else about you. Taking part is voluntary and you may stop at any time."
+)
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' blob:",
+}
+
+
+class AdminTokenError(ValueError):
+    """An admin token the server refuses to start with."""
+
+
+def check_admin_token(token: str | None) -> str | None:
+    """The admin token if it is long enough to resist guessing (None: no admin view)."""
+    if token is not None and len(token) < MIN_ADMIN_TOKEN:
+        raise AdminTokenError(
+            f"the admin token has {len(token)} characters; use at least {MIN_ADMIN_TOKEN} "
+            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+        )
+    return token
+
+
+class Database:
+    """One connection per thread (the request threads of this worker process), kept open, and one
+    lock for this process's writes: SQLite lets one writer in at a time anyway, and threads queueing
+    on a Python lock wait far less than threads polling SQLite's lock with its sleeping busy handler."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.local = threading.local()
+        self.write_lock = threading.Lock()
+
+    def con(self):
+        con = getattr(self.local, "con", None)
+        if con is None:
+            con = self.local.con = store.open_connection(self.path, create=False)
+        return con
+
+
+def _image_sig(secret: bytes, rater: str, position: int) -> str:
+    return hmac.new(secret, f"image:{rater}:{position}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def _fits(viewing: dict, largest: tuple[int, int]) -> bool:
+    dpr = viewing["dpr"]
+    return (
+        largest[0] / dpr + SIDE_PX <= viewing["viewport_w"] + 0.5
+        and largest[1] / dpr + MARGIN_PX <= viewing["viewport_h"] + 0.5
+    )
+
+
+def _viewing(payload: Any) -> dict:
+    """The viewing conditions the page reports, validated (HTTP 400 otherwise)."""
+    if not isinstance(payload, dict):
+        raise HTTPException(400, "viewing conditions missing")
+    try:
+        viewing = {
+            "viewport_w": int(payload["viewport_w"]),
+            "viewport_h": int(payload["viewport_h"]),
+            "dpr": float(payload["dpr"]),
+            "zoom": float(payload["zoom"]) if payload.get("zoom") is not None else None,
+            "screen_w": int(payload["screen_w"]) if payload.get("screen_w") is not None else None,
+            "screen_h": int(payload["screen_h"]) if payload.get("screen_h") is not None else None,
+        }
+    except (KeyError, TypeError, ValueError):
+        raise HTTPException(400, "viewing conditions malformed") from None
+    if not (0 < viewing["viewport_w"] < 100_000 and 0 < viewing["viewport_h"] < 100_000 and 0 < viewing["dpr"] < 16):
+        raise HTTPException(400, "viewing conditions out of range")
+    return viewing
+
+
+def _identity(payload: dict) -> tuple[str | None, dict | None]:
+    """(identity, platform ids) from the page's intake: Prolific's ids, else `?rater=` or the typed id."""
+    platform = payload.get("platform") if isinstance(payload.get("platform"), dict) else None
+    platform = {k: str(platform[k]) for k in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID") if platform.get(k)} if platform else {}
+    identity = f"prolific:{platform['PROLIFIC_PID']}" if "PROLIFIC_PID" in platform else payload.get("identity") or None
+    if identity is not None:
+        identity = str(identity).strip()
+        if not 1 <= len(identity) <= 128 or not set(identity) <= IDENTITY_CHARS:
+            raise HTTPException(400, "a participant id is 1-128 letters, digits or - _ . : @")
+    return identity, platform or None
+
+
+class RateApp:
+    """The request handlers, bound to one database (and the admin token, if any)."""
+
+    def __init__(self, db_path: Path, admin_token: str | None) -> None:
+        self.db = Database(db_path)
+        self.admin_token = check_admin_token(admin_token)
+        self.page = (WEB / "rate.html").read_bytes()
+        self.admin_page = (WEB / "admin.html").read_bytes()
+
+    # --- the rater's page -------------------------------------------------------------------
+    def study_info(self) -> dict:
+        con = self.db.con()
+        study = store.latest_study(con)
+        if study is None:
+            return {"open": False, "message": "No study is open yet."}
+        settings = store.study_settings(con, study)
+        config = store.study_config(con, study)
+        width, height = store.largest_stimulus(con, study)
+        counts = dict(con.execute("SELECT kind, count(*) FROM stimuli WHERE study = ? GROUP BY kind", (study,)).fetchall())
+        length = counts.get("calibration", 0) + (config.get("per_rater") or counts.get("trial", 0)) + config.get("repeats", 0) + counts.get("gold", 0)
+        minutes = max(5, math.ceil(length * 6 / 60 / 5) * 5)  # about 6 s a photo, rounded up to 5 minutes
+        consent = settings.get("consent") or config.get("consent") or DEFAULT_CONSENT.format(minutes=minutes)
+        return {
+            "open": settings.get("closed") != "1",
+            "message": "This study is closed to new participants." if settings.get("closed") == "1" else "",
+            "consent": consent,
+            "needs": {"width": width, "height": height, "side": SIDE_PX, "margin": MARGIN_PX},
+            "calibration": counts.get("calibration", 0),
+            "undo_seconds": sessions.UNDO_SECONDS,
+        }
+
+    def start(self, payload: dict) -> dict:
+        """Resume the session of a known token or identity, else join as a new rater; record the viewing."""
+        con = self.db.con()
+        viewing = _viewing(payload.get("viewing"))
+        study = store.latest_study(con)
+        if study is None:
+            raise NoStudy("No study is open yet.")
+        largest = store.largest_stimulus(con, study)
+        viewing |= {"fits": int(_fits(viewing, largest)), "one_to_one": int(float(viewing["dpr"]).is_integer())}
+        if not viewing["fits"]:
+            need_w, need_h = (math.ceil(largest[0] / viewing["dpr"] + SIDE_PX), math.ceil(largest[1] / viewing["dpr"] + MARGIN_PX))
+            raise JoinRefused(
+                f"your browser window shows {viewing['viewport_w']} x {viewing['viewport_h']} pixels; this study "
+                f"needs at least {need_w} x {need_h} to show each photo whole at its true size. Please maximise "
+                "the window, set the zoom to 100 % (Ctrl+0), or use a larger screen, then reload."
+            )
+        token = payload.get("token")
+        try:
+            sessions.rater_of(con, token)
+        except InvalidToken:
+            identity, platform = _identity(payload)
+            token = sessions.join(con, identity, platform, consent=payload.get("consent") is True)
+        with store.transaction(con):
+            sessions.record_viewing(con, token, viewing)
+            return {"token": token} | self._state(con, token, sessions.status(con, token))
+
+    def status(self, payload: dict) -> dict:
+        con = self.db.con()
+        st = sessions.status(con, payload.get("token"))
+        return {"progress": self._progress(st)} | self._completion(con, payload["token"], st)
+
+    def next(self, payload: dict) -> dict:
+        con = self.db.con()
+        with store.transaction(con):
+            token = payload.get("token")
+            return self._state(con, token, sessions.status(con, token), after_answer=False)
+
+    def answer(self, payload: dict) -> dict:
+        con = self.db.con()
+        token, ticket = payload.get("token"), payload.get("ticket")
+        with store.transaction(con):
+            st = sessions.answer(con, token, ticket, payload.get("score"), replay_ok=True)
+            state = self._state(con, token, st)
+            last = store.last_answer(con, st.rater)
+            if last is not None and f"{last['position']}:{last['stimulus']}" == ticket and not last["revisions"]:
+                state["undo"] = {"ticket": ticket, "seconds": sessions.UNDO_SECONDS}
+            return state
+
+    def undo(self, payload: dict) -> dict:
+        con = self.db.con()
+        token = payload.get("token")
+        with store.transaction(con):
+            sessions.undo(con, token, payload.get("ticket"))
+            return self._state(con, token, sessions.status(con, token), after_answer=False)
+
+    def _state(self, con, token: str, st: sessions.Status, after_answer: bool = True) -> dict:
+        """What the page shows next: an interlude, the end, or the next image (marked shown)."""
+        kind = st.interlude() if after_answer else None
+        if kind:
+            return {"screen": "interlude", "interlude": kind, "progress": self._progress(st)}
+        item = sessions.present(con, token)
+        if item is None:
+            return {"screen": "end", "progress": self._progress(st)} | self._completion(con, token, st)
+        position = int(item.ticket.split(":")[0])
+        url = f"image/{st.rater}/{position}/{_image_sig(store.token_secret(con), st.rater, position)}"
+        return {
+            "screen": "trial",
+            "item": {
+                "ticket": item.ticket,
+                "image": url,
+                "width": item.width,
+                "height": item.height,
+                "calibration": item.phase == "calibration",
+                "expected": item.expected,
+                "step": item.step,
+                "steps": item.steps,
+            },
+            "progress": self._progress(sessions.status(con, token)),
+        }
+
+    @staticmethod
+    def _progress(st: sessions.Status) -> dict:
+        return {"answered": st.answered, "total": st.total, "calibration": st.calibration, "rated": st.rated, "to_rate": st.to_rate}
+
+    @staticmethod
+    def _completion(con, token: str, st: sessions.Status) -> dict:
+        if not st.finished:
+            return {}
+        url = store.study_settings(con, st.study).get("completion_url")
+        code = sessions.completion_code(con, token)
+        return {"completion": {"code": code, "url": url.replace("{code}", code) if url else None}}
+
+    def image(self, rater: str, position: int, sig: str) -> Path:
+        con = self.db.con()
+        if not hmac.compare_digest(sig, _image_sig(store.token_secret(con), rater, position)):
+            raise HTTPException(404)
+        row = con.execute(
+            "SELECT s.file FROM plan p JOIN stimuli s ON s.id = p.stimulus WHERE p.rater = ? AND p.position = ?", (rater, position)
+        ).fetchone()
+        path = self.db.path.parent / row["file"] if row else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no such photo on this server")
+        return path
+
+    # --- the admin view ---------------------------------------------------------------------
+    def authorize(self, client: str, presented: str | None) -> None:
+        """Raise 401 for a wrong token, 429 while the client must wait (slowed down, then locked out)."""
+        con = self.db.con()
+        with store.transaction(con):
+            failures, last = store.admin_failures(con, client)
+            since = (datetime.fromisoformat(store.utc_now()) - datetime.fromisoformat(last)).total_seconds() if last else 0.0
+            if failures >= LOCKOUT_ATTEMPTS:
+                wait = LOCKOUT_S - since
+            elif failures >= FREE_ATTEMPTS:
+                wait = BACKOFF_S * 2 ** (failures - FREE_ATTEMPTS) - since
+            else:
+                wait = 0
+            if wait > 0:
+                locked = failures >= LOCKOUT_ATTEMPTS
+                raise HTTPException(
+                    429,
+                    f"{'locked out' if locked else 'too many wrong admin tokens'}: try again in {math.ceil(wait)} s",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+            digest = hashlib.sha256((presented or "").encode()).digest()
+            ok = presented is not None and hmac.compare_digest(digest, hashlib.sha256(self.admin_token.encode()).digest())
+            store.record_admin_attempt(con, client, ok)
+        if not ok:
+            raise HTTPException(401, "wrong admin token")
+
+    def overview(self) -> dict:
+        con = self.db.con()
+        study = store.latest_study(con)
+        raters = store.rater_overview(con)
+        raters["completion_code"] = [
+            store.study_settings(con, s).get("completion_code") or sessions.rater_code(con, r) for s, r in zip(raters["study"], raters["rater"])
+        ]
+        stimuli = store.stimulus_progress(self.db.path)
+        return {
+            "study": study,
+            "closed": bool(study) and store.study_settings(con, study).get("closed") == "1",
+            "raters": _records(raters),
+            "stimuli": _records(stimuli),
+        }
+
+    def export(self) -> bytes:
+        buffer = io.StringIO()
+        store.read_ratings(self.db.path).to_csv(buffer, index=False)
+        return buffer.getvalue().encode()
+
+    def exclude(self, payload: dict) -> dict:
+        con = self.db.con()
+        rater, excluded = payload.get("rater"), payload.get("excluded", True)
+        with store.transaction(con):
+            if not isinstance(rater, str) or store.rater_study(con, rater) is None:
+                raise HTTPException(404, "no such rater")
+            store.set_excluded(con, rater, str(payload.get("reason") or "excluded by the admin") if excluded else None)
+        return {"rater": rater, "excluded": bool(excluded)}
+
+    def close(self, payload: dict) -> dict:
+        con = self.db.con()
+        with store.transaction(con):
+            study = store.latest_study(con)
+            if study is None:
+                raise HTTPException(404, "no study")
+            closed = payload.get("closed", True) is True
+            store.set_setting(con, study, "closed", "1" if closed else None)
+        return {"study": study, "closed": closed}
+
+
+def _records(table) -> list[dict]:
+    """A DataFrame as JSON-ready rows (NaN as null)."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in table.astype(object).to_dict("records")]
+
+
+def _json_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
+    """The rate server for one study database; the admin routes exist only with an admin token."""
+    handlers = RateApp(db_path, admin_token)
+
+    def locked(method):
+        """`method` holding this process's write lock."""
+
+        def call(*args):
+            with handlers.db.write_lock:
+                return method(*args)
+
+        return call
+
+    def rater_call(method):
+        async def endpoint(request: Request) -> Response:
+            try:
+                payload = await request.json()
+            except ValueError:
+                return _json_error(400, "the request body is not JSON")
+            if not isinstance(payload, dict):
+                return _json_error(400, "the request body is not a JSON object")
+            try:
+                result = await run_in_threadpool(method, payload)
+            except (InvalidToken, NoStudy) as err:
+                return _json_error(403 if isinstance(err, InvalidToken) else 503, str(err))
+            except (RatingRefused, JoinRefused) as err:
+                return _json_error(409, str(err))
+            return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+        return endpoint
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(handlers.page, headers=PAGE_HEADERS)
+
+    async def study(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(handlers.study_info), headers={"Cache-Control": "no-store"})
+
+    async def image(request: Request) -> Response:
+        params = request.path_params
+        path = await run_in_threadpool(handlers.image, params["rater"], params["position"], params["sig"])
+        data = await run_in_threadpool(path.read_bytes)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+    routes = [
+        Route("/", page),
+        Route("/api/study", study),
+        Route("/api/start", rater_call(locked(handlers.start)), methods=["POST"]),
+        Route("/api/status", rater_call(handlers.status), methods=["POST"]),
+        Route("/api/next", rater_call(locked(handlers.next)), methods=["POST"]),
+        Route("/api/answer", rater_call(locked(handlers.answer)), methods=["POST"]),
+        Route("/api/undo", rater_call(locked(handlers.undo)), methods=["POST"]),
+        Route("/image/{rater:str}/{position:int}/{sig:str}", image),
+    ]
+
+    if handlers.admin_token:
+
+        def admin_call(method, needs_body: bool = False):
+            async def endpoint(request: Request) -> Response:
+                auth = request.headers.get("authorization", "")
+                presented = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+                client = request.client.host if request.client else "unknown"
+                await run_in_threadpool(locked(handlers.authorize), client, presented)
+                if needs_body:
+                    try:
+                        payload = await request.json()
+                    except ValueError:
+                        return _json_error(400, "the request body is not JSON")
+                    result = await run_in_threadpool(method, payload if isinstance(payload, dict) else {})
+                else:
+                    result = await run_in_threadpool(method)
+                if isinstance(result, bytes):
+                    return Response(
+                        result,
+                        media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="ratings.csv"', "Cache-Control": "no-store"},
+                    )
+                return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+            return endpoint
+
+        async def admin_page(request: Request) -> Response:
+            return HTMLResponse(handlers.admin_page, headers=PAGE_HEADERS)
+
+        routes += [
+            Route("/admin", admin_page),
+            Route("/admin/api/overview", admin_call(handlers.overview)),
+            Route("/admin/api/export", admin_call(handlers.export)),
+            Route("/admin/api/exclude", admin_call(locked(handlers.exclude), needs_body=True), methods=["POST"]),
+            Route("/admin/api/close", admin_call(locked(handlers.close), needs_body=True), methods=["POST"]),
+        ]
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _json_error(exc.status_code, exc.detail) if not exc.headers else JSONResponse(
+            {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def app_from_environment() -> Starlette:
+    """The app for `uvicorn --factory` workers: database and admin token from the environment
+    (set by `python -m study.serve`)."""
+    return create_app(Path(os.environ["SRGAN_STUDY_DB"]), os.environ.get("SRGAN_ADMIN_TOKEN") or None)
