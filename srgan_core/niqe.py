@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 import scipy.special
-import torch
 from scipy import ndimage
 
-from srgan_core.imresize import imresize
+from srgan_core.imresize import resize_matrix
 from srgan_core.metrics import rgb_to_y
 from srgan_core.paths import default_data_root
 
@@ -108,7 +108,7 @@ def _features(luma: np.ndarray, window: np.ndarray) -> np.ndarray:
     rows = luma.shape[0] - luma.shape[0] % BLOCK_SIZE
     cols = luma.shape[1] - luma.shape[1] % BLOCK_SIZE
     full = luma[:rows, :cols]
-    half = imresize(torch.from_numpy(np.ascontiguousarray(full)), 0.5).numpy()
+    half = _half_size(full)
     return np.hstack(
         [
             _block_features(_blocks(_mscn(full, window), BLOCK_SIZE)),
@@ -117,10 +117,27 @@ def _features(luma: np.ndarray, window: np.ndarray) -> np.ndarray:
     )
 
 
+def _half_size(image: np.ndarray) -> np.ndarray:
+    """MATLAB's `imresize(image, 0.5)` (bicubic, antialiased): `srgan_core.imresize`'s weights, applied sparsely.
+
+    Each output pixel has 10 taps; sparse products skip the zeros of the dense matrices and, unlike BLAS,
+    do not contend for cores with other work.
+    """
+    rows, cols = _halving_matrix(image.shape[0]), _halving_matrix(image.shape[1])
+    return (cols @ (rows @ image).T).T
+
+
+@functools.lru_cache(maxsize=16)
+def _halving_matrix(size: int) -> scipy.sparse.csr_array:
+    return scipy.sparse.csr_array(resize_matrix(size, 0.5).numpy())
+
+
 def _mscn(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients (MATLAB `imfilter(..., 'replicate')`).
 
-    The Gaussian window is the outer product of its row sums, so it is applied as two 1-D passes.
+    The Gaussian window is the outer product of its row sums, so it is applied as two 1-D passes, as
+    MATLAB's `imfilter` applies a separable kernel. That matters: in flat regions the coefficients are
+    rounding noise, and one 2-D 7x7 pass gives 5.72996 on baboon.png where MATLAB gives 5.72957.
     """
     taps = window.sum(axis=1)
 

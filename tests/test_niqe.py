@@ -78,6 +78,16 @@ def test_vectorised_blocks_match_a_per_block_loop(model_root: Path) -> None:
     )
 
 
+def test_half_scale_is_the_projects_matlab_imresize() -> None:
+    import torch
+
+    from srgan_core.imresize import imresize
+
+    luma = np.random.default_rng(1).uniform(0, 255, (288, 384))
+    expected = imresize(torch.from_numpy(luma), 0.5).numpy()
+    np.testing.assert_allclose(niqe_module._half_size(luma), expected, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["astronaut", "camera", "coffee"])
 def test_blur_and_noise_raise_niqe(name: str, model_root: Path) -> None:
     image = getattr(skimage.data, name)()
