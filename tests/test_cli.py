@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,32 @@ def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatc
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| bicubic |" in report and "Skipped: srgan-mse" in report
     assert Image.open(tmp_path / "sr" / "bicubic" / "Set5" / "baby.png").size == (512, 512)
+
+
+def test_evaluate_scores_niqe_on_the_matlab_scale(data_root: Path, tmp_path: Path) -> None:
+    from srgan_core.niqe import FETCH_COMMAND, MODEL_FILE, niqe
+
+    baboon, model = data_root / "niqe" / "baboon.png", data_root / MODEL_FILE
+    if not (baboon.is_file() and model.is_file()):
+        pytest.skip("needs niqe/baboon.png and the NIQE model in the data folder")
+    root = tmp_path / "data"  # a data folder whose Set5 is baboon.png alone (480x492: modcrop keeps it whole)
+    (root / "benchmarks" / "Set5").mkdir(parents=True)
+    (root / "benchmarks" / "Set5" / "baboon.png").symlink_to(baboon)
+    with pytest.raises(SystemExit, match=re.escape(FETCH_COMMAND) + ".*--no-niqe"):
+        evaluate.main(["--methods", "bicubic", "--datasets", "Set5", "--data-root", str(root), "--out", str(tmp_path)])
+
+    (root / "niqe").mkdir()
+    (root / "niqe" / "niqe_pris_params.npz").symlink_to(model)
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "bicubic", "--datasets", "Set5", "--data-root", str(root), "--out", str(out),
+                   "--save-images", str(out / "sr")])
+    per_image = pd.read_csv(out / "benchmarks_per_image.csv").set_index("method")["niqe"]
+    assert per_image["hr"] == pytest.approx(5.72957338, abs=1e-3)  # MATLAB's value for this image
+    sr = load_image(out / "sr" / "bicubic" / "Set5" / "baboon.png")
+    assert per_image["bicubic"] == pytest.approx(niqe(sr, root), abs=1e-4) and per_image["bicubic"] > per_image["hr"]
+    report = (out / "benchmarks.md").read_text()
+    assert "MATLAB scale of the official LIVE release" in report
+    assert "The original HR images score a mean NIQE of 5.73 on Set5." in report
 
 
 def test_training_budget_counts_the_initial_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import socket
@@ -387,9 +388,43 @@ def test_vgg19_is_converted_with_preprocessing_folded_into_conv1(tmp_path):
     assert torch.allclose(folded[interior], original[interior], rtol=1e-5, atol=1e-3)
 
 
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def test_niqe_model_is_fetched_as_a_checksummed_file(tmp_path):
+    model = npz_bytes(mu_pris_param=RNG.normal(size=(1, 36)), cov_pris_param=np.eye(36), gaussian_window=np.ones((7, 7)))
+    srv = FakeServer({"basicsr/metrics/niqe_pris_params.npz": model})
+    try:
+        sources = {"niqe": srv.url("basicsr/metrics/{name}")}
+        out = tmp_path / "data"
+        good = dl.Entry(dl.NIQE_MODEL, None, None, hashlib.sha256(model).hexdigest(), None)
+        assert dl.download(out, ["niqe"], sources=sources, manifest=[good]) == [good]
+        assert (out / dl.NIQE_MODEL).read_bytes() == model and files_under(out) == {dl.NIQE_MODEL}
+
+        bad = dl.Entry(dl.NIQE_MODEL, None, None, "0" * 64, None)  # the upstream file changed
+        with pytest.raises(dl.ChecksumError, match=re.escape(dl.NIQE_MODEL) + ".*sha256"):
+            dl.download(tmp_path / "other", ["niqe"], sources=sources, manifest=[bad])
+        assert files_under(tmp_path / "other") == set()
+    finally:
+        srv.close()
+
+
+def test_shipped_niqe_entry_is_basicsrs_file():
+    entry = next(e for e in dl.read_manifest() if e.part == "niqe")
+    assert entry.path == "niqe/niqe_pris_params.npz"
+    assert entry.sha256 == "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"
+    wanted = dl.route(entry)
+    assert dl.SOURCES[wanted.source].format(name=wanted.member) == (
+        "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/basicsr/metrics/niqe_pris_params.npz"
+    )
+
+
 def test_shipped_manifest_matches_the_shared_data(data_root):
     entries = dl.read_manifest()
-    assert {e.part for e in entries} == set(dl.PARTS) and len(entries) == 610
+    assert {e.part for e in entries} == set(dl.PARTS) and len(entries) == 611
     for part in ("benchmarks", "train"):
         listed = data_root / part / "MANIFEST.tsv"
         if listed.is_file():
