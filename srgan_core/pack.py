@@ -5,7 +5,8 @@ and has no network. The bundle is a data folder (`--data-root DIR` for `srgan_co
 
 - `train/<folder>/*.jpg`: every training image as JPEG at quality 90 (the paper trained on ImageNet JPEGs), with
   the source's chroma subsampling (BSDS500's JPEGs are 4:2:0; T91's PNGs get 4:4:4): 24 MB instead of 39 MB.
-- `benchmarks/Set5/*.png`: the validation set the training log scores, as is (lossless).
+- `benchmarks/Set5/*.png`: the validation set the training log scores, as is (lossless), and
+  `niqe/niqe_pris_params.npz`, the NIQE model the log's NIQE column needs.
 - `vgg19/vgg19_features_bf16.npz`: the VGG19 loss network in bfloat16 (`srgan_core.vgg.write_compact_bf16`,
   27 MB instead of 80 MB); the loss runs under bfloat16 autocast on a GPU, which rounds the weights so anyway.
 - `weights/<method>.safetensors` + `.json`: the weights (and model card) the run starts from.
@@ -25,6 +26,9 @@ from PIL import Image, JpegImagePlugin
 from srgan_core.data import list_images, require_data_root, train_folders
 from srgan_core.download import sha256_file
 from srgan_core.images import ImageError, load_image
+from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
+from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
+from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import MODELS_DIR
 from srgan_core.vgg import SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
 
@@ -46,6 +50,9 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     vgg = root / SHARED_WEIGHTS if (root / SHARED_WEIGHTS).is_file() else resolve_vgg_weights()
     if vgg is None:
         raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: `python -m srgan_core.data download --only vgg19` fetches them")
+    niqe_model = niqe_model_path(root)
+    if not niqe_model.is_file():
+        raise FileNotFoundError(f"no NIQE model at {niqe_model}: `{FETCH_NIQE}` fetches it")
     for path in weights:
         if not path.is_file():
             raise FileNotFoundError(f"starting weights {path} not found")
@@ -64,6 +71,8 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     validation.mkdir(parents=True)
     for path in list_images(root / "benchmarks" / VALIDATION_SET):
         shutil.copyfile(path, validation / path.name)
+    (out / NIQE_MODEL).parent.mkdir(parents=True)
+    shutil.copyfile(niqe_model, out / NIQE_MODEL)
     (out / COMPACT_VGG).parent.mkdir(parents=True)
     write_compact_bf16(read_weights(vgg), out / COMPACT_VGG)
     (out / "weights").mkdir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -29,10 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from srgan_core import losses
-from srgan_core.data import TrainImages, make_pair, train_folders
+from srgan_core.data import TrainImages, make_pair, require_data_root, train_folders
 from srgan_core.inference import cpu_has_native_bf16, pick_device
 from srgan_core.methods import weights_path
 from srgan_core.models import Discriminator, Generator
+from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
+from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import describe_init, git_commit, hardware, rerun
 from srgan_core.vgg import VGGFeatures
@@ -476,7 +479,7 @@ class Trainer:
                 row.update(iteration=self.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
                 if self.args.eval_every and self.iteration % self.args.eval_every == 0:
                     row.update(self.validate())
-                    bar.set_postfix(set5_psnr=f"{row['set5_psnr']:.2f}", colour_shift=f"{row['set5_colour_shift']:.1f}", grid=f"{row['set5_grid']:.1f}")
+                    bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
                 logger.write(row)
                 window, window_start = [], time.monotonic()
             if time.monotonic() - last_ckpt > self.args.checkpoint_minutes * 60:
@@ -492,15 +495,24 @@ class Trainer:
             dist.destroy_process_group()
 
     def validate(self) -> dict[str, float]:
-        """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) and NIQE of the current generator."""
+        """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) and NIQE of the current
+        generator; NIQE only where the data folder has its model (`niqe_available`)."""
         from srgan_core.evaluate import score_generator
 
         self.generator.eval()
         try:
-            scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device, with_niqe=True)
+            scores = score_generator(self.generator, "Set5", self.args.data_root, device=self.device, with_niqe=self.niqe_available)
         finally:
             self.generator.train()
-        return {f"set5_{metric}": float(scores[metric].mean()) for metric in VALIDATION_METRICS}
+        return {f"set5_{metric}": float(scores[metric].mean()) for metric in VALIDATION_METRICS if metric in scores}
+
+    @functools.cached_property
+    def niqe_available(self) -> bool:
+        """Whether the data folder has the NIQE model; said once in the log if not (training goes on without it)."""
+        path = niqe_model_path(require_data_root(self.args.data_root))
+        if not path.is_file():
+            log.warning("no NIQE model at %s: the log's set5_niqe column stays empty (`%s` fetches it)", path, NIQE_FETCH)
+        return path.is_file()
 
     def export(self, final_eval: bool = False) -> None:
         """Weights (safetensors) + a JSON model card saying how they were made."""

@@ -16,6 +16,8 @@ from PIL import Image
 
 from srgan_core import pack
 from srgan_core.download import sha256_file
+from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
+from srgan_core.niqe import model_path
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
 from srgan_core.vgg import read_weights, write_compact_bf16
 from tools import gpu_train
@@ -36,6 +38,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> 
             Image.fromarray(smooth).save(root / folder / f"img{i}.{suffix}")
     (root / "vgg19").mkdir()
     (root / "vgg19" / vgg_weights.name).symlink_to(vgg_weights)
+    (root / NIQE_MODEL).parent.mkdir()
+    (root / NIQE_MODEL).symlink_to(model_path(vgg_weights.parents[1]))  # the real data folder's
     bundle = tmp_path_factory.mktemp("bundles") / "bundle"
     assert pack.main([str(bundle), "--data-root", str(root), "--weights", str(START)]) == 0
     return bundle
@@ -43,7 +47,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> 
 
 def test_bundle_holds_what_a_bare_machine_needs_and_verifies(tiny_bundle: Path, tmp_path: Path) -> None:
     files = json.loads((tiny_bundle / pack.MANIFEST).read_text())["files"]
-    assert {"vgg19/vgg19_features_bf16.npz", "weights/srresnet-mse.safetensors", "weights/srresnet-mse.json",
+    assert {"vgg19/vgg19_features_bf16.npz", "weights/srresnet-mse.safetensors", "weights/srresnet-mse.json", NIQE_MODEL,
             "benchmarks/Set5/img0.png", "train/T91/img0.jpg", "train/BSDS500_train/img1.jpg"} <= set(files)
     assert files["weights/srresnet-mse.safetensors"]["sha256"] == sha256_file(START)
     assert pack.verify(tiny_bundle) == []
