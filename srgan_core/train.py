@@ -168,10 +168,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
-        "--amp", choices=("auto", "full", "off"), default="auto",
-        help="mixed precision. auto: on CUDA the whole step in bfloat16 (float16 with loss scaling where bf16 is missing); "
-        "on CPUs with native bfloat16 (AVX512-BF16, AMX) the VGG loss network and the discriminator in bfloat16 and "
-        "the generator in float32. full: the generator in bfloat16 too on such CPUs (as on CUDA). off: float32 throughout",
+        "--amp", choices=("auto", "losses", "off"), default="auto",
+        help="mixed precision. auto: the whole step under bfloat16 autocast where the device computes it natively (CUDA; "
+        "CPUs with AVX512-BF16 or AMX), float16 with loss scaling on GPUs without bfloat16, float32 elsewhere. losses: "
+        "only the VGG loss network and the discriminator in reduced precision, the generator in float32 (how the CPU "
+        "runs before session 7 trained; results/training/generator_bf16.md compares the two). off: float32 throughout",
     )
     p.add_argument(
         "--adversarial-reduction", choices=ADVERSARIAL_REDUCTIONS, default="sum",
@@ -222,7 +223,7 @@ class Trainer:
             raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
         self.local_batch = self.schedule.batch_size // self.world
         self.amp_dtype = amp_dtype(self.device) if args.amp != "off" else None
-        self.generator_amp = self.amp_dtype is not None and (self.device.type == "cuda" or args.amp == "full")
+        self.generator_amp = self.amp_dtype is not None and args.amp == "auto"
         self.adversarial_scale = adversarial_scale(args.adversarial_reduction) if self.recipe.adversarial else 0.0
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
@@ -277,7 +278,7 @@ class Trainer:
             self.iteration = int(card["iterations"])
             self.samples_seen = int(card.get("samples_seen", self.iteration * PAPER_BATCH))  # older cards: all at batch 16
             self.wall_seconds = float(card.get("wall_seconds", 0.0))
-            self.runs = card.get("runs") or [{"command": command} for command in card.get("commands", [])]
+            self.runs = card.get("runs") or older_runs(card.get("commands", []))
             self.init_info = card.get("init")
             self.sampler.manual_seed(self.sampler_seed)
             self.continue_shipped_log(REPO_ROOT / card["log"] if card.get("log") else None)
@@ -346,7 +347,7 @@ class Trainer:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         self.iteration, self.wall_seconds = state["iteration"], state["wall_seconds"]
         self.samples_seen = state.get("samples_seen", self.iteration * PAPER_BATCH)
-        self.runs = state.get("runs") or [{"command": command} for command in state.get("history", [])]
+        self.runs = state.get("runs") or older_runs(state.get("history", []))
         self.init_info = state.get("init")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -383,7 +384,7 @@ class Trainer:
         return f"{dtype} autocast for the VGG loss network and the discriminator, generator float32"
 
     def autocast(self, generator: bool = False):
-        """Mixed precision for the loss networks; for the generator too on CUDA or with --amp full."""
+        """Mixed precision for the loss networks; for the generator too unless --amp losses."""
         enabled = self.amp_dtype is not None and (self.generator_amp or not generator)
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
 
@@ -559,6 +560,11 @@ class Trainer:
         if self.args.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
+
+
+def older_runs(commands: list[str]) -> list[dict]:
+    """The runs of weights whose card or checkpoint lists command lines only (before session 7): all at batch 16."""
+    return [{"command": command, "batch_size": PAPER_BATCH, "hardware": "a CPU (model not recorded)"} for command in commands]
 
 
 class CsvLog:

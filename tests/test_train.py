@@ -120,19 +120,23 @@ def test_cpu_srresnet_vgg22_fine_tunes_srresnet_mse_instead_of_training_from_scr
     assert fine_tune.iters < from_scratch.iters and fine_tune.lr < from_scratch.lr
 
 
-def test_cpu_mixed_precision_casts_the_loss_networks_only(tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("amp, generator_dtype", [("auto", torch.bfloat16), ("losses", torch.float32)])
+def test_cpu_mixed_precision_casts_the_whole_step_or_the_loss_networks_only(
+    tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch, amp: str, generator_dtype: torch.dtype
+) -> None:
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
     common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
               "--batch-size", "2", "--crop", "32", "--device", "cpu"]
-    trainer = train.Trainer(train.parse_args(common))
-    assert trainer.amp_dtype == torch.bfloat16 and "discriminator" in trainer.precision
+    trainer = train.Trainer(train.parse_args(common + ["--amp", amp]))
+    assert trainer.amp_dtype == torch.bfloat16 and ("whole step" in trainer.precision) == (amp == "auto")
     seen: dict[str, torch.dtype] = {}
     for name, module in [("generator", trainer.generator.head), ("vgg", trainer.vgg_loss.features.net), ("discriminator", trainer.discriminator.classifier)]:
         module.register_forward_hook(lambda m, i, out, name=name: seen.update({name: out.dtype}) and None)
     before = trainer.generator.head[0].weight.detach().clone()
     stats = trainer.step(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
-    assert seen == {"generator": torch.float32, "vgg": torch.bfloat16, "discriminator": torch.bfloat16}
+    assert seen == {"generator": generator_dtype, "vgg": torch.bfloat16, "discriminator": torch.bfloat16}
     assert all(np.isfinite(v) for v in stats.values()) and not torch.equal(before, trainer.generator.head[0].weight)
+    assert trainer.generator.head[0].weight.dtype == torch.float32  # the weights themselves stay float32
     assert train.Trainer(train.parse_args(common + ["--amp", "off"])).amp_dtype is None
 
 
