@@ -116,10 +116,12 @@ def refused(message: str) -> str:
     return f"**Cannot use this:** {message}"
 
 
-def loaded(source: Source, mode: str, example: str | None, shown_name: str, notes: list[str | None]):
-    """After a successful load: the new source, no comparison yet, its preview, and a status line."""
+def loaded(source: Source, mode: str, view: tuple[float, float, float], example: str | None, shown_name: str,
+           notes: list[str | None]):
+    """After a successful load: the new source, no comparison yet, its preview outlined, and a status line."""
     lines = [loaded_status(shown_name, source.image), *(note for note in notes if note)]
-    return (source, None, source.preview, example, mode, "\n\n".join(lines), *no_results())
+    preview = framed_preview(source, None, mode, *view)
+    return (source, None, preview, example, mode, "\n\n".join(lines), *no_results())
 
 
 def not_loaded(message: str, example: str | None, mode: str):
@@ -127,7 +129,7 @@ def not_loaded(message: str, example: str | None, mode: str):
     return (None, None, None, example, mode, refused(message), *no_results())
 
 
-def load_upload(path: str | None, mode: str):
+def load_upload(path: str | None, mode: str, px: float = 50, py: float = 50, zoom: float = 4):
     """An uploaded file -> (source, comparison, preview, example, mode, status, *results): the old results are
     cleared; a file that cannot be used is refused here, in the status line, not later at Compare."""
     if not path:
@@ -138,10 +140,12 @@ def load_upload(path: str | None, mode: str):
         mode, mode_note = fitting_mode(image, mode)
     except ImageError as exc:
         return not_loaded(str(exc).replace(path, name), None, mode)
-    return loaded(Source.of(name, image), mode, None, name, [transparency_note(path), mode_note])
+    return loaded(Source.of(name, image), mode, (px, py, zoom), None, name, [transparency_note(path), mode_note])
 
 
-def choose_example(choice: str | None, mode: str, data_root: Path | None):
+def choose_example(
+    choice: str | None, mode: str, px: float, py: float, zoom: float, data_root: Path | None
+):
     """An example -> like `load_upload`; examples are originals, so high-resolution mode."""
     if not choice:
         return not_loaded("pick an example from the list.", None, mode)
@@ -150,7 +154,7 @@ def choose_example(choice: str | None, mode: str, data_root: Path | None):
     except (ValueError, FileNotFoundError) as exc:
         return not_loaded(str(exc), choice, mode)
     source = Source.of(choice.replace(" / ", "_"), image)
-    return loaded(source, HR_MODE, choice, choice, [])
+    return loaded(source, HR_MODE, (px, py, zoom), choice, choice, [])
 
 
 def loaded_status(name: str, image: np.ndarray) -> str:
@@ -457,17 +461,15 @@ def build_tab(data_root: Path | None) -> None:
     loads = [source, comparison, preview, example, mode, status, *results]
     frame = dict(fn=framed_preview, inputs=[source, comparison, mode, cx, cy, zoom], outputs=preview,
                  api_visibility="private", show_progress="hidden")
-    upload.upload(
-        load_upload, [upload, mode], loads, api_name="compare_load_file", show_progress="minimal"
-    ).success(**frame)
+    upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal")
     upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden")
     example.input(
-        lambda choice, m: choose_example(choice, m, data_root),
-        [example, mode],
+        lambda choice, *args: choose_example(choice, *args, data_root),
+        [example, mode, cx, cy, zoom],
         loads,
         api_name="compare_load_example",
         show_progress="minimal",
-    ).success(**frame)
+    )
     mode.input(**frame)
     run.click(
         run_comparison,

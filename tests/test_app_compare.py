@@ -83,7 +83,7 @@ def save(image: np.ndarray | Image.Image, path: Path, **kwargs) -> Path:
 
 def load(client: Client, path: Path, mode: str = HR_MODE) -> tuple[str | None, str, str]:
     """Upload a file as the browser does: (preview, mode as the app now reads it, status line)."""
-    preview, _, mode, status, *_ = client.predict(handle_file(str(path)), mode, api_name="/compare_load_file")
+    preview, _, mode, status, *_ = client.predict(handle_file(str(path)), mode, 50, 50, 4, api_name="/compare_load_file")
     return preview, mode, status
 
 
@@ -136,7 +136,7 @@ def test_scores_shown_equal_the_metrics_of_the_paper_protocol(client: Client, tm
 
 
 def test_psnr_shown_equals_evaluate_on_a_benchmark_image(client: Client, data_root: Path) -> None:
-    client.predict("Set5 / baby", HR_MODE, api_name="/compare_load_example")
+    client.predict("Set5 / baby", HR_MODE, 50, 50, 4, api_name="/compare_load_example")
     result = run(client, HR_MODE)
     expected = score_images(["nearest", "bicubic"], "Set5", data_root, images=["baby"]).set_index("method")
     for name in ("nearest", "bicubic"):
@@ -201,7 +201,7 @@ def test_bad_inputs_are_refused_in_the_status_line_and_clear_the_old_results(cli
     png = save(photo_hr, tmp_path / "good.png").read_bytes()
     with pytest.raises(AppError, match="Invalid file type"):  # refused by Gradio before the app sees it
         (tmp_path / "notes.txt").write_bytes(b"just text")
-        client.predict(handle_file(str(tmp_path / "notes.txt")), HR_MODE, api_name="/compare_load_file")
+        client.predict(handle_file(str(tmp_path / "notes.txt")), HR_MODE, 50, 50, 4, api_name="/compare_load_file")
     refusals = {
         "fake.png": (b"just text", "fake.png is not an image"),
         "empty.png": (b"", "empty.png is not an image"),
@@ -212,7 +212,7 @@ def test_bad_inputs_are_refused_in_the_status_line_and_clear_the_old_results(cli
         assert run(client, HR_MODE)["rows"]["bicubic"]["status"] == "ok"
         (tmp_path / name).write_bytes(content)
         preview, _, _, status, table, gallery, slider, downloads, knob_image, _ = client.predict(
-            handle_file(str(tmp_path / name)), HR_MODE, api_name="/compare_load_file"
+            handle_file(str(tmp_path / name)), HR_MODE, 50, 50, 4, api_name="/compare_load_file"
         )
         assert status.startswith("**Cannot use this:**") and message in status
         assert preview is None and table["data"] in ([], [[""] * len(table["headers"])]) and gallery in ([], None)
