@@ -137,9 +137,9 @@ def _state_cached(path: str, mtime: float, size: int) -> dict[str, torch.Tensor]
 
 def load_generator(name: str) -> Generator:
     """The trained generator of a learned method (CPU, eval mode)."""
-    generator = Generator()
+    state, generator = load_state(name), Generator()
     try:
-        generator.load_state_dict(load_state(name), strict=True)
+        generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a readable file holding something else than this generator
         reason = str(exc).splitlines()[0].rstrip(":")
         raise MethodUnavailable(_damaged(weights_path(name), f"not a generator: {reason}")) from None
