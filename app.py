@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False,
         quiet=True, prevent_thread_lock=True,
     )
+    if not args.rate_only:
+        threading.Thread(target=compare.warm_up, name="warm-up", daemon=True).start()
     print(f"srgan-lab is running at {app.local_url} (press Ctrl+C to stop)", flush=True)
     app.block_thread()
 

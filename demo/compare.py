@@ -341,6 +341,18 @@ def run_knob(
     return comparison, zoomed(sr, box, int(zoom)), text
 
 
+def warm_up() -> None:
+    """Load every available learned method at the default precision and run it once on a tiny input, so the
+    first Compare does not wait for weights to load (the app runs this in a thread at start)."""
+    precision = default_precision(pick_device())
+    for info in list_methods():
+        if info.learned and info.available:
+            try:
+                load_method(info.name, precision=precision).upscale(np.zeros((MIN_LR_SIDE, MIN_LR_SIDE, 3), np.uint8))
+            except MethodUnavailable:  # replaced or damaged since list_methods looked: Compare will say so
+                continue
+
+
 def default_right_panel() -> str:
     """The slider's default partner for bicubic: the paper's SRGAN, else the best learned method there is."""
     available = {info.name for info in list_methods() if info.available}

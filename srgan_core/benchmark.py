@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan_core import train
+from srgan_core import benchmark_app, train
 from srgan_core.data import TrainImages, make_pair
 from srgan_core.inference import OVERLAP, PRECISIONS, TILE, generate, generate_tiled, pick_device, prepare_generator, tiles
 from srgan_core.methods import MethodUnavailable, load_generator
@@ -61,10 +61,11 @@ class Sizes:
     crop: int
     train_repeats: int
     compile_size: int | None  # LR side for the torch.compile trial; None = skip it
+    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (srgan_core.benchmark_app)
 
 
 FULL = Sizes((64, 128, 256), 3, (2048, 4096), (960, 540), (320, 256), TILE, OVERLAP, 16, 96, 3, 64)
-QUICK = Sizes((16, 24), 1, (256,), (160, 96), (72, 56), 48, 8, 2, 32, 1, None)
+QUICK = Sizes((16, 24), 1, (256,), (160, 96), (72, 56), 48, 8, 2, 32, 1, None, whole_process=False)
 
 
 # ----- measuring -----
@@ -574,7 +575,7 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
 
     if "bf16" in results:
         plain = {r["side"]: r["plain"]["s"] for r in results["inference"]}
-        out += ["### Opt-in bfloat16 (`--precision bfloat16`)", ""]
+        out += ["### bfloat16 (`--precision bfloat16`; the app's and `upscale`'s default where native)", ""]
         rows = [[
             f"{r['side']}x{r['side']}", r["weights"], f"{r['float32']:.3f}", f"{r['bfloat16']:.3f}",
             f"{r['float32'] / r['bfloat16']:.2f}x", f"{plain[r['side']] / r['bfloat16']:.2f}x", f"{r['max']} / {r['mean']:.2f}",
@@ -586,11 +587,15 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
             "",
             f"- Goal >= {GOAL_INFERENCE_SPEEDUP:g}x plain with `--precision bfloat16`: {goal(min(vs_plain) >= GOAL_INFERENCE_SPEEDUP)}"
             f" ({min(vs_plain):.2f}x to {max(vs_plain):.2f}x).",
-            f"- bfloat16 is opt-in (`upscale --precision bfloat16`, `load_method(..., precision=\"bfloat16\")`): it moved 8-bit"
-            f" values by up to {worst} level(s) here, so the default stays float32, which matches the paper's network to"
-            " rounding. CPUs without native bfloat16 (AVX512-BF16, AMX) emulate it and run slower than float32.",
+            f"- bfloat16 moved 8-bit values by up to {worst} level(s) here. The app and `upscale` use it by default where"
+            " the hardware runs it natively (CUDA, AMX, AVX512-BF16; `--precision float32` and the app's switch force"
+            " float32); `evaluate` and every published figure stay float32, which matches the paper's network to rounding."
+            " CPUs without native bfloat16 emulate it and run slower than float32, so they default to float32.",
             "",
         ]
+
+    if "whole" in results:
+        out += benchmark_app.render(results["whole"])
 
     large = results["large"]
     out += ["### Large image through the tiled path", ""]
@@ -694,6 +699,9 @@ def run_device(sizes: Sizes, device: torch.device, amp: bool, vgg_weights: Path 
     if device.type == "cpu":
         say(device, "bfloat16")
         results["bf16"] = bf16_rows(sizes.inference, sizes.repeats)
+    if sizes.whole_process and device.type == "cpu":
+        say(device, "whole processes: upscale and the app's Compare tab")
+        results["whole"] = benchmark_app.measure()
     say(device, "large image (child process)")
     results["large"] = large_image_run(sizes, device)
     results["seam"] = seam_check(sizes, device)

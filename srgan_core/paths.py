@@ -13,7 +13,7 @@ RUNS_DIR = REPO_ROOT / "runs"  # training checkpoints (gitignored)
 
 CLONE_DATA = REPO_ROOT / "data"  # where `python -m srgan_core.data download` puts the data by default (gitignored)
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # a copy shared by several clones beside each other
-DATA_PARTS = ("benchmarks", "train", "vgg19")  # what the download makes (data/ also holds the study's database)
+DATA_PARTS = ("benchmarks", "train", "vgg19", "niqe")  # what the download makes (data/ also holds the study's database)
 GET_DATA = "python -m srgan_core.data download"  # the command to name wherever the data is missing
 
 
