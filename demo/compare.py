@@ -29,6 +29,7 @@ from demo.inputs import (
     shrink_to,
     transparency_note,
 )
+from srgan_core.data import BENCHMARKS
 from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.inference import default_precision, pick_device
 from srgan_core.methods import (
@@ -42,6 +43,7 @@ from srgan_core.methods import (
     weights_path,
 )
 from srgan_core.metrics import psnr_y, ssim_y
+from srgan_core.paths import GET_DATA
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
 ORIGINAL = "original"
@@ -416,7 +418,12 @@ def build_tab(data_root: Path | None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Your image", file_types=["image"], type="filepath", elem_id="compare-upload")
-            example = gr.Dropdown(example_choices(data_root), value=None, label="... or an example", elem_id="compare-example")
+            examples = example_choices(data_root)
+            no_benchmarks = not any(choice.startswith(BENCHMARKS) for choice in examples)
+            example = gr.Dropdown(
+                examples, value=None, label="... or an example", elem_id="compare-example",
+                info=f"Set5, Set14 and BSD100 too once `{GET_DATA}` has fetched them" if no_benchmarks else None,
+            )
             mode = gr.Radio(MODE_CHOICES, value=HR_MODE, label="How to read it", elem_id="compare-mode")
             force_float32 = gr.Checkbox(
                 value=False,

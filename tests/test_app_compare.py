@@ -304,3 +304,24 @@ def test_crop_window_stays_inside_the_image() -> None:
     assert zoomed(image, crop_box(image.shape, (0.5, 0.5), zoom=8), 8).shape == (160, 240, 3)
     with pytest.raises(ValueError, match="zoom must be between 1 and 8"):
         crop_box((10, 10), (0.5, 0.5), zoom=9)
+
+
+def test_without_data_the_examples_say_how_to_get_the_benchmarks(tmp_path: Path) -> None:
+    import gradio as gr
+
+    from demo import compare
+
+    with gr.Blocks() as blocks:
+        compare.build_tab(tmp_path / "no-data")
+    assert "Set5, Set14 and BSD100 too once `python -m srgan_core.data download`" in str(blocks.get_config_file())
+    outputs = compare.choose_example("Set5 / baby", HR_MODE, 50, 50, 4, tmp_path / "no-data")
+    assert outputs[0] is None and "python -m srgan_core.data download" in outputs[5]
+
+
+def test_the_footer_says_where_weights_and_data_come_from(tmp_path: Path) -> None:
+    import app
+
+    assert "results/models/*.safetensors" in app.footer(None) and "git checkout -- " in app.footer(None)
+    assert "`python -m srgan_core.data download`" in app.footer(tmp_path)  # no benchmarks there
+    (tmp_path / "benchmarks").mkdir()
+    assert f"read from `{tmp_path / 'benchmarks'}`" in app.footer(tmp_path)
