@@ -3,7 +3,8 @@
 `python -m srgan_core.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
 float32 matmul rate (the reference peak), generator inference at several sizes (plain eager vs the project's
 `srgan_core.inference`), a 960x540 -> 3840x2160 tiled run (wall time and peak RSS in a child process) with
-the tiled-vs-untiled difference, training iterations/s (a plain loop vs `Trainer.step`), and the same on
+the tiled-vs-untiled difference, whole processes (`upscale` against a plain eager program, and the app's
+Compare tab driven over HTTP: `srgan_core.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
 CUDA with AMP when a GPU is present. Times are the best of interleaved repeats: on a shared machine the
 fastest run is the least disturbed one.
 """
@@ -334,7 +335,7 @@ def levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def bf16_rows(sides: tuple[int, ...], repeats: int) -> list[dict]:
-    """The opt-in `precision="bfloat16"` path against the default float32 one: speed and 8-bit differences."""
+    """The `precision="bfloat16"` path (the app's and `upscale`'s default where native) against float32: speed and 8-bit differences."""
     model, weights = realistic_model(torch.device("cpu"))
     rows = []
     for side in sides:
@@ -532,7 +533,7 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
         out.append(
             f"- At {sides} the plain path already runs at more than {1 / GOAL_INFERENCE_SPEEDUP:.0%} of the matmul peak, so"
             f" {GOAL_INFERENCE_SPEEDUP:g}x of it would take more float32 multiply-adds per second than the peak: only fewer"
-            " operations (another algorithm) or lower precision (the opt-in bfloat16 below) can get there."
+            " operations (another algorithm) or lower precision (bfloat16 below) can get there."
         )
     out.append("")
 
