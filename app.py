@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -42,7 +43,22 @@ def create_app(
                 rate.build_tab(study_db, admin_token)
             with gr.Tab("Results"):
                 results.build_tab(results_dir, study_db)
+            gr.Markdown(footer(data_root), elem_id="app-footer")
     return app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+
+
+def footer(data_root: Path | None) -> str:
+    """Where the app's weights and example data come from."""
+    benchmarks = data_root / "benchmarks" if data_root else None
+    if benchmarks and benchmarks.is_dir():
+        data = f"the Set5/Set14/BSD100 examples are read from `{benchmarks}`"
+    else:
+        data = "the Set5/Set14/BSD100 examples need the data folder: `python -m srgan_core.data download` fetches it into `data/`"
+    return (
+        "---\nWeights: `results/models/*.safetensors` in this repository, each with a model card (`.json`) saying how "
+        "it was trained (a damaged one is restored with `git checkout -- results/models/NAME.safetensors`). Examples: "
+        f"scikit-image's bundled sample photos; {data}."
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir, args.rate_only)
     # run_history off: Gradio would otherwise keep every event's inputs (the admin token too) in localStorage.
-    app.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False)
+    # quiet: Gradio's banner suggests share=True, and this app never makes a share link; it says where it runs itself.
+    app.launch(
+        server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False,
+        quiet=True, prevent_thread_lock=True,
+    )
+    if not args.rate_only:
+        threading.Thread(target=compare.warm_up, name="warm-up", daemon=True).start()
+    print(f"srgan-lab is running at {app.local_url} (press Ctrl+C to stop)", flush=True)
+    app.block_thread()
 
 
 if __name__ == "__main__":

@@ -14,12 +14,26 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
 from demo.crops import MAX_ZOOM, VIEW, centre_from_click, crop_box, zoomed
 from demo.examples import example_choices, load_example
-from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, MIN_LR_SIDE, Prepared, prepare, shrink_to
+from demo.inputs import (
+    HR_MODE,
+    LR_MODE,
+    MAX_LR_PIXELS,
+    MIN_LR_SIDE,
+    Prepared,
+    fitting_mode,
+    prepare,
+    shrink_to,
+    transparency_note,
+)
+from srgan_core.data import BENCHMARKS
 from srgan_core.images import ImageError, load_image, save_png
+from srgan_core.inference import default_precision, pick_device
 from srgan_core.methods import (
+    INTERPOLATION_KERNELS,
     METHODS,
     MethodUnavailable,
     Upscaler,
@@ -29,6 +43,7 @@ from srgan_core.methods import (
     weights_path,
 )
 from srgan_core.metrics import psnr_y, ssim_y
+from srgan_core.paths import GET_DATA
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
 ORIGINAL = "original"
@@ -36,7 +51,9 @@ KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")  # alpha 0 and alpha 1 of the percep
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
 KEEP_DOWNLOADS_SECONDS = 3600
 PREFERRED_RIGHT = ("srgan-vgg54", "srgan-vgg22", "srgan-mse", "srresnet-vgg22", "srresnet-mse")
-COLUMNS = ["method", "status", "run time (s)", "PSNR (dB)", "SSIM", "description"]
+COLUMNS = ["method", "status", "run time (s)", "precision", "PSNR (dB)", "SSIM", "description"]
+WAITING = "waiting"
+NO_IMAGE = "No image loaded: upload one or pick an example."
 MODE_CHOICES = [
     ("It is a high-resolution photo: downscale it x4 (MATLAB bicubic), then score every method against it", HR_MODE),
     ("It is the low-resolution input: upscale it x4 as is (no scores: there is no original)", LR_MODE),
@@ -54,6 +71,7 @@ are downscaled to fit, and you are told so. The smallest: {MIN_LR_SIDE}x{MIN_LR_
 
 
 PREVIEW_PIXELS = 1024 * 1024  # the input is shown (and clicked on) at most this large
+FRAME_COLOUR = (255, 214, 0)  # the zoomed window's outline on the preview (with a black edge: visible on any image)
 
 
 @dataclass
@@ -91,33 +109,62 @@ def safe_stem(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", Path(name).stem)[:64] or "image"
 
 
-def load_upload(path: str | None) -> tuple[Source, np.ndarray, None, str]:
-    """An uploaded file -> the loaded image, its preview, the example choice cleared, and a status line."""
+def no_results() -> tuple:
+    """Empty values for the result components (table, gallery, slider, downloads, knob image, knob text)."""
+    return pd.DataFrame(columns=COLUMNS), [], None, None, None, ""
+
+
+def refused(message: str) -> str:
+    return f"**Cannot use this:** {message}"
+
+
+def loaded(source: Source, mode: str, view: tuple[float, float, float], example: str | None, shown_name: str,
+           notes: list[str | None]):
+    """After a successful load: the new source, no comparison yet, its preview outlined, and a status line."""
+    lines = [loaded_status(shown_name, source.image), *(note for note in notes if note)]
+    preview = framed_preview(source, None, mode, *view)
+    return (source, None, preview, example, mode, "\n\n".join(lines), *no_results())
+
+
+def not_loaded(message: str, example: str | None, mode: str):
+    """After a refused load: nothing loaded, nothing compared, the reason in the status line (no error badges)."""
+    return (None, None, None, example, mode, refused(message), *no_results())
+
+
+def load_upload(path: str | None, mode: str, px: float = 50, py: float = 50, zoom: float = 4):
+    """An uploaded file -> (source, comparison, preview, example, mode, status, *results): the old results are
+    cleared; a file that cannot be used is refused here, in the status line, not later at Compare."""
     if not path:
-        raise gr.Error("No file arrived: drop an image file (PNG, JPEG, TIFF, BMP, WebP, ...).")
+        return (None, None, None, None, mode, NO_IMAGE, *no_results())
     name = Path(path).name
     try:
         image = load_image(path)
+        mode, mode_note = fitting_mode(image, mode)
     except ImageError as exc:
-        raise gr.Error(f"This file cannot be used: {str(exc).replace(path, name)}") from None
-    source = Source.of(name, image)
-    return source, source.preview, None, loaded_status(name, image)
+        return not_loaded(str(exc).replace(path, name), None, mode)
+    return loaded(Source.of(name, image), mode, (px, py, zoom), None, name, [transparency_note(path), mode_note])
 
 
-def choose_example(choice: str | None, data_root: Path | None) -> tuple[Source, np.ndarray, str, str]:
-    """An example -> the loaded image, its preview, high-resolution mode (examples are originals), a status line."""
+def choose_example(
+    choice: str | None, mode: str, px: float, py: float, zoom: float, data_root: Path | None
+):
+    """An example -> like `load_upload`; examples are originals, so high-resolution mode."""
     if not choice:
-        raise gr.Error("Pick an example from the list.")
+        return not_loaded("pick an example from the list.", None, mode)
     try:
         image = load_example(choice, data_root)
     except (ValueError, FileNotFoundError) as exc:
-        raise gr.Error(str(exc)) from None
+        return not_loaded(str(exc), choice, mode)
     source = Source.of(choice.replace(" / ", "_"), image)
-    return source, source.preview, HR_MODE, loaded_status(choice, image)
+    return loaded(source, HR_MODE, (px, py, zoom), choice, choice, [])
 
 
 def loaded_status(name: str, image: np.ndarray) -> str:
     return f"Loaded **{name}** ({image.shape[1]}x{image.shape[0]}). Choose how to read it and press **Compare**."
+
+
+def compare_precision(force_float32: bool) -> str:
+    return "float32" if force_float32 else default_precision(pick_device())
 
 
 def run_comparison(
@@ -128,50 +175,57 @@ def run_comparison(
     zoom: float,
     left: str,
     right: str,
-    progress: gr.Progress = gr.Progress(),
+    force_float32: bool = False,
 ):
-    """Upscale the input with every available method, time and score each, and show them all."""
+    """Upscale the input with every available method, time and score each, and show each as soon as it is ready.
+
+    Yields (comparison, table, gallery, slider, downloads, status, knob image, knob text) after every method;
+    the full-size downloads come with the last."""
     if source is None:
-        raise gr.Error("Upload an image or pick an example first.")
+        yield None, *no_results()[:4], "**Upload an image or pick an example first.**", *no_results()[4:]
+        return
     try:
         prepared = prepare(source.image, mode)
     except ImageError as exc:
-        raise gr.Error(str(exc)) from None
+        yield None, *no_results()[:4], refused(str(exc)), *no_results()[4:]
+        return
+    precision = compare_precision(force_float32)
     comparison = Comparison(source.name, prepared)
+    comparison.captions[ORIGINAL] = "original (high resolution)"
     infos = list_methods()
-    runnable = [info.name for info in infos if info.available]
-    rows = []
+    rows = {info.name: dict.fromkeys(COLUMNS, "") | {"method": info.name, "description": info.description} for info in infos}
     for info in infos:
-        row = dict.fromkeys(COLUMNS, "") | {"method": info.name, "status": "ok", "description": info.description}
-        if not info.available:
-            rows.append({**row, "status": f"unavailable: {info.reason}"})
-            continue
-        step = runnable.index(info.name)
-        desc = f"{info.name} ({step + 1}/{len(runnable)})"
-        progress(step / len(runnable), desc=desc)
+        rows[info.name]["status"] = WAITING if info.available else f"unavailable: {info.reason}"
+    runnable = [info.name for info in infos if info.available]
+
+    def shown(status: str, downloads: list[str] | None = None):
+        gallery, slider, knob = render_views(comparison, px, py, zoom, left, right)
+        table = pd.DataFrame(list(rows.values()), columns=COLUMNS)
+        return comparison, table, gallery, slider, downloads, status, knob, knob_hint(prepared)
+
+    yield shown(f"Running **{runnable[0]}** ..." if runnable else "No method is available on this server.")
+    for step, name in enumerate(runnable):
+        row = rows[name]
         try:
-            upscaler = load_method(info.name)
+            upscaler = load_method(name, precision=precision)
         except MethodUnavailable as exc:
-            rows.append({**row, "status": f"unavailable: {exc}"})
+            row["status"] = f"unavailable: {exc}"
             continue
         start = time.perf_counter()
-        sr = upscaler.upscale(
-            prepared.lr, progress=lambda done, s=step, d=desc: progress((s + done) / len(runnable), desc=d)
-        )
+        sr = upscaler.upscale(prepared.lr)
         seconds = time.perf_counter() - start
-        comparison.outputs[info.name] = sr
-        row["run time (s)"] = f"{seconds:.2f}"
-        caption = f"{info.name} · {seconds:.2f} s"
+        used = "float64" if name in INTERPOLATION_KERNELS else precision
+        comparison.outputs[name] = sr
+        row |= {"status": "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
+        caption = f"{name} · {seconds:.2f} s · {used}"
         if prepared.hr is not None:
             row["PSNR (dB)"], row["SSIM"] = f"{psnr_y(sr, prepared.hr):.2f}", f"{ssim_y(sr, prepared.hr):.4f}"
-            caption = f"{info.name} · {row['PSNR (dB)']} dB / {row['SSIM']} · {seconds:.2f} s"
-        comparison.captions[info.name] = caption
-        rows.append(row)
-    comparison.captions[ORIGINAL] = "original (high resolution)"
-    gallery, slider, knob = render_views(comparison, px, py, zoom, left, right)
-    status = summary(comparison, [r for r in rows if r["status"] != "ok"])
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    return comparison, table, gallery, slider, write_downloads(comparison), status, knob, knob_hint(prepared)
+            caption = f"{name} · {row['PSNR (dB)']} dB / {row['SSIM']} · {seconds:.2f} s · {used}"
+        comparison.captions[name] = caption
+        if step + 1 < len(runnable):
+            yield shown(f"{step + 1} of {len(runnable)} methods done; running **{runnable[step + 1]}** ...")
+    unavailable = [r for r in rows.values() if r["status"].startswith("unavailable")]
+    yield shown(summary(comparison, unavailable), write_downloads(comparison))
 
 
 def summary(comparison: Comparison, unavailable: list[dict]) -> str:
@@ -185,8 +239,8 @@ def summary(comparison: Comparison, unavailable: list[dict]) -> str:
 
 
 def knob_hint(prepared: Prepared) -> str:
-    scored = "with PSNR/SSIM against the original" if prepared.hr is not None else "(no original, so no scores)"
-    return f"Release the alpha slider to upscale this input with the blended network, {scored}."
+    scored = " and score it against the original" if prepared.hr is not None else " (no original, so no scores)"
+    return f"Release the alpha slider to upscale this input with the blended network{scored}."
 
 
 def render_views(comparison: Comparison | None, px: float, py: float, zoom: float, left: str, right: str):
@@ -209,26 +263,55 @@ def render_views(comparison: Comparison | None, px: float, py: float, zoom: floa
     return gallery, slider, knob
 
 
+def framed_preview(source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float):
+    """The input's preview with the zoomed window outlined (where every view is looking)."""
+    if source is None:
+        return None
+    if comparison is not None and comparison.panels():
+        shape = next(iter(comparison.panels().values())).shape
+    else:  # before a comparison: the outputs will be the photo's size, or 4x the low-resolution input's
+        per_side = 1 if mode == HR_MODE else 4
+        shape = (source.image.shape[0] * per_side, source.image.shape[1] * per_side)
+    box = crop_box(shape, (px / 100, py / 100), int(zoom))
+    height, width = source.preview.shape[:2]
+    sy, sx = height / shape[0], width / shape[1]
+    x0, y0 = box.left * sx, box.top * sy
+    x1, y1 = (box.left + box.width) * sx - 1, (box.top + box.height) * sy - 1
+    framed = Image.fromarray(source.preview)
+    draw = ImageDraw.Draw(framed)
+    line = max(2, round(max(height, width) / 300))
+    draw.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=(0, 0, 0), width=line + 2)
+    draw.rectangle((x0 + 1, y0 + 1, max(x0 + 1, x1 - 1), max(y0 + 1, y1 - 1)), outline=FRAME_COLOUR, width=line)
+    return np.asarray(framed)
+
+
+def update_views(
+    source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float, left: str, right: str
+):
+    """The framed preview and every zoomed view, after the window moved or the slider's methods changed."""
+    return (framed_preview(source, comparison, mode, px, py, zoom), *render_views(comparison, px, py, zoom, left, right))
+
+
 def select_crop(
-    source: Source | None, comparison: Comparison | None, zoom: float, left: str, right: str, evt: gr.SelectData
+    source: Source | None, comparison: Comparison | None, mode: str, zoom: float, left: str, right: str, evt: gr.SelectData
 ):
     """A click on the input image moves the window of every view there."""
     if source is None:
-        raise gr.Error("Upload an image or pick an example first.")
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     fx, fy = centre_from_click(tuple(evt.index), source.preview.shape)
     px, py = round(fx * 100, 1), round(fy * 100, 1)
-    return (px, py, *render_views(comparison, px, py, zoom, left, right))
+    return (px, py, *update_views(source, comparison, mode, px, py, zoom, left, right))
 
 
-def knob_upscaler(alpha: float) -> Upscaler:
+def knob_upscaler(alpha: float, precision: str) -> Upscaler:
     """The blended generator for `alpha`, kept for the few alphas used last (rebuilt when weights change)."""
     stamps = tuple(weights_path(n).stat().st_mtime if weights_path(n).is_file() else 0.0 for n in KNOB_ENDS)
-    return _knob_cached(round(float(alpha), 2), stamps)
+    return _knob_cached(round(float(alpha), 2), precision, stamps)
 
 
 @lru_cache(maxsize=4)
-def _knob_cached(alpha: float, stamps: tuple[float, ...]) -> Upscaler:
-    return interpolated_upscaler(alpha)
+def _knob_cached(alpha: float, precision: str, stamps: tuple[float, ...]) -> Upscaler:
+    return interpolated_upscaler(alpha, precision=precision)
 
 
 def run_knob(
@@ -237,25 +320,39 @@ def run_knob(
     px: float,
     py: float,
     zoom: float,
+    force_float32: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):
     """Upscale the compared input with the generator blended at `alpha`; PSNR/SSIM when the original is known."""
     if comparison is None:
-        raise gr.Error("Run the comparison first: the knob upscales the same input.")
+        return comparison, None, "**Run the comparison first**: the knob upscales the same input."
+    precision = compare_precision(force_float32)
     try:
-        upscaler = knob_upscaler(alpha)
+        upscaler = knob_upscaler(alpha, precision)
     except MethodUnavailable as exc:
-        raise gr.Error(f"The knob needs both {' and '.join(KNOB_ENDS)}: {exc}") from None
+        return comparison, None, f"**The knob needs both {' and '.join(KNOB_ENDS)}**: {exc}"
     start = time.perf_counter()
     sr = upscaler.upscale(comparison.prepared.lr, progress=lambda done: progress(done, desc=f"alpha {alpha:.2f}"))
     seconds = time.perf_counter() - start
     comparison.knob = sr
-    text = f"alpha = {alpha:.2f} ({KNOB_ENDS[0]} at 0, {KNOB_ENDS[1]} at 1) · {seconds:.2f} s"
+    text = f"alpha = {alpha:.2f} ({KNOB_ENDS[0]} at 0, {KNOB_ENDS[1]} at 1) · {seconds:.2f} s · {precision}"
     hr = comparison.prepared.hr
     if hr is not None:
         text += f" · PSNR {psnr_y(sr, hr):.2f} dB · SSIM {ssim_y(sr, hr):.4f}"
     box = crop_box(sr.shape, (px / 100, py / 100), int(zoom))
     return comparison, zoomed(sr, box, int(zoom)), text
+
+
+def warm_up() -> None:
+    """Load every available learned method at the default precision and run it once on a tiny input, so the
+    first Compare does not wait for weights to load (the app runs this in a thread at start)."""
+    precision = default_precision(pick_device())
+    for info in list_methods():
+        if info.learned and info.available:
+            try:
+                load_method(info.name, precision=precision).upscale(np.zeros((MIN_LR_SIDE, MIN_LR_SIDE, 3), np.uint8))
+            except MethodUnavailable:  # replaced or damaged since list_methods looked: Compare will say so
+                continue
 
 
 def default_right_panel() -> str:
@@ -292,37 +389,74 @@ def prune_downloads() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+# Gallery tiles at least one zoomed crop wide, with the caption under the crop instead of over it; Enter in a
+# typed crop or zoom number applies it (Gradio applies typed slider numbers on blur only).
+PAGE_HEAD = f"""
+<style>
+#compare-gallery .grid-container {{ grid-template-columns: repeat(auto-fill, minmax({VIEW + 8}px, 1fr)) !important; }}
+#compare-gallery .thumbnail-item {{ aspect-ratio: auto !important; height: auto !important; display: flex;
+  flex-direction: column; align-items: center; }}
+#compare-gallery .thumbnail-item img {{ width: auto !important; height: auto !important; max-width: 100%; }}
+#compare-gallery .caption-label {{ position: static !important; transform: none !important; max-width: 100% !important;
+  white-space: normal !important; margin: 4px 0 0 0; }}
+</style>
+<script>
+document.addEventListener("keydown", (event) => {{
+  if (event.key === "Enter" && event.target.matches(".compare-view-number input[type=number]")) event.target.blur();
+}});
+</script>
+"""
+
+
 def build_tab(data_root: Path | None) -> None:
     """The Compare tab's components and events; call inside `with gr.Tab(...)`."""
+    gr.HTML("", head=PAGE_HEAD, js_on_load=None, elem_id="compare-head", padding=False)
     gr.Markdown(INTRO)
     source = gr.State(None)
     comparison = gr.State(None)
+    default = default_precision(pick_device())
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Your image", file_types=["image"], type="filepath", elem_id="compare-upload")
-            example = gr.Dropdown(example_choices(data_root), value=None, label="... or an example")
-            mode = gr.Radio(MODE_CHOICES, value=HR_MODE, label="How to read it")
+            examples = example_choices(data_root)
+            no_benchmarks = not any(choice.startswith(BENCHMARKS) for choice in examples)
+            example = gr.Dropdown(
+                examples, value=None, label="... or an example", elem_id="compare-example",
+                info=f"Set5, Set14 and BSD100 too once `{GET_DATA}` has fetched them" if no_benchmarks else None,
+            )
+            mode = gr.Radio(MODE_CHOICES, value=HR_MODE, label="How to read it", elem_id="compare-mode")
+            force_float32 = gr.Checkbox(
+                value=False,
+                label="Force float32 (the networks as trained, to rounding)",
+                info=f"Default here: {default} for the learned methods"
+                + (" (this hardware runs bfloat16 natively: about 2x faster, within a few 8-bit levels)." if default == "bfloat16" else "."),
+                elem_id="compare-float32",
+            )
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
             status = gr.Markdown(elem_id="compare-status")
         with gr.Column(scale=2):
             preview = gr.Image(
-                label="Input: click to choose where to look", interactive=False, height=420, elem_id="compare-preview"
+                label="Input: click to choose where to look (the outlined window)",
+                interactive=False,
+                height=420,
+                elem_id="compare-preview",
             )
             with gr.Row():
-                cx = gr.Slider(0, 100, 50, step=0.1, label="Crop centre x (% of width)", elem_id="compare-crop-x")
-                cy = gr.Slider(0, 100, 50, step=0.1, label="Crop centre y (% of height)", elem_id="compare-crop-y")
-                zoom = gr.Slider(1, MAX_ZOOM, value=4, step=1, label=f"Zoom (a {VIEW}-pixel view)")
+                number = ["compare-view-number"]
+                cx = gr.Slider(0, 100, 50, step=0.1, label="Crop centre x (% of width)", elem_id="compare-crop-x", elem_classes=number)
+                cy = gr.Slider(0, 100, 50, step=0.1, label="Crop centre y (% of height)", elem_id="compare-crop-y", elem_classes=number)
+                zoom = gr.Slider(1, MAX_ZOOM, value=4, step=1, label=f"Zoom (a {VIEW}-pixel view)", elem_id="compare-zoom", elem_classes=number)
     gallery = gr.Gallery(
-        label="Every method at the same crop (lossless PNG; captions: PSNR / SSIM, run time)",
+        label="Every method at the same crop (lossless PNG; captions: PSNR / SSIM, run time, precision)",
         format="png",
-        columns=4,
+        columns=3,
         height="fit-content",  # "auto" would cap it at 55% of the window and scroll
-        object_fit="contain",
+        object_fit="none",  # each crop at its own size: one screen pixel per pixel of the zoomed view
         elem_id="compare-gallery",
     )
     table = gr.Dataframe(
         headers=COLUMNS, label="Per method", interactive=False, wrap=True, elem_id="compare-table",
-        column_widths=["13%", "27%", "8%", "8%", "8%", "36%"],
+        column_widths=["12%", "24%", "8%", "8%", "8%", "8%", "32%"],
     )
     with gr.Row():
         with gr.Column(scale=1):
@@ -338,36 +472,48 @@ def build_tab(data_root: Path | None) -> None:
             + (f" **Unavailable here**: {reason}." if reason else "")
         )
         alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="alpha", interactive=reason is None)
-        knob_text = gr.Markdown()
+        knob_text = gr.Markdown(elem_id="compare-knob-text")
         knob_image = gr.Image(label="Blended network at the same crop", format="png", interactive=False)
 
     views = [gallery, slider, knob_image]
-    upload.upload(load_upload, upload, [source, preview, example, status], api_name="compare_load_file")
+    results = [table, gallery, slider, downloads, knob_image, knob_text]
+    loads = [source, comparison, preview, example, mode, status, *results]
+    frame = dict(fn=framed_preview, inputs=[source, comparison, mode, cx, cy, zoom], outputs=preview,
+                 api_visibility="private", show_progress="hidden")
+    upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal")
+    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden")
     example.input(
-        lambda choice: choose_example(choice, data_root),
-        example,
-        [source, preview, mode, status],
+        lambda choice, *args: choose_example(choice, *args, data_root),
+        [example, mode, cx, cy, zoom],
+        loads,
         api_name="compare_load_example",
+        show_progress="minimal",
     )
+    mode.input(**frame)
     run.click(
         run_comparison,
-        [source, mode, cx, cy, zoom, left, right],
+        [source, mode, cx, cy, zoom, left, right, force_float32],
         [comparison, table, gallery, slider, downloads, status, knob_image, knob_text],
         api_name="compare_run",
         concurrency_limit=1,
         concurrency_id=UPSCALE_QUEUE,
+        show_progress="minimal",  # each method's result shows as soon as it is ready, not under a spinner
+    ).then(**frame)
+    preview.select(
+        select_crop, [source, comparison, mode, zoom, left, right], [cx, cy, preview, *views], api_visibility="private",
+        show_progress="hidden",
     )
-    preview.select(select_crop, [source, comparison, zoom, left, right], [cx, cy, *views], api_visibility="private")
     gr.on(
         [cx.release, cy.release, zoom.release, left.input, right.input],
-        render_views,
-        [comparison, cx, cy, zoom, left, right],
-        views,
+        update_views,
+        [source, comparison, mode, cx, cy, zoom, left, right],
+        [preview, *views],
         api_name="compare_view",
+        show_progress="hidden",
     )
     alpha.release(
         run_knob,
-        [comparison, alpha, cx, cy, zoom],
+        [comparison, alpha, cx, cy, zoom, force_float32],
         [comparison, knob_image, knob_text],
         api_name="compare_knob",
         concurrency_limit=1,

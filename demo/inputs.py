@@ -59,6 +59,42 @@ def prepare(image: np.ndarray, mode: str) -> Prepared:
     return Prepared(downscale_x4(hr), hr, notes)
 
 
+def fitting_mode(image: np.ndarray, mode: str) -> tuple[str, str | None]:
+    """`mode`, or low-resolution mode with a note when the image is too small to read as a photo to downscale.
+    Raises ImageError for an image too small for either (it is refused when it is loaded, not at Compare)."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_LR_SIDE:
+        raise ImageError(
+            f"the image is {width}x{height} pixels: too small. The smallest input is {MIN_LR_SIDE}x{MIN_LR_SIDE} "
+            f"pixels (read as the low-resolution input), {SCALE * MIN_LR_SIDE}x{SCALE * MIN_LR_SIDE} as a "
+            "high-resolution photo."
+        )
+    if mode == HR_MODE and min(height, width) < SCALE * MIN_LR_SIDE:
+        smallest = SCALE * MIN_LR_SIDE
+        return LR_MODE, (
+            f"It is smaller than {smallest}x{smallest}, too small to downscale as a high-resolution photo: "
+            "it will be upscaled as the low-resolution input."
+        )
+    return mode, None
+
+
+def transparency_note(path: str) -> str | None:
+    """A line saying that transparent parts are shown on white (as every method sees them), or None when opaque."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
+                return None
+            alpha = np.asarray(img.convert("RGBA"))[:, :, 3]
+    except (OSError, ValueError):  # load_image read it; anything Pillow cannot convert to RGBA has no alpha to report
+        return None
+    if alpha.min() == 255:
+        return None
+    return (
+        f"It has transparency ({np.mean(alpha < 255):.0%} of its pixels): it was flattened onto a white background, "
+        "which is what every method sees."
+    )
+
+
 def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """The image downscaled (Lanczos, aspect kept) to at most `max_pixels` pixels."""
     height, width = image.shape[:2]

@@ -3,7 +3,8 @@
 `python -m srgan_core.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
 float32 matmul rate (the reference peak), generator inference at several sizes (plain eager vs the project's
 `srgan_core.inference`), a 960x540 -> 3840x2160 tiled run (wall time and peak RSS in a child process) with
-the tiled-vs-untiled difference, training iterations/s (a plain loop vs `Trainer.step`), and the same on
+the tiled-vs-untiled difference, whole processes (`upscale` against a plain eager program, and the app's
+Compare tab driven over HTTP: `srgan_core.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
 CUDA with AMP when a GPU is present. Times are the best of interleaved repeats: on a shared machine the
 fastest run is the least disturbed one.
 """
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan_core import train
+from srgan_core import benchmark_app, train
 from srgan_core.data import TrainImages, make_pair
 from srgan_core.inference import OVERLAP, PRECISIONS, TILE, generate, generate_tiled, pick_device, prepare_generator, tiles
 from srgan_core.methods import MethodUnavailable, load_generator
@@ -61,10 +62,11 @@ class Sizes:
     crop: int
     train_repeats: int
     compile_size: int | None  # LR side for the torch.compile trial; None = skip it
+    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (srgan_core.benchmark_app)
 
 
 FULL = Sizes((64, 128, 256), 3, (2048, 4096), (960, 540), (320, 256), TILE, OVERLAP, 16, 96, 3, 64)
-QUICK = Sizes((16, 24), 1, (256,), (160, 96), (72, 56), 48, 8, 2, 32, 1, None)
+QUICK = Sizes((16, 24), 1, (256,), (160, 96), (72, 56), 48, 8, 2, 32, 1, None, whole_process=False)
 
 
 # ----- measuring -----
@@ -333,7 +335,7 @@ def levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def bf16_rows(sides: tuple[int, ...], repeats: int) -> list[dict]:
-    """The opt-in `precision="bfloat16"` path against the default float32 one: speed and 8-bit differences."""
+    """The `precision="bfloat16"` path (the app's and `upscale`'s default where native) against float32: speed and 8-bit differences."""
     model, weights = realistic_model(torch.device("cpu"))
     rows = []
     for side in sides:
@@ -532,7 +534,7 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
         out.append(
             f"- At {sides} the plain path already runs at more than {1 / GOAL_INFERENCE_SPEEDUP:.0%} of the matmul peak, so"
             f" {GOAL_INFERENCE_SPEEDUP:g}x of it would take more float32 multiply-adds per second than the peak: only fewer"
-            " operations (another algorithm) or lower precision (the opt-in bfloat16 below) can get there."
+            " operations (another algorithm) or lower precision (bfloat16 below) can get there."
         )
     out.append("")
 
@@ -575,7 +577,7 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
 
     if "bf16" in results:
         plain = {r["side"]: r["plain"]["s"] for r in results["inference"]}
-        out += ["### Opt-in bfloat16 (`--precision bfloat16`)", ""]
+        out += ["### bfloat16 (`--precision bfloat16`; the app's and `upscale`'s default where native)", ""]
         rows = [[
             f"{r['side']}x{r['side']}", r["weights"], f"{r['float32']:.3f}", f"{r['bfloat16']:.3f}",
             f"{r['float32'] / r['bfloat16']:.2f}x", f"{plain[r['side']] / r['bfloat16']:.2f}x", f"{r['max']} / {r['mean']:.2f}",
@@ -587,11 +589,15 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
             "",
             f"- Goal >= {GOAL_INFERENCE_SPEEDUP:g}x plain with `--precision bfloat16`: {goal(min(vs_plain) >= GOAL_INFERENCE_SPEEDUP)}"
             f" ({min(vs_plain):.2f}x to {max(vs_plain):.2f}x).",
-            f"- bfloat16 is opt-in (`upscale --precision bfloat16`, `load_method(..., precision=\"bfloat16\")`): it moved 8-bit"
-            f" values by up to {worst} level(s) here, so the default stays float32, which matches the paper's network to"
-            " rounding. CPUs without native bfloat16 (AVX512-BF16, AMX) emulate it and run slower than float32.",
+            f"- bfloat16 moved 8-bit values by up to {worst} level(s) here. The app and `upscale` use it by default where"
+            " the hardware runs it natively (CUDA, AMX, AVX512-BF16; `--precision float32` and the app's switch force"
+            " float32); `evaluate` and every published figure stay float32, which matches the paper's network to rounding."
+            " CPUs without native bfloat16 emulate it and run slower than float32, so they default to float32.",
             "",
         ]
+
+    if "whole" in results:
+        out += benchmark_app.render(results["whole"])
 
     large = results["large"]
     out += ["### Large image through the tiled path", ""]
@@ -695,6 +701,9 @@ def run_device(sizes: Sizes, device: torch.device, amp: bool, vgg_weights: Path 
     if device.type == "cpu":
         say(device, "bfloat16")
         results["bf16"] = bf16_rows(sizes.inference, sizes.repeats)
+    if sizes.whole_process and device.type == "cpu":
+        say(device, "whole processes: upscale and the app's Compare tab")
+        results["whole"] = benchmark_app.measure()
     say(device, "large image (child process)")
     results["large"] = large_image_run(sizes, device)
     results["seam"] = seam_check(sizes, device)
@@ -719,6 +728,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:  # refuse an unwritable report before minutes of measuring
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write to {args.out.parent}: {exc.strerror or exc}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = QUICK if args.quick else FULL

@@ -12,7 +12,7 @@ import torch
 
 from srgan_core.images import ImageError, load_image
 from srgan_core.imresize import imresize
-from srgan_core.paths import default_data_root
+from srgan_core.paths import GET_DATA, default_data_root
 
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 TRAIN_FOLDERS = ("BSDS500_train", "BSDS500_test", "T91")
@@ -23,10 +23,8 @@ log = logging.getLogger(__name__)
 def require_data_root(data_root: Path | str | None) -> Path:
     root = Path(data_root) if data_root is not None else default_data_root()
     if root is None or not root.is_dir():
-        raise FileNotFoundError(
-            f"no data folder ({root or 'none given'}): pass --data-root DIR, set SRGAN_DATA, "
-            "or fetch the data with `python -m srgan_core.data download --to DIR`"
-        )
+        where = f"no data folder at {root}" if root else "no data folder (data/ in this clone or ../shared/data)"
+        raise FileNotFoundError(f"{where}: fetch it with `{GET_DATA}`, or pass --data-root DIR / set SRGAN_DATA")
     return root
 
 
@@ -38,10 +36,11 @@ def benchmark_images(dataset: str, data_root: Path | str | None = None) -> list[
     """The HR images of Set5 / Set14 / BSD100, sorted by name."""
     if dataset not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {dataset!r}; choose from {', '.join(BENCHMARKS)}")
-    folder = require_data_root(data_root) / "benchmarks" / dataset
+    root = require_data_root(data_root)
+    folder = root / "benchmarks" / dataset
     images = list_images(folder) if folder.is_dir() else []
     if not images:
-        raise FileNotFoundError(f"no {dataset} images in {folder}")
+        raise FileNotFoundError(f"no {dataset} images in {folder}: fetch them with `{GET_DATA} --only benchmarks --to {root}`")
     return images
 
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m srgan_core.data download [--to DIR] ...`: fetch the public data sets."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "download":
-        print("usage: python -m srgan_core.data download [--to DIR] [--only ...]  (see --help of that command)")
+        print("usage: python -m srgan_core.data download [--to DIR] [--only ...]  (see --help of that command)", file=sys.stderr)
         return 2
     from srgan_core.download import main as download_main
 

@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from srgan_core.paths import REPO_ROOT, default_data_root
+from srgan_core.paths import CLONE_DATA, default_data_root
 
 PARTS = ("benchmarks", "train", "vgg19", "niqe")
 PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz"}}
@@ -211,12 +211,9 @@ def check(root: Path, entries: Sequence[Entry]) -> list[str]:
 
 def offline_message(url: str, reason: object) -> str:
     return (
-        f"cannot reach {url} ({reason}).\n"
-        "No internet on this machine? Copy the data by hand from a machine that has it: one folder with "
-        "benchmarks/{Set5,Set14,BSD100}/*.png, train/{BSDS500_train,BSDS500_test,T91}/* and "
-        "vgg19/vgg19_features_imagenet.safetensors and niqe/niqe_pris_params.npz (the layout this command makes). Then set "
-        "SRGAN_DATA=/that/folder (or pass --data-root /that/folder), and check it with "
-        "`python -m srgan_core.download --check --to /that/folder`."
+        f"cannot reach {url} ({reason}): re-run `python -m srgan_core.data download` where there is internet "
+        "(it resumes), or copy a data folder it made elsewhere, set SRGAN_DATA=DIR and check it with "
+        "`python -m srgan_core.download --check --to DIR`"
     )
 
 
@@ -526,9 +523,9 @@ def download(
 
 
 def default_target() -> Path:
-    """`SRGAN_DATA`, else `../shared/data` beside the repo: the folder the project reads by default."""
+    """`SRGAN_DATA`, else `data/` inside this clone (gitignored): folders the project reads by default."""
     env = os.environ.get("SRGAN_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return Path(env) if env else CLONE_DATA
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -543,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="data folder to fill (default: $SRGAN_DATA, else ../shared/data beside the repo, which "
+        help="data folder to fill (default: $SRGAN_DATA, else data/ inside this clone, which "
         "the project reads without further settings)",
     )
     parser.add_argument(

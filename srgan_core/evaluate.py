@@ -176,24 +176,33 @@ def main(argv: list[str] | None = None) -> None:
         except NiqeModelMissing as exc:
             raise SystemExit(f"error: {exc} (or pass --no-niqe)") from None
 
-    frames, skipped = [], []
-    for name in tqdm(args.methods, desc="methods"):
+    try:  # refuse an unwritable --out before minutes of scoring
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write to {args.out}: {exc.strerror or exc}") from None
+    upscalers, skipped = {}, []
+    for name in args.methods:
         try:
-            upscaler = load_method(name)
+            upscalers[name] = load_method(name)
         except MethodUnavailable as exc:
             skipped.append(str(exc))
-            continue
+    if not upscalers:
+        raise SystemExit("error: nothing to evaluate: " + "; ".join(skipped))
+    try:
+        for dataset in args.datasets:
+            benchmark_images(dataset, args.data_root)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    frames = []
+    for name, upscaler in tqdm(upscalers.items(), desc="methods"):
         for dataset in args.datasets:
             save = args.save_images / name / dataset if args.save_images else None
             scores = score_upscale(upscaler.upscale, dataset, args.data_root, save_dir=save, with_niqe=not args.no_niqe)
             frames.append(scores.assign(method=name))
-    if not frames:
-        raise SystemExit("nothing to evaluate: " + "; ".join(skipped))
     if not args.no_niqe:
         frames += [score_originals(dataset, args.data_root) for dataset in args.datasets]
     scores = pd.concat(frames, ignore_index=True)
     table = paper_table(scores)
-    args.out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(args.out / "benchmarks_per_image.csv", index=False, float_format="%.4f")
     table.to_csv(args.out / "benchmarks.csv", index=False, float_format="%.4f")
     command = "python -m srgan_core.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -35,9 +35,17 @@ def method_of_log(log_csv: Path) -> str:
 
 def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     """Content/generator loss, Set5 PSNR and (for SRGAN) D(x) / D(G(z)) against iteration."""
-    log = pd.read_csv(log_csv)
+    try:
+        log = pd.read_csv(log_csv)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {log_csv}: no such file (a training log: runs/<method>/log.csv)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SystemExit(f"error: {log_csv} is not a training log CSV ({type(exc).__name__})") from None
     if log.empty:
         raise SystemExit(f"{log_csv} has no rows yet")
+    missing = {"iteration", "lr", "loss_content", "loss_g", "d_real", "d_fake", "set5_psnr"} - set(log.columns)
+    if missing:
+        raise SystemExit(f"error: {log_csv} is not a training log: no {', '.join(sorted(missing))} column")
     gan = log["d_fake"].notna().any()
     fig, axes = plt.subplots(1, 3 if gan else 2, figsize=(15 if gan else 10, 4))
     axes[0].plot(log["iteration"], log["loss_content"], lw=0.8, label="content loss")
@@ -79,7 +87,7 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
     """Every available method on one HR crop of a scikit-image sample, labelled with PSNR and NIQE of the
     whole image; returns the methods skipped."""
     if image not in SAMPLE_IMAGES:
-        raise SystemExit(f"--image must be one of {', '.join(SAMPLE_IMAGES)}")
+        raise SystemExit(f"error: --image must be one of {', '.join(SAMPLE_IMAGES)}, got {image!r}")
     hr = modcrop(getattr(skdata, image)())
     if hr.ndim == 2:
         hr = np.repeat(hr[:, :, None], 3, axis=2)
@@ -124,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help="methods to show (default: all available)")
     m.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
     args = p.parse_args(argv)
+    try:  # refuse an unwritable output before drawing
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write to {args.out.parent}: {exc.strerror or exc}") from None
     if args.command == "curves":
         plot_curves(args.log, args.out)
     else:

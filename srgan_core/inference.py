@@ -18,8 +18,9 @@ from srgan_core.models import Generator, fuse_for_inference
 SCALE = 4
 TILE = 224  # most LR pixels per tile side: inputs up to 272 px run in one pass; ~0.8 GB of activations per tile
 OVERLAP = 24  # LR pixels of context on each side of a tile; beyond this the receptive field's effect is < 1/255
-# float32 matches the paper's network to rounding. bfloat16 (opt-in) runs the generator under autocast: about 2x
-# faster on CPUs with native bf16 and on GPUs, output within a few 8-bit levels (results/performance.md).
+# float32 matches the paper's network to rounding. bfloat16 runs the generator under autocast: about 2x faster on
+# CPUs with native bf16 and on GPUs, output within a few 8-bit levels (results/performance.md). The app and `upscale`
+# use `default_precision`; `evaluate` and every published figure stay float32.
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -65,6 +66,13 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_precision(device: torch.device) -> str:
+    """bfloat16 where the hardware runs it natively (CUDA with bf16, AMX, AVX512-BF16), float32 elsewhere."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
 
 
 def check_precision(precision: str) -> str:

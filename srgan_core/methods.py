@@ -6,16 +6,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from srgan_core.images import ImageError, load_image, to_tensor, to_uint8
 from srgan_core.imresize import imresize
 from srgan_core.inference import check_precision, generate_tiled, pick_device, prepare_generator
 from srgan_core.models import Generator
-from srgan_core.paths import MODELS_DIR
+from srgan_core.paths import MODELS_DIR, REPO_ROOT
 
 DESCRIPTIONS = {
     "nearest": "Nearest-neighbour x4 (the MOS low anchor)",
@@ -32,7 +34,7 @@ LEARNED = tuple(m for m in METHODS if m not in INTERPOLATION_KERNELS)
 
 
 class MethodUnavailable(RuntimeError):
-    """A learned method whose weights are not there."""
+    """A learned method whose weights are missing or damaged (the message says how to restore them)."""
 
 
 @dataclass(frozen=True)
@@ -81,20 +83,66 @@ class GeneratorUpscaler(Upscaler):
         return generate_tiled(self.model, lr, progress=progress, precision=self.precision)
 
 
-def weights_path(name: str):
+def weights_path(name: str) -> Path:
     return MODELS_DIR / f"{name}.safetensors"
+
+
+def _shown(path: Path) -> str:
+    """The path as the user should type it: relative to the repository when it is inside."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def weights_problem(name: str) -> str | None:
+    """Why the weights of a learned method cannot be used (one line saying how to fix it), or None."""
+    path = weights_path(name)
+    if not path.is_file():
+        return (
+            f"no trained weights at {_shown(path)}: restore them with `git checkout -- {_shown(path)}` "
+            f"or train them with `python -m srgan_core.train --method {name}`"
+        )
+    stat = path.stat()
+    return _header_problem(str(path), stat.st_mtime, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _header_problem(path: str, mtime: float, size: int) -> str | None:
+    try:
+        with safe_open(path, "pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError) as exc:
+        return _damaged(Path(path), exc)
+    return None
+
+
+def _damaged(path: Path, reason: object) -> str:
+    return f"{_shown(path)} is damaged ({reason}): restore it with `git checkout -- {_shown(path)}`"
+
+
+def load_state(name: str) -> dict[str, torch.Tensor]:
+    """The trained generator weights of a learned method, read once per file version and shared (do not modify)."""
+    problem = weights_problem(name)
+    if problem:
+        raise MethodUnavailable(f"{name}: {problem}")
+    stat = weights_path(name).stat()
+    return _state_cached(str(weights_path(name)), stat.st_mtime, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _state_cached(path: str, mtime: float, size: int) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise MethodUnavailable(_damaged(Path(path), exc)) from None
 
 
 def load_generator(name: str) -> Generator:
     """The trained generator of a learned method (CPU, eval mode)."""
-    path = weights_path(name)
-    if not path.is_file():
-        raise MethodUnavailable(
-            f"{name}: no trained weights at {path.relative_to(MODELS_DIR.parent.parent)}; "
-            f"train them with `python -m srgan_core.train --method {name}`"
-        )
-    generator = Generator()
-    generator.load_state_dict(load_file(str(path)), strict=True)
+    state, generator = load_state(name), Generator()
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # a readable file holding something else than this generator
+        reason = str(exc).splitlines()[0].rstrip(":")
+        raise MethodUnavailable(_damaged(weights_path(name), f"not a generator: {reason}")) from None
     return generator.eval()
 
 
@@ -102,9 +150,8 @@ def list_methods() -> list[MethodInfo]:
     infos = []
     for name in METHODS:
         learned = name in LEARNED
-        missing = learned and not weights_path(name).is_file()
-        reason = f"no trained weights (results/models/{name}.safetensors)" if missing else None
-        infos.append(MethodInfo(name, DESCRIPTIONS[name], learned, not missing, reason))
+        reason = weights_problem(name) if learned else None
+        infos.append(MethodInfo(name, DESCRIPTIONS[name], learned, reason is None, reason))
     return infos
 
 
@@ -145,10 +192,13 @@ def interpolate_generators(a: Generator, b: Generator, alpha: float) -> Generato
     return out.eval()
 
 
-def interpolated_upscaler(alpha: float, device: str | torch.device | None = None) -> Upscaler:
+def interpolated_upscaler(
+    alpha: float, device: str | torch.device | None = None, precision: str = "float32"
+) -> Upscaler:
     """The perception-distortion knob: srresnet-mse (alpha 0) blended into srgan-vgg54 (alpha 1)."""
     a, b = load_generator("srresnet-mse"), load_generator("srgan-vgg54")
-    return GeneratorUpscaler(f"interpolated-{alpha:.2f}", interpolate_generators(a, b, alpha), pick_device(device))
+    blended = interpolate_generators(a, b, alpha)
+    return GeneratorUpscaler(f"interpolated-{alpha:.2f}", blended, pick_device(device), precision)
 
 
 __all__ = [
@@ -160,4 +210,5 @@ __all__ = [
     "interpolated_upscaler",
     "list_methods",
     "load_method",
+    "weights_problem",
 ]

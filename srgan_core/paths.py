@@ -11,10 +11,18 @@ TRAINING_DIR = REPO_ROOT / "results" / "training"  # shipped training logs and c
 RUNS_DIR = REPO_ROOT / "runs"  # training checkpoints (gitignored)
 
 
+CLONE_DATA = REPO_ROOT / "data"  # where `python -m srgan_core.data download` puts the data by default (gitignored)
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # a copy shared by several clones beside each other
+DATA_PARTS = ("benchmarks", "train", "vgg19", "niqe")  # what the download makes (data/ also holds the study's database)
+GET_DATA = "python -m srgan_core.data download"  # the command to name wherever the data is missing
+
+
 def default_data_root() -> Path | None:
-    """`SRGAN_DATA`, else `../shared/data` beside the repo when it exists, else None."""
+    """`SRGAN_DATA`, else `data/` in this clone when the download filled it, else `../shared/data` beside the
+    clone when it exists, else None."""
     env = os.environ.get("SRGAN_DATA")
     if env:
         return Path(env)
-    shared = REPO_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
+    if any((CLONE_DATA / part).is_dir() for part in DATA_PARTS):
+        return CLONE_DATA
+    return SHARED_DATA if SHARED_DATA.is_dir() else None

@@ -123,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     status = 0
     for path in args.cards:
-        card = json.loads(path.read_text())
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{path}: not a readable model card ({exc})", file=sys.stderr)
+            status = 1
+            continue
         if link_init(card):
             path.write_text(json.dumps(card, indent=2) + "\n")
             print(f"{path}: {card['init']['git_show']}")

@@ -236,7 +236,7 @@ class Trainer:
             else None
         )
         self.vgg_loss = (
-            losses.VGGLoss(VGGFeatures(self.recipe.content[3:], args.vgg_weights)).to(self.device)
+            losses.VGGLoss(VGGFeatures(self.recipe.content[3:], args.vgg_weights, data_root=args.data_root)).to(self.device)
             if self.recipe.content != "mse"
             else None
         )
@@ -650,7 +650,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    Trainer(args).run()
+    try:
+        Trainer(args).run()
+    except FileNotFoundError as exc:  # data, VGG19 or NIQE model, starting weights: the message names the fix
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from srgan_core.data import IMAGE_SUFFIXES
 from srgan_core.images import ImageError, load_image, save_png
-from srgan_core.inference import PRECISIONS, cpu_has_native_bf16, pick_device
-from srgan_core.methods import METHODS, MethodUnavailable, load_method
+from srgan_core.inference import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
+from srgan_core.methods import LEARNED, METHODS, MethodUnavailable, load_method
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -24,7 +24,7 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise SystemExit(f"{path}: no images in this folder")
+                raise SystemExit(f"error: {path}: no images in this folder")
             files += found
         else:
             files.append(path)
@@ -44,23 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, required=True, help="output PNG file (one input) or folder")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
     p.add_argument(
-        "--precision", choices=PRECISIONS, default="float32",
-        help="learned methods only. float32: the network as trained, to rounding; bfloat16: about 2x faster on GPUs and "
-        "on CPUs with AVX512-BF16/AMX, output within a few 8-bit levels (slower than float32 on other CPUs)",
+        "--precision", choices=PRECISIONS, default=None,
+        help="learned methods only (default: bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, float32 elsewhere). "
+        "float32: the network as trained, to rounding; bfloat16: about 2x faster where native, output within a few "
+        "8-bit levels (slower than float32 on other CPUs). `--precision float32` forces float32",
     )
     args = p.parse_args(argv)
-
-    if args.precision == "bfloat16" and pick_device(args.device).type == "cpu" and not cpu_has_native_bf16():
+    try:
+        device = pick_device(args.device)
+    except RuntimeError as exc:
+        print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+        return 2
+    precision = args.precision or default_precision(device)
+    if precision == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX): --precision bfloat16 will be slower than float32", file=sys.stderr)
     try:
-        upscaler = load_method(args.method, args.device, args.precision)
+        upscaler = load_method(args.method, device, precision)
+        files = collect_inputs(args.inputs)
+        many = len(files) > 1
+        folder = args.output if many or args.output.suffix == "" else args.output.parent
+        folder.mkdir(parents=True, exist_ok=True)
     except MethodUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    files = collect_inputs(args.inputs)
-    many = len(files) > 1
-    if many or args.output.suffix == "":
-        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot write to {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     failures = 0
     for src in tqdm(files, desc=args.method, disable=not many):
         try:
@@ -72,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=100, desc=src.name, leave=False, disable=many) as bar:
             sr = upscaler.upscale(image, progress=lambda f: bar.update(round(f * 100) - bar.n))
         dest = output_path(src, args.output, many, args.method)
-        save_png(sr, dest)
-        print(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]})")
+        try:
+            save_png(sr, dest)
+        except OSError as exc:
+            print(f"error: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]}, {precision if args.method in LEARNED else 'float64'})")
     return 1 if failures else 0
 
 

@@ -31,20 +31,25 @@ TORCHVISION = "torchvision"  # asks for torchvision's retrained VGG19 weights in
 GET_WEIGHTS = "`python -m srgan_core.data download --only vgg19`"
 
 
-def resolve_vgg_weights(path: str | Path | None = None) -> Path | None:
-    """The weights file to use: `path`, `SRGAN_VGG19_WEIGHTS`, or the data folder's copy; None when none is there."""
+class VGGWeightsMissing(FileNotFoundError):
+    """No VGG19 weights to load; the message names the command that fetches them."""
+
+
+def resolve_vgg_weights(path: str | Path | None = None, data_root: str | Path | None = None) -> Path | None:
+    """The weights file to use: `path`, `SRGAN_VGG19_WEIGHTS`, or the copy in `data_root` (default: the default data
+    folder); None when none is there."""
     chosen = path or os.environ.get(WEIGHTS_ENV)
     if chosen:
         if not Path(chosen).is_file():
-            raise FileNotFoundError(f"VGG19 weights {chosen} not found; {GET_WEIGHTS} fetches them")
+            raise VGGWeightsMissing(f"VGG19 weights {chosen} not found; {GET_WEIGHTS} fetches them")
         return Path(chosen)
-    root = default_data_root()
+    root = Path(data_root) if data_root is not None else default_data_root()
     if root is not None and (root / SHARED_WEIGHTS).is_file():
         return root / SHARED_WEIGHTS
     return None
 
 
-def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
+def load_vgg19_features(path: str | Path | None = None, data_root: str | Path | None = None) -> nn.Sequential:
     """`torchvision.models.vgg19().features` with the original (Oxford) ImageNet weights the paper's losses used:
     from `path`, `SRGAN_VGG19_WEIGHTS` or the data folder. `path="torchvision"` takes torchvision's retrained
     `IMAGENET1K_V1` weights instead, only when asked for: another network, whose features differ. Never random."""
@@ -53,10 +58,10 @@ def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
         try:
             return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
         except Exception as exc:  # torchvision raises URLError/OSError/RuntimeError offline
-            raise RuntimeError(f"torchvision could not download VGG19_Weights.IMAGENET1K_V1 ({exc}); {GET_WEIGHTS} fetches the original VGG19 instead") from exc
-    weights_file = resolve_vgg_weights(path)
+            raise VGGWeightsMissing(f"torchvision could not download VGG19_Weights.IMAGENET1K_V1 ({exc}); {GET_WEIGHTS} fetches the original VGG19 instead") from exc
+    weights_file = resolve_vgg_weights(path, data_root)
     if weights_file is None:
-        raise FileNotFoundError(
+        raise VGGWeightsMissing(
             f"no VGG19 weights for the VGG loss: {GET_WEIGHTS} fetches the original Oxford VGG19 that the paper and the "
             "shipped weights used (or pass --vgg-weights PATH / set SRGAN_VGG19_WEIGHTS); --vgg-weights torchvision takes "
             "torchvision's retrained VGG19, a different network"
@@ -94,11 +99,11 @@ def write_compact_bf16(state: dict[str, torch.Tensor], path: Path) -> None:
 class VGGFeatures(nn.Module):
     """phi_2,2 or phi_5,4 of an image in [-1, 1], ImageNet-normalised, scaled by `RESCALE[layer]`."""
 
-    def __init__(self, layer: str = "54", weights: str | Path | None = None, rescale: float | None = None) -> None:
+    def __init__(self, layer: str = "54", weights: str | Path | None = None, rescale: float | None = None, data_root: str | Path | None = None) -> None:
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"VGG layer must be one of {sorted(LAYERS)}, got {layer!r}")
-        self.net = load_vgg19_features(weights)[: LAYERS[layer] + 1].eval().requires_grad_(False)
+        self.net = load_vgg19_features(weights, data_root)[: LAYERS[layer] + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.rescale = RESCALE[layer] if rescale is None else rescale

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from demo.crops import VIEW, crop_box
 from srgan_core.methods import list_methods
 from tests.test_app_compare import running_app
 
@@ -69,3 +70,119 @@ def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:
     scale = min(width / natural_w, height / natural_h, 1)  # Gradio never enlarges the picture
     left, top = (width - natural_w * scale) / 2, (height - natural_h * scale) / 2
     return {"x": left + natural_w * scale * fx, "y": top + natural_h * scale * fy}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Headless Chromium on one app with random weights for the knob's two ends (fast; what is drawn is tested)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    with running_app(tmp_path_factory.mktemp("browser-app")) as url, sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium, url
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page (and so a fresh app session) per test."""
+    chromium, url = browser
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def photo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(np.ascontiguousarray(skdata.astronaut()[16:272, 96:352])).save(path)  # 256x256: 64x64 LR
+    return path
+
+
+def upload(page, path: Path, expected: str) -> None:
+    page.locator("#compare-upload input[type=file]").set_input_files(str(path))
+    sync_api.expect(page.locator("#compare-status")).to_contain_text(expected, timeout=30_000)
+
+
+def compare(page) -> None:
+    page.locator("#compare-run").click()
+    sync_api.expect(page.locator("#compare-status")).to_contain_text("Low-resolution input", timeout=120_000)
+
+
+def preview_pixels(page) -> np.ndarray:
+    """The preview picture as the browser got it (waits for the outlined one to arrive)."""
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#compare-preview img'); return img && img.complete && img.naturalWidth > 0; }",
+        timeout=30_000,
+    )
+    src = page.locator("#compare-preview img").get_attribute("src")
+    return np.asarray(Image.open(__import__("io").BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def outline(pixels: np.ndarray, photo: Path) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of what was drawn over the photo (the preview is lossy WebP: far changes only)."""
+    drawn = np.abs(pixels.astype(int) - np.asarray(Image.open(photo).convert("RGB"), dtype=int)).max(axis=2) > 80
+    ys, xs = np.nonzero(drawn)
+    assert len(ys), "no outline on the preview"
+    return ys.min(), xs.min(), ys.max(), xs.max()
+
+
+def test_gallery_draws_every_crop_at_its_own_size_with_the_caption_below(page, photo_file: Path) -> None:
+    upload(page, photo_file, "Loaded astronaut.png")
+    compare(page)
+    images = page.locator("#compare-gallery img")
+    sync_api.expect(images).to_have_count(5, timeout=30_000)  # nearest, bicubic, two learned, original
+    page.wait_for_function("() => [...document.querySelectorAll('#compare-gallery img')].every(i => i.complete && i.naturalWidth)")
+    drawn = images.evaluate_all("imgs => imgs.map(i => [i.clientWidth, i.clientHeight, i.naturalWidth, i.naturalHeight])")
+    assert all(shown == (VIEW, VIEW, VIEW, VIEW) for shown in map(tuple, drawn))  # 96 px window at 4x, not shrunk
+    for item in page.locator("#compare-gallery .thumbnail-item").all():
+        image = item.locator("img").bounding_box()
+        caption = item.locator(".caption-label").bounding_box()
+        assert caption["y"] >= image["y"] + image["height"] - 0.5  # under the crop, not over it
+
+
+def test_the_preview_outlines_the_window_every_view_shows(page, photo_file: Path) -> None:
+    upload(page, photo_file, "Loaded astronaut.png")
+    top, left, bottom, right = outline(preview_pixels(page), photo_file)
+    box = crop_box((256, 256), (0.5, 0.5), 4)  # the default centre and zoom: a 96-pixel window in the middle
+    assert abs(top - box.top) <= 3 and abs(left - box.left) <= 3
+    assert abs(bottom - (box.top + box.height)) <= 3 and abs(right - (box.left + box.width)) <= 3
+    # Typing a number and pressing Enter moves it (no need to leave the field).
+    number = page.locator("#compare-crop-x input[type=number]")
+    number.fill("10")
+    number.press("Enter")
+    page.wait_for_function(
+        "old => document.querySelector('#compare-preview img').src !== old",
+        arg=page.locator("#compare-preview img").get_attribute("src"), timeout=30_000,
+    )
+    assert number.evaluate("e => document.activeElement !== e")
+    _, moved_left, _, moved_right = outline(preview_pixels(page), photo_file)
+    assert moved_left <= 3 and abs(moved_right - 96) <= 3  # 10 % of 256 is 26: the window stops at the left edge
+
+
+def test_clearing_the_upload_clears_preview_status_and_results(page, photo_file: Path) -> None:
+    upload(page, photo_file, "Loaded astronaut.png")
+    compare(page)
+    sync_api.expect(page.locator("#compare-gallery img")).to_have_count(5, timeout=30_000)
+    page.locator("#compare-upload button[aria-label='Clear']").click()
+    sync_api.expect(page.locator("#compare-status")).to_contain_text("No image loaded", timeout=30_000)
+    sync_api.expect(page.locator("#compare-preview img")).to_have_count(0)
+    sync_api.expect(page.locator("#compare-gallery img")).to_have_count(0)
+    page.locator("#compare-run").click()
+    sync_api.expect(page.locator("#compare-status")).to_contain_text("Upload an image or pick an example first")
+
+
+def test_a_bad_file_says_why_in_the_status_without_error_badges(page, photo_file: Path, tmp_path: Path) -> None:
+    upload(page, photo_file, "Loaded astronaut.png")
+    compare(page)
+    page.locator("#compare-upload button[aria-label='Clear']").click()  # (the file box takes one file at a time)
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"just text")
+    upload(page, fake, "fake.png is not an image")
+    assert page.locator(".error").count() == 0  # Gradio's red "Error" badges (on the status, preview, examples)
+    sync_api.expect(page.locator("#compare-preview img")).to_have_count(0)
+    sync_api.expect(page.locator("#compare-gallery img")).to_have_count(0)  # the old results are gone

@@ -81,13 +81,19 @@ def save(image: np.ndarray | Image.Image, path: Path, **kwargs) -> Path:
     return path
 
 
-def run(client: Client, mode: str, left: str = "bicubic", right: str = "nearest", crop=(50, 50, 4)) -> dict:
-    """Press Compare with the crop centred at (x %, y %) and zoomed as `crop` says."""
+def load(client: Client, path: Path, mode: str = HR_MODE) -> tuple[str | None, str, str]:
+    """Upload a file as the browser does: (preview, mode as the app now reads it, status line)."""
+    preview, _, mode, status, *_ = client.predict(handle_file(str(path)), mode, 50, 50, 4, api_name="/compare_load_file")
+    return preview, mode, status
+
+
+def run(client: Client, mode: str, left: str = "bicubic", right: str = "nearest", crop=(50, 50, 4), float32=False) -> dict:
+    """Press Compare with the crop centred at (x %, y %) and zoomed as `crop` says; the last of its updates."""
     table, gallery, slider, downloads, status, knob_image, knob_text = client.predict(
-        mode, *crop, left, right, api_name="/compare_run"
+        mode, *crop, left, right, float32, api_name="/compare_run"
     )
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
-    return {"rows": rows, "gallery": gallery, "slider": slider, "downloads": downloads, "status": status}
+    return {"rows": rows, "gallery": gallery, "slider": slider, "downloads": downloads, "status": status, "knob": knob_text}
 
 
 def read(path: str) -> np.ndarray:
@@ -96,7 +102,7 @@ def read(path: str) -> np.ndarray:
 
 def test_every_available_method_returns_a_4x_image_and_the_rest_say_why(client: Client, tmp_path: Path) -> None:
     lr = np.ascontiguousarray(skdata.chelsea()[100:130, 200:240])  # 40x30, read as the low-resolution input
-    client.predict(handle_file(str(save(lr, tmp_path / "cat.png"))), api_name="/compare_load_file")
+    load(client, save(lr, tmp_path / "cat.png"))
     result = run(client, LR_MODE)
     available = {info.name for info in methods.list_methods() if info.available}
     assert available == {"nearest", "bicubic", *RANDOM_WEIGHTS}
@@ -104,7 +110,8 @@ def test_every_available_method_returns_a_4x_image_and_the_rest_say_why(client: 
         if name in available:
             assert row["status"] == "ok" and float(row["run time (s)"]) >= 0 and row["PSNR (dB)"] == ""
         else:
-            assert row["status"] == f"unavailable: no trained weights (results/models/{name}.safetensors)"
+            assert row["status"].startswith("unavailable: no trained weights at ") and f"{name}.safetensors" in row["status"]
+            assert "git checkout -- " in row["status"]
     outputs = {Path(p).name: read(p) for p in result["downloads"]}
     assert set(outputs) == {f"cat_{name}_x4.png" for name in available}
     assert all(image.shape == (120, 160, 3) for image in outputs.values())
@@ -116,8 +123,8 @@ def test_every_available_method_returns_a_4x_image_and_the_rest_say_why(client: 
 
 
 def test_scores_shown_equal_the_metrics_of_the_paper_protocol(client: Client, tmp_path: Path, photo_hr) -> None:
-    client.predict(handle_file(str(save(photo_hr, tmp_path / "astronaut.png"))), api_name="/compare_load_file")
-    result = run(client, HR_MODE, left="bicubic", right="original")
+    load(client, save(photo_hr, tmp_path / "astronaut.png"))
+    result = run(client, HR_MODE, left="bicubic", right="original", float32=True)  # as load_method's default
     for name in ("nearest", "bicubic", *RANDOM_WEIGHTS):
         sr = methods.load_method(name).upscale(downscale_x4(photo_hr))
         assert float(result["rows"][name]["PSNR (dB)"]) == pytest.approx(psnr_y(sr, photo_hr), abs=0.005)
@@ -129,7 +136,7 @@ def test_scores_shown_equal_the_metrics_of_the_paper_protocol(client: Client, tm
 
 
 def test_psnr_shown_equals_evaluate_on_a_benchmark_image(client: Client, data_root: Path) -> None:
-    client.predict("Set5 / baby", api_name="/compare_load_example")
+    client.predict("Set5 / baby", HR_MODE, 50, 50, 4, api_name="/compare_load_example")
     result = run(client, HR_MODE)
     expected = score_images(["nearest", "bicubic"], "Set5", data_root, images=["baby"]).set_index("method")
     for name in ("nearest", "bicubic"):
@@ -138,9 +145,9 @@ def test_psnr_shown_equals_evaluate_on_a_benchmark_image(client: Client, data_ro
 
 
 def test_the_crop_is_the_same_window_of_every_output(client: Client, tmp_path: Path, photo_hr) -> None:
-    client.predict(handle_file(str(save(photo_hr, tmp_path / "a.png"))), api_name="/compare_load_file")
+    load(client, save(photo_hr, tmp_path / "a.png"))
     first = run(client, HR_MODE, crop=(0, 100, 8))  # the bottom-left corner, 8x
-    gallery, slider, _ = client.predict(100, 0, 4, "nearest", "original", api_name="/compare_view")  # top right, 4x
+    _, gallery, slider, _ = client.predict(HR_MODE, 100, 0, 4, "nearest", "original", api_name="/compare_view")  # top right, 4x
     # A 384 / zoom pixel window, clipped to the 128x96 outputs: 48x48 at 8x, 96x96 at 4x.
     for items, expected, zoom in [(first["gallery"], photo_hr[-48:, :48], 8), (gallery, photo_hr[:, -96:], 4)]:
         crops = [read(item["image"]) for item in items]
@@ -150,11 +157,11 @@ def test_the_crop_is_the_same_window_of_every_output(client: Client, tmp_path: P
 
 
 def test_knob_at_alpha_0_is_srresnet_mse(client: Client, tmp_path: Path, photo_hr) -> None:
-    client.predict(handle_file(str(save(photo_hr, tmp_path / "a.png"))), api_name="/compare_load_file")
+    load(client, save(photo_hr, tmp_path / "a.png"))
     result = run(client, HR_MODE)
-    _, text = client.predict(0.0, 50, 50, 4, api_name="/compare_knob")
+    _, text = client.predict(0.0, 50, 50, 4, False, api_name="/compare_knob")
     assert re.search(r"PSNR ([\d.]+) dB", text).group(1) == result["rows"]["srresnet-mse"]["PSNR (dB)"]
-    image, text = client.predict(0.5, 50, 50, 4, api_name="/compare_knob")
+    image, text = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
     assert "alpha = 0.50" in text and read(image).shape == (384, 384, 3)  # a 96-px window of the 96x128 output, 4x
 
 
@@ -169,7 +176,7 @@ def test_knob_at_alpha_0_is_srresnet_mse(client: Client, tmp_path: Path, photo_h
 )
 def test_unusual_images_load(client: Client, tmp_path: Path, name: str, make, size: str) -> None:
     rgb = np.ascontiguousarray(skdata.coffee()[100:130, 100:140])
-    _, _, status = client.predict(handle_file(str(save(make(rgb), tmp_path / name))), api_name="/compare_load_file")
+    _, _, status = load(client, save(make(rgb), tmp_path / name))
     assert f"({size})" in status
 
 
@@ -177,38 +184,97 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = save(np.ascontiguousarray(skdata.coffee()[:30, :40]), tmp_path / "phone.jpg", exif=exif)
-    preview, _, status = client.predict(handle_file(str(path)), api_name="/compare_load_file")
+    preview, _, status = load(client, path)
     assert "(30x40)" in status and Image.open(preview).size == (30, 40)
 
 
 def test_a_large_image_is_shown_smaller_but_kept_whole(client: Client, tmp_path: Path) -> None:
     big = np.tile(skdata.coffee(), (3, 2, 1))  # 1200x1200: beyond the 1024x1024 preview
-    preview, _, status = client.predict(handle_file(str(save(big, tmp_path / "big.png"))), api_name="/compare_load_file")
+    preview, _, status = load(client, save(big, tmp_path / "big.png"))
     assert "(1200x1200)" in status and Image.open(preview).size == (1024, 1024)
 
 
-def test_bad_inputs_are_refused_clearly_and_the_server_keeps_serving(client: Client, tmp_path: Path, photo_hr) -> None:
-    with pytest.raises(AppError, match="Upload an image or pick an example first"):
-        run(client, HR_MODE)
-    with pytest.raises(AppError, match="Run the comparison first"):
-        client.predict(0.5, 50, 50, 4, api_name="/compare_knob")
+def test_bad_inputs_are_refused_in_the_status_line_and_clear_the_old_results(client: Client, tmp_path: Path, photo_hr) -> None:
+    assert "Upload an image or pick an example first" in run(client, HR_MODE)["status"]
+    _, text = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
+    assert "Run the comparison first" in text
     png = save(photo_hr, tmp_path / "good.png").read_bytes()
+    with pytest.raises(AppError, match="Invalid file type"):  # refused by Gradio before the app sees it
+        (tmp_path / "notes.txt").write_bytes(b"just text")
+        client.predict(handle_file(str(tmp_path / "notes.txt")), HR_MODE, 50, 50, 4, api_name="/compare_load_file")
     refusals = {
-        "notes.txt": (b"just text", "Invalid file type"),
         "fake.png": (b"just text", "fake.png is not an image"),
         "empty.png": (b"", "empty.png is not an image"),
         "cut.png": (png[:200], "cut.png could not be read"),
     }
     for name, (content, message) in refusals.items():
+        load(client, tmp_path / "good.png")
+        assert run(client, HR_MODE)["rows"]["bicubic"]["status"] == "ok"
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(AppError, match=message):
-            client.predict(handle_file(str(tmp_path / name)), api_name="/compare_load_file")
-    dot = save(np.zeros((1, 1, 3), np.uint8), tmp_path / "dot.png")
-    client.predict(handle_file(str(dot)), api_name="/compare_load_file")
-    with pytest.raises(AppError, match=r"1x1 pixels: too small\. A low-resolution input must be at least 8x8"):
-        run(client, LR_MODE)
-    client.predict(handle_file(str(tmp_path / "good.png")), api_name="/compare_load_file")
-    assert run(client, HR_MODE)["rows"]["bicubic"]["status"] == "ok"
+        preview, _, _, status, table, gallery, slider, downloads, knob_image, _ = client.predict(
+            handle_file(str(tmp_path / name)), HR_MODE, 50, 50, 4, api_name="/compare_load_file"
+        )
+        assert status.startswith("**Cannot use this:**") and message in status
+        assert preview is None and table["data"] in ([], [[""] * len(table["headers"])]) and gallery in ([], None)
+        assert slider is None and downloads is None and knob_image is None
+        # Nothing is left loaded: Compare says so instead of running on the previous image.
+        assert "Upload an image or pick an example first" in run(client, HR_MODE)["status"]
+
+
+def test_an_image_too_small_for_any_mode_is_refused_at_upload(client: Client, tmp_path: Path) -> None:
+    preview, mode, status = load(client, save(np.zeros((1, 1, 3), np.uint8), tmp_path / "dot.png"))
+    assert preview is None and "1x1 pixels: too small" in status and "8x8" in status
+
+
+def test_an_image_too_small_for_a_photo_is_read_as_the_low_resolution_input(client: Client, tmp_path: Path) -> None:
+    _, mode, status = load(client, save(np.full((20, 24, 3), 90, np.uint8), tmp_path / "small.png"), HR_MODE)
+    assert mode == LR_MODE and "upscaled as the low-resolution input" in status
+    assert run(client, mode)["rows"]["bicubic"]["status"] == "ok"
+
+
+def test_transparency_is_reported_and_opaque_images_say_nothing(client: Client, tmp_path: Path) -> None:
+    rgb = np.ascontiguousarray(skdata.coffee()[100:160, 100:180])
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:30] = 0  # the top half is transparent
+    _, _, status = load(client, save(Image.fromarray(np.dstack([rgb, alpha])), tmp_path / "half.png"))
+    assert "transparency (50% of its pixels)" in status and "white background" in status
+    _, _, status = load(client, save(Image.fromarray(np.dstack([rgb, np.full_like(alpha, 255)])), tmp_path / "opaque.png"))
+    assert "transparency" not in status
+
+
+def test_clearing_the_upload_forgets_the_image() -> None:
+    from demo.compare import load_upload
+
+    outputs = load_upload(None, HR_MODE)
+    assert outputs[0] is None and outputs[2] is None and "No image loaded" in outputs[5]
+
+
+def test_each_result_is_shown_as_soon_as_it_is_ready(tmp_path: Path, photo_hr) -> None:
+    from demo.compare import Source, run_comparison
+
+    updates = list(run_comparison(Source.of("a.png", photo_hr), HR_MODE, 50, 50, 4, "bicubic", "nearest"))
+    available = [info.name for info in methods.list_methods() if info.available]
+    assert len(updates) == len(available) + 1  # an empty one at once, then one per method
+    shown = [[item[1].split(" · ")[0] for item in update[2]] for update in updates]
+    assert shown[0] == ["original (high resolution)"]
+    for count, names in enumerate(shown[1:], 1):
+        assert names == [*available[:count], "original (high resolution)"]
+    assert all(update[4] is None for update in updates[:-1]) and len(updates[-1][4]) == len(available) + 1
+    assert "running" in updates[1][5] and "outputs 128x96" in updates[-1][5]
+
+
+def test_precision_is_shown_per_result_and_float32_can_be_forced(client: Client, tmp_path: Path, photo_hr, monkeypatch) -> None:
+    from demo import compare
+
+    load(client, save(photo_hr, tmp_path / "a.png"))
+    default = compare.default_precision(compare.pick_device())
+    for float32, learned in [(False, default), (True, "float32")]:
+        result = run(client, HR_MODE, float32=float32)
+        assert result["rows"]["bicubic"]["precision"] == "float64"
+        assert result["rows"]["srresnet-mse"]["precision"] == learned
+        assert result["gallery"][2]["caption"].endswith(f"· {learned}")
+        _, text = client.predict(0.5, 50, 50, 4, float32, api_name="/compare_knob")
+        assert f"· {learned}" in text
 
 
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
@@ -238,3 +304,24 @@ def test_crop_window_stays_inside_the_image() -> None:
     assert zoomed(image, crop_box(image.shape, (0.5, 0.5), zoom=8), 8).shape == (160, 240, 3)
     with pytest.raises(ValueError, match="zoom must be between 1 and 8"):
         crop_box((10, 10), (0.5, 0.5), zoom=9)
+
+
+def test_without_data_the_examples_say_how_to_get_the_benchmarks(tmp_path: Path) -> None:
+    import gradio as gr
+
+    from demo import compare
+
+    with gr.Blocks() as blocks:
+        compare.build_tab(tmp_path / "no-data")
+    assert "Set5, Set14 and BSD100 too once `python -m srgan_core.data download`" in str(blocks.get_config_file())
+    outputs = compare.choose_example("Set5 / baby", HR_MODE, 50, 50, 4, tmp_path / "no-data")
+    assert outputs[0] is None and "python -m srgan_core.data download" in outputs[5]
+
+
+def test_the_footer_says_where_weights_and_data_come_from(tmp_path: Path) -> None:
+    import app
+
+    assert "results/models/*.safetensors" in app.footer(None) and "git checkout -- " in app.footer(None)
+    assert "`python -m srgan_core.data download`" in app.footer(tmp_path)  # no benchmarks there
+    (tmp_path / "benchmarks").mkdir()
+    assert f"read from `{tmp_path / 'benchmarks'}`" in app.footer(tmp_path)

@@ -4,7 +4,6 @@ writes its report (tiny sizes: a smoke test, not a measurement)."""
 from __future__ import annotations
 
 import resource
-import time
 from pathlib import Path
 
 import pytest
@@ -74,9 +73,7 @@ def test_load_warning_only_when_busy() -> None:
 
 def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> None:
     out = tmp_path / "performance.md"
-    start = time.monotonic()
     assert benchmark.main(["--quick", "--threads", "1", "--out", str(out), "--note", "smoke test"]) == 0
-    assert time.monotonic() - start < 60
     report = out.read_text()
     assert "python -m srgan_core.benchmark --quick --threads 1 --out " in report
     assert f"| CPU | {benchmark.cpu_model()} |" in report and "Load average (1 min) at start" in report
@@ -84,7 +81,7 @@ def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> 
     assert "Reference peak (best of the above): **" in report
     for row in ("| 16x16 -> 64x64 |", "| 24x24 -> 96x96 |", "| 160x96 -> 640x384 | 48 / 8 |", "| srresnet-mse |", "| srgan-vgg54 |"):
         assert row in report
-    assert "Tiled vs untiled on a 72x56 LR crop" in report and "### Opt-in bfloat16 (`--precision bfloat16`)" in report
+    assert "Tiled vs untiled on a 72x56 LR crop" in report and "### bfloat16 (`--precision bfloat16`; the app's and `upscale`'s default where native)" in report
     assert "Goal project >= 2x plain:" in report and "Goal peak RSS <= 2048 MiB:" in report
     assert ("## CUDA with AMP" in report) == torch.cuda.is_available()
 
@@ -113,3 +110,17 @@ def test_a_second_pass_reuses_the_first_ones_memory() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     generate(model, lr)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1_000
+
+
+def test_whole_process_section_lists_every_run_and_the_knob() -> None:
+    from srgan_core import benchmark_app
+
+    upscale = [{"variant": "plain eager process (float32)", "best": 4.0, "median": 4.5, "runs": 4, "vs_plain": 1.0},
+               {"variant": "`upscale` (default here: bfloat16)", "best": 2.0, "median": 2.2, "runs": 4, "vs_plain": 2.0}]
+    runs = [{"float32": forced, "arrivals": [0.1, 0.5, 0.9, 2.0], "rows": {}} for forced in (False, True)]
+    app = {"runs": runs, "knob": [{"alpha": 0.5, "seconds": 1.5, "text": "alpha = 0.50"}], "methods": ["nearest", "bicubic", "srresnet-mse"],
+           "default": "bfloat16"}
+    report = "\n".join(benchmark_app.render({"upscale": upscale, "app": app}))
+    assert "| `upscale` (default here: bfloat16) | 2.00 | 2.20 | 2.00x |" in report
+    assert "| 1 | bfloat16 | 0.50 | 0.50 | 0.90 | 2.00 | 2.00 |" in report
+    assert "| 2 | float32 (forced) | 0.50 |" in report and "| 0.50 | 1.50 | alpha = 0.50 |" in report

@@ -70,3 +70,30 @@ def test_unknown_benchmark_and_missing_root(tmp_path: Path) -> None:
         benchmark_images("Set5", tmp_path)
     with pytest.raises(FileNotFoundError, match="SRGAN_DATA"):
         benchmark_images("Set5", tmp_path / "missing")
+
+
+def test_the_data_folder_is_found_in_the_clone_then_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srgan_core import download, paths
+
+    clone, shared = tmp_path / "clone" / "data", tmp_path / "shared" / "data"
+    monkeypatch.setattr(paths, "CLONE_DATA", clone)
+    monkeypatch.setattr(paths, "SHARED_DATA", shared)
+    monkeypatch.delenv("SRGAN_DATA", raising=False)
+    assert paths.default_data_root() is None
+    shared.mkdir(parents=True)
+    assert paths.default_data_root() == shared
+    (clone / "study").mkdir(parents=True)  # the study's database alone is not data
+    assert paths.default_data_root() == shared
+    (clone / "benchmarks").mkdir()
+    assert paths.default_data_root() == clone
+    monkeypatch.setenv("SRGAN_DATA", str(tmp_path / "elsewhere"))
+    assert paths.default_data_root() == tmp_path / "elsewhere" == download.default_target()
+    monkeypatch.delenv("SRGAN_DATA")
+    assert download.default_target() == paths.REPO_ROOT / "data"  # the download fills the clone's data/ by default
+
+
+def test_without_data_the_error_names_the_download_command(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"python -m srgan_core.data download"):
+        benchmark_images("Set5", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"python -m srgan_core.data download --only benchmarks --to"):
+        benchmark_images("Set5", tmp_path)

@@ -88,7 +88,7 @@ def test_without_weights_the_error_names_the_download_and_the_explicit_fallback(
     with pytest.raises(FileNotFoundError, match=r"srgan_core.data download --only vgg19.*--vgg-weights torchvision"):
         vgg.load_vgg19_features()
     assert asked == [None]  # nothing was downloaded
-    with pytest.raises(RuntimeError, match=r"IMAGENET1K_V1 \(<urlopen error.*srgan_core.data download"):
+    with pytest.raises(vgg.VGGWeightsMissing, match=r"IMAGENET1K_V1 \(<urlopen error.*srgan_core.data download"):
         vgg.load_vgg19_features("torchvision")  # asked for explicitly: tried, and offline it says what else works
 
 

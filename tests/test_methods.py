@@ -42,6 +42,39 @@ def test_missing_weights_make_a_method_unavailable(models_dir: Path) -> None:
         load_method("srgan-vgg54")
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (lambda weights: weights[: len(weights) // 2], "incomplete metadata"),  # a download or copy cut short
+        (lambda weights: b"", "header"),
+        (lambda weights: save_file_bytes({"x": torch.zeros(2)}), "not a generator"),  # a readable file of other tensors
+    ],
+)
+def test_damaged_weights_make_a_method_unavailable_saying_how_to_restore_them(models_dir: Path, content, problem) -> None:
+    path = models_dir / "srresnet-mse.safetensors"
+    path.write_bytes(content((methods.REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()))
+    info = {i.name: i for i in list_methods()}["srresnet-mse"]
+    if problem != "not a generator":  # list_methods reads headers only; other tensors are found when loading
+        assert not info.available and "is damaged" in info.reason and f"git checkout -- {path}" in info.reason
+    with pytest.raises(MethodUnavailable, match=problem) as refused:
+        load_method("srresnet-mse")
+    assert "git checkout -- " in str(refused.value) and "\n" not in str(refused.value)
+
+
+def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors)
+
+
+def test_the_precision_default_is_bfloat16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    from srgan_core import inference
+
+    for native, expected in [(True, "bfloat16"), (False, "float32")]:
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda native=native: native)
+        assert inference.default_precision(torch.device("cpu")) == expected
+
+
 @pytest.mark.parametrize("name", ["nearest", "bicubic"])
 def test_interpolation_methods_upscale_by_four(name: str, photo: np.ndarray) -> None:
     out = load_method(name).upscale(photo)

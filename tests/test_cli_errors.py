@@ -1,0 +1,140 @@
+"""Every srgan_core command line, run as a user would on bad input: one clear line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_core.paths import REPO_ROOT
+
+# Runs `python -m MODULE ARGS...`, first pointing srgan_core.methods at CASE_MODELS_DIR when it is set (so a
+# case can bring missing or damaged weights without touching results/models).
+RUNNER = """
+import os, runpy, sys
+from pathlib import Path
+if os.environ.get("CASE_MODELS_DIR"):
+    import srgan_core.methods
+    srgan_core.methods.MODELS_DIR = Path(os.environ["CASE_MODELS_DIR"])
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """`python -m module *args` must exit with an error whose stderr says `expected` (in any of its lines).
+    In `args`, {tmp} is a scratch folder holding image.png (64x48), empty/ (no images) and models/ (see `models`)."""
+
+    module: str
+    args: tuple[str, ...]
+    expected: str
+    models: str | None = None  # "missing": no weights; "truncated": srresnet-mse.safetensors cut in half
+    env: dict[str, str] = field(default_factory=dict)
+    status: int | None = None  # the exit status, when it matters (None: any failure)
+
+
+NO_DATA = {"SRGAN_DATA": "{tmp}/no-data"}
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+GET_DATA = "python -m srgan_core.data download"
+
+CASES = [
+    # upscale
+    Case("srgan_core.upscale", ("{tmp}/nothing.png", "--method", "bicubic", "-o", "{tmp}/out"), "nothing.png: no such file"),
+    Case("srgan_core.upscale", ("{tmp}/empty", "--method", "bicubic", "-o", "{tmp}/out"), "no images in this folder"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "-o", "/proc/nope"), "/proc/nope"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "-o", "/proc/nope/x.png"), "/proc/nope"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "magic", "-o", "{tmp}/o.png"), "invalid choice: 'magic'"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "srresnet-mse", "-o", "{tmp}/o.png"),
+         "srresnet-mse.safetensors is damaged", models="truncated"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "srgan-vgg54", "-o", "{tmp}/o.png"),
+         "no trained weights at", models="missing"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "--device", "tpu9", "-o", "{tmp}/o.png"),
+         "tpu9"),
+    # evaluate
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--datasets", "Set5", "--no-niqe", "--out", "{tmp}/r"),
+         GET_DATA, env=NO_DATA),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--data-root", "{tmp}/empty", "--no-niqe", "--out", "{tmp}/r"),
+         GET_DATA),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--out", "/proc/nope"), "/proc/nope"),
+    Case("srgan_core.evaluate", ("--methods", "srresnet-mse", "--out", "{tmp}/r"), "git checkout -- ", models="truncated"),
+    # data download (offline: every request goes to a closed local port)
+    Case("srgan_core.data", (), "usage: python -m srgan_core.data download"),
+    Case("srgan_core.data", ("fetch",), "usage: python -m srgan_core.data download"),
+    Case("srgan_core.data", ("download", "--to", "{tmp}/d", "--only", "benchmarks"), "cannot reach", env=OFFLINE),
+    Case("srgan_core.data", ("download", "--to", "/proc/nope", "--only", "benchmarks"), "/proc/nope", env=OFFLINE),
+    Case("srgan_core.download", ("--check", "--to", "{tmp}/empty", "--only", "benchmarks"), "do not verify"),
+    # figures
+    Case("srgan_core.figures", ("curves", "{tmp}/no-log.csv", "-o", "{tmp}/c.png"), "no-log.csv"),
+    Case("srgan_core.figures", ("curves", "{tmp}/image.png", "-o", "{tmp}/c.png"), "image.png"),
+    Case("srgan_core.figures", ("compare", "--image", "nosuch", "-o", "{tmp}/f.png"), "nosuch"),
+    Case("srgan_core.figures", ("compare", "--methods", "nearest", "-o", "/proc/nope/f.png"), "/proc/nope"),
+    # benchmark: a report it could not write must be refused before minutes of measuring
+    Case("srgan_core.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
+    Case("srgan_core.benchmark", ("--threads", "many"), "invalid int value"),
+]
+
+# ---- srgan_core.train cases: the lead extends this list (same Case fields; {tmp} as above). ----
+NO_VGG = {"SRGAN_DATA": "{tmp}/no-data", "SRGAN_VGG19_WEIGHTS": ""}
+TRAIN_CASES = [
+    Case("srgan_core.train", ("--method", "srgan-vgg54", "--data-root", "{tmp}", "--device", "cpu"),
+         "srgan_core.data download --only vgg19", env=NO_VGG),
+    Case("srgan_core.train", ("--method", "srgan-vgg54", "--vgg-weights", "{tmp}/nope.safetensors", "--device", "cpu"), "nope.safetensors"),
+    Case("srgan_core.train", ("--method", "srresnet-mse", "--data-root", "{tmp}/no-data", "--device", "cpu", "--iters", "1"), GET_DATA),
+    Case("srgan_core.train", ("--method", "srgan-mse", "--init", "{tmp}/nothing.safetensors", "--device", "cpu"), "nothing.safetensors"),
+    Case("srgan_core.train", ("--method", "srresnet-mse", "--crop", "50"), "multiple of 16"),
+    Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/no-data"), GET_DATA),
+    Case("srgan_core.pack", ("--verify", "{tmp}/empty"), "MANIFEST.json not found"),
+    Case("srgan_core.pack", ("{tmp}/empty",), "exists: pass a new folder"),
+    Case("srgan_core.provenance", ("{tmp}/no-card.json",), "no-card.json"),
+]
+
+HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "srgan_core.figures", "srgan_core.benchmark",
+        "srgan_core.train", "srgan_core.pack", "srgan_core.provenance"]
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cli")
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp / "image.png")
+    (tmp / "empty").mkdir()
+    (tmp / "missing").mkdir()
+    (tmp / "truncated").mkdir()
+    weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
+    (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
+    return tmp
+
+
+def run_cli(module: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, module, *args], cwd=REPO_ROOT, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.parametrize("case", CASES + TRAIN_CASES, ids=lambda c: f"{c.module.split('.')[-1]}:{' '.join(c.args)}:{c.models or ''}")
+def test_a_bad_input_gets_one_clear_line_and_no_traceback(case: Case, scratch: Path) -> None:
+    fill = lambda text: text.replace("{tmp}", str(scratch))  # noqa: E731
+    env = {key: fill(value) for key, value in case.env.items()}
+    if case.models:
+        env["CASE_MODELS_DIR"] = str(scratch / case.models)
+    result = run_cli(case.module, [fill(arg) for arg in case.args], env)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode != 0 if case.status is None else result.returncode == case.status
+    useful = [line for line in result.stderr.splitlines() if fill(case.expected) in line]
+    assert useful, f"no line says {case.expected!r}:\n{result.stderr}"
+    assert len(useful[0]) < 400, "one line, not a page"
+    if case.models:  # missing or damaged weights: the line says how to restore them
+        assert "git checkout -- " in useful[0]
+
+
+@pytest.mark.parametrize("module", HELP)
+def test_help_works(module: str) -> None:
+    result = run_cli(module, ["--help"], {})
+    assert result.returncode == 0 and "usage:" in result.stdout and not result.stderr.strip()
