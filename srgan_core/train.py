@@ -176,8 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--adversarial-reduction", choices=ADVERSARIAL_REDUCTIONS, default="sum",
-        help="how the 1e-3 adversarial term covers a batch: sum = the paper's eq. 6 (sum over the batch's samples); "
-        "mean = the batch mean, 1/batch-size as strong",
+        help="how the 1e-3 adversarial term covers a batch: sum = the paper's eq. 6, the sum over its batch of 16 "
+        "samples (16e-3 x the batch mean, at any --batch-size); mean = 1e-3 x the batch mean, 1/16 as strong",
     )
     p.add_argument(
         "--discriminator-batch", choices=DISCRIMINATOR_BATCHES, default="joint",
