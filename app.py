@@ -11,8 +11,8 @@ import gradio as gr
 
 from demo import compare, rate, results
 from srgan_core.paths import REPO_ROOT, default_data_root
+from study import store
 
-DEFAULT_STUDY_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 # Light events (rating clicks, tables) run four at a time; the compute-heavy upscaling events
 # share one worker through their own concurrency group (see demo.compare.UPSCALE_QUEUE).
@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--study-db",
         type=Path,
-        default=Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_STUDY_DB),
-        help=f"SQLite file of the MOS study (env SRGAN_STUDY_DB; default {DEFAULT_STUDY_DB})",
+        default=store.default_db(),
+        help=f"SQLite file of the MOS study (env SRGAN_STUDY_DB; default {store.DEFAULT_DB})",
     )
     parser.add_argument(
         "--admin-token",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -23,10 +22,9 @@ import pandas as pd
 
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT, default_data_root
-from study import figures, stats
+from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 
-DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
 RESULTS_DIR = REPO_ROOT / "results" / "study"
 PAIRING = (
     "Paired tests use blocks formed by **rater and image**: a pair is the two scores one rater gave "
@@ -610,7 +608,7 @@ def _write_csv(frame: pd.DataFrame, path: Path | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--db", type=Path, help=f"study database (default: $SRGAN_STUDY_DB or {DEFAULT_DB})")
+    source.add_argument("--db", type=Path, help=f"study database (default: $SRGAN_STUDY_DB or {store.DEFAULT_DB})")
     source.add_argument("--ratings", type=Path, help="long-format ratings CSV instead of the database")
     parser.add_argument("--study", help="the study to analyse (needed when the ratings hold several)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/study/NAME)")
@@ -634,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ratings is not None:
             ratings, source_name = read_ratings_csv(args.ratings), str(args.ratings)
         else:
-            db = args.db or Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB)
+            db = args.db or store.default_db()
             ratings, source_name = read_ratings_db(db), str(db)
             planned = read_planned(db)
         study, ratings = select_study(ratings, args.study)

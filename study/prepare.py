@@ -12,7 +12,6 @@ training images, mod-cropped to 4 like the benchmark images (481x321 -> 480x320,
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import secrets
 import shutil
@@ -26,10 +25,8 @@ from tqdm import tqdm
 from srgan_core.data import BENCHMARKS, benchmark_images, list_images, require_data_root
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png
 from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
-from srgan_core.paths import REPO_ROOT
 from study import design, store
 
-DEFAULT_DB = REPO_ROOT / "data" / "study" / "study.sqlite"
 ORIGINAL = "hr"
 CALIBRATION_FOLDER = Path("train") / "BSDS500_train"
 ANCHORS = {"nearest": 1, ORIGINAL: 5}  # the score each calibration / gold version stands for
@@ -56,10 +53,6 @@ class Request:
 
 class PrepareError(ValueError):
     """A study that cannot be prepared as asked (nothing is written)."""
-
-
-def default_db() -> Path:
-    return Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB)
 
 
 def _check_request(req: Request) -> None:
@@ -242,7 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
     parser.add_argument("--pause-every", type=int, default=50, help="offer a pause after every N rated images (0: never; default 50)")
     parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
-    parser.add_argument("--db", type=Path, default=None, help=f"study database (default: SRGAN_STUDY_DB or {DEFAULT_DB})")
+    parser.add_argument("--db", type=Path, default=None, help=f"study database (default: SRGAN_STUDY_DB or {store.DEFAULT_DB})")
     return parser.parse_args(argv)
 
 
@@ -252,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         args.name, args.datasets, args.methods, args.per_rater, args.repeats, args.seed, args.calibration, args.gold,
         args.pause_every, args.design, args.spacing,
     )
-    db_path = args.db or default_db()
+    db_path = args.db or store.default_db()
     try:
         counts = prepare(req, args.data_root, db_path, show_progress=True)
     except (PrepareError, FileNotFoundError, store.StoreError) as err:

@@ -18,9 +18,6 @@ import uvicorn
 from study import store
 from study.server import AdminTokenError, check_admin_token
 
-DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study" / "study.sqlite"
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
@@ -29,8 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--db",
         type=Path,
-        default=Path(os.environ.get("SRGAN_STUDY_DB") or DEFAULT_DB),
-        help=f"the study database (env SRGAN_STUDY_DB; default {DEFAULT_DB})",
+        default=store.default_db(),
+        help=f"the study database (env SRGAN_STUDY_DB; default {store.DEFAULT_DB})",
     )
     parser.add_argument(
         "--admin-token",

@@ -16,6 +16,7 @@ endpoint's failed-attempt counters.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ import pandas as pd
 
 from study.ratings import COLUMNS, PHASES
 
+DB_ENV = "SRGAN_STUDY_DB"
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study" / "study.sqlite"  # gitignored
 SCHEMA_VERSION = 2
 KINDS = ("trial", "calibration", "gold")
 RATING_COLUMNS = COLUMNS  # the long format study.analyze reads
@@ -151,6 +154,11 @@ CREATE TABLE admin_attempts (
     last_failure TEXT NOT NULL
 ) STRICT;
 """
+
+
+def default_db() -> Path:
+    """The study database when none is given: `SRGAN_STUDY_DB`, else data/study/study.sqlite in the clone."""
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
 
 
 class StoreError(RuntimeError):
