@@ -30,7 +30,7 @@ from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import MODELS_DIR
-from srgan_core.vgg import SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
+from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
 
 MANIFEST = "MANIFEST.json"
 COMPACT_VGG = Path("vgg19") / "vgg19_features_bf16.npz"
@@ -47,9 +47,9 @@ def chroma_subsampling(path: Path) -> int:
 def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, command: str) -> dict:
     """Write the bundle into `out` (which must not exist yet) and return its manifest."""
     root = require_data_root(data_root)
-    vgg = root / SHARED_WEIGHTS if (root / SHARED_WEIGHTS).is_file() else resolve_vgg_weights()
+    vgg = resolve_vgg_weights(data_root=root)
     if vgg is None:
-        raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: `python -m srgan_core.data download --only vgg19` fetches them")
+        raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: {GET_WEIGHTS} fetches them")
     niqe_model = niqe_model_path(root)
     if not niqe_model.is_file():
         raise FileNotFoundError(f"no NIQE model at {niqe_model}: `{FETCH_NIQE}` fetches it")

@@ -50,14 +50,12 @@ def committed_copy(path: Path, sha256: str) -> str | None:
     return None
 
 
-def git_show_command(commit: str, path: str, target: str) -> str:
-    """The shell line that writes the weights committed as `commit:path` to `target`."""
-    folder = str(Path(target).parent)
-    prefix = f"mkdir -p {folder} && " if folder != "." else ""
-    return f"{prefix}git show {commit}:{path} > {target}"
+def git_show_command(commit: str, path: str, method: str | None, iterations: int | None) -> str:
+    """The shell line that writes the weights committed as `commit:path` to runs/<method>-<iterations>.safetensors."""
+    return f"mkdir -p runs && git show {commit}:{path} > runs/{method}-{iterations}.safetensors"
 
 
-def describe_init(path: Path, shipped_as: str | None = None) -> dict:
+def describe_init(path: Path) -> dict:
     """The starting weights of a run, for its model card: file, sha256, their own card's iterations and time, and
     (when the repository holds them) the `git show` line that gets exactly these weights back."""
     card_path = path.with_suffix(".json")
@@ -71,7 +69,7 @@ def describe_init(path: Path, shipped_as: str | None = None) -> dict:
     }
     commit = committed_copy(path, sha256)
     if commit is not None:
-        info["git_show"] = git_show_command(commit, shown, f"runs/{card.get('method', path.stem)}-{card.get('iterations', 'start')}.safetensors")
+        info["git_show"] = git_show_command(commit, shown, card.get("method", path.stem), card.get("iterations"))
     return info
 
 
@@ -86,7 +84,7 @@ def link_init(card: dict) -> bool:
     if commit is None:
         return False
     init["weights"] = shipped
-    init["git_show"] = git_show_command(commit, shipped, f"runs/{init['method']}-{init['iterations']}.safetensors")
+    init["git_show"] = git_show_command(commit, shipped, init["method"], init["iterations"])
     card["rerun"] = rerun(card)
     return True
 
