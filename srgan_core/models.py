@@ -10,6 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+SCALE = 4  # the generator's two x2 sub-pixel stages; every 4x in the project reads it from here
+
+
+def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> the [-1, 1] range the generator's output and the discriminator's input use."""
+    return x * 2 - 1
+
+
+def signed_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """The generator's [-1, 1] output -> [0, 1] images (not clamped)."""
+    return (x + 1) / 2
+
 
 class ResidualBlock(nn.Module):
     """conv3x3-64 / BN / PReLU / conv3x3-64 / BN, plus the identity."""
