@@ -11,6 +11,7 @@ import torch
 
 from srgan_core.images import ImageError, load_image
 from srgan_core.imresize import imresize
+from srgan_core.models import SCALE, unit_to_signed
 from srgan_core.paths import GET_DATA, default_data_root
 
 BENCHMARKS = ("Set5", "Set14", "BSD100")
@@ -115,11 +116,11 @@ class TrainImages:
         return torch.where(flip_y, patch.flip(-2), patch).contiguous()
 
 
-def make_pair(hr: torch.Tensor, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def make_pair(hr: torch.Tensor, scale: int = SCALE) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 HR batch -> (LR in [0, 1], MATLAB bicubic /4 rounded to 8 bit; HR in [-1, 1])."""
     hr01 = hr.float() / 255
     lr = imresize(hr01, 1 / scale).clamp_(0, 1).mul_(255).round_().div_(255)
-    return lr, hr01 * 2 - 1
+    return lr, unit_to_signed(hr01)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,10 @@ from tqdm import tqdm
 
 from srgan_core.data import BENCHMARKS, benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
-from srgan_core.inference import generate_tiled, pick_device, prepare_generator
-from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method, weights_path
+from srgan_core.device import pick_device
+from srgan_core.inference import generate_tiled, prepare_generator
+from srgan_core.method_specs import METHODS, ORIGINAL, SPECS
+from srgan_core.methods import MethodUnavailable, Upscaler, load_method
 from srgan_core.metrics import colour_shift, psnr_y, ssim_y, subpixel_grid
 from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
@@ -96,9 +98,9 @@ def score_images(
 
 
 def score_originals(dataset: str, data_root: Path | str | None = None, images: list[str] | None = None) -> pd.DataFrame:
-    """NIQE of the HR images themselves (method "hr"), the reference a perceptual method should approach."""
+    """NIQE of the HR images themselves (method ORIGINAL), the reference a perceptual method should approach."""
     rows = [
-        {"dataset": dataset, "image": p.stem, "method": "hr", "niqe": niqe_or_nan(modcrop(load_image(p)), data_root)}
+        {"dataset": dataset, "image": p.stem, "method": ORIGINAL, "niqe": niqe_or_nan(modcrop(load_image(p)), data_root)}
         for p in benchmark_images(dataset, data_root)
         if images is None or p.stem in images
     ]
@@ -108,8 +110,9 @@ def score_originals(dataset: str, data_root: Path | str | None = None, images: l
 def training_budget(method: str) -> dict[str, float | None]:
     """Iterations and wall time from a learned method's model card (None for interpolation), and those of the
     weights it started from (an SRGAN's SRResNet-MSE), as recorded on the card when the run began."""
-    card = weights_path(method).with_suffix(".json")
-    if not card.is_file():
+    spec = SPECS.get(method)  # None for the originals
+    card = spec.weights_file.with_suffix(".json") if spec and spec.learned else None
+    if card is None or not card.is_file():
         return {"iterations": None, "wall_hours": None, "init_iterations": None, "init_wall_hours": None}
     info = json.loads(card.read_text())
     init = info.get("init") or {}
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     if "niqe" in table:
-        hr = table[table["method"] == "hr"].itertuples()
+        hr = table[table["method"] == ORIGINAL].itertuples()
         notes += ["The original HR images score a mean NIQE of " + ", ".join(f"{fmt(r.niqe, 2)} on {r.dataset}" for r in hr) + ".", ""]
     notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])
     report = "\n".join(notes) + "\n" + to_markdown(table)

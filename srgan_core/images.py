@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srgan_core.imresize import imresize
+from srgan_core.models import SCALE
 
-SCALE = 4
 MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
 
 

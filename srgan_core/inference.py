@@ -1,5 +1,5 @@
 """The fast inference path: BatchNorm folded, channels_last, inference_mode, overlapping tiles (the
-generator's own forward already runs its output convolution at half resolution). Measured against plain eager inference by `srgan_core.benchmark`."""
+generator's own forward already runs its output convolution at half resolution). Measured against plain eager inference by `tools.benchmark`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,15 @@ import functools
 import itertools
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from srgan_core.models import Generator, fuse_for_inference
+from srgan_core.device import check_precision
+from srgan_core.models import SCALE, Generator, fuse_for_inference, signed_to_unit
 
-SCALE = 4
 TILE = 224  # most LR pixels per tile side: inputs up to 272 px run in one pass; ~0.8 GB of activations per tile
 OVERLAP = 24  # LR pixels of context on each side of a tile; beyond this the receptive field's effect is < 1/255
-# float32 matches the paper's network to rounding. bfloat16 runs the generator under autocast: about 2x faster on
-# CPUs with native bf16 and on GPUs, output within a few 8-bit levels (results/performance.md). The app and `upscale`
-# use `default_precision`; `evaluate` and every published figure stay float32.
-PRECISIONS = ("float32", "bfloat16")
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def prepare_generator(generator: Generator, device: torch.device) -> nn.Module:
@@ -57,30 +46,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
 
 
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU has bfloat16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16; read on Linux).
-    Elsewhere bfloat16 is emulated on CPU and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def default_precision(device: torch.device) -> str:
-    """bfloat16 where the hardware runs it natively (CUDA with bf16, AMX, AVX512-BF16), float32 elsewhere."""
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
-
-
 @torch.inference_mode()
 def generate(model: nn.Module, lr: torch.Tensor, precision: str = "float32") -> torch.Tensor:
     """LR 1x3xHxW in [0, 1] -> SR in [0, 1], one pass."""
@@ -88,7 +53,7 @@ def generate(model: nn.Module, lr: torch.Tensor, precision: str = "float32") -> 
     x = lr.to(device).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision) == "bfloat16"):
         sr = model(x)
-    return ((sr.float() + 1) / 2).clamp_(0, 1).cpu()
+    return signed_to_unit(sr.float()).clamp_(0, 1).cpu()
 
 
 def tiles(size: int, tile: int) -> list[tuple[int, int]]:

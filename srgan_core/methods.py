@@ -1,4 +1,8 @@
-"""Every 4x method behind one interface: `load_method(name).upscale(lr_uint8) -> sr_uint8`."""
+"""Every 4x method behind one interface: `load_method(name).upscale(lr_uint8) -> sr_uint8`.
+
+The methods and their facts are the table in `method_specs`; this module turns them into upscalers, with
+the one cache of trained weights (keyed on the file's version, so retrained weights are picked up without a
+restart)."""
 
 from __future__ import annotations
 
@@ -10,27 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from srgan_core.images import ImageError, load_image, to_tensor, to_uint8
+from srgan_core.device import check_precision, pick_device
+from srgan_core.images import load_image, to_tensor, to_uint8
 from srgan_core.imresize import imresize
-from srgan_core.inference import check_precision, generate_tiled, pick_device, prepare_generator
-from srgan_core.models import Generator
-from srgan_core.paths import MODELS_DIR, REPO_ROOT
-
-DESCRIPTIONS = {
-    "nearest": "Nearest-neighbour x4 (the MOS low anchor)",
-    "bicubic": "MATLAB-compatible bicubic x4",
-    "srresnet-mse": "SRResNet trained on pixel MSE (best PSNR)",
-    "srgan-vgg22": "SRGAN, VGG19 phi_2,2 content loss + adversarial loss",
-    "srgan-vgg54": "SRGAN, VGG19 phi_5,4 content loss + adversarial loss (the paper's SRGAN)",
-    "srresnet-vgg22": "SRResNet on VGG19 phi_2,2 loss + total variation (Table 1 ablation)",
-    "srgan-mse": "SRGAN with pixel MSE content loss + adversarial loss (Table 1 ablation)",
-}
-METHODS = tuple(DESCRIPTIONS)
-INTERPOLATION_KERNELS = {"nearest": "box", "bicubic": "cubic"}
-LEARNED = tuple(m for m in METHODS if m not in INTERPOLATION_KERNELS)
+from srgan_core.inference import generate_tiled, prepare_generator
+from srgan_core.method_specs import KNOB_ENDS, METHODS, SPECS
+from srgan_core.models import SCALE, Generator
+from srgan_core.paths import shown_path
 
 
 class MethodUnavailable(RuntimeError):
@@ -53,6 +46,7 @@ class Upscaler:
     """Maps an LR image (uint8 HxWx3 array, PIL image or path) to its 4x SR image (uint8)."""
 
     name: str
+    precision: str  # what the arithmetic runs in
 
     def upscale(self, image: np.ndarray, progress: ProgressFn = None) -> np.ndarray:
         lr = load_image(image)
@@ -64,11 +58,13 @@ class Upscaler:
 
 
 class InterpolationUpscaler(Upscaler):
+    precision = "float64"
+
     def __init__(self, name: str) -> None:
-        self.name, self.kernel = name, INTERPOLATION_KERNELS[name]
+        self.name, self.kernel = name, SPECS[name].kernel
 
     def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
-        out = imresize(lr.double(), 4, kernel=self.kernel).clamp_(0, 1).float()
+        out = imresize(lr.double(), SCALE, kernel=self.kernel).clamp_(0, 1).float()
         if progress:
             progress(1.0)
         return out
@@ -83,56 +79,48 @@ class GeneratorUpscaler(Upscaler):
         return generate_tiled(self.model, lr, progress=progress, precision=self.precision)
 
 
-def weights_path(name: str) -> Path:
-    return MODELS_DIR / f"{name}.safetensors"
+# ----- trained weights: one cache, keyed on the file's version -----
+def _version(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size): changes whenever the file is replaced."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
 
 
-def _shown(path: Path) -> str:
-    """The path as the user should type it: relative to the repository when it is inside."""
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+@lru_cache(maxsize=8)
+def _read_weights(path: Path, version: tuple[int, int]) -> dict[str, torch.Tensor] | str:
+    """The file's tensors, or why it cannot be read (one line saying how to restore it)."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        return _damaged(path, exc)
+
+
+def _damaged(path: Path, reason: object) -> str:
+    return f"{shown_path(path)} is damaged ({reason}): restore it with `git checkout -- {shown_path(path)}`"
+
+
+def _weights(name: str) -> dict[str, torch.Tensor] | str:
+    path = SPECS[name].weights_file
+    if not path.is_file():
+        return (
+            f"no trained weights at {shown_path(path)}: restore them with `git checkout -- {shown_path(path)}` "
+            f"or train them with `python -m srgan_core.train --method {name}`"
+        )
+    return _read_weights(path, _version(path))
 
 
 def weights_problem(name: str) -> str | None:
     """Why the weights of a learned method cannot be used (one line saying how to fix it), or None."""
-    path = weights_path(name)
-    if not path.is_file():
-        return (
-            f"no trained weights at {_shown(path)}: restore them with `git checkout -- {_shown(path)}` "
-            f"or train them with `python -m srgan_core.train --method {name}`"
-        )
-    stat = path.stat()
-    return _header_problem(str(path), stat.st_mtime, stat.st_size)
-
-
-@lru_cache(maxsize=32)
-def _header_problem(path: str, mtime: float, size: int) -> str | None:
-    try:
-        with safe_open(path, "pt") as handle:
-            handle.keys()
-    except (SafetensorError, OSError) as exc:
-        return _damaged(Path(path), exc)
-    return None
-
-
-def _damaged(path: Path, reason: object) -> str:
-    return f"{_shown(path)} is damaged ({reason}): restore it with `git checkout -- {_shown(path)}`"
+    weights = _weights(name)
+    return weights if isinstance(weights, str) else None
 
 
 def load_state(name: str) -> dict[str, torch.Tensor]:
     """The trained generator weights of a learned method, read once per file version and shared (do not modify)."""
-    problem = weights_problem(name)
-    if problem:
-        raise MethodUnavailable(f"{name}: {problem}")
-    stat = weights_path(name).stat()
-    return _state_cached(str(weights_path(name)), stat.st_mtime, stat.st_size)
-
-
-@lru_cache(maxsize=8)
-def _state_cached(path: str, mtime: float, size: int) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as exc:
-        raise MethodUnavailable(_damaged(Path(path), exc)) from None
+    weights = _weights(name)
+    if isinstance(weights, str):
+        raise MethodUnavailable(f"{name}: {weights}")
+    return weights
 
 
 def load_generator(name: str) -> Generator:
@@ -142,41 +130,39 @@ def load_generator(name: str) -> Generator:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a readable file holding something else than this generator
         reason = str(exc).splitlines()[0].rstrip(":")
-        raise MethodUnavailable(_damaged(weights_path(name), f"not a generator: {reason}")) from None
+        raise MethodUnavailable(_damaged(SPECS[name].weights_file, f"not a generator: {reason}")) from None
     return generator.eval()
 
 
 def list_methods() -> list[MethodInfo]:
     infos = []
-    for name in METHODS:
-        learned = name in LEARNED
-        reason = weights_problem(name) if learned else None
-        infos.append(MethodInfo(name, DESCRIPTIONS[name], learned, reason is None, reason))
+    for spec in SPECS.values():
+        reason = weights_problem(spec.name) if spec.learned else None
+        infos.append(MethodInfo(spec.name, spec.description, spec.learned, reason is None, reason))
     return infos
 
 
+# ----- upscalers: built once per weights version, device and precision, and shared -----
 _lock = threading.Lock()
 
 
+def _versions(*names: str) -> tuple:
+    return tuple(_version(SPECS[n].weights_file) if SPECS[n].weights_file.is_file() else None for n in names)
+
+
 def load_method(name: str, device: str | torch.device | None = None, precision: str = "float32") -> Upscaler:
-    """The upscaler for `name`, loaded once per device and precision and shared. `precision` applies to the
-    learned methods ("bfloat16": faster, within a few 8-bit levels); interpolation always runs in float64."""
-    if name not in DESCRIPTIONS:
+    """The upscaler for `name`. `precision` applies to the learned methods ("bfloat16": faster, within a few
+    8-bit levels); interpolation always runs in float64."""
+    if name not in SPECS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     check_precision(precision)
     with _lock:
-        return _load_cached(name, str(pick_device(device)), precision, _mtime(name))
-
-
-def _mtime(name: str) -> float:
-    """Part of the cache key, so retrained weights are picked up without a restart."""
-    path = weights_path(name)
-    return path.stat().st_mtime if path.is_file() else 0.0
+        return _upscaler(name, str(pick_device(device)), precision, _versions(name) if SPECS[name].learned else ())
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, device: str, precision: str, mtime: float) -> Upscaler:
-    if name in INTERPOLATION_KERNELS:
+def _upscaler(name: str, device: str, precision: str, versions: tuple) -> Upscaler:
+    if not SPECS[name].learned:
         return InterpolationUpscaler(name)
     return GeneratorUpscaler(name, load_generator(name), torch.device(device), precision)
 
@@ -192,23 +178,17 @@ def interpolate_generators(a: Generator, b: Generator, alpha: float) -> Generato
     return out.eval()
 
 
-def interpolated_upscaler(
-    alpha: float, device: str | torch.device | None = None, precision: str = "float32"
-) -> Upscaler:
-    """The perception-distortion knob: srresnet-mse (alpha 0) blended into srgan-vgg54 (alpha 1)."""
-    a, b = load_generator("srresnet-mse"), load_generator("srgan-vgg54")
-    blended = interpolate_generators(a, b, alpha)
-    return GeneratorUpscaler(f"interpolated-{alpha:.2f}", blended, pick_device(device), precision)
+def interpolated_upscaler(alpha: float, device: str | torch.device | None = None, precision: str = "float32") -> Upscaler:
+    """The perception-distortion knob: the first of KNOB_ENDS (alpha 0) blended into the second (alpha 1); the
+    few used last are kept."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_precision(precision)
+    with _lock:
+        return _blended(float(alpha), str(pick_device(device)), precision, _versions(*KNOB_ENDS))
 
 
-__all__ = [
-    "METHODS",
-    "ImageError",
-    "MethodInfo",
-    "MethodUnavailable",
-    "Upscaler",
-    "interpolated_upscaler",
-    "list_methods",
-    "load_method",
-    "weights_problem",
-]
+@lru_cache(maxsize=4)
+def _blended(alpha: float, device: str, precision: str, versions: tuple) -> Upscaler:
+    blended = interpolate_generators(*(load_generator(name) for name in KNOB_ENDS), alpha)
+    return GeneratorUpscaler(f"interpolated-{alpha:.2f}", blended, torch.device(device), precision)

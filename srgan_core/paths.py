@@ -26,3 +26,8 @@ def default_data_root() -> Path | None:
     if any((CLONE_DATA / part).is_dir() for part in DATA_PARTS):
         return CLONE_DATA
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+def shown_path(path: Path) -> str:
+    """A path as a user should type it: relative to the repository when it is inside."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)

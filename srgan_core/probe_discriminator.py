@@ -27,7 +27,7 @@ from srgan_core.imresize import imresize
 from srgan_core.methods import load_generator, weights_path
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import TRAINING_DIR
-from srgan_core.train import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
+from srgan_core.losses import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.vgg import VGGFeatures
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows

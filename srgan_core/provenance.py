@@ -1,17 +1,27 @@
-"""Where trained weights came from, for their model cards: hardware, commit, and starting weights a user can get."""
+"""Where trained weights came from: their model card (recipe, schedule, every run's hardware and precision,
+commit, and the starting weights, with the `git show` line that gets them back)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from srgan_core.download import sha256_file
+from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.paths import REPO_ROOT
+
+if TYPE_CHECKING:  # train imports this module
+    from srgan_core.checkpoint import Progress
+    from srgan_core.method_specs import Recipe
+    from srgan_core.train import Schedule, TrainConfig
 
 
 def hardware(device: torch.device) -> str:
@@ -89,6 +99,45 @@ def link_init(card: dict) -> bool:
     return True
 
 
+def model_card(
+    config: TrainConfig, recipe: Recipe, schedule: Schedule, progress: Progress, device: torch.device, processes: int,
+    precision: str, data: list[str],
+) -> dict:
+    """The JSON model card of weights trained by `srgan_core.train`: how to read and how to remake them."""
+    adversarial = recipe.adversarial
+    card = {
+        "method": config.method,
+        "iterations": progress.iteration,
+        "preset": config.preset,
+        "schedule": asdict(schedule),
+        "recipe": asdict(recipe),
+        "adversarial_weight": ADVERSARIAL_WEIGHT if adversarial else 0.0,
+        "adversarial_reduction": config.adversarial_reduction if adversarial else None,
+        "discriminator_batch": config.discriminator_batch if adversarial else None,
+        "seed": config.seed,
+        "data": data,
+        "device": str(device),
+        "hardware": hardware(device),
+        "processes": processes,
+        "samples_seen": progress.samples_seen,
+        "wall_seconds": round(progress.wall_seconds, 1),
+        "precision": precision,
+        "commit": git_commit(),
+        "runs": progress.runs,
+        "init": progress.starting_weights,
+        "log": f"results/training/{config.method}_log.csv",
+    }
+    card["rerun"] = rerun(card)
+    return card
+
+
+def write_card(path: Path, card: dict) -> None:
+    """Write a model card atomically."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def rerun(card: dict) -> list[str]:
     """Shell lines that train the card's recipe again in one uninterrupted run, into runs/: get the starting weights,
     then train with the schedule of the card's last run. (The shipped weights may come from several resumed runs, each with a fresh
@@ -128,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             continue
         if link_init(card):
-            path.write_text(json.dumps(card, indent=2) + "\n")
+            write_card(path, card)
             print(f"{path}: {card['init']['git_show']}")
         elif card.get("init"):
             print(f"{path}: its starting weights (sha256 {card['init']['sha256'][:12]}...) are in no commit of "

@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from srgan_core.data import IMAGE_SUFFIXES
 from srgan_core.images import ImageError, load_image, save_png
-from srgan_core.inference import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
-from srgan_core.methods import LEARNED, METHODS, MethodUnavailable, load_method
+from srgan_core.device import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
+from srgan_core.method_specs import METHODS
+from srgan_core.methods import MethodUnavailable, load_method
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        print(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]}, {precision if args.method in LEARNED else 'float64'})")
+        print(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]}, {upscaler.precision})")
     return 1 if failures else 0
 
 

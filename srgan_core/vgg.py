@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from srgan_core.models import signed_to_unit
 from srgan_core.paths import default_data_root
 
 # phi_i,j = output of the ReLU after the j-th conv before the i-th max-pool, as an index into vgg19().features.
@@ -109,7 +110,7 @@ class VGGFeatures(nn.Module):
         self.rescale = RESCALE[layer] if rescale is None else rescale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = ((x + 1) / 2 - self.mean) / self.std
+        x = (signed_to_unit(x) - self.mean) / self.std
         return self.net(x) * self.rescale
 
     def train(self, mode: bool = True) -> "VGGFeatures":

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from srgan_core import benchmark
 from srgan_core.inference import generate, keep_freed_memory, prepare_generator, tiles
-from srgan_core.models import Generator, half_resolution_kernel
+from srgan_core.half_resolution import half_resolution_kernel
+from srgan_core.models import Generator
 from tests.test_models import randomise_batchnorm
 
 

@@ -18,9 +18,9 @@ from srgan_core.models import Generator
 
 
 def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from srgan_core import methods
+    from srgan_core import method_specs
 
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "no-weights")  # srgan-mse is then skipped, not scored
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path / "no-weights")  # srgan-mse is then skipped, not scored
     evaluate.main(["--methods", "nearest", "bicubic", "srgan-mse", "--datasets", "Set5", "--data-root", str(data_root),
                    "--out", str(tmp_path), "--save-images", str(tmp_path / "sr")])
     table = pd.read_csv(tmp_path / "benchmarks.csv")
@@ -65,9 +65,9 @@ def test_evaluate_scores_niqe_on_the_matlab_scale(data_root: Path, tmp_path: Pat
 
 
 def test_training_budget_counts_the_initial_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from srgan_core import methods
+    from srgan_core import method_specs
 
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
     init = {"method": "srresnet-mse", "iterations": 14500, "wall_seconds": 17455.5}
     (tmp_path / "srgan-vgg54.json").write_text(json.dumps({"iterations": 1200, "wall_seconds": 5400.0, "init": init}))
     (tmp_path / "srresnet-mse.json").write_text(json.dumps({"iterations": 14500, "wall_seconds": 17455.5}))
@@ -97,9 +97,9 @@ def test_upscale_single_file_to_named_output(photo: np.ndarray, tmp_path: Path) 
 
 
 def test_upscale_bfloat16_option(photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from srgan_core import methods
+    from srgan_core import method_specs
 
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
     save_file(Generator().state_dict(), str(tmp_path / "srresnet-mse.safetensors"))
     Image.fromarray(photo).save(tmp_path / "a.png")
     monkeypatch.setattr(upscale, "cpu_has_native_bf16", lambda: False)
@@ -110,9 +110,9 @@ def test_upscale_bfloat16_option(photo: np.ndarray, tmp_path: Path, monkeypatch:
 
 
 def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
-    from srgan_core import methods
+    from srgan_core import method_specs
 
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "none")
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path / "none")
     Image.fromarray(photo).save(tmp_path / "a.png")
     assert upscale.main([str(tmp_path / "a.png"), "--method", "srgan-vgg54", "-o", str(tmp_path / "o.png")]) == 2
     assert "no trained weights" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from srgan_core import methods
+from srgan_core import method_specs
+from srgan_core.paths import REPO_ROOT
 from srgan_core.images import to_tensor
 from srgan_core.inference import generate, generate_tiled, prepare_generator
 from srgan_core.methods import MethodUnavailable, interpolate_generators, list_methods, load_method
@@ -19,7 +20,7 @@ from tests.test_models import randomise_batchnorm
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
     return tmp_path
 
 
@@ -52,9 +53,9 @@ def test_missing_weights_make_a_method_unavailable(models_dir: Path) -> None:
 )
 def test_damaged_weights_make_a_method_unavailable_saying_how_to_restore_them(models_dir: Path, content, problem) -> None:
     path = models_dir / "srresnet-mse.safetensors"
-    path.write_bytes(content((methods.REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()))
+    path.write_bytes(content((REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()))
     info = {i.name: i for i in list_methods()}["srresnet-mse"]
-    if problem != "not a generator":  # list_methods reads headers only; other tensors are found when loading
+    if problem != "not a generator":  # a readable file of other tensors is found out when it is loaded as a generator
         assert not info.available and "is damaged" in info.reason and f"git checkout -- {path}" in info.reason
     with pytest.raises(MethodUnavailable, match=problem) as refused:
         load_method("srresnet-mse")
@@ -68,11 +69,11 @@ def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
 
 
 def test_the_precision_default_is_bfloat16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
-    from srgan_core import inference
+    from srgan_core import device
 
     for native, expected in [(True, "bfloat16"), (False, "float32")]:
-        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda native=native: native)
-        assert inference.default_precision(torch.device("cpu")) == expected
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda native=native: native)
+        assert device.default_precision(torch.device("cpu")) == expected
 
 
 @pytest.mark.parametrize("name", ["nearest", "bicubic"])

@@ -36,7 +36,7 @@ def test_card_rerun_commands_parse_and_never_overwrite_the_shipped_weights(path:
     args = train.parse_args(shlex.split(command)[3:])
     assert args.method == card["method"] and args.iters == card["iterations"] and args.out.parts[0] == "runs"
     if card.get("init"):
-        assert fetch == [card["init"]["git_show"]] and str(args.init) == card["init"]["git_show"].rsplit("> ", 1)[1]
+        assert fetch == [card["init"]["git_show"]] and str(args.init_weights) == card["init"]["git_show"].rsplit("> ", 1)[1]
 
 
 @pytest.mark.skipif(not git_history_available(), reason="needs the repository's full git history")

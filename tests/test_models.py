@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srgan_core import models
+from srgan_core import half_resolution
 from srgan_core.models import Discriminator, Generator, count_parameters, fuse_for_inference
 
 
@@ -77,7 +77,7 @@ def test_fast_forward_trains_like_the_paper_layout() -> None:
 def test_generator_trains_after_running_under_inference_mode() -> None:
     """The moved kernel's cached index must not become an inference tensor (the app and evaluation run
     under inference_mode, and a process may train afterwards)."""
-    models._half_resolution_index.cache_clear()
+    half_resolution._half_resolution_index.cache_clear()
     generator = Generator()
     with torch.inference_mode():
         generator(torch.rand(1, 3, 8, 8))

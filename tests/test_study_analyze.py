@@ -130,10 +130,10 @@ def test_datasets_in_paper_order_and_gold_tolerance(tmp_path: Path):
 def test_metrics_next_to_mos_and_missing_weights_noted(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    import srgan_core.methods
+    import srgan_core.method_specs
     from srgan_core.evaluate import score_images
 
-    monkeypatch.setattr(srgan_core.methods, "MODELS_DIR", tmp_path / "no-weights")  # every learned method missing
+    monkeypatch.setattr(srgan_core.method_specs, "MODELS_DIR", tmp_path / "no-weights")  # every learned method missing
     ratings = synthetic_ratings()
     ratings = ratings[ratings["image"].isin(["baby", "bird"]) | (ratings["phase"] != "trial")]
     path = tmp_path / "ratings.csv"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_core import methods
+from srgan_core import method_specs
 from srgan_core.images import downscale_x4, load_image, modcrop
 from srgan_core.methods import load_method
 from study import prepare, store
@@ -118,7 +118,7 @@ def nothing_written(db: Path, name: str = "pilot") -> bool:
 
 
 def test_refuses_learned_method_without_weights_naming_them(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(methods, "MODELS_DIR", tmp_path / "no-models")
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path / "no-models")
     db = tmp_path / "study.sqlite"
     with pytest.raises(prepare.PrepareError, match=r"srgan-vgg54.*srgan-vgg54\.safetensors"):
         prepare.prepare(request(methods=["srgan-vgg54", "hr"]), data, db)

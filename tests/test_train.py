@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from srgan_core import train
+from srgan_core import device, losses, train
 from srgan_core.download import sha256_file
 from srgan_core.models import Generator
 from srgan_core.paths import REPO_ROOT
@@ -98,7 +98,7 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     args = train.parse_args(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--decay-at", "4", "--device", "cpu"])
     trainer = train.Trainer(args)
     for iteration, lr in [(3, 2e-4), (4, 2e-5)]:
-        trainer.iteration = iteration
+        trainer.progress.iteration = iteration
         trainer.set_lr()
         assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(lr)
     never = train.Trainer(train.parse_args(["--method", "srresnet-mse", "--decay-at", "0", "--device", "cpu"]))
@@ -107,15 +107,15 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
 
 
 @pytest.mark.parametrize("preset", sorted(train.PRESETS))
-@pytest.mark.parametrize("method", sorted(train.RECIPES))
+@pytest.mark.parametrize("method", sorted(train.TRAINABLE))
 def test_every_schedule_drops_its_rate_inside_its_budget(method: str, preset: str) -> None:
     schedule = train.schedule_for(method, preset)
     assert schedule.decay_at is None or 0 < schedule.decay_at < schedule.iters
 
 
 def test_cpu_srresnet_vgg22_fine_tunes_srresnet_mse_instead_of_training_from_scratch() -> None:
-    assert train.recipe_for("srresnet-vgg22", "cpu").init == "srresnet-mse"
-    assert train.recipe_for("srresnet-vgg22", "paper").init is None
+    assert train.recipe_for("srresnet-vgg22", "cpu").init_method == "srresnet-mse"
+    assert train.recipe_for("srresnet-vgg22", "paper").init_method is None
     fine_tune, from_scratch = train.schedule_for("srresnet-vgg22", "cpu"), train.schedule_for("srresnet-mse", "cpu")
     assert fine_tune.iters < from_scratch.iters and fine_tune.lr < from_scratch.lr
 
@@ -124,7 +124,7 @@ def test_cpu_srresnet_vgg22_fine_tunes_srresnet_mse_instead_of_training_from_scr
 def test_cpu_mixed_precision_casts_the_whole_step_or_the_loss_networks_only(
     tiny_data: Path, vgg_weights: Path, monkeypatch: pytest.MonkeyPatch, amp: str, generator_dtype: torch.dtype
 ) -> None:
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
     common = ["--method", "srgan-vgg54", "--data-root", str(tiny_data), "--vgg-weights", str(vgg_weights),
               "--batch-size", "2", "--crop", "32", "--device", "cpu"]
     trainer = train.Trainer(train.parse_args(common + ["--amp", amp]))
@@ -176,7 +176,7 @@ def test_adversarial_term_is_summed_over_the_papers_batch_as_in_eq_6(tiny_data: 
     assert mean.adversarial_scale == pytest.approx(1e-3)
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).adversarial_scale == 0.0
     with pytest.raises(ValueError, match="adversarial reduction"):
-        train.adversarial_scale("max")
+        losses.adversarial_scale("max")
 
 
 @pytest.mark.parametrize("mode, batches", [("separate", [2, 2, 2]), ("joint", [4, 4])])
@@ -224,3 +224,13 @@ def test_validation_logs_set5_niqe_on_the_matlab_scale(data_root: Path, tmp_path
     last = pd.read_csv(tmp_path / "r" / "log.csv").iloc[-1]
     assert 4 < last["set5_niqe"] < 12  # the shipped SRResNet-MSE scores 7.4 on Set5 (results/benchmarks.md)
     assert last["set5_psnr"] > 30
+
+
+def test_command_line_builds_a_frozen_config_with_the_config_defaults() -> None:
+    config = train.parse_args(["--method", "srgan-vgg54", "--no-final-eval", "--init", "x.safetensors"])
+    assert config == train.TrainConfig(
+        method="srgan-vgg54", final_eval=False, init_weights=Path("x.safetensors"), command=config.command
+    )
+    assert config.command.startswith("python -m srgan_core.train ")
+    with pytest.raises(AttributeError):
+        config.iters = 5  # type: ignore[misc]

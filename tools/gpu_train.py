@@ -31,7 +31,7 @@ import torch
 
 from srgan_core import train
 from srgan_core.data import TrainImages, train_folders
-from srgan_core.inference import pick_device
+from srgan_core.device import pick_device
 from srgan_core.pack import COMPACT_VGG
 from srgan_core.provenance import hardware
 
