@@ -8,7 +8,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
@@ -31,23 +30,14 @@ from demo.inputs import (
 )
 from srgan_core.data import BENCHMARKS
 from srgan_core.images import ImageError, load_image, save_png
-from srgan_core.inference import default_precision, pick_device
-from srgan_core.methods import (
-    INTERPOLATION_KERNELS,
-    METHODS,
-    MethodUnavailable,
-    Upscaler,
-    interpolated_upscaler,
-    list_methods,
-    load_method,
-    weights_path,
-)
+from srgan_core.device import default_precision, pick_device
+from srgan_core.method_specs import KNOB_ENDS, METHODS
+from srgan_core.methods import MethodUnavailable, Upscaler, interpolated_upscaler, list_methods, load_method
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.paths import GET_DATA
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
 ORIGINAL = "original"
-KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")  # alpha 0 and alpha 1 of the perception-distortion knob
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
 KEEP_DOWNLOADS_SECONDS = 3600
 PREFERRED_RIGHT = ("srgan-vgg54", "srgan-vgg22", "srgan-mse", "srresnet-vgg22", "srresnet-mse")
@@ -214,7 +204,7 @@ def run_comparison(
         start = time.perf_counter()
         sr = upscaler.upscale(prepared.lr)
         seconds = time.perf_counter() - start
-        used = "float64" if name in INTERPOLATION_KERNELS else precision
+        used = upscaler.precision
         comparison.outputs[name] = sr
         row |= {"status": "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
         caption = f"{name} · {seconds:.2f} s · {used}"
@@ -304,14 +294,8 @@ def select_crop(
 
 
 def knob_upscaler(alpha: float, precision: str) -> Upscaler:
-    """The blended generator for `alpha`, kept for the few alphas used last (rebuilt when weights change)."""
-    stamps = tuple(weights_path(n).stat().st_mtime if weights_path(n).is_file() else 0.0 for n in KNOB_ENDS)
-    return _knob_cached(round(float(alpha), 2), precision, stamps)
-
-
-@lru_cache(maxsize=4)
-def _knob_cached(alpha: float, precision: str, stamps: tuple[float, ...]) -> Upscaler:
-    return interpolated_upscaler(alpha, precision=precision)
+    """The blended generator for the slider's `alpha` (steps of 0.01; `interpolated_upscaler` keeps the last few)."""
+    return interpolated_upscaler(round(float(alpha), 2), precision=precision)
 
 
 def run_knob(
