@@ -20,7 +20,7 @@ from skimage import data as skdata
 from app import create_app
 from demo.crops import crop_box, zoomed
 from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, prepare
-from srgan_core import methods
+from srgan_core import method_specs, methods
 from srgan_core.evaluate import score_images
 from srgan_core.images import ImageError, downscale_x4, modcrop
 from srgan_core.metrics import psnr_y, ssim_y
@@ -49,7 +49,7 @@ def running_app(tmp: Path, random_weights: tuple[str, ...] = RANDOM_WEIGHTS) -> 
             torch.manual_seed(0)
             for name in random_weights:
                 save_file(Generator().state_dict(), str(models_dir / f"{name}.safetensors"))
-            patch.setattr(methods, "MODELS_DIR", models_dir)
+            patch.setattr(method_specs, "MODELS_DIR", models_dir)
         app = create_app(default_data_root(), tmp / "study.sqlite", "test-token", tmp / "results")
         app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
@@ -118,7 +118,7 @@ def test_every_available_method_returns_a_4x_image_and_the_rest_say_why(client: 
     # The download is lossless: exactly the array the method produced.
     assert np.array_equal(outputs["cat_bicubic_x4.png"], methods.load_method("bicubic").upscale(lr))
     assert [item["caption"].split(" · ")[0] for item in result["gallery"]] == [
-        n for n in methods.METHODS if n in available
+        n for n in method_specs.METHODS if n in available
     ]
 
 

@@ -14,14 +14,14 @@ from PIL import Image
 
 from srgan_core.paths import REPO_ROOT
 
-# Runs `python -m MODULE ARGS...`, first pointing srgan_core.methods at CASE_MODELS_DIR when it is set (so a
+# Runs `python -m MODULE ARGS...`, first pointing srgan_core.method_specs at CASE_MODELS_DIR when it is set (so a
 # case can bring missing or damaged weights without touching results/models).
 RUNNER = """
 import os, runpy, sys
 from pathlib import Path
 if os.environ.get("CASE_MODELS_DIR"):
-    import srgan_core.methods
-    srgan_core.methods.MODELS_DIR = Path(os.environ["CASE_MODELS_DIR"])
+    import srgan_core.method_specs
+    srgan_core.method_specs.MODELS_DIR = Path(os.environ["CASE_MODELS_DIR"])
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
