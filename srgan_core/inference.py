@@ -1,5 +1,5 @@
 """The fast inference path: BatchNorm folded, channels_last, inference_mode, overlapping tiles (the
-generator's own forward already runs its output convolution at half resolution). Measured against plain eager inference by `srgan_core.benchmark`."""
+generator's own forward already runs its output convolution at half resolution). Measured against plain eager inference by `tools.benchmark`."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ class VGGLoss(nn.Module):
 
     HR goes through VGG under no_grad, on its own: sending SR and HR as one batch would make the backward
     pass compute input gradients for the HR half too, which costs more than the larger batch saves
-    (measured by `srgan_core.benchmark`, see results/performance.md)."""
+    (measured by `tools.benchmark`, see results/performance.md)."""
 
     def __init__(self, features: VGGFeatures) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""What a fresh discriminator keys on: `python -m srgan_core.probe_discriminator [--steps 150]`.
+"""What a fresh discriminator keys on: `python -m tools.probe_discriminator [--steps 150]`.
 
 SRGAN starts a new discriminator against a generator pre-trained on MSE, and D(G(z)) then drops towards 0
 within a few hundred iterations. This probe asks why: it trains the paper's discriminator from scratch on
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     grads = gradient_norms(
         discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed, args.discriminator_batch
     )
-    command = shlex.join(["python", "-m", "srgan_core.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "tools.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, curve, scores, grads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -1,4 +1,4 @@
-"""Which content loss holds colour and the sub-pixel grid in place: `python -m srgan_core.probe_artefacts`.
+"""Which content loss holds colour and the sub-pixel grid in place: `python -m tools.probe_artefacts`.
 
 The SRGANs trained here carry a colour cast (a per-channel offset of the mean) and a sub-pixel grid (a 4x4
 periodic pattern, one offset per pixel-shuffle position). This probe asks each content loss which offset and
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(probe(name, generator, loss_name, loss_fn, images, args.batches, args.batch, args.crop, args.seed))
             print(f"{name} / {loss_name}: done", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (names.index(r.generator), args.losses.index(r.loss)))
-    command = shlex.join(["python", "-m", "srgan_core.probe_artefacts", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "tools.probe_artefacts", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Whole-process timings for `srgan_core.benchmark`: the app's Compare tab as a browser drives it (over HTTP,
+"""Whole-process timings for `tools.benchmark`: the app's Compare tab as a browser drives it (over HTTP,
 each method's result timed as it arrives) and `upscale` against a plain eager PyTorch process."""
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def render(results: dict) -> list[str]:
     out += [
         f"`upscale --method srresnet-mse` of a {w}x{h} photo (-> {4 * w}x{4 * h}) as whole processes (interpreter start, "
         "imports, weights, run, PNG), against a plain eager PyTorch program doing the same (`PLAIN_PROCESS` in "
-        f"`srgan_core/benchmark_app.py`); {PROCESS_REPEATS} interleaved runs each.",
+        f"`tools/benchmark_app.py`); {PROCESS_REPEATS} interleaved runs each.",
         "",
         "| process | best s | median s | vs plain (best) |",
         "|---|---|---|---|",

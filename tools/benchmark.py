@@ -1,10 +1,10 @@
 """Speed of the project's inference and training paths against plain PyTorch and the machine's matmul peak.
 
-`python -m srgan_core.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
+`python -m tools.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
 float32 matmul rate (the reference peak), generator inference at several sizes (plain eager vs the project's
 `srgan_core.inference`), a 960x540 -> 3840x2160 tiled run (wall time and peak RSS in a child process) with
 the tiled-vs-untiled difference, whole processes (`upscale` against a plain eager program, and the app's
-Compare tab driven over HTTP: `srgan_core.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
+Compare tab driven over HTTP: `tools.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
 CUDA with AMP when a GPU is present. Times are the best of interleaved repeats: on a shared machine the
 fastest run is the least disturbed one.
 """
@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan_core import benchmark_app, train
+from srgan_core import train
 from srgan_core.data import TrainImages, make_pair
 from srgan_core.inference import OVERLAP, PRECISIONS, TILE, generate, generate_tiled, pick_device, prepare_generator, tiles
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Discriminator, Generator
 from srgan_core.paths import REPO_ROOT
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
+from tools import benchmark_app
 
 SCALE = 4
 TRAIN_METHODS = ("srresnet-mse", "srgan-vgg54")
@@ -62,7 +63,7 @@ class Sizes:
     crop: int
     train_repeats: int
     compile_size: int | None  # LR side for the torch.compile trial; None = skip it
-    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (srgan_core.benchmark_app)
+    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (tools.benchmark_app)
 
 
 FULL = Sizes((64, 128, 256), 3, (2048, 4096), (960, 540), (320, 256), TILE, OVERLAP, 16, 96, 3, 64)
@@ -196,8 +197,8 @@ def plain_child(config_json: str) -> None:
 
 
 def child_json(function: str, config: dict) -> dict:
-    """Run `srgan_core.benchmark.<function>(json config)` in a fresh interpreter; its last stdout line, parsed."""
-    code = f"import sys; from srgan_core.benchmark import {function}; {function}(sys.argv[1])"
+    """Run `tools.benchmark.<function>(json config)` in a fresh interpreter; its last stdout line, parsed."""
+    code = f"import sys; from tools.benchmark import {function}; {function}(sys.argv[1])"
     result = subprocess.run([sys.executable, "-c", code, json.dumps(config)], cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{function} failed:\n{result.stderr[-2000:]}")
@@ -746,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         runs["CUDA with AMP"] = run_device(sizes, pick_device("cuda"), amp=True, vgg_weights=vgg_weights)
     meta = {
-        "command": shlex.join(["python", "-m", "srgan_core.benchmark", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "-m", "tools.benchmark", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "minutes": (time.monotonic() - started) / 60,
         "machine": machine_info(),
