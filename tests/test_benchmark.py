@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_core import benchmark
 from srgan_core.inference import generate, keep_freed_memory, prepare_generator, tiles
 from srgan_core.half_resolution import half_resolution_kernel
 from srgan_core.models import Generator
 from tests.test_models import randomise_batchnorm
+from tools import benchmark
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> 
     out = tmp_path / "performance.md"
     assert benchmark.main(["--quick", "--threads", "1", "--out", str(out), "--note", "smoke test"]) == 0
     report = out.read_text()
-    assert "python -m srgan_core.benchmark --quick --threads 1 --out " in report
+    assert "python -m tools.benchmark --quick --threads 1 --out " in report
     assert f"| CPU | {benchmark.cpu_model()} |" in report and "Load average (1 min) at start" in report
     assert "> smoke test" in report
     assert "Reference peak (best of the above): **" in report
@@ -114,7 +114,7 @@ def test_a_second_pass_reuses_the_first_ones_memory() -> None:
 
 
 def test_whole_process_section_lists_every_run_and_the_knob() -> None:
-    from srgan_core import benchmark_app
+    from tools import benchmark_app
 
     upscale = [{"variant": "plain eager process (float32)", "best": 4.0, "median": 4.5, "runs": 4, "vs_plain": 1.0},
                {"variant": "`upscale` (default here: bfloat16)", "best": 2.0, "median": 2.2, "runs": 4, "vs_plain": 2.0}]

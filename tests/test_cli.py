@@ -120,7 +120,7 @@ def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, 
 
 @pytest.mark.parametrize("d_batch, wording", [("joint", "as one batch"), ("separate", "in separate batches")])
 def test_discriminator_probe_reports_every_cue(data_root: Path, vgg_weights: Path, tmp_path: Path, d_batch: str, wording: str) -> None:
-    from srgan_core import probe_discriminator
+    from tools import probe_discriminator
 
     out = tmp_path / "probe.md"
     argv = ["--steps", "2", "--batch", "2", "--crop", "32", "--eval-batches", "1", "--log-every", "1", "--out", str(out),

@@ -71,13 +71,13 @@ CASES = [
     Case("srgan_core.data", ("download", "--to", "/proc/nope", "--only", "benchmarks"), "/proc/nope", env=OFFLINE),
     Case("srgan_core.download", ("--check", "--to", "{tmp}/empty", "--only", "benchmarks"), "do not verify"),
     # figures
-    Case("srgan_core.figures", ("curves", "{tmp}/no-log.csv", "-o", "{tmp}/c.png"), "no-log.csv"),
-    Case("srgan_core.figures", ("curves", "{tmp}/image.png", "-o", "{tmp}/c.png"), "image.png"),
-    Case("srgan_core.figures", ("compare", "--image", "nosuch", "-o", "{tmp}/f.png"), "nosuch"),
-    Case("srgan_core.figures", ("compare", "--methods", "nearest", "-o", "/proc/nope/f.png"), "/proc/nope"),
+    Case("tools.figures", ("curves", "{tmp}/no-log.csv", "-o", "{tmp}/c.png"), "no-log.csv"),
+    Case("tools.figures", ("curves", "{tmp}/image.png", "-o", "{tmp}/c.png"), "image.png"),
+    Case("tools.figures", ("compare", "--image", "nosuch", "-o", "{tmp}/f.png"), "nosuch"),
+    Case("tools.figures", ("compare", "--methods", "nearest", "-o", "/proc/nope/f.png"), "/proc/nope"),
     # benchmark: a report it could not write must be refused before minutes of measuring
-    Case("srgan_core.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
-    Case("srgan_core.benchmark", ("--threads", "many"), "invalid int value"),
+    Case("tools.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
+    Case("tools.benchmark", ("--threads", "many"), "invalid int value"),
 ]
 
 # ---- srgan_core.train cases: the lead extends this list (same Case fields; {tmp} as above). ----
@@ -95,7 +95,7 @@ TRAIN_CASES = [
     Case("srgan_core.provenance", ("{tmp}/no-card.json",), "no-card.json"),
 ]
 
-HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "srgan_core.figures", "srgan_core.benchmark",
+HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark",
         "srgan_core.train", "srgan_core.pack", "srgan_core.provenance"]
 
 

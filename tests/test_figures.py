@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from srgan_core import figures
+from tools import figures
 
 
 def write_log(path: Path, gan: bool) -> None:

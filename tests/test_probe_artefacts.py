@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from srgan_core import losses, probe_artefacts
-from srgan_core.probe_artefacts import LEVEL, loss_optimal_perturbation, own_artefacts
+from srgan_core import losses
+from tools import probe_artefacts
+from tools.probe_artefacts import LEVEL, loss_optimal_perturbation, own_artefacts
 
 
 def planted(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:

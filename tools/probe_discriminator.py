@@ -1,4 +1,4 @@
-"""What a fresh discriminator keys on: `python -m srgan_core.probe_discriminator [--steps 150]`.
+"""What a fresh discriminator keys on: `python -m tools.probe_discriminator [--steps 150]`.
 
 SRGAN starts a new discriminator against a generator pre-trained on MSE, and D(G(z)) then drops towards 0
 within a few hundred iterations. This probe asks why: it trains the paper's discriminator from scratch on
@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.imresize import imresize
+from srgan_core.markdown import markdown_table
 from srgan_core.methods import load_generator, weights_path
-from srgan_core.models import Discriminator, Generator
+from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit, unit_to_signed
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.losses import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.vgg import VGGFeatures
@@ -41,10 +42,10 @@ def cue_variants(hr: torch.Tensor, sr: torch.Tensor, lr: torch.Tensor) -> dict[s
     return {
         "HR (real)": hr,
         "SRResNet-MSE output (fake)": sr,
-        "bicubic upscale of the LR": imresize(lr.double(), 4).float().clamp(0, 1) * 2 - 1,
+        "bicubic upscale of the LR": unit_to_signed(imresize(lr.double(), SCALE).float().clamp(0, 1)),
         "HR blurred (3x3 box)": F.avg_pool2d(F.pad(hr, (1, 1, 1, 1), mode="replicate"), 3, stride=1),
         "HR + Gaussian noise (1 level)": hr + torch.randn_like(hr) * 2 / 255,
-        "SR rounded to 8 bit": ((sr + 1) * 127.5).round() / 127.5 - 1,
+        "SR rounded to 8 bit": unit_to_signed((signed_to_unit(sr) * 255).round() / 255),
         f"SR inside, HR {BORDER}px border": sr_in_hr_border,
         f"HR inside, SR {BORDER}px border": hr_in_sr_border,
     }
@@ -119,13 +120,13 @@ def report(command: str, args: argparse.Namespace, iterations: int, curve: list[
         f" on HR crops vs the outputs of the shipped SRResNet-MSE ({iterations} iterations) on their LR (generator frozen:"
         " the first iterations of an SRGAN run),"
         f" then shown {args.eval_batches} held-out batches of each variant.", "",
-        "## During training", "", "| step | D(HR) | D(SR) |", "|---|---|---|",
+        "## During training", "",
+        markdown_table(["step", "D(HR)", "D(SR)"], [[step, f"{real:.3f}", f"{fake:.3f}"] for step, real, fake in curve]), "",
+        "## Mean D(x) per variant (1 = judged real)", "",
+        markdown_table(["images", "D(x)"], [[name, f"{value:.3f}"] for name, value in scores.items()]), "",
+        "## Gradients an SRGAN-VGG54 generator step sends to the SR pixels", "",
+        markdown_table(["term", "norm"], [[name, f"{value:.3g}"] for name, value in grads.items()]),
     ]
-    lines += [f"| {step} | {real:.3f} | {fake:.3f} |" for step, real, fake in curve]
-    lines += ["", "## Mean D(x) per variant (1 = judged real)", "", "| images | D(x) |", "|---|---|"]
-    lines += [f"| {name} | {value:.3f} |" for name, value in scores.items()]
-    lines += ["", "## Gradients an SRGAN-VGG54 generator step sends to the SR pixels", "", "| term | norm |", "|---|---|"]
-    lines += [f"| {name} | {value:.3g} |" for name, value in grads.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     grads = gradient_norms(
         discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed, args.discriminator_batch
     )
-    command = shlex.join(["python", "-m", "srgan_core.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "tools.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, curve, scores, grads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

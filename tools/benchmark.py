@@ -1,10 +1,10 @@
 """Speed of the project's inference and training paths against plain PyTorch and the machine's matmul peak.
 
-`python -m srgan_core.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
+`python -m tools.benchmark [--quick] [--out results/performance.md]` measures, in one run: the best
 float32 matmul rate (the reference peak), generator inference at several sizes (plain eager vs the project's
 `srgan_core.inference`), a 960x540 -> 3840x2160 tiled run (wall time and peak RSS in a child process) with
 the tiled-vs-untiled difference, whole processes (`upscale` against a plain eager program, and the app's
-Compare tab driven over HTTP: `srgan_core.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
+Compare tab driven over HTTP: `tools.benchmark_app`), training iterations/s (a plain loop vs `Trainer.step`), and the same on
 CUDA with AMP when a GPU is present. Times are the best of interleaved repeats: on a shared machine the
 fastest run is the least disturbed one.
 """
@@ -34,16 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan_core import benchmark_app, train
+from srgan_core import train
 from srgan_core.data import TrainImages, make_pair
 from srgan_core.inference import OVERLAP, PRECISIONS, TILE, generate, generate_tiled, pick_device, prepare_generator, tiles
+from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
-from srgan_core.models import Discriminator, Generator
+from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit
 from srgan_core.paths import REPO_ROOT
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
+from tools import benchmark_app
 
-SCALE = 4
 TRAIN_METHODS = ("srresnet-mse", "srgan-vgg54")
+# the targets the report checks each measurement against (met / not met)
 GOAL_INFERENCE_SPEEDUP, GOAL_PEAK_FRACTION, GOAL_TRAIN_SPEEDUP, GOAL_RSS_MB = 2.0, 0.5, 1.3, 2048
 
 
@@ -62,7 +64,7 @@ class Sizes:
     crop: int
     train_repeats: int
     compile_size: int | None  # LR side for the torch.compile trial; None = skip it
-    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (srgan_core.benchmark_app)
+    whole_process: bool = True  # `upscale` and the app's Compare tab as whole processes (tools.benchmark_app)
 
 
 FULL = Sizes((64, 128, 256), 3, (2048, 4096), (960, 540), (320, 256), TILE, OVERLAP, 16, 96, 3, 64)
@@ -176,7 +178,7 @@ def random_generator(seed: int = 0) -> Generator:
 def plain_upscale(generator: Generator, lr: torch.Tensor) -> torch.Tensor:
     """The baseline: eager, NCHW, BatchNorm as separate layers, no_grad, one pass."""
     with torch.no_grad():
-        return ((generator.plain_forward(lr) + 1) / 2).clamp_(0, 1)
+        return signed_to_unit(generator.plain_forward(lr)).clamp_(0, 1)
 
 
 def plain_child(config_json: str) -> None:
@@ -196,8 +198,8 @@ def plain_child(config_json: str) -> None:
 
 
 def child_json(function: str, config: dict) -> dict:
-    """Run `srgan_core.benchmark.<function>(json config)` in a fresh interpreter; its last stdout line, parsed."""
-    code = f"import sys; from srgan_core.benchmark import {function}; {function}(sys.argv[1])"
+    """Run `tools.benchmark.<function>(json config)` in a fresh interpreter; its last stdout line, parsed."""
+    code = f"import sys; from tools.benchmark import {function}; {function}(sys.argv[1])"
     result = subprocess.run([sys.executable, "-c", code, json.dumps(config)], cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{function} failed:\n{result.stderr[-2000:]}")
@@ -389,7 +391,7 @@ class PlainTrainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=1e-4) if self.discriminator else None
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
-        x = ((x + 1) / 2 - self.mean) / self.std
+        x = (signed_to_unit(x) - self.mean) / self.std
         feature = None
         for index, layer in enumerate(self.vgg):
             x = layer(x)
@@ -471,29 +473,25 @@ def training_rows(sizes: Sizes, device: torch.device, vgg_weights: Path | None) 
 
 
 # ----- the report -----
-def table(headers: list[str], rows: list[list[object]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-
-
 def goal(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
 
-def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
-    """Peak, inference, compile, large image and training sections for one device."""
-    peak = results["peak"]
-    out = [f"## {title}", "", "### Reference peak: large float32 matmul", ""]
-    out += table(["backend", "n x n", "GFLOP/s"], [[r["backend"], r["n"], f"{r['gflops']:.1f}"] for r in results["matmul"]])
-    out += [
-        "",
-        f"Reference peak (best of the above): **{peak:.1f} GFLOP/s**. BLAS is the library torch was built with;"
+def peak_section(results: dict) -> list[str]:
+    """The matmul rates and the reference peak they give."""
+    rows = [[r["backend"], r["n"], f"{r['gflops']:.1f}"] for r in results["matmul"]]
+    return [
+        "### Reference peak: large float32 matmul", "", markdown_table(["backend", "n x n", "GFLOP/s"], rows), "",
+        f"Reference peak (best of the above): **{results['peak']:.1f} GFLOP/s**. BLAS is the library torch was built with;"
         " oneDNN is the library torch's CPU convolutions run on.",
         "",
     ]
 
+
+def inference_section(results: dict, sizes: Sizes) -> list[str]:
+    """Plain vs project generator inference, against the goals."""
     amp = " (project path under autocast/AMP)" if results.get("amp") else ""
-    out += [f"### Generator inference, batch 1, float32{amp}", ""]
+    out = [f"### Generator inference, batch 1, float32{amp}", ""]
     out += [
         "Plain = eager `Generator.plain_forward` (the paper's layer order), NCHW, BatchNorm layers, `torch.no_grad`, one pass,"
         " timed in a child process with PyTorch's and the C library's defaults. Project = `srgan_core.inference`"
@@ -513,12 +511,12 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
             f"{q['s']:.3f}{' (tiled)' if r['tiled'] else ''}", f"{q['mps']:.3f}", f"{q['gflops']:.1f} ({q['peak']:.0%})",
             f"{r['speedup']:.2f}x", f"{GOAL_INFERENCE_SPEEDUP * p['peak']:.0%}", f"{r['diff_levels']:.2g}",
         ])
-    out += table(
+    out.append(markdown_table(
         ["LR -> SR", "GFLOP", "plain s", "plain MP/s", "plain GFLOP/s (of peak)", "project s", "project MP/s",
          "project GFLOP/s (of peak)", "speed-up", f"{GOAL_INFERENCE_SPEEDUP:g}x plain needs (of peak)",
          "max abs diff plain vs project (levels of 255)"],
         rows,
-    )
+    ))
     speedups = [r["speedup"] for r in results["inference"]]
     fractions = [r["project"]["peak"] for r in results["inference"]]
     out += [
@@ -536,85 +534,81 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
             f" {GOAL_INFERENCE_SPEEDUP:g}x of it would take more float32 multiply-adds per second than the peak: only fewer"
             " operations (another algorithm) or lower precision (bfloat16 below) can get there."
         )
-    out.append("")
+    return out + [""]
 
-    if "threads" in results:
-        rows = results["threads"]
-        out += ["### Threads (project path)", ""]
-        out += table(
-            ["LR", "torch threads", "s", "vs 1 thread"],
-            [[f"{r['side']}x{r['side']}", r["threads"], f"{r['s']:.3f}", f"{rows[0]['s'] / r['s']:.2f}x"] for r in rows],
-        )
-        out += [
-            "",
-            "The project path keeps torch's default (one intra-op thread per core). When other processes hold cores,"
-            " threads wait for each other at every layer, so on a busy machine fewer threads can be faster; `--threads`"
-            " sets the count for this benchmark.",
-            "",
-        ]
 
-    trial = results.get("compile")
-    if trial is not None:
-        out += ["### torch.compile", ""]
-        if "error" in trial:
-            out += [f"`torch.compile` failed at {trial['side']}x{trial['side']}: {trial['error']}. The project path stays eager.", ""]
-        else:
-            gain = trial["eager"] / trial["compiled"]
-            out += table(
-                ["LR", "first result (compile + run) s", "eager s", "compiled s", "compiled speed-up", "max diff (levels)"],
-                [[
-                    f"{trial['side']}x{trial['side']}", f"{trial['first']:.1f}", f"{trial['eager']:.3f}",
-                    f"{trial['compiled']:.3f}", f"{gain:.2f}x", f"{trial['diff_levels']:.2g}",
-                ]],
-            )
-            out += [
-                "",
-                "Inductor (freezing on) compiles once per input shape, and tiles come in several shapes, so every new"
-                f" image size would pay the first-result time again. At a {gain:.2f}x steady-state gain that is"
-                f" {'worth it only for long batch jobs' if gain > 1.05 else 'not worth it'}; the project path stays eager.",
-                "",
-            ]
-
-    if "bf16" in results:
-        plain = {r["side"]: r["plain"]["s"] for r in results["inference"]}
-        out += ["### bfloat16 (`--precision bfloat16`; the app's and `upscale`'s default where native)", ""]
-        rows = [[
-            f"{r['side']}x{r['side']}", r["weights"], f"{r['float32']:.3f}", f"{r['bfloat16']:.3f}",
-            f"{r['float32'] / r['bfloat16']:.2f}x", f"{plain[r['side']] / r['bfloat16']:.2f}x", f"{r['max']} / {r['mean']:.2f}",
-        ] for r in results["bf16"]]
-        out += table(["LR", "weights", "project float32 s", "project bfloat16 s", "vs float32", "vs plain", "max / mean diff (8-bit levels)"], rows)
-        vs_plain = [plain[r["side"]] / r["bfloat16"] for r in results["bf16"]]
-        worst = max(r["max"] for r in results["bf16"])
-        out += [
-            "",
-            f"- Goal >= {GOAL_INFERENCE_SPEEDUP:g}x plain with `--precision bfloat16`: {goal(min(vs_plain) >= GOAL_INFERENCE_SPEEDUP)}"
-            f" ({min(vs_plain):.2f}x to {max(vs_plain):.2f}x).",
-            f"- bfloat16 moved 8-bit values by up to {worst} level(s) here. The app and `upscale` use it by default where"
-            " the hardware runs it natively (CUDA, AMX, AVX512-BF16; `--precision float32` and the app's switch force"
-            " float32); `evaluate` and every published figure stay float32, which matches the paper's network to rounding."
-            " CPUs without native bfloat16 emulate it and run slower than float32, so they default to float32.",
-            "",
-        ]
-
-    if "whole" in results:
-        out += benchmark_app.render(results["whole"])
-
-    large = results["large"]
-    out += ["### Large image through the tiled path", ""]
-    out += table(
-        ["LR -> SR", "tile / overlap (LR px)", "pixels run per image pixel", "wall s", "output MP/s", "GFLOP/s (of peak)",
-         "peak RSS (child process)", "RSS before the run"],
-        [[
-            f"{large['width']}x{large['height']} -> {large['width'] * SCALE}x{large['height'] * SCALE}", f"{large['tile']} / {large['overlap']}",
-            f"{tiling_overhead(large['width'], large['height'], large['tile'], large['overlap']):.2f}",
-            f"{large['seconds']:.1f}", f"{large['width'] * large['height'] * SCALE**2 / 1e6 / large['seconds']:.3f}",
-            f"{large['flops'] / large['seconds'] / 1e9:.1f} ({large['flops'] / large['seconds'] / 1e9 / peak:.0%})",
-            f"{large['peak_rss'] / 2**20:.0f} MiB", f"{large['rss_before'] / 2**20:.0f} MiB",
-        ]],
-    )
-    seam = results["seam"]
-    out += [
+def threads_section(rows: list[dict]) -> list[str]:
+    """The project path at each thread count."""
+    table = [[f"{r['side']}x{r['side']}", r["threads"], f"{r['s']:.3f}", f"{rows[0]['s'] / r['s']:.2f}x"] for r in rows]
+    return [
+        "### Threads (project path)", "", markdown_table(["LR", "torch threads", "s", "vs 1 thread"], table), "",
+        "The project path keeps torch's default (one intra-op thread per core). When other processes hold cores,"
+        " threads wait for each other at every layer, so on a busy machine fewer threads can be faster; `--threads`"
+        " sets the count for this benchmark.",
         "",
+    ]
+
+
+def compile_section(trial: dict) -> list[str]:
+    """The torch.compile trial, or why it failed."""
+    out = ["### torch.compile", ""]
+    if "error" in trial:
+        return out + [f"`torch.compile` failed at {trial['side']}x{trial['side']}: {trial['error']}. The project path stays eager.", ""]
+    gain = trial["eager"] / trial["compiled"]
+    out.append(markdown_table(
+        ["LR", "first result (compile + run) s", "eager s", "compiled s", "compiled speed-up", "max diff (levels)"],
+        [[
+            f"{trial['side']}x{trial['side']}", f"{trial['first']:.1f}", f"{trial['eager']:.3f}",
+            f"{trial['compiled']:.3f}", f"{gain:.2f}x", f"{trial['diff_levels']:.2g}",
+        ]],
+    ))
+    return out + [
+        "",
+        "Inductor (freezing on) compiles once per input shape, and tiles come in several shapes, so every new"
+        f" image size would pay the first-result time again. At a {gain:.2f}x steady-state gain that is"
+        f" {'worth it only for long batch jobs' if gain > 1.05 else 'not worth it'}; the project path stays eager.",
+        "",
+    ]
+
+
+def bf16_section(bf16: list[dict], inference: list[dict]) -> list[str]:
+    """bfloat16 against float32 and against the plain path."""
+    plain = {r["side"]: r["plain"]["s"] for r in inference}
+    rows = [[
+        f"{r['side']}x{r['side']}", r["weights"], f"{r['float32']:.3f}", f"{r['bfloat16']:.3f}",
+        f"{r['float32'] / r['bfloat16']:.2f}x", f"{plain[r['side']] / r['bfloat16']:.2f}x", f"{r['max']} / {r['mean']:.2f}",
+    ] for r in bf16]
+    vs_plain = [plain[r["side"]] / r["bfloat16"] for r in bf16]
+    worst = max(r["max"] for r in bf16)
+    return [
+        "### bfloat16 (`--precision bfloat16`; the app's and `upscale`'s default where native)", "",
+        markdown_table(
+            ["LR", "weights", "project float32 s", "project bfloat16 s", "vs float32", "vs plain", "max / mean diff (8-bit levels)"], rows
+        ),
+        "",
+        f"- Goal >= {GOAL_INFERENCE_SPEEDUP:g}x plain with `--precision bfloat16`: {goal(min(vs_plain) >= GOAL_INFERENCE_SPEEDUP)}"
+        f" ({min(vs_plain):.2f}x to {max(vs_plain):.2f}x).",
+        f"- bfloat16 moved 8-bit values by up to {worst} level(s) here. The app and `upscale` use it by default where"
+        " the hardware runs it natively (CUDA, AMX, AVX512-BF16; `--precision float32` and the app's switch force"
+        " float32); `evaluate` and every published figure stay float32, which matches the paper's network to rounding."
+        " CPUs without native bfloat16 emulate it and run slower than float32, so they default to float32.",
+        "",
+    ]
+
+
+def large_image_section(large: dict, seam: dict, peak: float) -> list[str]:
+    """The tiled run's speed and memory, and the tiled-vs-untiled difference."""
+    gflops = large["flops"] / large["seconds"] / 1e9
+    row = [
+        f"{large['width']}x{large['height']} -> {large['width'] * SCALE}x{large['height'] * SCALE}", f"{large['tile']} / {large['overlap']}",
+        f"{tiling_overhead(large['width'], large['height'], large['tile'], large['overlap']):.2f}",
+        f"{large['seconds']:.1f}", f"{large['width'] * large['height'] * SCALE**2 / 1e6 / large['seconds']:.3f}",
+        f"{gflops:.1f} ({gflops / peak:.0%})", f"{large['peak_rss'] / 2**20:.0f} MiB", f"{large['rss_before'] / 2**20:.0f} MiB",
+    ]
+    headers = ["LR -> SR", "tile / overlap (LR px)", "pixels run per image pixel", "wall s", "output MP/s", "GFLOP/s (of peak)",
+               "peak RSS (child process)", "RSS before the run"]
+    return [
+        "### Large image through the tiled path", "", markdown_table(headers, [row]), "",
         f"- Goal peak RSS <= {GOAL_RSS_MB} MiB: {goal(large['peak_rss'] / 2**20 <= GOAL_RSS_MB)}."
         + (f" Peak CUDA memory allocated: {large['cuda_peak'] / 2**20:.0f} MiB." if "cuda_peak" in large else ""),
         f"- Tiled vs untiled on a {seam['width']}x{seam['height']} LR crop of skimage's astronaut, {seam['weights']} weights, "
@@ -623,8 +617,10 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
         "",
     ]
 
-    out += ["### Training iterations", ""]
-    data = results["data"]
+
+def training_section(training: list[dict], data: dict, sizes: Sizes) -> list[str]:
+    """Plain loop vs `Trainer.step`, against the goal for SRGAN-VGG54."""
+    out = ["### Training iterations", ""]
     out += [
         f"Batch {sizes.batch} of {sizes.crop} px HR crops. Plain = `PlainTrainer` in this module: `Generator.plain_forward`, NCHW,"
         " SR and HR through the full VGG19 (phi taken on the way), LR made inline, the discriminator left trainable in the"
@@ -638,7 +634,7 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
         "",
     ]
     rows = []
-    for r in results["training"]:
+    for r in training:
         if "skipped" in r:
             rows.append([r["method"], "skipped", r["skipped"], "", "", "", "", "", ""])
             continue
@@ -647,26 +643,40 @@ def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
             f"{r['float32']['best']:.2f} / {r['float32']['median']:.2f}", f"{r['speedup_float32']:.2f}x",
             f"{r['project']['best']:.2f} / {r['project']['median']:.2f}", f"{1 / r['project']['best']:.3f}", f"{r['speedup']:.2f}x", r["amp"],
         ])
-    out += table(
+    out.append(markdown_table(
         ["method", "plain s/iter (best / median)", "plain it/s", "project float32 s/iter (best / median)", "float32 speed-up",
          "project as trained s/iter (best / median)", "project it/s", "speed-up", "precision (`--amp auto`)"],
         rows,
-    )
-    vgg54 = next((r for r in results["training"] if r["method"] == "srgan-vgg54" and "speedup" in r), None)
+    ))
+    vgg54 = next((r for r in training if r["method"] == "srgan-vgg54" and "speedup" in r), None)
     if vgg54 is not None:
-        met = goal(vgg54["speedup"] >= GOAL_TRAIN_SPEEDUP)
         out += [
             "",
-            f"- Goal project >= {GOAL_TRAIN_SPEEDUP:g}x plain for SRGAN-VGG54: {met} ({vgg54['speedup']:.2f}x as trained,"
-            f" {vgg54['speedup_float32']:.2f}x in float32).",
+            f"- Goal project >= {GOAL_TRAIN_SPEEDUP:g}x plain for SRGAN-VGG54: {goal(vgg54['speedup'] >= GOAL_TRAIN_SPEEDUP)}"
+            f" ({vgg54['speedup']:.2f}x as trained, {vgg54['speedup_float32']:.2f}x in float32).",
         ]
     return out + [""]
+
+
+def device_sections(results: dict, sizes: Sizes, title: str) -> list[str]:
+    """Every section for one device, in the report's order (the optional ones where they were measured)."""
+    out = [f"## {title}", "", *peak_section(results), *inference_section(results, sizes)]
+    if "threads" in results:
+        out += threads_section(results["threads"])
+    if results.get("compile") is not None:
+        out += compile_section(results["compile"])
+    if "bf16" in results:
+        out += bf16_section(results["bf16"], results["inference"])
+    if "whole" in results:
+        out += benchmark_app.render(results["whole"])
+    out += large_image_section(results["large"], results["seam"], results["peak"])
+    return out + training_section(results["training"], results["data"], sizes)
 
 
 def render(meta: dict, runs: dict[str, dict], sizes: Sizes) -> str:
     out = ["# Performance", "", f"Made on {meta['date']} in {meta['minutes']:.1f} min by:", "", "```sh", meta["command"], "```", ""]
     out += ["## Machine", ""]
-    out += table(["", ""], [[k, v] for k, v in meta["machine"].items()])
+    out.append(markdown_table(["", ""], [[k, v] for k, v in meta["machine"].items()]))
     out += ["", f"Load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}."]
     warning = load_warning(max(meta["load_start"], meta["load_end"]))
     if warning:
@@ -746,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         runs["CUDA with AMP"] = run_device(sizes, pick_device("cuda"), amp=True, vgg_weights=vgg_weights)
     meta = {
-        "command": shlex.join(["python", "-m", "srgan_core.benchmark", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "-m", "tools.benchmark", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "minutes": (time.monotonic() - started) / 60,
         "machine": machine_info(),

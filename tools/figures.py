@@ -1,7 +1,7 @@
 """Figures for results/: training curves and a side-by-side comparison of every method.
 
-    python -m srgan_core.figures curves runs/srresnet-mse/log.csv -o results/training/srresnet-mse.png
-    python -m srgan_core.figures compare --image astronaut --box 140 40 96 -o results/figures/comparison.png
+    python -m tools.figures curves runs/srresnet-mse/log.csv -o results/training/srresnet-mse.png
+    python -m tools.figures compare --image astronaut --box 140 40 96 -o results/figures/comparison.png
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which content loss holds colour and the sub-pixel grid in place: `python -m srgan_core.probe_artefacts`.
+"""Which content loss holds colour and the sub-pixel grid in place: `python -m tools.probe_artefacts`.
 
 The SRGANs trained here carry a colour cast (a per-channel offset of the mean) and a sub-pixel grid (a 4x4
 periodic pattern, one offset per pixel-shuffle position). This probe asks each content loss which offset and
@@ -24,12 +24,12 @@ import torch
 
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
+from srgan_core.markdown import markdown_table
 from srgan_core.methods import LEARNED, load_generator, weights_path
-from srgan_core.models import Generator
+from srgan_core.models import SCALE, Generator
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
 
-SCALE = 4  # the generator's pixel-shuffle period
 LEVEL = 2 / 255  # one 8-bit level in the [-1, 1] range the losses see
 CONTENT_LOSSES = ("mse", *(f"vgg{layer}" for layer in LAYERS))
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (SR, HR) -> scalar
@@ -142,17 +142,14 @@ def report(command: str, args: argparse.Namespace, iterations: dict[str, int], r
         " (both per batch, then averaged); **cos**: cosine between the own pattern and the fitted one, both batch means"
         " (-1: the loss wants the generator's grid removed, +1: it wants it stronger).",
         "- **loss drop**: how much the fitted perturbation lowers the loss, batch mean.", "",
-        "| generator | content loss | own offset | loss wants added | spread | own grid | added grid | cos | loss drop |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        own_pattern, added_pattern = r.own_pattern.mean(axis=0), r.added_pattern.mean(axis=0)
-        lines.append(
-            f"| {r.generator} | {r.loss} | {levels(r.own_offset.mean(axis=0))} | {levels(r.added_offset.mean(axis=0))}"
-            f" | {r.added_offset.std(axis=0).max():.1f} | {mean_ptp(r.own_pattern):.2f} | {mean_ptp(r.added_pattern):.2f}"
-            f" | {cosine(own_pattern, added_pattern):+.2f} | {100 * r.reduction.mean():.2f} % |"
-        )
-    return "\n".join(lines) + "\n"
+    table = [[
+        r.generator, r.loss, levels(r.own_offset.mean(axis=0)), levels(r.added_offset.mean(axis=0)),
+        f"{r.added_offset.std(axis=0).max():.1f}", f"{mean_ptp(r.own_pattern):.2f}", f"{mean_ptp(r.added_pattern):.2f}",
+        f"{cosine(r.own_pattern.mean(axis=0), r.added_pattern.mean(axis=0)):+.2f}", f"{100 * r.reduction.mean():.2f} %",
+    ] for r in rows]
+    headers = ["generator", "content loss", "own offset", "loss wants added", "spread", "own grid", "added grid", "cos", "loss drop"]
+    return "\n".join([*lines, markdown_table(headers, table)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(probe(name, generator, loss_name, loss_fn, images, args.batches, args.batch, args.crop, args.seed))
             print(f"{name} / {loss_name}: done", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (names.index(r.generator), args.losses.index(r.loss)))
-    command = shlex.join(["python", "-m", "srgan_core.probe_artefacts", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "tools.probe_artefacts", *(sys.argv[1:] if argv is None else argv)])
     text = report(command, args, iterations, rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

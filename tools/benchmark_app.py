@@ -1,4 +1,4 @@
-"""Whole-process timings for `srgan_core.benchmark`: the app's Compare tab as a browser drives it (over HTTP,
+"""Whole-process timings for `tools.benchmark`: the app's Compare tab as a browser drives it (over HTTP,
 each method's result timed as it arrives) and `upscale` against a plain eager PyTorch process."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from srgan_core.inference import default_precision, pick_device
+from srgan_core.markdown import markdown_table
 from srgan_core.methods import list_methods, weights_path
+from srgan_core.models import SCALE
 from srgan_core.paths import REPO_ROOT
 
 APP_PHOTO = (1024, 680)  # a phone-photo-sized upload, read as high resolution: a 256x170 LR input
@@ -31,13 +33,13 @@ import sys
 import numpy as np, torch
 from PIL import Image
 from safetensors.torch import load_file
-from srgan_core.models import Generator
+from srgan_core.models import Generator, signed_to_unit
 generator = Generator()
 generator.load_state_dict(load_file(sys.argv[1]))
 generator.eval()
 lr = torch.from_numpy(np.asarray(Image.open(sys.argv[2]).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
 with torch.no_grad():
-    sr = ((generator.plain_forward(lr) + 1) / 2).clamp(0, 1)
+    sr = signed_to_unit(generator.plain_forward(lr)).clamp(0, 1)
 Image.fromarray(sr[0].mul(255).round().byte().permute(1, 2, 0).numpy()).save(sys.argv[3])
 """
 
@@ -150,37 +152,36 @@ def render(results: dict) -> list[str]:
     """The report's whole-process section (Markdown lines)."""
     out = ["### Whole process: `upscale` and the app's Compare tab", ""]
     w, h = UPSCALE_PHOTO
-    out += [
-        f"`upscale --method srresnet-mse` of a {w}x{h} photo (-> {4 * w}x{4 * h}) as whole processes (interpreter start, "
-        "imports, weights, run, PNG), against a plain eager PyTorch program doing the same (`PLAIN_PROCESS` in "
-        f"`srgan_core/benchmark_app.py`); {PROCESS_REPEATS} interleaved runs each.",
-        "",
-        "| process | best s | median s | vs plain (best) |",
-        "|---|---|---|---|",
+    rows = [
+        [f"skipped: {row['note']}", "", "", ""] if row["variant"] == "skipped"
+        else [row["variant"], f"{row['best']:.2f}", f"{row['median']:.2f}", f"{row['vs_plain']:.2f}x"]
+        for row in results["upscale"]
     ]
-    for row in results["upscale"]:
-        if row["variant"] == "skipped":
-            out.append(f"| skipped: {row['note']} | | | |")
-        else:
-            out.append(f"| {row['variant']} | {row['best']:.2f} | {row['median']:.2f} | {row['vs_plain']:.2f}x |")
+    out += [
+        f"`upscale --method srresnet-mse` of a {w}x{h} photo (-> {SCALE * w}x{SCALE * h}) as whole processes (interpreter start, "
+        "imports, weights, run, PNG), against a plain eager PyTorch program doing the same (`PLAIN_PROCESS` in "
+        f"`tools/benchmark_app.py`); {PROCESS_REPEATS} interleaved runs each.",
+        "",
+        markdown_table(["process", "best s", "median s", "vs plain (best)"], rows),
+    ]
     app = results["app"]
     w, h = APP_PHOTO
     out += [
         "",
         f"Compare tab: `python app.py` started as a user would, a {w}x{h} photo uploaded over HTTP (gradio_client) and "
-        f"read as high resolution (a {w // 4}x{h // 4} LR input), {len(app['methods'])} methods; seconds from pressing "
+        f"read as high resolution (a {w // SCALE}x{h // SCALE} LR input), {len(app['methods'])} methods; seconds from pressing "
         "Compare until each result arrived (each method's result is sent as soon as it is ready). Run 1 starts right "
         f"after the app did (its warm-up loads the weights meanwhile). Default precision here: {app['default']}.",
         "",
-        "| run | learned methods in | first result s | " + " | ".join(f"{name} s" for name in app["methods"]) + " | all s |",
-        "|---|---|---|" + "---|" * len(app["methods"]) + "---|",
     ]
+    rows = []
     for number, run in enumerate(app["runs"], 1):
         per_method = run["arrivals"][1:]  # the first update is the cleared view with the table of waiting methods
         precision = "float32 (forced)" if run["float32"] else app["default"]
         cells = [f"{t:.2f}" for t in per_method] + [""] * (len(app["methods"]) - len(per_method))
-        out.append(f"| {number} | {precision} | {per_method[0]:.2f} | " + " | ".join(cells) + f" | {run['arrivals'][-1]:.2f} |")
+        rows.append([number, precision, f"{per_method[0]:.2f}", *cells, f"{run['arrivals'][-1]:.2f}"])
+    out.append(markdown_table(["run", "learned methods in", "first result s", *(f"{name} s" for name in app["methods"]), "all s"], rows))
     out += ["", "Knob (network interpolation, blended generator built then run on the same input, default precision):", ""]
-    out += ["| alpha | s (press to result) | the app's line |", "|---|---|---|"]
-    out += [f"| {k['alpha']:.2f} | {k['seconds']:.2f} | {k['text']} |" for k in app["knob"]]
+    knob = [[f"{k['alpha']:.2f}", f"{k['seconds']:.2f}", k["text"]] for k in app["knob"]]
+    out.append(markdown_table(["alpha", "s (press to result)", "the app's line"], knob))
     return out + [""]
