@@ -36,8 +36,11 @@ from torch import nn
 
 from srgan_core import train
 from srgan_core.data import TrainImages, make_pair
-from srgan_core.inference import OVERLAP, PRECISIONS, TILE, generate, generate_tiled, pick_device, prepare_generator, tiles
+from srgan_core.device import PRECISIONS, pick_device
+from srgan_core.inference import OVERLAP, TILE, generate, generate_tiled, prepare_generator, tiles
+from srgan_core.losses import adversarial_scale, discriminate
 from srgan_core.markdown import markdown_table
+from srgan_core.method_specs import SPECS
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit
 from srgan_core.paths import REPO_ROOT
@@ -375,16 +378,16 @@ class PlainTrainer:
     update (its gradients are computed and discarded). For the recipes without total variation."""
 
     def __init__(self, method: str, crop: int, device: torch.device, vgg_weights: Path | None) -> None:
-        self.recipe, self.device = train.RECIPES[method], device
+        self.recipe, self.device = SPECS[method].recipe, device
         if self.recipe.tv_weight:
             raise ValueError(f"the plain loop has no total-variation term, so it cannot stand in for {method}")
         torch.manual_seed(0)
         self.generator = Generator().to(device)
         self.discriminator = Discriminator(crop).to(device) if self.recipe.adversarial else None
         self.vgg = None
-        if self.recipe.content != "mse":
+        if self.recipe.content == "vgg":
             self.vgg = load_vgg19_features(vgg_weights).to(device).eval().requires_grad_(False)
-            self.layer = LAYERS[self.recipe.content[3:]]
+            self.layer = LAYERS[self.recipe.vgg_layer]
             self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
             self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=1e-4)
@@ -404,7 +407,7 @@ class PlainTrainer:
         sr = self.generator.plain_forward(lr)
         if self.discriminator is not None:
             self.opt_d.zero_grad()
-            real, fake = train.discriminate(self.discriminator, hr, sr.detach(), "joint")
+            real, fake = discriminate(self.discriminator, hr, sr.detach(), "joint")
             loss_d = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
             loss_d = loss_d + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
             loss_d.backward()
@@ -412,9 +415,9 @@ class PlainTrainer:
         self.opt_g.zero_grad()
         loss = F.mse_loss(sr, hr) if self.vgg is None else F.mse_loss(self.phi(sr), self.phi(hr))
         if self.discriminator is not None:
-            fake = train.discriminate(self.discriminator, hr, sr, "joint")[1]
+            fake = discriminate(self.discriminator, hr, sr, "joint")[1]
             adversarial = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
-            loss = loss + train.adversarial_scale("sum") * adversarial
+            loss = loss + adversarial_scale("sum") * adversarial
         loss.backward()
         self.opt_g.step()
         return loss.item()
@@ -423,10 +426,8 @@ class PlainTrainer:
 def project_trainer(
     method: str, batch: int, crop: int, device: torch.device, vgg_weights: Path | None, amp: str = "auto"
 ) -> train.Trainer:
-    argv = ["--method", method, "--batch-size", str(batch), "--crop", str(crop), "--device", str(device), "--amp", amp]
-    if vgg_weights is not None:
-        argv += ["--vgg-weights", str(vgg_weights)]
-    trainer = train.Trainer(train.parse_args(argv))
+    config = train.TrainConfig(method, batch_size=batch, crop=crop, device=str(device), amp=amp, vgg_weights=None if vgg_weights is None else str(vgg_weights))
+    trainer = train.Trainer(config)
     trainer.generator.train()
     return trainer
 
@@ -451,7 +452,7 @@ def training_rows(sizes: Sizes, device: torch.device, vgg_weights: Path | None) 
     hr = torch.randint(0, 256, (sizes.batch, 3, sizes.crop, sizes.crop), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rows = []
     for method in TRAIN_METHODS:
-        if train.RECIPES[method].content != "mse" and vgg_weights is None:
+        if SPECS[method].recipe.content == "vgg" and vgg_weights is None:
             rows.append({"method": method, "skipped": "no VGG19 weights file (pass --vgg-weights or set SRGAN_VGG19_WEIGHTS)"})
             continue
         plain = PlainTrainer(method, sizes.crop, device, vgg_weights)
@@ -624,7 +625,7 @@ def training_section(training: list[dict], data: dict, sizes: Sizes) -> list[str
     out += [
         f"Batch {sizes.batch} of {sizes.crop} px HR crops. Plain = `PlainTrainer` in this module: `Generator.plain_forward`, NCHW,"
         " SR and HR through the full VGG19 (phi taken on the way), LR made inline, the discriminator left trainable in the"
-        " generator's update, default Adam. Project = `srgan_core.train.Trainer.step` (built with `train.parse_args`):"
+        " generator's update, default Adam. Project = `srgan_core.train.Trainer.step` (built from a `TrainConfig`):"
         " `Generator.forward` (output conv at half resolution), channels_last, VGG19 truncated at phi with HR under no_grad"
         " (no backward through the HR half), discriminator frozen for the generator's update, fused Adam; `--amp off`"
         " (float32 throughout) and as it trains (`--amp auto`: the whole step under AMP on CUDA; on CPUs with native"

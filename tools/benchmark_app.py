@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srgan_core.inference import default_precision, pick_device
+from srgan_core.device import default_precision, pick_device
 from srgan_core.markdown import markdown_table
-from srgan_core.methods import list_methods, weights_path
+from srgan_core.method_specs import SPECS
+from srgan_core.methods import list_methods
 from srgan_core.models import SCALE
 from srgan_core.paths import REPO_ROOT
 
@@ -54,7 +55,7 @@ def photo(width: int, height: int) -> np.ndarray:
 def upscale_process_rows(folder: Path, repeats: int = PROCESS_REPEATS) -> list[dict]:
     """Wall seconds of whole processes (interpreter start, imports, weights, run, PNG) upscaling one image,
     interleaved so that load changes hit every variant alike."""
-    weights = weights_path("srresnet-mse")
+    weights = SPECS["srresnet-mse"].weights_file
     if not weights.is_file():
         return [{"variant": "skipped", "note": f"no {weights.name}"}]
     src = folder / "lr.png"

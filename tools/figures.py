@@ -19,7 +19,8 @@ import pandas as pd  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from srgan_core.images import downscale_x4, modcrop  # noqa: E402
-from srgan_core.methods import METHODS, MethodUnavailable, load_method  # noqa: E402
+from srgan_core.method_specs import METHODS  # noqa: E402
+from srgan_core.methods import MethodUnavailable, load_method  # noqa: E402
 from srgan_core.metrics import psnr_y  # noqa: E402
 from srgan_core.niqe import niqe  # noqa: E402
 

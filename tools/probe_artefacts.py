@@ -25,7 +25,8 @@ import torch
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.markdown import markdown_table
-from srgan_core.methods import LEARNED, load_generator, weights_path
+from srgan_core.method_specs import LEARNED, SPECS
+from srgan_core.methods import load_generator
 from srgan_core.models import SCALE, Generator
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
@@ -168,14 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.crop % SCALE:
         p.error(f"--crop must be a multiple of {SCALE}, got {args.crop}")
-    names = args.generators or [name for name in LEARNED if weights_path(name).is_file()]
+    names = args.generators or [name for name in LEARNED if SPECS[name].weights_file.is_file()]
     if not names:
         p.error("no shipped generator weights in results/models; train one first or pass --generators")
 
     images = TrainImages.load(train_folders(args.data_root), args.crop)
     # Loaded once, as a running training may re-export them. Shipped models run in eval mode.
     generators = {name: load_generator(name).train(args.batch_statistics) for name in names}
-    iterations = {name: json.loads(weights_path(name).with_suffix(".json").read_text())["iterations"] for name in names}
+    iterations = {name: json.loads(SPECS[name].weights_file.with_suffix(".json").read_text())["iterations"] for name in names}
     rows = []
     for loss_name in args.losses:
         loss_fn = content_loss(loss_name, args.vgg_weights)

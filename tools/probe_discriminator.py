@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.imresize import imresize
+from srgan_core.losses import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.markdown import markdown_table
-from srgan_core.methods import load_generator, weights_path
+from srgan_core.method_specs import SPECS
+from srgan_core.methods import load_generator
 from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit, unit_to_signed
 from srgan_core.paths import TRAINING_DIR
-from srgan_core.losses import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.vgg import VGGFeatures
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     generator = load_generator("srresnet-mse")  # eval mode: BN running statistics, as the shipped model runs
-    iterations = json.loads(weights_path("srresnet-mse").with_suffix(".json").read_text())["iterations"]
+    iterations = json.loads(SPECS["srresnet-mse"].weights_file.with_suffix(".json").read_text())["iterations"]
     images = TrainImages.load(train_folders(args.data_root), args.crop)
     curve: list[tuple[int, float, float]] = []
 
