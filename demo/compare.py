@@ -44,9 +44,9 @@ from srgan_core.methods import (
 )
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.paths import GET_DATA
+from study.schema import ORIGINAL_LABEL
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
-ORIGINAL = "original"
 KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")  # alpha 0 and alpha 1 of the perception-distortion knob
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
 KEEP_DOWNLOADS_SECONDS = 3600
@@ -102,7 +102,7 @@ class Comparison:
         """What is shown side by side: each method's output, then the original when it is known."""
         if self.prepared.hr is None:
             return dict(self.outputs)
-        return {**self.outputs, ORIGINAL: self.prepared.hr}
+        return {**self.outputs, ORIGINAL_LABEL: self.prepared.hr}
 
 
 def safe_stem(name: str) -> str:
@@ -191,7 +191,7 @@ def run_comparison(
         return
     precision = compare_precision(force_float32)
     comparison = Comparison(source.name, prepared)
-    comparison.captions[ORIGINAL] = "original (high resolution)"
+    comparison.captions[ORIGINAL_LABEL] = f"{ORIGINAL_LABEL} (high resolution)"
     infos = list_methods()
     rows = {info.name: dict.fromkeys(COLUMNS, "") | {"method": info.name, "description": info.description} for info in infos}
     for info in infos:
@@ -460,7 +460,7 @@ def build_tab(data_root: Path | None) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            choices = [*METHODS, ORIGINAL]
+            choices = [*METHODS, ORIGINAL_LABEL]
             left = gr.Dropdown(choices, value="bicubic", label="Slider: left")
             right = gr.Dropdown(choices, value=default_right_panel(), label="Slider: right")
         slider = gr.ImageSlider(label="Two methods at the same crop", format="png", scale=3)

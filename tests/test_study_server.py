@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, server, sessions, store
-from study.ratings import COLUMNS
+from study.schema import COLUMNS, ORIGINAL
 from tests.test_rate_app import METHOD_NAME
 from tests.test_study_prepare import synthetic_data_root
 
@@ -235,7 +235,7 @@ def test_pilot_set5_all_methods_three_raters_through_the_api_then_analyze(data_r
     from study import analyze
 
     db = tmp_path / "study.sqlite"
-    request = dict(STUDY, methods=[*METHODS, prepare.ORIGINAL], repeats=2)
+    request = dict(STUDY, methods=[*METHODS, ORIGINAL], repeats=2)
     prepare.prepare(prepare.Request(name="pilot", **request), data_root, db)
     c = client(db)
     rng = np.random.default_rng(0)
