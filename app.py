@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import gradio as gr
 from demo import compare, rate, results
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import store
+from study.server import ADMIN_TOKEN_ENV, default_admin_token
 
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 # Light events (rating clicks, tables) run four at a time; the compute-heavy upscaling events
@@ -75,12 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--study-db",
         type=Path,
         default=store.default_db(),
-        help=f"SQLite file of the MOS study (env SRGAN_STUDY_DB; default {store.DEFAULT_DB})",
+        help=f"SQLite file of the MOS study (env {store.DB_ENV}; default {store.DEFAULT_DB})",
     )
     parser.add_argument(
         "--admin-token",
-        default=os.environ.get("SRGAN_ADMIN_TOKEN") or None,
-        help="token that unlocks the study's admin view (env SRGAN_ADMIN_TOKEN; none: admin view off)",
+        default=default_admin_token(),
+        help=f"token that unlocks the study's admin view (env {ADMIN_TOKEN_ENV}; none: admin view off)",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="folder of the reports the Results tab shows"

@@ -31,13 +31,12 @@ from demo.inputs import (
 from srgan_core.data import BENCHMARKS
 from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.device import default_precision, pick_device
-from srgan_core.method_specs import KNOB_ENDS, METHODS
+from srgan_core.method_specs import KNOB_ENDS, METHODS, ORIGINAL_LABEL
 from srgan_core.methods import MethodUnavailable, Upscaler, interpolated_upscaler, list_methods, load_method
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.paths import GET_DATA
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
-ORIGINAL = "original"
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
 KEEP_DOWNLOADS_SECONDS = 3600
 PREFERRED_RIGHT = ("srgan-vgg54", "srgan-vgg22", "srgan-mse", "srresnet-vgg22", "srresnet-mse")
@@ -92,7 +91,7 @@ class Comparison:
         """What is shown side by side: each method's output, then the original when it is known."""
         if self.prepared.hr is None:
             return dict(self.outputs)
-        return {**self.outputs, ORIGINAL: self.prepared.hr}
+        return {**self.outputs, ORIGINAL_LABEL: self.prepared.hr}
 
 
 def safe_stem(name: str) -> str:
@@ -181,7 +180,7 @@ def run_comparison(
         return
     precision = compare_precision(force_float32)
     comparison = Comparison(source.name, prepared)
-    comparison.captions[ORIGINAL] = "original (high resolution)"
+    comparison.captions[ORIGINAL_LABEL] = f"{ORIGINAL_LABEL} (high resolution)"
     infos = list_methods()
     rows = {info.name: dict.fromkeys(COLUMNS, "") | {"method": info.name, "description": info.description} for info in infos}
     for info in infos:
@@ -444,7 +443,7 @@ def build_tab(data_root: Path | None) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            choices = [*METHODS, ORIGINAL]
+            choices = [*METHODS, ORIGINAL_LABEL]
             left = gr.Dropdown(choices, value="bicubic", label="Slider: left")
             right = gr.Dropdown(choices, value=default_right_panel(), label="Slider: right")
         slider = gr.ImageSlider(label="Two methods at the same crop", format="png", scale=3)

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import gradio as gr
 
 from study import sessions, store
+from study.schema import SCORE_LABELS
 from study.sessions import InvalidToken, NoStudy, RatingRefused
 
-LABELS = {1: "Bad", 2: "Poor", 3: "Fair", 4: "Good", 5: "Excellent"}
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
 
@@ -106,7 +106,7 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
             header = gr.Markdown(elem_id="rate-header")
             progress = gr.HTML(elem_id="rate-progress")
             with gr.Row():
-                buttons = [gr.Button(f"{k} · {label}", elem_id=f"rate-score-{k}", min_width=80) for k, label in LABELS.items()]
+                buttons = [gr.Button(f"{k} · {label}", elem_id=f"rate-score-{k}", min_width=80) for k, label in SCORE_LABELS.items()]
             image = gr.HTML(
                 elem_id="rate-image",
                 css_template=IMAGE_CSS,
@@ -140,7 +140,7 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
         else:
             head = (
                 f"**Calibration {item.step} / {item.steps}.** This photo is an example of "
-                f"**{item.expected} · {LABELS[item.expected]}**: give it {item.expected} to learn the scale."
+                f"**{item.expected} · {SCORE_LABELS[item.expected]}**: give it {item.expected} to learn the scale."
             )
         bar = f'<progress value="{item.step - 1}" max="{item.steps}"></progress> <span class="rate-count">{item.step} / {item.steps}</span>'
         img = f'<div class="stimulus-frame"><img class="stimulus" src="{escape(url)}" width="{item.width}" height="{item.height}" alt="photo to rate" draggable="false"></div>'
@@ -207,7 +207,7 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
     quiet = {"outputs": outputs, "show_progress": "hidden"}  # no spinner flashing over the photo at every answer
     start.click(on_start, inputs=[token], api_name="rate_start", **quiet)
     go_on.click(on_continue, inputs=[token], api_name="rate_continue", **quiet)
-    for k, button in zip(LABELS, buttons):
+    for k, button in zip(SCORE_LABELS, buttons):
         button.click(
             on_rate,
             inputs=[token, ticket, score],

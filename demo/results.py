@@ -31,16 +31,21 @@ REPORT_CSS = """
 """
 
 
+def reports_dir(results_dir: Path) -> Path:
+    """Where `python -m study.analyze` writes the reports: one folder per study under `results_dir/study`."""
+    return Path(results_dir) / "study"
+
+
 def list_studies(results_dir: Path) -> list[str]:
-    """Names of the studies under `results_dir/study` that have a report, sorted."""
-    root = Path(results_dir) / "study"
+    """Names of the studies under `reports_dir` that have a report, sorted."""
+    root = reports_dir(results_dir)
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "report.md").is_file())
 
 
 def analyze_command(study: str, study_db: Path, results_dir: Path) -> str:
-    return f"python -m study.analyze --db {study_db} --study {study} --out {Path(results_dir) / 'study' / study}"
+    return f"python -m study.analyze --db {study_db} --study {study} --out {reports_dir(results_dir) / study}"
 
 
 def load_report(results_dir: Path, study: str | None, study_db: Path | None = None) -> tuple[str, Figures]:
@@ -51,13 +56,13 @@ def load_report(results_dir: Path, study: str | None, study_db: Path | None = No
     waiting = _waiting(results_dir, study_db, studies)
     if not studies:
         text = (
-            f"No study reports yet under `{Path(results_dir) / 'study'}`. Collect ratings in the Rate tab, "
+            f"No study reports yet under `{reports_dir(results_dir)}`. Collect ratings in the Rate tab, "
             "then run `python -m study.analyze --study NAME`."
         )
         return "\n\n".join([text, *waiting]), []
     if study not in studies:
         return "\n\n".join([f"Choose a study: {', '.join(studies)}.", *waiting]), []
-    folder = Path(results_dir) / "study" / study
+    folder = reports_dir(results_dir) / study
     text, figures = [], []
     report = (folder / "report.md").read_text(encoding="utf-8")
     for line in report.splitlines():
@@ -98,7 +103,7 @@ def build_tab(results_dir: Path, study_db: Path | None = None) -> None:
     gr.Markdown(
         "MOS results of the rating study: completion and screening of the raters, MOS with confidence intervals "
         "next to PSNR / SSIM, significance tests, agreement and figures, as written by `python -m study.analyze` "
-        f"into `{Path(results_dir) / 'study'}`."
+        f"into `{reports_dir(results_dir)}`."
     )
     with gr.Row():
         study = gr.Dropdown(choices=[], value=None, label="Study", scale=4)

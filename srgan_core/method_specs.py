@@ -63,5 +63,6 @@ SPECS = {
 }
 METHODS = tuple(SPECS)
 LEARNED = tuple(name for name, spec in SPECS.items() if spec.learned)
-ORIGINAL = "hr"  # the high-resolution original, scored and rated beside the methods
+ORIGINAL = "hr"  # the high-resolution original's method name, where it is scored (evaluate) and rated (the study)
+ORIGINAL_LABEL = "original"  # how the app shows it
 KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")  # the perception-distortion knob blends the first (0) into the second (1)

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from srgan_core.markdown import markdown_table
 from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
+from srgan_core.method_specs import METHODS
+from study.schema import ORIGINAL, PHASES
 
 RESULTS_DIR = REPO_ROOT / "results" / "study"
 PAIRING = (
@@ -62,11 +65,9 @@ class Metrics:
 
 def method_order(methods: Iterable[str]) -> list[str]:
     """srgan_core's order (nearest, bicubic, srresnet-mse, ...), then other methods by name, HR last."""
-    from srgan_core.methods import METHODS
-
     present = set(methods)
     known = [m for m in METHODS if m in present]
-    return known + sorted(present - set(known) - {"hr"}) + (["hr"] if "hr" in present else [])
+    return known + sorted(present - set(known) - {ORIGINAL}) + ([ORIGINAL] if ORIGINAL in present else [])
 
 
 def dataset_order(datasets: Iterable[str]) -> list[str]:
@@ -141,7 +142,7 @@ def compute_metrics(trial: pd.DataFrame, data_root: Path | None) -> Metrics:
     of the dataset: the same images for every method, whoever rated what."""
     from srgan_core.data import BENCHMARKS, benchmark_images
     from srgan_core.evaluate import score_images, score_originals
-    from srgan_core.methods import METHODS, MethodUnavailable, load_method
+    from srgan_core.methods import MethodUnavailable, load_method
 
     rows, notes = [], set()
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
@@ -150,12 +151,12 @@ def compute_metrics(trial: pd.DataFrame, data_root: Path | None) -> Metrics:
         if dataset not in BENCHMARKS:
             notes.add(f"{dataset}: not a benchmark srgan_core knows ({', '.join(BENCHMARKS)}); no metrics")
             continue
-        if method != "hr" and method not in METHODS:
+        if method != ORIGINAL and method not in METHODS:
             notes.add(f"{method}: not a srgan_core method; no PSNR / SSIM / NIQE")
             continue
         try:
             paths = {p.stem: p for p in benchmark_images(dataset, data_root)}
-            upscaler = None if method == "hr" else load_method(method)
+            upscaler = None if method == ORIGINAL else load_method(method)
         except (FileNotFoundError, MethodUnavailable) as err:
             notes.add(f"{dataset} / {method}: metrics left blank: {err}")
             continue
@@ -286,7 +287,7 @@ def analyze(
 
 def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame, trial: pd.DataFrame) -> str:
     phases = ratings["phase"].value_counts()
-    counts = ", ".join(f"{int(phases.get(p, 0))} {p}" for p in ("calibration", "trial", "repeat", "gold"))
+    counts = ", ".join(f"{int(phases.get(p, 0))} {p}" for p in PHASES)
     digest = hashlib.sha256(_write_csv(ratings.sort_values(list(ratings.columns)), None).encode()).hexdigest()
     return "\n".join(
         [
@@ -551,7 +552,7 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         lines.append(
             "- PSNR / SSIM: Y channel (BT.601), 4-pixel border cropped, averaged over every image of the "
             "dataset, the same images for every method whoever rated what (srgan_core.evaluate); NIQE on the "
-            "same outputs (lower looks more natural); `hr` has no PSNR."
+            f"same outputs (lower looks more natural); `{ORIGINAL}` has no PSNR."
         )
         lines += [f"- {note}" for note in metrics.notes]
     lines.append(
@@ -565,24 +566,22 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    header = [str(c) for c in frame.columns]
-    rows = [[str(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    """`frame` (its columns as the header, without the index) as srgan_core's Markdown table."""
+    return markdown_table(frame.columns, frame.itertuples(index=False))
 
 
 def _fmt(value: float | None, digits: int, suffix: str = "", missing: str = "") -> str:
-    return missing if value is None or value != value else f"{value:.{digits}f}{suffix}"
+    return missing if value is None or math.isnan(value) else f"{value:.{digits}f}{suffix}"
 
 
 def _p(value: float) -> str:
-    if value != value:
+    if math.isnan(value):
         return "n/a"
     return f"{value:.2e}" if value < 0.001 else f"{value:.3f}"
 
 
 def _interval(low: float, high: float, few: bool = False) -> str:
-    return "" if low != low else f"[{low:.2f}, {high:.2f}]" + ("*" if few else "")
+    return "" if math.isnan(low) else f"[{low:.2f}, {high:.2f}]" + ("*" if few else "")
 
 
 def _or_nan(value: float | None) -> float:
@@ -608,7 +607,7 @@ def _write_csv(frame: pd.DataFrame, path: Path | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--db", type=Path, help=f"study database (default: $SRGAN_STUDY_DB or {store.DEFAULT_DB})")
+    source.add_argument("--db", type=Path, help=f"study database (default: ${store.DB_ENV} or {store.DEFAULT_DB})")
     source.add_argument("--ratings", type=Path, help="long-format ratings CSV instead of the database")
     parser.add_argument("--study", help="the study to analyse (needed when the ratings hold several)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/study/NAME)")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from study.schema import PHASES
 from study.store import Stimulus
 
 DESIGNS = ("blocks", "incomplete")
@@ -253,7 +254,7 @@ def spacing_violations(plan: Sequence[tuple[str, str]], groups: Mapping[str, Has
 def presentation_counts(plan: Sequence[tuple[str, str]]) -> dict[str, int]:
     """Presentations of each phase, and in all: the one source of every count a rater is told."""
     counts = Counter(phase for _, phase in plan)
-    return {p: counts.get(p, 0) for p in ("calibration", "trial", "repeat", "gold")} | {"total": len(plan)}
+    return {p: counts.get(p, 0) for p in PHASES} | {"total": len(plan)}
 
 
 def rater_plan(

@@ -39,9 +39,10 @@ import psutil
 
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import prepare
+from study.schema import ORIGINAL
 
 VIEWING = {"viewport_w": 1366, "viewport_h": 768, "dpr": 1, "zoom": 1, "screen_w": 1366, "screen_h": 768}
-STUDY = dict(datasets=["Set5"], methods=["nearest", "bicubic", "hr"], per_rater=None, repeats=2, seed=0, calibration=1, gold=2, pause_every=10)
+STUDY = dict(datasets=["Set5"], methods=["nearest", "bicubic", ORIGINAL], per_rater=None, repeats=2, seed=0, calibration=1, gold=2, pause_every=10)
 RETRIES = 50  # attempts per call when the connection fails or a worker dies under it
 
 

@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from srgan_core.data import BENCHMARKS, benchmark_images, list_images, require_data_root
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png
-from srgan_core.methods import METHODS, MethodUnavailable, Upscaler, load_method
+from srgan_core.method_specs import METHODS
+from srgan_core.methods import MethodUnavailable, Upscaler, load_method
 from study import design, store
+from study.schema import KINDS, ORIGINAL, SCORES
 
-ORIGINAL = "hr"
 CALIBRATION_FOLDER = Path("train") / "BSDS500_train"
-ANCHORS = {"nearest": 1, ORIGINAL: 5}  # the score each calibration / gold version stands for
+ANCHORS = {"nearest": SCORES[0], ORIGINAL: SCORES[-1]}  # the score each calibration / gold version stands for
 PLANS_CHECKED = 50  # raters whose plans prepare builds and checks (all of them where fewer windows exist)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -206,7 +207,7 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {k: sum(s.kind == k for s in stimuli) for k in store.KINDS}
+    return {k: sum(s.kind == k for s in stimuli) for k in KINDS}
 
 
 def describe_plan(config: dict) -> str:
@@ -235,7 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
     parser.add_argument("--pause-every", type=int, default=50, help="offer a pause after every N rated images (0: never; default 50)")
     parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
-    parser.add_argument("--db", type=Path, default=None, help=f"study database (default: SRGAN_STUDY_DB or {store.DEFAULT_DB})")
+    parser.add_argument("--db", type=Path, default=None, help=f"study database (default: {store.DB_ENV} or {store.DEFAULT_DB})")
     return parser.parse_args(argv)
 
 

@@ -1,8 +1,8 @@
 """Reading and validating the long-format ratings table, from a CSV export or from the study database.
 
-One row per answer: ``study, rater, stimulus, dataset, image, method, phase, score, shown_at,
-response_ms, position``. Every problem is reported as a `RatingsError` naming the offending row
-(``line N`` of a CSV, counting the header as line 1; ``row N`` of the database, counting from 1).
+One row per answer, with the columns of `study.schema.COLUMNS`. Every problem is reported as a
+`RatingsError` naming the offending row (``line N`` of a CSV, counting the header as line 1; ``row N``
+of the database, counting from 1).
 """
 
 from __future__ import annotations
@@ -15,23 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = (
-    "study",
-    "rater",
-    "stimulus",
-    "dataset",
-    "image",
-    "method",
-    "phase",
-    "score",
-    "shown_at",
-    "response_ms",
-    "position",
-)
-PHASES = ("calibration", "trial", "repeat", "gold")
+from study.schema import COLUMNS, ORIGINAL, PHASES, SCORES
+from study.store import StoreError, read_ratings
+
 REQUIRED = ("study", "rater", "stimulus", "dataset", "image", "method", "phase", "score")
 # P.808-style gold items: the scores a rater who is paying attention gives them.
-GOLD_EXPECTED: dict[str, tuple[int, int]] = {"nearest": (1, 2), "hr": (4, 5)}
+GOLD_EXPECTED: dict[str, tuple[int, int]] = {"nearest": (1, 2), ORIGINAL: (4, 5)}
 
 RowName = Callable[[int], str]
 
@@ -59,8 +48,6 @@ def read_ratings_csv(path: Path) -> pd.DataFrame:
 
 def read_ratings_db(path: Path) -> pd.DataFrame:
     """The validated ratings stored in the study database."""
-    from study.store import StoreError, read_ratings
-
     path = Path(path)
     if not path.is_file():
         raise RatingsError(f"{path}: no such study database")
@@ -127,8 +114,8 @@ def validate_ratings(table: pd.DataFrame, source: str, row_name: RowName) -> pd.
 
     score = pd.to_numeric(text["score"], errors="coerce")
     fail(
-        ~score.isin([1, 2, 3, 4, 5]),
-        lambda i: f"score {text.at[i, 'score']!r} is not an integer in 1..5",
+        ~score.isin(SCORES),
+        lambda i: f"score {text.at[i, 'score']!r} is not an integer in {SCORES[0]}..{SCORES[-1]}",
     )
     response_ms = pd.to_numeric(text["response_ms"].replace("", np.nan), errors="coerce")
     fail(

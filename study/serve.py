@@ -16,7 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from study import store
-from study.server import AdminTokenError, check_admin_token
+from study.server import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN, AdminTokenError, check_admin_token, default_admin_token
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,12 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--db",
         type=Path,
         default=store.default_db(),
-        help=f"the study database (env SRGAN_STUDY_DB; default {store.DEFAULT_DB})",
+        help=f"the study database (env {store.DB_ENV}; default {store.DEFAULT_DB})",
     )
     parser.add_argument(
         "--admin-token",
-        default=os.environ.get("SRGAN_ADMIN_TOKEN") or None,
-        help="secret of the admin view, at least 16 characters (env SRGAN_ADMIN_TOKEN; none: no admin view)",
+        default=default_admin_token(),
+        help=f"secret of the admin view, at least {MIN_ADMIN_TOKEN} characters (env {ADMIN_TOKEN_ENV}; none: no admin view)",
     )
     parser.add_argument("--consent-file", type=Path, help="text file with the consent text raters agree to before starting")
     parser.add_argument("--completion-code", help="the code finished raters are given (default: one per rater)")
@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AdminTokenError, ValueError, LookupError, OSError, store.StoreError) as err:
         print(f"study.serve: {err}", file=sys.stderr)
         return 1
-    os.environ["SRGAN_STUDY_DB"] = str(args.db.resolve())
-    os.environ.pop("SRGAN_ADMIN_TOKEN", None)
+    os.environ[store.DB_ENV] = str(args.db.resolve())
+    os.environ.pop(ADMIN_TOKEN_ENV, None)
     if args.admin_token:
-        os.environ["SRGAN_ADMIN_TOKEN"] = args.admin_token
+        os.environ[ADMIN_TOKEN_ENV] = args.admin_token
     base = f"http://{args.host}:{args.port}/"
     admin = f"admin view: {base}admin" if args.admin_token else "no admin view (no --admin-token)"
     print(f"Serving study {study!r} to raters at {base} with {args.workers} worker(s); {admin}", flush=True)

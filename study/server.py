@@ -37,6 +37,7 @@ WEB = Path(__file__).parent / "web"
 # rate.html's layout: the photo at the top left, the controls in a column beside it.
 SIDE_PX = 320  # page padding + gap + control column, beside the photo
 MARGIN_PX = 16  # page padding above and below the photo
+ADMIN_TOKEN_ENV = "SRGAN_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
 FREE_ATTEMPTS = 3  # wrong admin tokens a client may send before being slowed down
 BACKOFF_S = 30  # then it must wait 30 s, 60 s, 120 s ... after each wrong token
@@ -59,6 +60,11 @@ PAGE_HEADERS = {
 
 class AdminTokenError(ValueError):
     """An admin token the server refuses to start with."""
+
+
+def default_admin_token() -> str | None:
+    """The admin token when none is given: `SRGAN_ADMIN_TOKEN` (None, no admin view, when unset or empty)."""
+    return os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
 def check_admin_token(token: str | None) -> str | None:
@@ -444,4 +450,4 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
 def app_from_environment() -> Starlette:
     """The app for `uvicorn --factory` workers: database and admin token from the environment
     (set by `python -m study.serve`)."""
-    return create_app(Path(os.environ["SRGAN_STUDY_DB"]), os.environ.get("SRGAN_ADMIN_TOKEN") or None)
+    return create_app(store.default_db(), default_admin_token())

@@ -30,6 +30,7 @@ from pathlib import Path
 
 
 from study import design, store
+from study.schema import SCORES
 
 UNDO_SECONDS = 10  # how long after an answer the rater can take it back (once per answer)
 Db = Path | sqlite3.Connection  # a database file, or a connection the caller keeps open
@@ -242,12 +243,12 @@ def present(db_path: Db, token: object) -> Item | None:
 
 
 def valid_score(score: object) -> int:
-    """An integer 1..5 (an integral float such as 3.0 is accepted), else RatingRefused."""
+    """A score of `SCORES` (an integral float such as 3.0 is accepted), else RatingRefused."""
     integral = isinstance(score, numbers.Integral) or (
         isinstance(score, float) and math.isfinite(score) and score.is_integer()
     )
-    if isinstance(score, bool) or not integral or not 1 <= int(score) <= 5:
-        raise RatingRefused(f"a score is a whole number from 1 to 5, not {score!r}")
+    if isinstance(score, bool) or not integral or int(score) not in SCORES:
+        raise RatingRefused(f"a score is a whole number from {SCORES[0]} to {SCORES[-1]}, not {score!r}")
     return int(score)
 
 

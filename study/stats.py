@@ -22,10 +22,10 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from study.ratings import GOLD_EXPECTED
+from study.schema import SCORES
 
 STIMULUS = ["dataset", "image", "method"]
 BLOCK = ["rater", "image"]
-SCALE = (1, 5)
 MIN_PAIRS = 10  # paired Wilcoxon tests and the test-retest correlation and test
 MIN_BLOCKS = 10  # complete (rater, image) blocks for the Friedman test
 MIN_UNITS = 10  # stimuli behind an agreement statistic
@@ -145,11 +145,11 @@ def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
         summary = summarize_scores(group["score"].to_numpy(), n_resamples, seed)
         bounds = [summary[k] for k in ("t_low", "t_high", "boot_low", "boot_high")]
-        clipped = [float(np.clip(b, *SCALE)) if b == b else b for b in bounds]
+        clipped = [b if math.isnan(b) else float(np.clip(b, SCORES[0], SCORES[-1])) for b in bounds]
         summary.update(zip(("t_low", "t_high", "boot_low", "boot_high"), clipped))
         rows.append({"dataset": dataset, "method": method, "raters": group["rater"].nunique(),
                      "images": group["image"].nunique(), **summary,
-                     "clipped": any(a != b for a, b in zip(bounds, clipped) if a == a),
+                     "clipped": any(a != b for a, b in zip(bounds, clipped) if not math.isnan(a)),
                      "few": summary["n"] < MIN_CI_RATINGS})
     return pd.DataFrame(rows)
 
@@ -254,7 +254,7 @@ def agreement(trial: pd.DataFrame, min_units: int = MIN_UNITS) -> dict[str, floa
         icc_note = "not computable: every score is the same"
     if not alpha_note:
         result["alpha"] = float(krippendorff.alpha(
-            reliability_data=shared.to_numpy(float), level_of_measurement="ordinal", value_domain=list(range(SCALE[0], SCALE[1] + 1))
+            reliability_data=shared.to_numpy(float), level_of_measurement="ordinal", value_domain=list(SCORES)
         ))
     if not icc_note:
         long = crossed.stack().rename("score").reset_index()

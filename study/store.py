@@ -27,13 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.ratings import COLUMNS, PHASES
+from study.schema import COLUMNS, KINDS, PHASES, SCORES
 
 DB_ENV = "SRGAN_STUDY_DB"
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study" / "study.sqlite"  # gitignored
 SCHEMA_VERSION = 2
-KINDS = ("trial", "calibration", "gold")
-RATING_COLUMNS = COLUMNS  # the long format study.analyze reads
+LOWEST, HIGHEST = SCORES[0], SCORES[-1]
 
 SCHEMA = f"""
 CREATE TABLE meta (
@@ -55,7 +54,7 @@ CREATE TABLE stimuli (
     file TEXT NOT NULL UNIQUE,
     width INTEGER NOT NULL CHECK (width > 0),
     height INTEGER NOT NULL CHECK (height > 0),
-    expected INTEGER CHECK (expected BETWEEN 1 AND 5),
+    expected INTEGER CHECK (expected BETWEEN {LOWEST} AND {HIGHEST}),
     CHECK ((kind = 'trial') = (expected IS NULL)),
     UNIQUE (study, kind, dataset, image, method)
 ) STRICT;
@@ -81,7 +80,7 @@ CREATE TABLE ratings (
     position INTEGER NOT NULL,
     stimulus TEXT NOT NULL,
     phase TEXT NOT NULL,
-    score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+    score INTEGER NOT NULL CHECK (score BETWEEN {LOWEST} AND {HIGHEST}),
     shown_at TEXT NOT NULL,
     answered_at TEXT NOT NULL,
     response_ms INTEGER NOT NULL CHECK (response_ms >= 0),
@@ -126,7 +125,7 @@ CREATE TABLE revisions (
     position INTEGER NOT NULL,
     reopened_at TEXT NOT NULL,
     shown_at TEXT NOT NULL,
-    score INTEGER CHECK (score BETWEEN 1 AND 5),
+    score INTEGER CHECK (score BETWEEN {LOWEST} AND {HIGHEST}),
     answered_at TEXT,
     response_ms INTEGER CHECK (response_ms >= 0),
     PRIMARY KEY (rater, position),
@@ -381,7 +380,7 @@ EFFECTIVE_RATINGS = """
 
 
 def read_ratings(db_path: Path) -> pd.DataFrame:
-    """Every answer in long format, one row each, with exactly the columns of `RATING_COLUMNS`.
+    """Every answer in long format, one row each, with exactly the columns of `schema.COLUMNS`.
 
     `position` is the 1-based place in the rater's plan (calibration first); `shown_at` is ISO 8601
     UTC; `response_ms` is the time from serving the image to receiving the answer. An answer the rater
@@ -397,7 +396,7 @@ def read_ratings(db_path: Path) -> pd.DataFrame:
                 ORDER BY s.study, ra.seq, r.position""",
             con,
         )
-    return table.loc[:, list(RATING_COLUMNS)]
+    return table.loc[:, list(COLUMNS)]
 
 
 def export_csv(db_path: Path, out: Path) -> Path:

@@ -30,9 +30,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from srgan_core.methods import METHODS
+from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import prepare, store
+from study.schema import COLUMNS
 from tests.test_study_prepare import png_chunks, synthetic_data_root
 
 FIGURES = Path("study") / "reliability.json"  # under results_dir
@@ -414,7 +415,7 @@ def test_admin_view_exports_the_long_format(app: AppProcess, study_db: Path) -> 
     with Api(app.url) as api:
         summary, per_rater, per_stimulus, csv_file = api.raw("rate_admin", ADMIN_TOKEN)
         exported = pd.read_csv(StringIO(api.http.get(csv_file["url"]).text))
-    assert tuple(exported.columns) == store.RATING_COLUMNS
+    assert tuple(exported.columns) == COLUMNS
     assert len(exported) == len(store.read_ratings(study_db))
     assert "raters" in summary
     assert per_rater["headers"][:4] == ["study", "rater", "answered", "planned"]

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from study import analyze
-from study.ratings import COLUMNS, RatingsError, read_ratings_csv, read_ratings_db, select_study
+from study.ratings import RatingsError, read_ratings_csv, read_ratings_db, select_study
+from study.schema import COLUMNS
 
 SYNTHETIC_STUDY = "synthetic-test-only"
 # Ground truth of the synthetic raters: the ordering the analysis must recover. srgan-vgg22 and

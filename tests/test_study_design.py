@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from study import design, prepare, sessions, store
+from study.schema import KINDS
 from tests.test_study_prepare import request, synthetic_data_root
 
 
@@ -123,7 +124,7 @@ def test_prepare_stores_the_design_and_exact_counts(data, tmp_path):
     prepare.prepare(request(calibration=2, gold=2, repeats=2), data, db)
     with store.connect(db) as con:
         cfg = store.study_config(con, "pilot")
-        stimuli = {k: store.study_stimuli(con, "pilot", k) for k in store.KINDS}
+        stimuli = {k: store.study_stimuli(con, "pilot", k) for k in KINDS}
     assert cfg["design"] == "blocks"
     # 3 images x 3 methods + 2 repeats + 2 gold = 13; the 2 repeated images are shown 4 times: K <= 2
     assert cfg["spacing"] == 1
@@ -194,7 +195,7 @@ def test_a_complete_block_pilot_gives_every_paired_test_and_friedman(tmp_path):
     prepare.prepare(request(calibration=1, gold=2, repeats=2), data, db)
     truth = {"nearest": 1, "bicubic": 3, "hr": 5}
     with store.connect(db) as con:
-        method = {s.id: s.method for k in store.KINDS for s in store.study_stimuli(con, "pilot", k)}
+        method = {s.id: s.method for k in KINDS for s in store.study_stimuli(con, "pilot", k)}
     rng = np.random.default_rng(0)
     for rater in range(4):
         token = sessions.new_rater(db)

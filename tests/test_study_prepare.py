@@ -14,6 +14,7 @@ from srgan_core import method_specs
 from srgan_core.images import downscale_x4, load_image, modcrop
 from srgan_core.methods import load_method
 from study import prepare, store
+from study.schema import KINDS
 
 SYNTHETIC_SIZES = [(42, 34), (36, 40), (50, 30)]  # width x height, not all multiples of 4
 
@@ -78,7 +79,7 @@ def test_renders_every_stimulus_once_under_an_opaque_name(data, tmp_path):
     files = sorted(folder.iterdir())
     assert len(files) == 15 and all(re.fullmatch(r"[0-9a-f]{32}\.png", f.name) for f in files)
     with store.connect(db) as con:
-        rows = {s.id: s for kind in store.KINDS for s in store.study_stimuli(con, "pilot", kind)}
+        rows = {s.id: s for kind in KINDS for s in store.study_stimuli(con, "pilot", kind)}
         config = store.study_config(con, "pilot")
     assert config["repeats"] == 2 and config["methods"] == ["nearest", "bicubic", "hr"]
     assert {f.stem for f in files} == set(rows)

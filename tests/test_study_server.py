@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, server, sessions, store
-from study.ratings import COLUMNS
+from study.schema import COLUMNS, ORIGINAL
 from tests.test_rate_app import METHOD_NAME
 from tests.test_study_prepare import synthetic_data_root
 
@@ -231,11 +231,11 @@ def test_sigkill_of_a_worker_loses_no_acknowledged_answer(data: Path) -> None:
 def test_pilot_set5_all_methods_three_raters_through_the_api_then_analyze(data_root: Path, tmp_path: Path) -> None:
     """A pilot as a lab would run it: every method on Set5, 3 simulated raters (random scores, not a MOS
     result) finishing their sessions through the rate server's calls, then `study.analyze` on the database."""
-    from srgan_core.methods import METHODS
+    from srgan_core.method_specs import METHODS
     from study import analyze
 
     db = tmp_path / "study.sqlite"
-    request = dict(STUDY, methods=[*METHODS, prepare.ORIGINAL], repeats=2)
+    request = dict(STUDY, methods=[*METHODS, ORIGINAL], repeats=2)
     prepare.prepare(prepare.Request(name="pilot", **request), data_root, db)
     c = client(db)
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from study import store
+from study.schema import COLUMNS
 
 
 def make_study(
@@ -202,7 +203,7 @@ def test_read_ratings_and_csv_export_have_exactly_the_long_format(study, tmp_pat
         rate(con, rater, 1, trial[0].id, "trial", 4)
         rate(con, rater, 2, trial[1].id, "trial", 2)
     table = store.read_ratings(db)
-    assert tuple(table.columns) == store.RATING_COLUMNS
+    assert tuple(table.columns) == COLUMNS
     assert table["score"].tolist() == [4, 2]
     assert table["position"].tolist() == [1, 2]
     assert table.loc[0, "method"] == trial[0].method and table.loc[0, "image"] == trial[0].image
