@@ -11,7 +11,8 @@ import torch
 
 from srgan_core.images import ImageError, load_image
 from srgan_core.imresize import imresize
-from srgan_core.models import SCALE, unit_to_signed
+from srgan_core.method_specs import SCALE
+from srgan_core.models import unit_to_signed
 from srgan_core.paths import GET_DATA, default_data_root
 
 BENCHMARKS = ("Set5", "Set14", "BSD100")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srgan_core.imresize import imresize
-from srgan_core.models import SCALE
+from srgan_core.method_specs import SCALE
 
 MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
 

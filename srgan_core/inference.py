@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from srgan_core.device import check_precision
-from srgan_core.models import SCALE, Generator, fuse_for_inference, signed_to_unit
+from srgan_core.method_specs import SCALE
+from srgan_core.models import Generator, fuse_for_inference, signed_to_unit
 
 TILE = 224  # most LR pixels per tile side: inputs up to 272 px run in one pass; ~0.8 GB of activations per tile
 OVERLAP = 24  # LR pixels of context on each side of a tile; beyond this the receptive field's effect is < 1/255

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from srgan_core.paths import MODELS_DIR
 
+SCALE = 4  # every method upscales 4x (the generator: two x2 sub-pixel stages); the project reads it from here
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -21,8 +21,8 @@ from srgan_core.device import check_precision, pick_device
 from srgan_core.images import load_image, to_tensor, to_uint8
 from srgan_core.imresize import imresize
 from srgan_core.inference import generate_tiled, prepare_generator
-from srgan_core.method_specs import KNOB_ENDS, METHODS, SPECS
-from srgan_core.models import SCALE, Generator
+from srgan_core.method_specs import KNOB_ENDS, METHODS, SCALE, SPECS
+from srgan_core.models import Generator
 from srgan_core.paths import shown_path
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from srgan_core.method_specs import SCALE
+
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """uint8 RGB -> BT.601 luma Y in [16, 235] as float64 (MATLAB's rgb2ycbcr)."""
@@ -51,7 +53,7 @@ def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
     return float(np.abs(means[0] - means[1]).max())
 
 
-def subpixel_grid(sr: np.ndarray, hr: np.ndarray, scale: int = 4, border: int = 4) -> float:
+def subpixel_grid(sr: np.ndarray, hr: np.ndarray, scale: int = SCALE, border: int = 4) -> float:
     """Spread (max - min) over the scale x scale sub-pixel positions of the mean Y error SR - HR, in Y levels.
 
     Each output pixel of a sub-pixel (pixel-shuffle) upsampler comes from one of scale x scale channels; when

@@ -9,9 +9,6 @@ from torch import nn
 
 from srgan_core.half_resolution import upsample_and_output
 
-SCALE = 4  # the generator's two x2 sub-pixel stages; every 4x in the project reads it from here
-
-
 def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] images -> the [-1, 1] range the generator's output and the discriminator's input use."""
     return x * 2 - 1

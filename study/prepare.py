@@ -185,7 +185,7 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
         progress = tqdm(list(zip(ids, jobs)), desc=f"rendering {req.name}", disable=not show_progress)
         for sid, (kind, dataset, path, method, expected) in progress:
             if path != hr_path:  # the jobs of one image are adjacent: load each original once
-                hr_path, hr = path, modcrop(load_image(path), 4)
+                hr_path, hr = path, modcrop(load_image(path))
             img = _render(hr, method, upscalers)
             save_png(img, staging / f"{sid}.png")
             rel = final_dir.relative_to(db_path.parent) / f"{sid}.png"

@@ -4,7 +4,7 @@ nothing from study/ or demo/."""
 
 from __future__ import annotations
 
-from srgan_core.method_specs import ORIGINAL
+from srgan_core.method_specs import ORIGINAL as ORIGINAL  # re-exported for study/: the original's method name
 
 # The long-format ratings table, one row per answer (the database export and the CSV study.analyze reads).
 COLUMNS = (

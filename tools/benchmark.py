@@ -40,9 +40,9 @@ from srgan_core.device import PRECISIONS, pick_device
 from srgan_core.inference import OVERLAP, TILE, generate, generate_tiled, prepare_generator, tiles
 from srgan_core.losses import adversarial_scale, discriminate
 from srgan_core.markdown import markdown_table
-from srgan_core.method_specs import SPECS
+from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import MethodUnavailable, load_generator
-from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit
+from srgan_core.models import Discriminator, Generator, signed_to_unit
 from srgan_core.paths import REPO_ROOT
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
 from tools import benchmark_app

@@ -17,9 +17,8 @@ from PIL import Image
 
 from srgan_core.device import default_precision, pick_device
 from srgan_core.markdown import markdown_table
-from srgan_core.method_specs import SPECS
+from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import list_methods
-from srgan_core.models import SCALE
 from srgan_core.paths import REPO_ROOT
 
 APP_PHOTO = (1024, 680)  # a phone-photo-sized upload, read as high resolution: a 256x170 LR input

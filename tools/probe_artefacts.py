@@ -25,9 +25,9 @@ import torch
 from srgan_core import losses
 from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.markdown import markdown_table
-from srgan_core.method_specs import LEARNED, SPECS
+from srgan_core.method_specs import LEARNED, SCALE, SPECS
 from srgan_core.methods import load_generator
-from srgan_core.models import SCALE, Generator
+from srgan_core.models import Generator
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
 

@@ -26,9 +26,9 @@ from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.imresize import imresize
 from srgan_core.losses import DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.markdown import markdown_table
-from srgan_core.method_specs import SPECS
+from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import load_generator
-from srgan_core.models import SCALE, Discriminator, Generator, signed_to_unit, unit_to_signed
+from srgan_core.models import Discriminator, Generator, signed_to_unit, unit_to_signed
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import VGGFeatures
 
