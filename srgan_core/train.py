@@ -7,7 +7,6 @@ SRResNet-MSE and alternate one discriminator and one generator update per iterat
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import logging
 import os
@@ -37,12 +36,12 @@ from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import describe_init, hardware, model_card, write_card
+from srgan_core.training_log import VALIDATION_METRICS, CsvLog, start_from_shipped_log
 from srgan_core.vgg import VGGFeatures
 
 log = logging.getLogger("srgan_core.train")
 
 TRAINABLE = tuple(name for name, spec in SPECS.items() if spec.learned)
-VALIDATION_METRICS = ("psnr", "colour_shift", "grid", "niqe")  # evaluate's columns, logged for Set5 at every validation
 AMP_MODES = ("auto", "losses", "off")
 
 
@@ -267,7 +266,8 @@ class Trainer:
         elif self.config.resume and self.out.is_file() and self.out.with_suffix(".json").is_file():
             self.progress, shipped_log = checkpoint.load_shipped(self.out, self.generator)
             self.sampler.manual_seed(self.sampler_seed)
-            self.continue_shipped_log(REPO_ROOT / shipped_log if shipped_log else None)
+            if self.rank == 0 and shipped_log:
+                start_from_shipped_log(self.run_dir / "log.csv", REPO_ROOT / shipped_log, self.progress.iteration)
             log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.progress.iteration)
         else:
             if self.config.resume:
@@ -280,17 +280,6 @@ class Trainer:
                 self.progress.starting_weights = describe_init(Path(start))
                 log.info("generator initialised from %s", start)
         self.set_lr()
-
-    def continue_shipped_log(self, shipped: Path | None) -> None:
-        """Start the run's log with the shipped weights' log (rows up to their iteration), so the log exported
-        at the end of this run still covers every iteration that built the weights."""
-        run_log = self.run_dir / "log.csv"
-        if self.rank != 0 or run_log.is_file() or shipped is None or not shipped.is_file():
-            return
-        header, *rows = shipped.read_text().splitlines()
-        kept = [row for row in rows if int(row.split(",", 1)[0]) <= self.progress.iteration]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        run_log.write_text("\n".join([header, *kept]) + "\n")
 
     def set_lr(self) -> None:
         decay = self.schedule.decay_at is not None and self.progress.iteration >= self.schedule.decay_at
@@ -470,45 +459,6 @@ class Trainer:
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
-
-
-class CsvLog:
-    FIELDS = [
-        "iteration", "lr", "loss_g", "loss_content", "loss_adv", "loss_tv", "loss_d", "d_real", "d_fake", "it_per_s",
-        *(f"set5_{metric}" for metric in VALIDATION_METRICS),
-    ]
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.is_file()
-        if not new:
-            self.upgrade(path)
-        self.file = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.file, self.FIELDS, lineterminator="\n")
-        if new:
-            self.writer.writeheader()
-
-    def write(self, row: dict) -> None:
-        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self.file.flush()
-
-    @classmethod
-    def upgrade(cls, path: Path) -> None:
-        """Rewrite a log from an older version with today's columns (new ones empty), so rows can be appended."""
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames == cls.FIELDS:
-                return
-            unknown = set(reader.fieldnames or []) - set(cls.FIELDS)
-            if unknown:
-                raise SystemExit(f"{path} has columns this trainer does not write: {sorted(unknown)}; move it away to start a new log")
-            rows = list(reader)
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, cls.FIELDS, restval="", lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
 
 
 class StopFlag:

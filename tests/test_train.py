@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from srgan_core import device, losses, train
+from srgan_core import device, losses, train, training_log
 from srgan_core.download import sha256_file
 from srgan_core.models import Generator
 from srgan_core.paths import REPO_ROOT
@@ -151,7 +151,7 @@ def test_resuming_shipped_weights_keeps_their_log(tiny_data: Path, tmp_path: Pat
          "--run-dir", str(tmp_path / "r"), "--out", str(out)])
     assert json.loads(out.with_suffix(".json").read_text())["init"] == init  # what the first run started from stays on the card
     log = pd.read_csv(tmp_path / "r" / "log.csv")
-    assert list(log.columns) == train.CsvLog.FIELDS  # the older shipped log gained today's columns
+    assert list(log.columns) == training_log.CsvLog.FIELDS  # the older shipped log gained today's columns
     assert log["iteration"].tolist() == [1, 2, 3] and log["lr"].tolist()[:2] == [0.0002, 0.0002]
     assert log.iloc[:2]["loss_g"].isna().all() and log.iloc[2].notna()["loss_g"]  # row 3 is the new run's, not the stale one
 
@@ -160,7 +160,7 @@ def test_a_log_with_unknown_columns_is_refused_untouched(tmp_path: Path) -> None
     path = tmp_path / "log.csv"
     path.write_text("iteration,mystery\n1,2\n")
     with pytest.raises(SystemExit, match="mystery"):
-        train.CsvLog(path)
+        training_log.CsvLog(path)
     assert path.read_text() == "iteration,mystery\n1,2\n"
 
 

@@ -1,0 +1,60 @@
+"""The training log (CSV, one row per --log-every iterations), kept whole across resumed runs."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+VALIDATION_METRICS = ("psnr", "colour_shift", "grid", "niqe")  # evaluate's columns, logged for Set5 at every validation
+
+
+def start_from_shipped_log(run_log: Path, shipped: Path, iteration: int) -> None:
+    """Start a run's log with the shipped weights' log (its rows up to `iteration`, where the weights were exported),
+    so the log exported at the end of the run still covers every iteration that built the weights. Nothing is done
+    when the run already has a log or there is no shipped one."""
+    if run_log.is_file() or not shipped.is_file():
+        return
+    header, *rows = shipped.read_text().splitlines()
+    kept = [row for row in rows if int(row.split(",", 1)[0]) <= iteration]
+    run_log.parent.mkdir(parents=True, exist_ok=True)
+    run_log.write_text("\n".join([header, *kept]) + "\n")
+
+
+class CsvLog:
+    FIELDS = [
+        "iteration", "lr", "loss_g", "loss_content", "loss_adv", "loss_tv", "loss_d", "d_real", "d_fake", "it_per_s",
+        *(f"set5_{metric}" for metric in VALIDATION_METRICS),
+    ]
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.is_file()
+        if not new:
+            self.upgrade(path)
+        self.file = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.file, self.FIELDS, lineterminator="\n")
+        if new:
+            self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.file.flush()
+
+    @classmethod
+    def upgrade(cls, path: Path) -> None:
+        """Rewrite a log from an older version with today's columns (new ones empty), so rows can be appended."""
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames == cls.FIELDS:
+                return
+            unknown = set(reader.fieldnames or []) - set(cls.FIELDS)
+            if unknown:
+                raise SystemExit(f"{path} has columns this trainer does not write: {sorted(unknown)}; move it away to start a new log")
+            rows = list(reader)
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, cls.FIELDS, restval="", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
