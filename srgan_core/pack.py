@@ -26,10 +26,10 @@ from PIL import Image, JpegImagePlugin
 from srgan_core.data import list_images, require_data_root, train_folders
 from srgan_core.download import sha256_file
 from srgan_core.images import ImageError, load_image
+from srgan_core.method_specs import SPECS
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.paths import MODELS_DIR
 from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
 
 MANIFEST = "MANIFEST.json"
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
     p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--weights", type=Path, nargs="*", default=[MODELS_DIR / "srresnet-mse.safetensors"],
+    p.add_argument("--weights", type=Path, nargs="*", default=[SPECS["srresnet-mse"].weights_file],
                    help="starting weights to include, each with its .json model card when there is one")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")
     return p.parse_args(argv)

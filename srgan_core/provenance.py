@@ -16,6 +16,7 @@ import torch
 
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
+from srgan_core.method_specs import SPECS
 from srgan_core.paths import REPO_ROOT
 
 if TYPE_CHECKING:  # train imports this module
@@ -87,9 +88,9 @@ def link_init(card: dict) -> bool:
     """Point a card's starting weights at the committed file they are (the history of
     results/models/<method>.safetensors, found by sha256) and add the `git show` line; False if none is."""
     init = card.get("init")
-    if not init or not init.get("method"):
+    if not init or init.get("method") not in SPECS:
         return False
-    shipped = f"results/models/{init['method']}.safetensors"
+    shipped = SPECS[init["method"]].weights_file.relative_to(REPO_ROOT).as_posix()
     commit = committed_copy(REPO_ROOT / shipped, init["sha256"])
     if commit is None:
         return False

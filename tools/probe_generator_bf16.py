@@ -21,14 +21,14 @@ import torch.nn.functional as F
 
 from srgan_core import losses, train
 from srgan_core.data import TrainImages, make_pair, train_folders
-from srgan_core.paths import MODELS_DIR
+from srgan_core.method_specs import SPECS
 from srgan_core.provenance import hardware
 
 MODES = ("losses", "auto")
 
 
 def trainers(batch: int) -> dict[str, train.Trainer]:
-    start = str(MODELS_DIR / "srresnet-mse.safetensors")
+    start = str(SPECS["srresnet-mse"].weights_file)
     built = {mode: train.Trainer(train.parse_args(["--method", "srgan-vgg54", "--device", "cpu", "--amp", mode, "--init", start,
                                                    "--batch-size", str(batch)])) for mode in MODES}
     for trainer in built.values():
