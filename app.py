@@ -11,7 +11,13 @@ import gradio as gr
 from demo import compare, rate, results
 from srgan_core.paths import REPO_ROOT, default_data_root
 from study import store
-from study.server import ADMIN_TOKEN_ENV, default_admin_token
+from study.server import (
+    ADMIN_TOKEN_ENV,
+    MIN_ADMIN_TOKEN,
+    AdminTokenError,
+    check_admin_token,
+    default_admin_token,
+)
 
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 # Light events (rating clicks, tables) run four at a time; the compute-heavy upscaling events
@@ -20,6 +26,7 @@ DEFAULT_CONCURRENCY = 4
 QUEUE_MAX_SIZE = 64
 MAX_UPLOAD = "50mb"
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete generated files older than an hour
+FOOTER_LINKS = ["gradio", "settings"]  # not "api": a rater's page offers no "Use via API" link
 
 
 def create_app(
@@ -28,11 +35,13 @@ def create_app(
     """The whole app as one queued `gr.Blocks`; each tab is built by its own module.
 
     `rate_only` serves just the Rate tab, for real rating sessions: then nothing on the page (not even
-    the Compare tab's configuration) names a method."""
+    the Compare tab's configuration) names a method, and there is no admin view (a real study's is the
+    rate server's, `python -m study.serve --admin-token`). Otherwise the study admin view is a tab of its
+    own, there only when `admin_token` is given."""
     title = "Image quality study" if rate_only else "srgan-lab: SRGAN 4x super-resolution"
     with gr.Blocks(title=title, delete_cache=CACHE_CLEANUP, analytics_enabled=False) as app:
         if rate_only:
-            rate.build_tab(study_db, admin_token)
+            rate.build_tab(study_db)
         else:
             gr.Markdown(
                 "# srgan-lab\nA reproduction of SRGAN (Ledig et al., CVPR 2017): 4x photo-realistic super-resolution."
@@ -40,9 +49,12 @@ def create_app(
             with gr.Tab("Compare"):
                 compare.build_tab(data_root)
             with gr.Tab("Rate"):
-                rate.build_tab(study_db, admin_token)
+                rate.build_tab(study_db)
             with gr.Tab("Results"):
                 results.build_tab(results_dir, study_db)
+            if admin_token:
+                with gr.Tab("Study admin"):
+                    rate.build_admin(study_db, admin_token)
             gr.Markdown(footer(data_root), elem_id="app-footer")
     return app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
 
@@ -80,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--admin-token",
         default=default_admin_token(),
-        help=f"token that unlocks the study's admin view (env {ADMIN_TOKEN_ENV}; none: admin view off)",
+        help=f"token of the study admin tab, at least {MIN_ADMIN_TOKEN} characters (env {ADMIN_TOKEN_ENV}; none: no admin "
+        "tab; never with --rate-only)",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="folder of the reports the Results tab shows"
@@ -93,15 +106,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        check_admin_token(args.admin_token)
+    except AdminTokenError as err:
+        raise SystemExit(f"app.py: {err}") from None
     app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir, args.rate_only)
     # run_history off: Gradio would otherwise keep every event's inputs (the admin token too) in localStorage.
     # quiet: Gradio's banner suggests share=True, and this app never makes a share link; it says where it runs itself.
     app.launch(
         server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False,
-        quiet=True, prevent_thread_lock=True,
+        quiet=True, prevent_thread_lock=True, footer_links=FOOTER_LINKS,
     )
     if not args.rate_only:
         threading.Thread(target=compare.warm_up, name="warm-up", daemon=True).start()
+    if args.rate_only and args.admin_token:
+        print("No admin view with --rate-only: a real study's is `python -m study.serve --admin-token ...`", flush=True)
     print(f"srgan-lab is running at {app.local_url} (press Ctrl+C to stop)", flush=True)
     app.block_thread()
 

@@ -1,4 +1,5 @@
-"""The Rate tab: blind MOS rating sessions (the paper's protocol, section 3.3) and the study admin view.
+"""The Rate tab: blind MOS rating sessions (the paper's protocol, section 3.3), and the study admin view
+for a tab of its own (the rating tab has no admin element).
 
 A rater's token lives in the browser (`gr.BrowserState`), so a reload, a lost connection or a server
 restart resumes at the next unanswered image. Nothing the rater's page receives names a method: an
@@ -20,6 +21,7 @@ import gradio as gr
 
 from study import sessions, store
 from study.schema import SCORE_LABELS
+from study.server import AdminRefused, authorize_admin
 from study.sessions import InvalidToken, NoStudy, RatingRefused
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,8 @@ def _browser_secret(db_path: Path) -> str:
         return hmac.new(store.token_secret(con), b"browser-state", hashlib.sha256).hexdigest()[:32]
 
 
-def build_tab(study_db: Path, admin_token: str | None) -> None:
-    """The Rate tab's content; call inside `with gr.Tab(...)` of a `gr.Blocks`."""
+def build_tab(study_db: Path) -> None:
+    """The Rate tab's content, for raters only; call inside `with gr.Tab(...)` of a `gr.Blocks`."""
     db = Path(study_db)
     root = gr.context.Context.root_block
     if root is None:
@@ -217,15 +219,12 @@ def build_tab(study_db: Path, admin_token: str | None) -> None:
             **quiet,
         )
 
-    _build_admin(db, admin_token)
 
-
-def _build_admin(db: Path, admin_token: str | None) -> None:
-    """Progress per rater and per stimulus, and the CSV export, for whoever holds the admin token."""
-    with gr.Accordion("Study admin", open=False):
-        if not admin_token:
-            gr.Markdown("The admin view is off: start the app with an admin token (see `python app.py --help`).")
-            return
+def build_admin(study_db: Path, admin_token: str) -> None:
+    """Progress per rater and per stimulus, and the CSV export, for whoever holds the admin token; call
+    inside a tab of its own (`app.py` adds it only when started with an admin token)."""
+    db = Path(study_db)
+    with gr.Column(elem_id="study-admin"):
         entered = gr.Textbox(label="Admin token", type="password")
         show = gr.Button("Show progress and export ratings")
         summary = gr.Markdown()
@@ -233,9 +232,13 @@ def _build_admin(db: Path, admin_token: str | None) -> None:
         stimuli = gr.Dataframe(label="Ratings per stimulus", interactive=False)
         export = gr.File(label="All ratings (CSV, long format)")
 
-    def on_admin(value: str | None):
-        if not isinstance(value, str) or not hmac.compare_digest(value.encode(), admin_token.encode()):
-            raise _refuse("Wrong admin token.")
+    def on_admin(value: str | None, request: gr.Request):
+        client = request.client.host if request.client else "unknown"
+        with store.connect(db) as con:
+            try:
+                authorize_admin(con, client, value if isinstance(value, str) else None, admin_token)
+            except AdminRefused as err:
+                raise _refuse("Wrong admin token." if err.status == 401 else f"Admin view: {err}.") from None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = db.parent / "exports" / f"ratings-{stamp}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +246,7 @@ def _build_admin(db: Path, admin_token: str | None) -> None:
         per_rater = store.rater_progress(db)
         per_stimulus = store.stimulus_progress(db)
         done = int((per_rater["answered"] == per_rater["planned"]).sum())
-        text = f"{len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored. Export: `{out}`"
+        text = f"{len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored; the CSV below downloads them all."
         return text, per_rater, per_stimulus, str(out)
 
     show.click(on_admin, inputs=[entered], outputs=[summary, raters, stimuli, export], api_name="rate_admin")

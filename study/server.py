@@ -18,6 +18,7 @@ import hmac
 import io
 import math
 import os
+import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,38 @@ def check_admin_token(token: str | None) -> str | None:
             "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
         )
     return token
+
+
+class AdminRefused(Exception):
+    """A wrong admin token (`status` 401), or a client that must wait `retry_after` seconds first (429)."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
+def authorize_admin(con: sqlite3.Connection, client: str, presented: str | None, admin_token: str) -> None:
+    """Check an admin token in constant time; after `FREE_ATTEMPTS` wrong ones `client` must wait
+    `BACKOFF_S`, doubling, and after `LOCKOUT_ATTEMPTS` it is locked out for `LOCKOUT_S` (the attempts are
+    kept in the database, so every worker and restart sees them). AdminRefused when refused."""
+    with store.transaction(con):
+        failures, last = store.admin_failures(con, client)
+        since = (datetime.fromisoformat(store.utc_now()) - datetime.fromisoformat(last)).total_seconds() if last else 0.0
+        if failures >= LOCKOUT_ATTEMPTS:
+            wait = LOCKOUT_S - since
+        elif failures >= FREE_ATTEMPTS:
+            wait = BACKOFF_S * 2 ** (failures - FREE_ATTEMPTS) - since
+        else:
+            wait = 0
+        if wait > 0:
+            locked = failures >= LOCKOUT_ATTEMPTS
+            message = f"{'locked out' if locked else 'too many wrong admin tokens'}: try again in {math.ceil(wait)} s"
+            raise AdminRefused(429, message, math.ceil(wait))
+        digest = hashlib.sha256((presented or "").encode()).digest()
+        ok = presented is not None and hmac.compare_digest(digest, hashlib.sha256(admin_token.encode()).digest())
+        store.record_admin_attempt(con, client, ok)
+    if not ok:
+        raise AdminRefused(401, "wrong admin token")
 
 
 class Database:
@@ -277,27 +310,11 @@ class RateApp:
     def authorize(self, client: str, presented: str | None) -> None:
         """Raise 401 for a wrong token, 429 while the client must wait (slowed down, then locked out)."""
         con = self.db.con()
-        with store.transaction(con):
-            failures, last = store.admin_failures(con, client)
-            since = (datetime.fromisoformat(store.utc_now()) - datetime.fromisoformat(last)).total_seconds() if last else 0.0
-            if failures >= LOCKOUT_ATTEMPTS:
-                wait = LOCKOUT_S - since
-            elif failures >= FREE_ATTEMPTS:
-                wait = BACKOFF_S * 2 ** (failures - FREE_ATTEMPTS) - since
-            else:
-                wait = 0
-            if wait > 0:
-                locked = failures >= LOCKOUT_ATTEMPTS
-                raise HTTPException(
-                    429,
-                    f"{'locked out' if locked else 'too many wrong admin tokens'}: try again in {math.ceil(wait)} s",
-                    headers={"Retry-After": str(math.ceil(wait))},
-                )
-            digest = hashlib.sha256((presented or "").encode()).digest()
-            ok = presented is not None and hmac.compare_digest(digest, hashlib.sha256(self.admin_token.encode()).digest())
-            store.record_admin_attempt(con, client, ok)
-        if not ok:
-            raise HTTPException(401, "wrong admin token")
+        try:
+            authorize_admin(con, client, presented, self.admin_token)
+        except AdminRefused as err:
+            headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+            raise HTTPException(err.status, str(err), headers=headers) from None
 
     def overview(self) -> dict:
         con = self.db.con()

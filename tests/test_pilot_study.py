@@ -1,0 +1,39 @@
+"""`python -m tools.pilot_study` end to end at a test's size: every method on Set5 (the whole dataset, so
+each of the 3 simulated raters sees all 8 methods of all 5 photos), through the rate server's page in
+headless Chromium, then `study.analyze`. Every pair of methods must have real (rater, image) blocks and
+the Friedman test must be a result. The scores are simulated: nothing here is a MOS result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import pilot_study
+
+ARGS = ["--datasets", "Set5", "--calibration", "1", "--gold", "2", "--repeats", "2", "--pause-every", "20", "--timeout", "300"]
+PLAN = 2 + 40 + 2 + 2  # calibration pair, Set5 x 8 methods, repeats, gold items
+
+
+def test_pilot_every_method_three_raters_through_the_page_gives_every_paired_test_and_friedman(
+    data_root: Path, tmp_path: Path
+) -> None:
+    if not pilot_study.CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "pilot"
+    assert pilot_study.main(["--out", str(out), "--data-root", str(data_root), *ARGS]) == 0
+    result = json.loads((out / "pilot.json").read_text())
+    assert result["answers_given"] == result["answers_stored"] == 3 * PLAN
+    assert result["completion_codes"] == 3 and result["admin_view"]["finished"] == 3
+    assert result["photos_not_whole"] == result["photos_not_1_to_1"] == 0
+    assert result["refusals"] == [] and result["keys_pressed_again"] == 0
+    assert result["analysis"]["raters_excluded"] == 0
+    set5 = result["analysis"]["datasets"]["Set5"]
+    assert set5["methods"] == 8 and set5["pairs_tested"] == set5["pairs_of_methods"] == 28
+    assert set5["blocks_per_pair_min"] == set5["blocks_per_pair_max"] == 15  # 3 raters x 5 photos, all real blocks
+    assert set5["friedman_computed"] and set5["friedman_blocks"] == 15
+    assert "Friedman test over 15 complete (rater, image) blocks of 8 methods: chi2 =" in (out / "analysis" / "report.md").read_text()
+    summary = (out / "pilot.md").read_text()
+    assert "simulated raters: nothing here is a MOS result" in summary and summary.count("MOS") == 1
