@@ -202,10 +202,13 @@ def build_tab(study_db: Path) -> None:
         except InvalidToken as err:
             raise _refuse(str(err)) from None
 
-    # The stored token reaches the server when the token component mounts, which is when the tab is
-    # first opened (the page's load event may come before): both update the intro's line.
-    root.load(on_status, inputs=[token], outputs=[intro_status, start], api_name="rate_status", show_progress="hidden")
-    token.change(on_status, inputs=[token], outputs=[intro_status, start], api_visibility="private", show_progress="hidden")
+    # The stored token reaches the server when the token component mounts, which is when the tab is first
+    # opened: after the page's load event, whose answer (no token yet: "Start") could otherwise arrive after the
+    # mount's ("Continue") and stay. One listener for both, run one call at a time, the last with the latest token.
+    gr.on(
+        [root.load, token.change], on_status, inputs=[token], outputs=[intro_status, start], api_name="rate_status",
+        show_progress="hidden", trigger_mode="always_last", concurrency_limit=1,
+    )
     quiet = {"outputs": outputs, "show_progress": "hidden"}  # no spinner flashing over the photo at every answer
     start.click(on_start, inputs=[token], api_name="rate_start", **quiet)
     go_on.click(on_continue, inputs=[token], api_name="rate_continue", **quiet)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -614,3 +615,43 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
         "images_checked_1_to_1": len(checked_images),
         "screenshot": f"results/{SCREENSHOT}",
     }
+
+
+def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_last(study_db: Path, tmp_path: Path) -> None:
+    """A reloaded page asks the rater's status twice: at the page's load (before the Rate tab, and so the stored
+    token, is mounted: "Start") and when the token arrives ("Continue"). The load's answer, delayed here by
+    3 s, must not land last and offer a returning rater a fresh start (it once did, on busy cores)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import app as app_module
+    from study import sessions
+
+    shutil.copytree(study_db.parent, tmp_path / "study")  # its own copy: a new rater here changes no other test
+    db = tmp_path / "study" / study_db.name
+    real_status = sessions.status
+
+    def slow_without_token(db_path: Path, token: str | None):
+        if token is None:
+            time.sleep(3)
+        return real_status(db_path, token)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sessions, "status", slow_without_token)
+        blocks = app_module.create_app(None, db, None, tmp_path / "results")
+        blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+        try:
+            with sync_api.sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+                page = browser.new_page(viewport={"width": 1280, "height": 1100})
+                for label in ("Start", "Continue"):  # a new rater starts; after a reload the same one is back
+                    page.goto(blocks.local_url)
+                    page.get_by_role("tab", name="Rate").click()
+                    sync_api.expect(page.locator("#rate-start")).to_have_text(label)
+                    page.wait_for_timeout(4000)  # past the delayed load's answer
+                    sync_api.expect(page.locator("#rate-start")).to_have_text(label)
+                    page.locator("#rate-start").click()
+                    sync_api.expect(page.locator("#rate-trial")).to_be_visible()
+                browser.close()
+        finally:
+            blocks.close()
