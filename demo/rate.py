@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -243,8 +244,7 @@ def build_admin(study_db: Path, admin_token: str) -> None:
             except AdminRefused as err:
                 raise _refuse("Wrong admin token." if err.status == 401 else f"Admin view: {err}.") from None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = db.parent / "exports" / f"ratings-{stamp}.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="srgan-ratings-")) / f"ratings-{stamp}.csv"  # handed to the browser, not kept beside the study
         store.export_csv(db, out)
         per_rater = store.rater_progress(db)
         per_stimulus = store.stimulus_progress(db)
