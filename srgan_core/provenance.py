@@ -10,19 +10,15 @@ import platform
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
-from srgan_core.method_specs import SPECS
+from srgan_core.checkpoint import Progress
+from srgan_core.method_specs import SPECS, Recipe
 from srgan_core.paths import REPO_ROOT
-
-if TYPE_CHECKING:  # train imports this module
-    from srgan_core.checkpoint import Progress
-    from srgan_core.method_specs import Recipe
-    from srgan_core.train import Schedule, TrainConfig
+from srgan_core.train_config import Schedule, TrainConfig
 
 
 def hardware(device: torch.device) -> str:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from srgan_core import device, losses, train, training_log
+from srgan_core import device, losses, train, train_config, training_log
 from srgan_core.download import sha256_file
 from srgan_core.models import Generator
 from srgan_core.paths import REPO_ROOT
@@ -106,17 +106,17 @@ def test_learning_rate_drops_tenfold_at_the_decay_iteration(tiny_data: Path) -> 
     assert train.Trainer(train.parse_args(["--method", "srresnet-mse", "--device", "cpu"])).schedule.decay_at == 8_000
 
 
-@pytest.mark.parametrize("preset", sorted(train.PRESETS))
-@pytest.mark.parametrize("method", sorted(train.TRAINABLE))
+@pytest.mark.parametrize("preset", sorted(train_config.PRESETS))
+@pytest.mark.parametrize("method", sorted(train_config.TRAINABLE))
 def test_every_schedule_drops_its_rate_inside_its_budget(method: str, preset: str) -> None:
-    schedule = train.schedule_for(method, preset)
+    schedule = train_config.schedule_for(method, preset)
     assert schedule.decay_at is None or 0 < schedule.decay_at < schedule.iters
 
 
 def test_cpu_srresnet_vgg22_fine_tunes_srresnet_mse_instead_of_training_from_scratch() -> None:
-    assert train.recipe_for("srresnet-vgg22", "cpu").init_method == "srresnet-mse"
-    assert train.recipe_for("srresnet-vgg22", "paper").init_method is None
-    fine_tune, from_scratch = train.schedule_for("srresnet-vgg22", "cpu"), train.schedule_for("srresnet-mse", "cpu")
+    assert train_config.recipe_for("srresnet-vgg22", "cpu").init_method == "srresnet-mse"
+    assert train_config.recipe_for("srresnet-vgg22", "paper").init_method is None
+    fine_tune, from_scratch = train_config.schedule_for("srresnet-vgg22", "cpu"), train_config.schedule_for("srresnet-mse", "cpu")
     assert fine_tune.iters < from_scratch.iters and fine_tune.lr < from_scratch.lr
 
 
@@ -228,7 +228,7 @@ def test_validation_logs_set5_niqe_on_the_matlab_scale(data_root: Path, tmp_path
 
 def test_command_line_builds_a_frozen_config_with_the_config_defaults() -> None:
     config = train.parse_args(["--method", "srgan-vgg54", "--no-final-eval", "--init", "x.safetensors"])
-    assert config == train.TrainConfig(
+    assert config == train_config.TrainConfig(
         method="srgan-vgg54", final_eval=False, init_weights=Path("x.safetensors"), command=config.command
     )
     assert config.command.startswith("python -m srgan_core.train ")

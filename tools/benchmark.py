@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Discriminator, Generator, signed_to_unit
 from srgan_core.paths import REPO_ROOT
+from srgan_core.train_config import TrainConfig
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
 from tools import benchmark_app
 
@@ -426,7 +428,7 @@ class PlainTrainer:
 def project_trainer(
     method: str, batch: int, crop: int, device: torch.device, vgg_weights: Path | None, amp: str = "auto"
 ) -> train.Trainer:
-    config = train.TrainConfig(method, batch_size=batch, crop=crop, device=str(device), amp=amp, vgg_weights=None if vgg_weights is None else str(vgg_weights))
+    config = TrainConfig(method, batch_size=batch, crop=crop, device=str(device), amp=amp, vgg_weights=None if vgg_weights is None else str(vgg_weights))
     trainer = train.Trainer(config)
     trainer.generator.train()
     return trainer
@@ -458,9 +460,9 @@ def training_rows(sizes: Sizes, device: torch.device, vgg_weights: Path | None) 
         plain = PlainTrainer(method, sizes.crop, device, vgg_weights)
         float32 = project_trainer(method, sizes.batch, sizes.crop, device, vgg_weights, amp="off")
         project = project_trainer(method, sizes.batch, sizes.crop, device, vgg_weights)
-        steps = {"plain": lambda: plain.step(hr), "float32": lambda: float32.step(hr)}
+        steps = {"plain": partial(plain.step, hr), "float32": partial(float32.step, hr)}
         if project.amp_dtype is not None:
-            steps["project"] = lambda: project.step(hr)
+            steps["project"] = partial(project.step, hr)
         times = best_times(steps, sizes.train_repeats, device)
         times.setdefault("project", times["float32"])
         row = {"method": method, "amp": project.precision}

@@ -7,7 +7,7 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
    samples/s, or a smaller one within 10 % of it (more updates for the same samples);
 2. continues SRResNet-MSE from the bundle's weights, then trains SRGAN-VGG54 and SRGAN-VGG22 from the result,
    each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the
-   paper's rates moved to the batch size by `srgan_core.train.scaled_lr` and the 10x drop at the same fraction
+   paper's rates moved to the batch size by `srgan_core.train_config.scaled_lr` and the 10x drop at the same fraction
    of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth);
 3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
    and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the shell wrapper adds
