@@ -20,6 +20,7 @@ from srgan_core.data import BENCHMARKS, benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.device import pick_device
 from srgan_core.inference import generate_tiled, prepare_generator
+from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS, ORIGINAL, SPECS
 from srgan_core.methods import MethodUnavailable, Upscaler, load_method
 from srgan_core.metrics import colour_shift, psnr_y, ssim_y, subpixel_grid
@@ -148,20 +149,20 @@ def fmt(value: object, digits: int) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """One Markdown table per dataset: our scores, the paper's, and the training budget."""
     has_niqe = "niqe" in table
-    lines = []
+    headers = ["method", "PSNR (dB)", "SSIM", "colour shift", "grid", *(["NIQE"] if has_niqe else []),
+               "paper PSNR", "paper SSIM", "iterations", "training hours"]
+    sections = []
     for dataset, group in table.groupby("dataset", sort=False):
-        head = "| method | PSNR (dB) | SSIM | colour shift | grid |" + (" NIQE |" if has_niqe else "") + " paper PSNR | paper SSIM | iterations | training hours |"
-        lines += [f"### {dataset}", "", head, "|" + "---|" * (head.count("|") - 1)]
-        for row in group.itertuples():
-            niqe_cell = f" {fmt(row.niqe, 2)} |" if has_niqe else ""
-            lines.append(
-                f"| {row.method} | {fmt(row.psnr, 2)} | {fmt(row.ssim, 4)} | {fmt(row.colour_shift, 2)} | {fmt(row.grid, 2)} |{niqe_cell} {fmt(row.paper_psnr, 2)} | "
-                f"{fmt(row.paper_ssim, 4)} | {with_init(row.iterations, row.init_iterations, 0)} | "
-                f"{with_init(row.wall_hours, row.init_wall_hours, 2)} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
+        rows = [
+            [row.method, fmt(row.psnr, 2), fmt(row.ssim, 4), fmt(row.colour_shift, 2), fmt(row.grid, 2),
+             *([fmt(row.niqe, 2)] if has_niqe else []), fmt(row.paper_psnr, 2), fmt(row.paper_ssim, 4),
+             with_init(row.iterations, row.init_iterations, 0), with_init(row.wall_hours, row.init_wall_hours, 2)]
+            for row in group.itertuples()
+        ]
+        sections.append(f"### {dataset}\n\n{markdown_table(headers, rows)}\n")
+    return "\n".join(sections)
 
 
 def main(argv: list[str] | None = None) -> None:
