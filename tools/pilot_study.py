@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from srgan_core.data import BENCHMARKS
+from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT
 from study import analyze, prepare, store
@@ -295,16 +296,16 @@ def describe(result: dict, command: str) -> str:
          f"{result['admin_view']['gold_failures']} gold failures."),
         f"- `study.analyze`: {result['analysis']['raters_analysed']} raters analysed, {result['analysis']['raters_excluded']} excluded.",
         "",
-        "| dataset | methods | pairs of methods tested (Wilcoxon) | (rater, image) blocks per pair | Friedman computed | Friedman blocks |",
-        "|---|---|---|---|---|---|",
     ]
-    for dataset, d in result["analysis"]["datasets"].items():
-        lines.append(
-            f"| {dataset} | {d['methods']} | {d['pairs_tested']} of {d['pairs_of_methods']} | "
-            f"{d['blocks_per_pair_min']}-{d['blocks_per_pair_max']} | {'yes' if d['friedman_computed'] else 'no: ' + d['friedman_note']} | "
-            f"{d['friedman_blocks']} |"
-        )
-        lines += [f"  - not tested: {x}" for x in d["untested"]]
+    datasets = result["analysis"]["datasets"]
+    headers = ["dataset", "methods", "pairs of methods tested (Wilcoxon)", "(rater, image) blocks per pair", "Friedman computed", "Friedman blocks"]
+    rows = [
+        [dataset, d["methods"], f"{d['pairs_tested']} of {d['pairs_of_methods']}", f"{d['blocks_per_pair_min']}-{d['blocks_per_pair_max']}",
+         "yes" if d["friedman_computed"] else "no: " + d["friedman_note"], d["friedman_blocks"]]
+        for dataset, d in datasets.items()
+    ]
+    lines.append(markdown_table(headers, rows))
+    lines += [f"- {dataset}, not tested: {x}" for dataset, d in datasets.items() for x in d["untested"]]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from srgan_core import losses, train
 from srgan_core.data import TrainImages, make_pair, train_folders
+from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import SPECS
 from srgan_core.provenance import hardware
 
@@ -85,13 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}; SRGAN-VGG54 from the shipped SRResNet-MSE, batch {args.batch} of 96 px crops. Load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes on the machine slow both modes alike).",
         "",
-        "| batch | gradient cosine | relative gradient error | largest SR difference (levels) |",
-        "|---|---|---|---|",
-        *[f"| {i + 1} | {cos:.4f} | {err:.3f} | {diff:.2f} |" for i, (cos, err, diff) in enumerate(rows)],
+        markdown_table(
+            ["batch", "gradient cosine", "relative gradient error", "largest SR difference (levels)"],
+            [[i + 1, f"{cos:.4f}", f"{err:.3f}", f"{diff:.2f}"] for i, (cos, err, diff) in enumerate(rows)],
+        ),
         "",
-        "| mode | what runs in bfloat16 | step times (s) | best (s) |",
-        "|---|---|---|---|",
-        *[f"| `--amp {mode}` | {built[mode].precision} | {', '.join(f'{s:.2f}' for s in seconds[mode])} | {best[mode]:.2f} |" for mode in MODES],
+        markdown_table(
+            ["mode", "what runs in bfloat16", "step times (s)", "best (s)"],
+            [[f"`--amp {mode}`", built[mode].precision, ", ".join(f"{s:.2f}" for s in seconds[mode]), f"{best[mode]:.2f}"] for mode in MODES],
+        ),
         "",
         f"Best step: {best['losses'] / best['auto']:.2f}x faster with the generator in bfloat16 too.",
     ]
