@@ -210,7 +210,8 @@ def test_read_ratings_and_csv_export_have_exactly_the_long_format(study, tmp_pat
     assert set(table["study"]) == {"pilot"} and set(table["phase"]) == {"trial"}
     assert pd.to_datetime(table["shown_at"], utc=True, format="ISO8601").notna().all()
     csv = store.export_csv(db, tmp_path / "ratings.csv")
-    assert pd.read_csv(csv).astype(str).equals(table.astype(str))
+    # dtype=str: a random rater id such as 55987112138584e2 must not be read as a number (it once was)
+    assert pd.read_csv(csv, dtype=str).equals(table.astype(str))
 
 
 def test_progress_tables(study):
