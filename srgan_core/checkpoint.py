@@ -73,14 +73,7 @@ def load(path: Path, parts: Parts) -> tuple[Progress, bool]:
     """Restore every part and RNG from a checkpoint. Returns the progress, and whether the crop sampler's state
     could be restored (not when the checkpoint was written on another kind of device: reseed it then)."""
     state = torch.load(path, map_location=parts.device, weights_only=False)
-    iteration = state["iteration"]
-    progress = Progress(
-        iteration=iteration,
-        samples_seen=state.get("samples_seen", iteration * PAPER_BATCH),
-        wall_seconds=state["wall_seconds"],
-        runs=state.get("runs") or older_runs(state.get("history", [])),
-        starting_weights=state.get("init"),
-    )
+    progress = recorded_progress(state, state["iteration"], state.get("history", []))
     parts.generator.load_state_dict(state["generator"])
     parts.opt_g.load_state_dict(state["opt_g"])
     if parts.discriminator is not None:
@@ -107,17 +100,17 @@ def load_shipped(weights: Path, generator: nn.Module) -> tuple[Progress, str | N
     training log (relative to the repository) or None."""
     card = json.loads(weights.with_suffix(".json").read_text())
     generator.load_state_dict(load_file(str(weights)))
-    iteration = int(card["iterations"])
-    progress = Progress(
+    return recorded_progress(card, int(card["iterations"]), card.get("commands", [])), card.get("log")
+
+
+def recorded_progress(record: dict, iteration: int, older_commands: list[str]) -> Progress:
+    """The progress a checkpoint or a model card records. Records from before session 7 lack the samples seen and
+    the runs (they list command lines only): every run then trained at the paper's batch of 16 on a CPU."""
+    older_runs = [{"command": c, "batch_size": PAPER_BATCH, "hardware": "a CPU (model not recorded)"} for c in older_commands]
+    return Progress(
         iteration=iteration,
-        samples_seen=int(card.get("samples_seen", iteration * PAPER_BATCH)),  # older cards: all at batch 16
-        wall_seconds=float(card.get("wall_seconds", 0.0)),
-        runs=card.get("runs") or older_runs(card.get("commands", [])),
-        starting_weights=card.get("init"),
+        samples_seen=int(record.get("samples_seen", iteration * PAPER_BATCH)),
+        wall_seconds=float(record.get("wall_seconds", 0.0)),
+        runs=record.get("runs") or older_runs,
+        starting_weights=record.get("init"),
     )
-    return progress, card.get("log")
-
-
-def older_runs(commands: list[str]) -> list[dict]:
-    """The runs of weights whose card or checkpoint lists command lines only (before session 7): all at batch 16."""
-    return [{"command": command, "batch_size": PAPER_BATCH, "hardware": "a CPU (model not recorded)"} for command in commands]

@@ -30,13 +30,13 @@ from srgan_core.checkpoint import Parts, Progress
 from srgan_core.data import TrainImages, make_pair, require_data_root, train_folders
 from srgan_core.device import amp_dtype, pick_device
 from srgan_core.losses import ADVERSARIAL_REDUCTIONS, DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
-from srgan_core.method_specs import SPECS
+from srgan_core.method_specs import LEARNED, SPECS
 from srgan_core.models import Discriminator, Generator
 from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import describe_init, hardware, model_card, write_card
-from srgan_core.train_config import PRESETS, TRAINABLE, TrainConfig, recipe_for, scaled_lr, schedule_for
+from srgan_core.train_config import PRESETS, TrainConfig, recipe_for, scaled_lr, schedule_for
 from srgan_core.training_log import VALIDATION_METRICS, CsvLog, start_from_shipped_log
 from srgan_core.vgg import VGGFeatures
 
@@ -48,7 +48,7 @@ AMP_MODES = ("auto", "losses", "off")
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     d = TrainConfig  # the defaults' one home
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--method", required=True, choices=sorted(TRAINABLE), help="which model to train")
+    p.add_argument("--method", required=True, choices=sorted(LEARNED), help="which model to train")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
     p.add_argument("--iters", type=int, help="stop at this iteration (total, counting earlier runs); default: the preset's")
     p.add_argument("--lr", type=float, help="learning rate; default: the preset's, moved to --batch-size by the square-root rule (lr x sqrt(batch / 16))")

@@ -9,8 +9,6 @@ from pathlib import Path
 from srgan_core.losses import PAPER_BATCH
 from srgan_core.method_specs import SPECS, Recipe
 
-TRAINABLE = tuple(name for name, spec in SPECS.items() if spec.learned)
-
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -44,14 +44,3 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get(RECORD_ENV) == "1":
         return REPO_ROOT / "results"
     return tmp_path_factory.mktemp("results")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def patient_browser_assertions() -> None:
-    """Browser assertions wait up to 30 s for the page to update, not Playwright's default 5 s: on 2 cores shared
-    with a training run, a Gradio round trip (a reloaded Rate tab restoring its rater) took longer than 5 s."""
-    try:
-        from playwright.sync_api import expect
-    except ImportError:
-        return
-    expect.set_options(timeout=30_000)

@@ -647,11 +647,11 @@ def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_l
                 for label in ("Start", "Continue"):  # a new rater starts; after a reload the same one is back
                     page.goto(blocks.local_url)
                     page.get_by_role("tab", name="Rate").click()
-                    sync_api.expect(page.locator("#rate-start")).to_have_text(label)
+                    sync_api.expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
                     page.wait_for_timeout(4000)  # past the delayed load's answer
                     sync_api.expect(page.locator("#rate-start")).to_have_text(label)
                     page.locator("#rate-start").click()
-                    sync_api.expect(page.locator("#rate-trial")).to_be_visible()
+                    sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
                 browser.close()
         finally:
             blocks.close()
