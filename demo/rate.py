@@ -20,26 +20,26 @@ from urllib.parse import quote
 
 import gradio as gr
 
+from srgan_core.markdown import markdown_table
 from study import sessions, store
-from study.schema import SCORE_LABELS
+from study.schema import SCORE_LABELS, SCORES
 from study.server import AdminRefused, authorize_admin
 from study.sessions import InvalidToken, NoStudy, RatingRefused
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
 
-INSTRUCTIONS = """
+LOWEST, HIGHEST = SCORES[0], SCORES[-1]
+INSTRUCTIONS = f"""
 ## Rate the quality of photos
 
 You will see photos one at a time. Give each a score for how good it looks:
 
-| 1 | 2 | 3 | 4 | 5 |
-|:-:|:-:|:-:|:-:|:-:|
-| Bad | Poor | Fair | Good | Excellent |
+{markdown_table(list(SCORE_LABELS), [list(SCORE_LABELS.values())])}
 
-Click a score or press the keys **1** to **5**. Photos are shown at their true size (one image
+Click a score or press the keys **{LOWEST}** to **{HIGHEST}**. Photos are shown at their true size (one image
 pixel on one screen pixel): please keep the page zoom at 100 %. First come a few **calibration**
-photos that show what *Bad* (1) and *Excellent* (5) look like. Every answer is saved at once: you
+photos that show what *{SCORE_LABELS[LOWEST]}* ({LOWEST}) and *{SCORE_LABELS[HIGHEST]}* ({HIGHEST}) look like. Every answer is saved at once: you
 can close the page and come back later in this browser to go on where you stopped.
 """
 

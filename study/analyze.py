@@ -26,7 +26,7 @@ from srgan_core.paths import REPO_ROOT, default_data_root
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 from srgan_core.method_specs import METHODS
-from study.schema import ORIGINAL, PHASES
+from study.schema import ORIGINAL, PHASES, SCORE_RANGE
 
 RESULTS_DIR = REPO_ROOT / "results" / "study"
 PAIRING = (
@@ -297,7 +297,7 @@ def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame
             f"({counts}) by {ratings['rater'].nunique()} raters; {int((~raters['excluded']).sum())} raters kept, "
             f"{trial['rater'].nunique()} of them with trial ratings in the analysis.",
             "",
-            "Scores are integers from 1 (bad) to 5 (excellent), as in the paper's section 3.3. "
+            f"Scores are integers from {SCORE_RANGE}, as in the paper's section 3.3. "
             + PAIRING,
             "",
         ]

@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-SCORE_LABELS = {1: "1 Bad", 2: "2 Poor", 3: "3 Fair", 4: "4 Good", 5: "5 Excellent"}
-SCORE_COLOURS = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, 5))
+from study.schema import SCORE_LABELS  # noqa: E402
+
+SCORE_COLOURS = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, len(SCORE_LABELS)))
 PNG_METADATA = {"Software": None}  # no version string: the same input gives the same bytes
 
 
@@ -30,7 +31,7 @@ def score_distribution(trial: pd.DataFrame, dataset: str, methods: list[str], pa
     x = np.arange(len(methods))
     bottom = np.zeros(len(methods))
     for colour, (score, label) in zip(SCORE_COLOURS, SCORE_LABELS.items()):
-        ax.bar(x, shares[score], bottom=bottom, color=colour, label=label, width=0.7, edgecolor="white")
+        ax.bar(x, shares[score], bottom=bottom, color=colour, label=f"{score} {label}", width=0.7, edgecolor="white")
         bottom += shares[score].to_numpy()
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of ratings")

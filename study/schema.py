@@ -27,3 +27,5 @@ KINDS = ("trial", "calibration", "gold")
 # The paper's absolute category rating scale (section 3.3): each score with its word.
 SCORE_LABELS = {1: "Bad", 2: "Poor", 3: "Fair", 4: "Good", 5: "Excellent"}
 SCORES = tuple(SCORE_LABELS)
+# The scale in words, for consent texts and reports: "1 (bad) to 5 (excellent)".
+SCORE_RANGE = f"{SCORES[0]} ({SCORE_LABELS[SCORES[0]].lower()}) to {SCORES[-1]} ({SCORE_LABELS[SCORES[-1]].lower()})"

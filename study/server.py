@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from study import sessions, store
+from study.schema import SCORE_RANGE
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
 
 WEB = Path(__file__).parent / "web"
@@ -47,7 +48,7 @@ LOCKOUT_S = 3600
 IDENTITY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@")
 DEFAULT_CONSENT = (
     "This is a study of how people judge the quality of photos. You will be shown photos one at a "
-    "time and give each a score from 1 (bad) to 5 (excellent). It takes about {minutes} minutes. We "
+    f"time and give each a score from {SCORE_RANGE}. It takes about {{minutes}} minutes. We "
     "store your scores, your response times, your browser window's size and the participant id you "
     "give us, and nothing else about you. Taking part is voluntary and you may stop at any time."
 )

@@ -4,6 +4,7 @@ never a MOS result)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, server, sessions, store
-from study.schema import COLUMNS, ORIGINAL
+from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
 from tests.test_rate_app import METHOD_NAME
 from tests.test_study_prepare import synthetic_data_root
 
@@ -79,6 +80,17 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
         assert state["completion"] == {"code": sessions.rater_code(con, token.split(".")[0]), "url": None}
     page = bodies[0].lower()
     assert "admin" not in page and "gradio" not in page and "/api/" not in page.replace('"api/', "")
+
+
+def test_the_page_and_the_consent_use_the_study_scale(db: Path) -> None:
+    """rate.html is static: its buttons and its label table must say what study.schema says."""
+    c = client(db, admin=None)
+    page = c.get("/").text
+    buttons = dict(re.findall(r'<button data-score="(\d)" id="score-\1">\1 · (\w+)</button>', page))
+    assert {int(k): v for k, v in buttons.items()} == SCORE_LABELS
+    labels = re.search(r"const LABELS = \{(.*?)\};", page).group(1)
+    assert {int(k): v for k, v in re.findall(r'(\d): "(\w+)"', labels)} == SCORE_LABELS
+    assert SCORE_RANGE == "1 (bad) to 5 (excellent)" and SCORE_RANGE in c.get("/api/study").json()["consent"]
 
 
 def test_identity_resumes_the_same_session_and_prolific_ids_are_kept(db: Path) -> None:
