@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,11 +17,13 @@ from PIL import Image
 
 from srgan_core import pack
 from srgan_core.download import sha256_file
+from srgan_core.evaluate import score_images
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
+from srgan_core.train_config import schedule_for
 from srgan_core.vgg import read_weights, write_compact_bf16
-from tools import gpu_train
+from tools import gpu_results, gpu_train
 
 START = MODELS_DIR / "srresnet-mse.safetensors"
 MIB = 2**20
@@ -86,13 +89,21 @@ def test_pick_batch_prefers_a_smaller_batch_within_ten_percent() -> None:
     assert gpu_train.pick_batch({64: 100.0, 128: 90.0, 256: 60.0}) == 256
 
 
-def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(tiny_bundle: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def campaign(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The OUTDIR of the campaign script run on the CPU in a 30-second budget at tiny sizes."""
+    tmp_path = tmp_path_factory.mktemp("campaign")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     cmd = ["bash", str(REPO_ROOT / "tools" / "gpu_train.sh"), str(tiny_bundle), str(out), "--budget", "30",
            "--probe-seconds", "2", "--batch-sizes", "1", "2", "--crop", "16", "--work", str(tmp_path / "work")]
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path, tmp_path: Path) -> None:
+    out = campaign
     names = sorted(p.name for p in out.iterdir())
     assert names == ["cards_and_logs.tar.gz", "console.log", "srgan-vgg22.safetensors", "srgan-vgg54.safetensors", "srresnet-mse.safetensors"]
     assert ": whole" in (out / "console.log").read_text()  # the bundle was checked against its manifest first
@@ -111,6 +122,31 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(tiny_bundle: P
         assert card["hardware"] and card["runs"][-1]["precision"] == card["precision"]
     for method in gpu_train.STAGES:
         assert (tmp_path / "cards" / f"{method}_log.csv").read_text().startswith("iteration,")
+
+
+def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(campaign, out)
+    (out / "srgan-vgg22.safetensors").unlink()  # as if that stage had brought nothing back
+    path = tmp_path / "gpu_campaign.md"
+    assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--report", str(path)]) == 0
+    text = path.read_text()
+    probe = json.loads((out / "unpacked" / "probe.json").read_text())
+    assert set(probe["rates_it_per_s"]) == set(gpu_train.STAGES)
+    for method, rates in probe["rates_it_per_s"].items():
+        for batch, rate in rates.items():
+            samples = int(batch) * rate
+            hours = schedule_for(method, "paper").iters * 16 / samples / 3600  # the paper's samples at this speed
+            assert f"| {method} | {batch} | {rate:.2f} | {samples:.0f} |" in text and f"| {hours:.1f} |" in text
+    plan = json.loads((out / "unpacked" / "plan.json").read_text())
+    for method, stage in plan["stages"].items():
+        assert f"| {method} | done | {stage['batch']} |" in text
+    shipped = score_images(["srresnet-mse"], "Set5", tiny_bundle).mean(numeric_only=True)  # as `evaluate` scores it
+    assert f"| srresnet-mse | shipped | {shipped['psnr']:.2f} | {shipped['ssim']:.4f} |" in text
+    assert "| srresnet-mse | returned |" in text and "| srgan-vgg54 | returned |" in text and "srgan-vgg22" not in text.split("## Scores")[1]
+    assert "- srresnet-mse (returned): Set5 PSNR >= 31.5: " in text and "- srgan-vgg54 (returned): Set5 colour <= 1: " in text
+    with pytest.raises(SystemExit, match="not found"):
+        gpu_results.main([str(tmp_path / "nothing-here")])
 
 
 # The lent GPU machine has only these of the project's requirements (and no pip); every other one must stay out of the

@@ -1,0 +1,206 @@
+"""Bring a GPU campaign home: `python -m tools.gpu_results OUTDIR`.
+
+OUTDIR holds what `tools/gpu_train.sh` wrote on the lent machine: the generators it trained, console.log and
+cards_and_logs.tar.gz (model cards, training logs, the throughput probe and the plan). This tool
+1. unpacks the archive into OUTDIR/unpacked;
+2. scores each returned generator, and the shipped one of the same method, on the benchmarks through the
+   evaluation's own path (PSNR, SSIM, colour shift, grid, NIQE);
+3. writes a report (default results/training/gpu_campaign.md): the GPU's measured training speed per method and
+   batch size (it/s, samples/s) with the time the paper's whole schedule would take at that speed, each stage's
+   plan and outcome, the scores side by side, and issue 15's targets.
+It ships nothing: which weights go to results/models is decided after reading the report (README, "Training on
+a lent GPU").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from srgan_core.data import BENCHMARKS
+from srgan_core.evaluate import METRICS, fmt, score_generator
+from srgan_core.markdown import markdown_table
+from srgan_core.methods import MethodUnavailable, load_generator
+from srgan_core.models import Generator
+from srgan_core.paths import REPO_ROOT
+from srgan_core.losses import PAPER_BATCH
+from srgan_core.train_config import schedule_for
+from tools.gpu_train import STAGES
+
+ARCHIVE = "cards_and_logs.tar.gz"
+SRRESNET = "srresnet-mse"
+# Issue 15's targets: SRResNet-MSE PSNR per benchmark; for the SRGANs colour shift and grid at most 1 level on
+# each benchmark, and NIQE at least 0.5 below SRResNet-MSE's on Set14 and BSD100.
+PSNR_TARGET = {"Set5": 31.5, "Set14": 28.2, "BSD100": 27.4}
+ARTEFACT_TARGET = 1.0
+NIQE_MARGIN = 0.5
+NIQE_SETS = ("Set14", "BSD100")
+
+
+def unpack(out: Path) -> Path:
+    """The archive's cards, logs, probe and plan, extracted into OUT/unpacked (only plain files)."""
+    archive = out / ARCHIVE
+    if not archive.is_file():
+        raise SystemExit(f"error: {archive} not found: is {out} the OUTDIR of tools/gpu_train.sh?")
+    target = out / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    for name in ("probe.json", "plan.json"):
+        if not (target / name).is_file():
+            raise SystemExit(f"error: {archive} has no {name}: the campaign stopped before its plan")
+    return target
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def throughput_rows(probe: dict) -> list[list[str]]:
+    """One row per probed method and batch size, with the paper's whole schedule (its iterations at its batch of
+    16, i.e. the same number of samples) timed at that speed."""
+    rows = []
+    for method, rates in probe["rates_it_per_s"].items():
+        paper_samples = schedule_for(method, "paper").iters * PAPER_BATCH
+        for batch, rate in sorted(rates.items(), key=lambda kv: int(kv[0])):
+            samples = int(batch) * rate
+            chosen = "yes" if probe["batch"].get(method) == int(batch) else ""
+            rows.append([method, batch, f"{rate:.2f}", f"{samples:.0f}", chosen, f"{paper_samples / samples / 3600:.1f}"])
+    return rows
+
+
+def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for method, stage in plan["stages"].items():
+        card = cards.get(method, {})
+        run = (card.get("runs") or [{}])[-1]
+        trained = run.get("iterations", 0) - run.get("from_iteration", 0) if run else 0
+        seconds = run.get("wall_seconds")
+        rows.append([
+            method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
+            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']})",
+            f"{run['from_iteration']} -> {run['iterations']}" if run else "–",
+            fmt(card.get("samples_seen"), 0) if card else "–", fmt(seconds, 1) if seconds is not None else "–",
+            f"{trained / seconds:.2f}" if seconds else "–",
+        ])
+    return rows
+
+
+def mean_scores(generator: Generator, datasets: list[str], data_root: Path | None, with_niqe: bool) -> dict[str, dict[str, float]]:
+    """Mean scores per dataset, through the path `srgan_core.evaluate` and the training validation use."""
+    return {d: score_generator(generator, d, data_root, with_niqe=with_niqe).mean(numeric_only=True).to_dict() for d in datasets}
+
+
+def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe: bool) -> dict[tuple[str, str], dict]:
+    """(method, "returned" | "shipped") -> dataset -> metric -> mean, for every returned generator."""
+    scores = {}
+    for method in STAGES:
+        weights = out / f"{method}.safetensors"
+        if not weights.is_file():
+            continue
+        returned = Generator()
+        returned.load_state_dict(load_file(str(weights)), strict=True)
+        scores[method, "returned"] = mean_scores(returned.eval(), datasets, data_root, with_niqe)
+        try:
+            scores[method, "shipped"] = mean_scores(load_generator(method), datasets, data_root, with_niqe)
+        except MethodUnavailable as exc:
+            print(f"note: no shipped {method} to compare with ({exc})", file=sys.stderr)
+    return scores
+
+
+def score_tables(scores: dict[tuple[str, str], dict], datasets: list[str]) -> list[str]:
+    headers = ["method", "weights", "PSNR (dB)", "SSIM", "colour shift", "grid", "NIQE"]
+    digits = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}
+    sections = []
+    for dataset in datasets:
+        rows = [[method, which, *(fmt(per[dataset].get(m), digits[m]) for m in METRICS)] for (method, which), per in scores.items()]
+        sections.append(f"### {dataset}\n\n{markdown_table(headers, rows)}\n")
+    return sections
+
+
+def target_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> list[str]:
+    """Issue 15's targets for each returned generator (and, for comparison, the shipped one)."""
+
+    def verdict(value: float | None, ok: bool) -> str:
+        return "–" if value is None or value != value else f"{value:.2f} ({'met' if ok else 'missed'})"
+
+    lines = []
+    for (method, which), per in scores.items():
+        checks = []
+        for dataset in datasets:
+            s = per[dataset]
+            if method == SRRESNET and dataset in PSNR_TARGET:
+                checks.append(f"{dataset} PSNR >= {PSNR_TARGET[dataset]}: {verdict(s['psnr'], s['psnr'] >= PSNR_TARGET[dataset])}")
+            if method != SRRESNET:
+                checks.append(f"{dataset} colour <= {ARTEFACT_TARGET:g}: {verdict(s['colour_shift'], s['colour_shift'] <= ARTEFACT_TARGET)}")
+                checks.append(f"{dataset} grid <= {ARTEFACT_TARGET:g}: {verdict(s['grid'], s['grid'] <= ARTEFACT_TARGET)}")
+                base = scores.get((SRRESNET, which)) or scores.get((SRRESNET, "shipped"))
+                if dataset in NIQE_SETS and base and "niqe" in s:
+                    gap = base[dataset]["niqe"] - s["niqe"]
+                    checks.append(f"{dataset} NIQE {NIQE_MARGIN:g} below SRResNet-MSE's: {verdict(gap, gap >= NIQE_MARGIN)}")
+        lines.append(f"- {method} ({which}): " + "; ".join(checks) + ".")
+    return lines
+
+
+def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command: str) -> str:
+    probe, plan = read_json(unpacked / "probe.json"), read_json(unpacked / "plan.json")
+    cards = {m: read_json(unpacked / f"{m}.json") for m in STAGES if (unpacked / f"{m}.json").is_file()}
+    when = datetime.fromtimestamp((out / ARCHIVE).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# GPU campaign",
+        "",
+        f"Made by `{command}` from the output of `tools/gpu_train.sh` (archive written {when}): device "
+        f"{plan.get('device', 'unknown')}, torch {plan.get('torch', 'unknown')}, wall budget {fmt(plan.get('budget'), 0)} s.",
+        "",
+        "## Training speed",
+        "",
+        "Measured by the campaign's probe (whole training steps, the crops made on the device, bfloat16 autocast). The "
+        f"paper's schedule: SRResNet {schedule_for(SRRESNET, 'paper').iters:,} iterations, SRGAN "
+        f"{schedule_for('srgan-vgg54', 'paper').iters:,}, at batch {PAPER_BATCH}; its hours here are those samples at "
+        "the measured samples/s.",
+        "",
+        markdown_table(["method", "batch", "it/s", "samples/s", "chosen", "paper's schedule (hours)"], throughput_rows(probe)),
+        "",
+        "## Stages",
+        "",
+        markdown_table(
+            ["method", "outcome", "batch", "lr", "planned iterations", "trained iterations", "samples seen", "wall s", "it/s (validations included)"],
+            stage_rows(plan, cards),
+        ),
+        "",
+        "## Scores: returned against shipped",
+        "",
+        *score_tables(scores, datasets),
+        "## Issue 15's targets",
+        "",
+        *target_lines(scores, datasets),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path, help="the campaign's OUTDIR, as brought back from the lent machine")
+    p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
+    p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
+    p.add_argument("--report", type=Path, default=REPO_ROOT / "results" / "training" / "gpu_campaign.md", help="where the report goes")
+    args = p.parse_args(argv)
+    unpacked = unpack(args.out)
+    scores = score_all(args.out, args.datasets, args.data_root, not args.no_niqe)
+    command = "python -m tools.gpu_results " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = report(args.out, unpacked, scores, args.datasets, command)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
