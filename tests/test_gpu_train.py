@@ -128,9 +128,15 @@ def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path
     out = tmp_path / "out"
     shutil.copytree(campaign, out)
     (out / "srgan-vgg22.safetensors").unlink()  # as if that stage had brought nothing back
-    path = tmp_path / "gpu_campaign.md"
-    assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--report", str(path)]) == 0
+    path, performance = tmp_path / "gpu_campaign.md", tmp_path / "performance.md"
+    performance.write_text("# Performance\n\n## CUDA\n\nSkipped: no CUDA device here.\n")
+    for _ in range(2):  # the second run replaces the performance report's lent-GPU section
+        assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--report", str(path),
+                                 "--performance", str(performance)]) == 0
     text = path.read_text()
+    speed = text.split("## Training speed")[1].split("\n## ")[0].strip()
+    assert performance.read_text().startswith("# Performance\n\n## CUDA\n\nSkipped: no CUDA device here.\n\n## Lent GPU: training speed\n")
+    assert performance.read_text().count("## Lent GPU") == 1 and performance.read_text().rstrip().endswith(speed.splitlines()[-1])
     probe = json.loads((out / "unpacked" / "probe.json").read_text())
     assert set(probe["rates_it_per_s"]) == set(gpu_train.STAGES)
     for method, rates in probe["rates_it_per_s"].items():

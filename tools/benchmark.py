@@ -47,7 +47,7 @@ from srgan_core.models import Discriminator, Generator, signed_to_unit
 from srgan_core.paths import REPO_ROOT
 from srgan_core.train_config import TrainConfig
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
-from tools import benchmark_app
+from tools import benchmark_app, gpu_results
 
 TRAIN_METHODS = ("srresnet-mse", "srgan-vgg54")
 # the targets the report checks each measurement against (met / not met)
@@ -691,7 +691,7 @@ def render(meta: dict, runs: dict[str, dict], sizes: Sizes) -> str:
         out += device_sections(results, sizes, title)
     if "CUDA" not in " ".join(runs):
         out += ["## CUDA", "", "Skipped: no CUDA device here (`torch.cuda.is_available()` is False).", ""]
-    return "\n".join(out)
+    return "\n".join(out + gpu_results.lent_gpu_section())
 
 
 def say(device: torch.device, message: str) -> None:

@@ -7,7 +7,8 @@ cards_and_logs.tar.gz (model cards, training logs, the throughput probe and the 
    evaluation's own path (PSNR, SSIM, colour shift, grid, NIQE);
 3. writes a report (default results/training/gpu_campaign.md): the GPU's measured training speed per method and
    batch size (it/s, samples/s) with the time the paper's whole schedule would take at that speed, each stage's
-   plan and outcome, the scores side by side, and issue 15's targets.
+   plan and outcome, the scores side by side, and issue 15's targets; the speed table also goes into
+   results/performance.md (its lent-GPU section, which `tools.benchmark` keeps when it re-makes the file).
 It ships nothing: which weights go to results/models is decided after reading the report (README, "Training on
 a lent GPU").
 """
@@ -41,6 +42,10 @@ PSNR_TARGET = {"Set5": 31.5, "Set14": 28.2, "BSD100": 27.4}
 ARTEFACT_TARGET = 1.0
 NIQE_MARGIN = 0.5
 NIQE_SETS = ("Set14", "BSD100")
+CAMPAIGN_REPORT = REPO_ROOT / "results" / "training" / "gpu_campaign.md"
+PERFORMANCE = REPO_ROOT / "results" / "performance.md"
+SPEED_HEADING = "## Training speed"
+LENT_GPU_HEADING = "## Lent GPU: training speed"
 
 
 def unpack(out: Path) -> Path:
@@ -157,9 +162,10 @@ def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command
         f"Made by `{command}` from the output of `tools/gpu_train.sh` (archive written {when}): device "
         f"{plan.get('device', 'unknown')}, torch {plan.get('torch', 'unknown')}, wall budget {fmt(plan.get('budget'), 0)} s.",
         "",
-        "## Training speed",
+        SPEED_HEADING,
         "",
-        "Measured by the campaign's probe (whole training steps, the crops made on the device, bfloat16 autocast). The "
+        f"Measured on {plan.get('device', 'an unrecorded device')} (torch {plan.get('torch', 'unknown')}) by the campaign's "
+        "probe: whole training steps, the crops made on the device, bfloat16 autocast. The "
         f"paper's schedule: SRResNet {schedule_for(SRRESNET, 'paper').iters:,} iterations, SRGAN "
         f"{schedule_for('srgan-vgg54', 'paper').iters:,}, at batch {PAPER_BATCH}; its hours here are those samples at "
         "the measured samples/s.",
@@ -184,13 +190,41 @@ def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command
     return "\n".join(lines)
 
 
+def lent_gpu_section(campaign_report: Path = CAMPAIGN_REPORT) -> list[str]:
+    """results/performance.md's section on the lent GPU: the training-speed table of the last campaign report
+    (none when there is no report)."""
+    if not campaign_report.is_file():
+        return []
+    text = campaign_report.read_text()
+    start = text.find(SPEED_HEADING)
+    if start < 0:
+        return []
+    end = text.find("\n## ", start + len(SPEED_HEADING))
+    body = text[start + len(SPEED_HEADING): end if end >= 0 else None].strip()
+    return [LENT_GPU_HEADING, "", f"From the last GPU campaign (`{campaign_report.relative_to(REPO_ROOT) if campaign_report.is_relative_to(REPO_ROOT) else campaign_report}`, "
+            "made by `python -m tools.gpu_results`). " + body, ""]
+
+
+def update_performance(performance: Path, section: list[str]) -> None:
+    """Put `section` in place of performance.md's lent-GPU section, or after its last line when it has none."""
+    if not section:
+        return
+    text = performance.read_text() if performance.is_file() else ""
+    start = text.find(LENT_GPU_HEADING)
+    if start >= 0:
+        end = text.find("\n## ", start + len(LENT_GPU_HEADING))
+        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+    performance.write_text(text.rstrip("\n") + "\n\n" + "\n".join(section))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="the campaign's OUTDIR, as brought back from the lent machine")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
     p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
-    p.add_argument("--report", type=Path, default=REPO_ROOT / "results" / "training" / "gpu_campaign.md", help="where the report goes")
+    p.add_argument("--report", type=Path, default=CAMPAIGN_REPORT, help="where the report goes")
+    p.add_argument("--performance", type=Path, default=PERFORMANCE, help="the performance report whose lent-GPU section gets the training speed")
     args = p.parse_args(argv)
     unpacked = unpack(args.out)
     scores = score_all(args.out, args.datasets, args.data_root, not args.no_niqe)
@@ -198,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args.out, unpacked, scores, args.datasets, command)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
+    update_performance(args.performance, lent_gpu_section(args.report))
     print(text)
     return 0
 
