@@ -655,3 +655,55 @@ def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_l
                 browser.close()
         finally:
             blocks.close()
+
+
+def test_start_pressed_before_the_returning_raters_status_arrives_continues_the_same_rater(study_db: Path, tmp_path: Path) -> None:
+    """After a reload the Rate tab first says "Start" (the page load's answer, given before the tab and its stored
+    token mount) until the token's own status arrives, delayed here by 3 s. Pressing Start in that moment must
+    continue the stored rater's session, not make a new rater: the button's label is only a label."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import app as app_module
+    from study import sessions
+
+    shutil.copytree(study_db.parent, tmp_path / "study")
+    db = tmp_path / "study" / study_db.name
+    real_status = sessions.status
+    delay = {"with_token": 0.0}
+
+    def slow_with_token(db_path: Path, token: str | None):
+        if token is not None:
+            time.sleep(delay["with_token"])
+        return real_status(db_path, token)
+
+    def raters() -> int:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT count(*) FROM raters").fetchone()[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sessions, "status", slow_with_token)
+        blocks = app_module.create_app(None, db, None, tmp_path / "results")
+        blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+        try:
+            with sync_api.sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+                page = browser.new_page(viewport={"width": 1280, "height": 1100})
+                before = raters()
+                page.goto(blocks.local_url)
+                page.get_by_role("tab", name="Rate").click()
+                page.locator("#rate-start").click()
+                sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
+                assert raters() == before + 1
+                first = page.locator("#rate-header").inner_text()
+                delay["with_token"] = 3.0
+                page.reload()
+                page.get_by_role("tab", name="Rate").click()
+                sync_api.expect(page.locator("#rate-start")).to_have_text("Start", timeout=30_000)  # the load's answer
+                page.locator("#rate-start").click()  # before the token's status ("Continue") arrives
+                sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
+                assert raters() == before + 1  # no new rater
+                assert page.locator("#rate-header").inner_text() == first  # the same rater's unanswered photo
+                browser.close()
+        finally:
+            blocks.close()
