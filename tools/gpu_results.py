@@ -190,19 +190,25 @@ def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command
     return "\n".join(lines)
 
 
+def section_span(text: str, heading: str) -> tuple[int, int] | None:
+    """Where the Markdown section under `heading` starts and ends in `text` (None when it has none)."""
+    start = text.find(heading)
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + len(heading))
+    return start, (end + 1 if end >= 0 else len(text))
+
+
 def lent_gpu_section(campaign_report: Path = CAMPAIGN_REPORT) -> list[str]:
     """results/performance.md's section on the lent GPU: the training-speed table of the last campaign report
     (none when there is no report)."""
-    if not campaign_report.is_file():
+    text = campaign_report.read_text() if campaign_report.is_file() else ""
+    span = section_span(text, SPEED_HEADING)
+    if span is None:
         return []
-    text = campaign_report.read_text()
-    start = text.find(SPEED_HEADING)
-    if start < 0:
-        return []
-    end = text.find("\n## ", start + len(SPEED_HEADING))
-    body = text[start + len(SPEED_HEADING): end if end >= 0 else None].strip()
-    return [LENT_GPU_HEADING, "", f"From the last GPU campaign (`{campaign_report.relative_to(REPO_ROOT) if campaign_report.is_relative_to(REPO_ROOT) else campaign_report}`, "
-            "made by `python -m tools.gpu_results`). " + body, ""]
+    body = text[span[0] + len(SPEED_HEADING): span[1]].strip()
+    shown = campaign_report.relative_to(REPO_ROOT) if campaign_report.is_relative_to(REPO_ROOT) else campaign_report
+    return [LENT_GPU_HEADING, "", f"From the last GPU campaign (`{shown}`, made by `python -m tools.gpu_results`). {body}", ""]
 
 
 def update_performance(performance: Path, section: list[str]) -> None:
@@ -210,10 +216,9 @@ def update_performance(performance: Path, section: list[str]) -> None:
     if not section:
         return
     text = performance.read_text() if performance.is_file() else ""
-    start = text.find(LENT_GPU_HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(LENT_GPU_HEADING))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+    span = section_span(text, LENT_GPU_HEADING)
+    if span is not None:
+        text = text[: span[0]] + text[span[1]:]
     performance.write_text(text.rstrip("\n") + "\n\n" + "\n".join(section))
 
 
