@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from io import StringIO
@@ -617,50 +618,10 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
     }
 
 
-def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_last(study_db: Path, tmp_path: Path) -> None:
-    """A reloaded page asks the rater's status twice: at the page's load (before the Rate tab, and so the stored
-    token, is mounted: "Start") and when the token arrives ("Continue"). The load's answer, delayed here by
-    3 s, must not land last and offer a returning rater a fresh start (it once did, on busy cores)."""
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import app as app_module
-    from study import sessions
-
-    shutil.copytree(study_db.parent, tmp_path / "study")  # its own copy: a new rater here changes no other test
-    db = tmp_path / "study" / study_db.name
-    real_status = sessions.status
-
-    def slow_without_token(db_path: Path, token: str | None):
-        if token is None:
-            time.sleep(3)
-        return real_status(db_path, token)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sessions, "status", slow_without_token)
-        blocks = app_module.create_app(None, db, None, tmp_path / "results")
-        blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
-        try:
-            with sync_api.sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-                page = browser.new_page(viewport={"width": 1280, "height": 1100})
-                for label in ("Start", "Continue"):  # a new rater starts; after a reload the same one is back
-                    page.goto(blocks.local_url)
-                    page.get_by_role("tab", name="Rate").click()
-                    sync_api.expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
-                    page.wait_for_timeout(4000)  # past the delayed load's answer
-                    sync_api.expect(page.locator("#rate-start")).to_have_text(label)
-                    page.locator("#rate-start").click()
-                    sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
-                browser.close()
-        finally:
-            blocks.close()
-
-
-def test_start_pressed_before_the_returning_raters_status_arrives_continues_the_same_rater(study_db: Path, tmp_path: Path) -> None:
-    """After a reload the Rate tab first says "Start" (the page load's answer, given before the tab and its stored
-    token mount) until the token's own status arrives, delayed here by 3 s. Pressing Start in that moment must
-    continue the stored rater's session, not make a new rater: the button's label is only a label."""
+@contextmanager
+def app_with_slow_status(study_db: Path, tmp_path: Path, delay: Callable[[str | None], float]) -> Iterator[tuple[Path, object, object]]:
+    """The Gradio app on its own copy of the study (a new rater there changes no other test), with every rater
+    status lookup delayed by `delay(token)` seconds, and a Chromium page: yields (database, page, expect)."""
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -670,40 +631,63 @@ def test_start_pressed_before_the_returning_raters_status_arrives_continues_the_
     shutil.copytree(study_db.parent, tmp_path / "study")
     db = tmp_path / "study" / study_db.name
     real_status = sessions.status
-    delay = {"with_token": 0.0}
 
-    def slow_with_token(db_path: Path, token: str | None):
-        if token is not None:
-            time.sleep(delay["with_token"])
+    def slow_status(db_path: Path, token: str | None):
+        time.sleep(delay(token))
         return real_status(db_path, token)
 
-    def raters() -> int:
-        with sqlite3.connect(db) as con:
-            return con.execute("SELECT count(*) FROM raters").fetchone()[0]
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sessions, "status", slow_with_token)
+        patch.setattr(sessions, "status", slow_status)
         blocks = app_module.create_app(None, db, None, tmp_path / "results")
         blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
             with sync_api.sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
                 page = browser.new_page(viewport={"width": 1280, "height": 1100})
-                before = raters()
                 page.goto(blocks.local_url)
-                page.get_by_role("tab", name="Rate").click()
-                page.locator("#rate-start").click()
-                sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
-                assert raters() == before + 1
-                first = page.locator("#rate-header").inner_text()
-                delay["with_token"] = 3.0
-                page.reload()
-                page.get_by_role("tab", name="Rate").click()
-                sync_api.expect(page.locator("#rate-start")).to_have_text("Start", timeout=30_000)  # the load's answer
-                page.locator("#rate-start").click()  # before the token's status ("Continue") arrives
-                sync_api.expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
-                assert raters() == before + 1  # no new rater
-                assert page.locator("#rate-header").inner_text() == first  # the same rater's unanswered photo
+                yield db, page, sync_api.expect
                 browser.close()
         finally:
             blocks.close()
+
+
+def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_last(study_db: Path, tmp_path: Path) -> None:
+    """A reloaded page asks the rater's status twice: at the page's load (before the Rate tab, and so the stored
+    token, is mounted: "Start") and when the token arrives ("Continue"). The load's answer, delayed here by
+    3 s, must not land last and offer a returning rater a fresh start (it once did, on busy cores)."""
+    with app_with_slow_status(study_db, tmp_path, lambda token: 3.0 if token is None else 0.0) as (_, page, expect):
+        for label in ("Start", "Continue"):  # a new rater starts; after a reload the same one is back
+            page.reload()
+            page.get_by_role("tab", name="Rate").click()
+            expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
+            page.wait_for_timeout(4000)  # past the delayed load's answer
+            expect(page.locator("#rate-start")).to_have_text(label)
+            page.locator("#rate-start").click()
+            expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
+
+
+def test_start_pressed_before_the_returning_raters_status_arrives_continues_the_same_rater(study_db: Path, tmp_path: Path) -> None:
+    """After a reload the Rate tab first says "Start" (the page load's answer, given before the tab and its stored
+    token mount) until the token's own status arrives, delayed here by 3 s. Pressing Start in that moment must
+    continue the stored rater's session, not make a new rater: the button's label is only a label."""
+    token_delay = {"seconds": 0.0}
+    with app_with_slow_status(study_db, tmp_path, lambda token: 0.0 if token is None else token_delay["seconds"]) as (db, page, expect):
+
+        def raters() -> int:
+            with sqlite3.connect(db) as con:
+                return con.execute("SELECT count(*) FROM raters").fetchone()[0]
+
+        before = raters()
+        page.get_by_role("tab", name="Rate").click()
+        page.locator("#rate-start").click()
+        expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
+        assert raters() == before + 1
+        first = page.locator("#rate-header").inner_text()
+        token_delay["seconds"] = 3.0
+        page.reload()
+        page.get_by_role("tab", name="Rate").click()
+        expect(page.locator("#rate-start")).to_have_text("Start", timeout=30_000)  # the load's answer
+        page.locator("#rate-start").click()  # before the token's status ("Continue") arrives
+        expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
+        assert raters() == before + 1  # no new rater
+        assert page.locator("#rate-header").inner_text() == first  # the same rater's unanswered photo
