@@ -150,6 +150,8 @@ def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path
     shipped = score_images(["srresnet-mse"], "Set5", tiny_bundle).mean(numeric_only=True)  # as `evaluate` scores it
     assert f"| srresnet-mse | shipped | {shipped['psnr']:.2f} | {shipped['ssim']:.4f} |" in text
     assert "| srresnet-mse | returned |" in text and "| srgan-vgg54 | returned |" in text and "srgan-vgg22" not in text.split("## Scores")[1]
+    verdict = "met" if shipped["psnr"] >= 31.5 else "missed"
+    assert f"- srresnet-mse (shipped): Set5 PSNR >= 31.5: {shipped['psnr']:.2f} ({verdict})." in text
     assert "- srresnet-mse (returned): Set5 PSNR >= 31.5: " in text and "- srgan-vgg54 (returned): Set5 colour <= 1: " in text
     with pytest.raises(SystemExit, match="not found"):
         gpu_results.main([str(tmp_path / "nothing-here")])

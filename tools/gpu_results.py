@@ -62,10 +62,6 @@ def unpack(out: Path) -> Path:
     return target
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def throughput_rows(probe: dict) -> list[list[str]]:
     """One row per probed method and batch size, with the paper's whole schedule (its iterations at its batch of
     16, i.e. the same number of samples) timed at that speed."""
@@ -84,7 +80,7 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
     for method, stage in plan["stages"].items():
         card = cards.get(method, {})
         run = (card.get("runs") or [{}])[-1]
-        trained = run.get("iterations", 0) - run.get("from_iteration", 0) if run else 0
+        trained = run.get("iterations", 0) - run.get("from_iteration", 0)
         seconds = run.get("wall_seconds")
         rows.append([
             method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
@@ -137,6 +133,7 @@ def target_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> li
     lines = []
     for (method, which), per in scores.items():
         checks = []
+        base = scores.get((SRRESNET, which)) or scores.get((SRRESNET, "shipped"))  # the SRResNet-MSE an SRGAN is held to
         for dataset in datasets:
             s = per[dataset]
             if method == SRRESNET and dataset in PSNR_TARGET:
@@ -144,7 +141,6 @@ def target_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> li
             if method != SRRESNET:
                 checks.append(f"{dataset} colour <= {ARTEFACT_TARGET:g}: {verdict(s['colour_shift'], s['colour_shift'] <= ARTEFACT_TARGET)}")
                 checks.append(f"{dataset} grid <= {ARTEFACT_TARGET:g}: {verdict(s['grid'], s['grid'] <= ARTEFACT_TARGET)}")
-                base = scores.get((SRRESNET, which)) or scores.get((SRRESNET, "shipped"))
                 if dataset in NIQE_SETS and base and "niqe" in s:
                     gap = base[dataset]["niqe"] - s["niqe"]
                     checks.append(f"{dataset} NIQE {NIQE_MARGIN:g} below SRResNet-MSE's: {verdict(gap, gap >= NIQE_MARGIN)}")
@@ -153,8 +149,8 @@ def target_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> li
 
 
 def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command: str) -> str:
-    probe, plan = read_json(unpacked / "probe.json"), read_json(unpacked / "plan.json")
-    cards = {m: read_json(unpacked / f"{m}.json") for m in STAGES if (unpacked / f"{m}.json").is_file()}
+    probe, plan = (json.loads((unpacked / name).read_text()) for name in ("probe.json", "plan.json"))  # `unpack` checked both
+    cards = {m: json.loads((unpacked / f"{m}.json").read_text()) for m in STAGES if (unpacked / f"{m}.json").is_file()}
     when = datetime.fromtimestamp((out / ARCHIVE).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# GPU campaign",
