@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--log-every", type=int, default=d.log_every, help="iterations per CSV log row")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="iterations between Set5 PSNR evaluations (0 = never)")
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="minutes between checkpoints")
+    p.add_argument(
+        "--snapshot-every", type=int, default=d.snapshot_every,
+        help="keep the generator's weights every this many iterations as RUN_DIR/snapshots/ITERATION.safetensors, to pick "
+        "or average later (`python -m tools.probe_weight_average`); 0 = never",
+    )
     p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
@@ -326,6 +331,8 @@ class Trainer:
                     bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
                 logger.write(row)
                 window, window_start = [], time.monotonic()
+            if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
+                save_file(self.generator_state(), str(self.snapshot_path(self.progress.iteration)), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
             if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60:
                 self.save_checkpoint()
                 self.export()
@@ -358,13 +365,21 @@ class Trainer:
             log.warning("no NIQE model at %s: the log's set5_niqe column stays empty (`%s` fetches it)", path, NIQE_FETCH)
         return path.is_file()
 
+    def generator_state(self) -> dict[str, torch.Tensor]:
+        """The generator's weights as shipped: float32 on the CPU."""
+        return {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+
+    def snapshot_path(self, iteration: int) -> Path:
+        folder = self.run_dir / "snapshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{iteration:07d}.safetensors"
+
     def export(self, final_eval: bool = False) -> None:
         """Weights (safetensors) + a JSON model card saying how they were made."""
         if self.rank != 0:
             return
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
-        save_file(state, str(self.out), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
+        save_file(self.generator_state(), str(self.out), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
         data = [f"train/{p.name}" for p in train_folders(self.config.data_root)]
         card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, self.precision, data)
         if final_eval:

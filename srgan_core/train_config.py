@@ -32,6 +32,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 250
     checkpoint_minutes: float = 5.0
+    snapshot_every: int = 0  # 0 = keep no generator snapshots
     time_budget: float | None = None
     threads: int | None = None
     amp: str = "auto"

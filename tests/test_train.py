@@ -235,3 +235,14 @@ def test_command_line_builds_a_frozen_config_with_the_config_defaults() -> None:
     assert config.command.startswith("python -m srgan_core.train ")
     with pytest.raises(AttributeError):
         config.iters = 5  # type: ignore[misc]
+
+
+def test_snapshots_keep_the_generator_every_n_iterations(tiny_data: Path, tmp_path: Path) -> None:
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "5", "--eval-every", "0", "--snapshot-every", "2",
+         "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
+    snapshots = sorted((tmp_path / "r" / "snapshots").iterdir())
+    assert [p.name for p in snapshots] == ["0000002.safetensors", "0000004.safetensors"]
+    second, final = load_file(str(snapshots[1])), load_file(str(tmp_path / "w.safetensors"))
+    assert second.keys() == final.keys() and all(v.dtype == torch.float32 for v in second.values())
+    assert not torch.equal(second["head.0.weight"], final["head.0.weight"])  # iteration 4, not the exported 5
+    Generator().load_state_dict(second)  # a complete generator
