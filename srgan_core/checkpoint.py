@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from srgan_core.losses import PAPER_BATCH
 
@@ -39,6 +40,7 @@ class Parts:
     scaler: torch.amp.GradScaler
     sampler: torch.Generator  # draws the training crops, on the training device
     device: torch.device
+    ema: AveragedModel | None = None  # the exported moving average of the generator, when the run keeps one
 
 
 def save(path: Path, parts: Parts, progress: Progress) -> None:
@@ -51,6 +53,7 @@ def save(path: Path, parts: Parts, progress: Progress) -> None:
         "runs": progress.runs,
         "init": progress.starting_weights,
         "generator": parts.generator.state_dict(),
+        "ema": parts.ema.state_dict() if parts.ema else None,
         "discriminator": parts.discriminator.state_dict() if parts.discriminator else None,
         "opt_g": parts.opt_g.state_dict(),
         "opt_d": parts.opt_d.state_dict() if parts.opt_d else None,
@@ -79,6 +82,8 @@ def load(path: Path, parts: Parts) -> tuple[Progress, bool]:
     if parts.discriminator is not None:
         parts.discriminator.load_state_dict(state["discriminator"])
         parts.opt_d.load_state_dict(state["opt_d"])
+    if parts.ema is not None and state.get("ema") is not None:  # else the average starts afresh from the generator
+        parts.ema.load_state_dict(state["ema"])
     for opt in filter(None, (parts.opt_g, parts.opt_d)):  # checkpoints from before fused Adam restore fused=None
         for group in opt.param_groups:
             group["fused"], group["foreach"] = True, None

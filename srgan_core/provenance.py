@@ -112,6 +112,7 @@ def model_card(
         "adversarial_reduction": config.adversarial_reduction if adversarial else None,
         "discriminator_batch": config.discriminator_batch if adversarial else None,
         "seed": config.seed,
+        "ema_decay": config.ema_decay or None,  # set: the weights are a moving average of the trained generator
         "data": data,
         "device": str(device),
         "hardware": hardware(device),
@@ -154,6 +155,8 @@ def rerun(card: dict) -> list[str]:
         command.append(f"--init {init['weights']}")
     if card.get("adversarial_reduction"):
         command += [f"--adversarial-reduction {card['adversarial_reduction']}", f"--discriminator-batch {card['discriminator_batch']}"]
+    if card.get("ema_decay"):
+        command.append(f"--ema-decay {card['ema_decay']:g}")
     return [*lines, " ".join(command)]
 
 

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from srgan_core import checkpoint, losses
@@ -74,7 +75,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument(
         "--snapshot-every", type=int, default=d.snapshot_every,
         help="keep the generator's weights every this many iterations as RUN_DIR/snapshots/ITERATION.safetensors, to pick "
-        "or average later (`python -m tools.probe_weight_average`); 0 = never",
+        "or average later (`python -m tools.probe_weight_average`); the generator being trained, not its moving average; 0 = never",
+    )
+    p.add_argument(
+        "--ema-decay", type=float, default=d.ema_decay,
+        help="keep an exponential moving average of the generator's weights and BatchNorm statistics (decay per "
+        "iteration, e.g. 0.999), and export and validate it instead of the generator itself; the training is unchanged. "
+        "Not in the paper (results/training/weight_average.md); 0 = off",
     )
     p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -152,6 +159,13 @@ class Trainer:
             if self.recipe.content == "vgg"
             else None
         )
+        if not 0 <= config.ema_decay < 1:
+            raise SystemExit(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
+        self.ema = (
+            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            if config.ema_decay
+            else None
+        )
         self.opt_g = adam(self.generator, self.schedule.lr)
         self.opt_d = adam(self.discriminator, self.schedule.lr) if self.discriminator else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -174,7 +188,12 @@ class Trainer:
 
     @property
     def parts(self) -> Parts:
-        return Parts(self.generator, self.discriminator, self.opt_g, self.opt_d, self.scaler, self.sampler, self.device)
+        return Parts(self.generator, self.discriminator, self.opt_g, self.opt_d, self.scaler, self.sampler, self.device, self.ema)
+
+    @property
+    def exported(self) -> Generator:
+        """The generator the run validates and exports: its moving average when --ema-decay is set."""
+        return self.ema.module if self.ema is not None else self.generator
 
     @property
     def sampler_seed(self) -> int:
@@ -205,6 +224,8 @@ class Trainer:
                 self.generator.load_state_dict(load_file(str(start)))
                 self.progress.starting_weights = describe_init(Path(start))
                 log.info("generator initialised from %s", start)
+        if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
+            self.ema.update_parameters(self.generator)
         self.set_lr()
 
     def set_lr(self) -> None:
@@ -288,6 +309,8 @@ class Trainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
         stats.update(loss_g=loss_g.detach(), loss_content=content.detach())
         return stats
 
@@ -332,7 +355,8 @@ class Trainer:
                 logger.write(row)
                 window, window_start = [], time.monotonic()
             if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
-                save_file(self.generator_state(), str(self.snapshot_path(self.progress.iteration)), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
+                state = {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+                save_file(state, str(self.snapshot_path(self.progress.iteration)), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
             if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60:
                 self.save_checkpoint()
                 self.export()
@@ -350,11 +374,7 @@ class Trainer:
         generator; NIQE only where the data folder has its model (`niqe_available`)."""
         from srgan_core.evaluate import score_generator
 
-        self.generator.eval()
-        try:
-            scores = score_generator(self.generator, "Set5", self.config.data_root, device=self.device, with_niqe=self.niqe_available)
-        finally:
-            self.generator.train()
+        scores = score_generator(self.exported, "Set5", self.config.data_root, device=self.device, with_niqe=self.niqe_available)
         return {f"set5_{metric}": float(scores[metric].mean()) for metric in VALIDATION_METRICS if metric in scores}
 
     @functools.cached_property
@@ -366,8 +386,8 @@ class Trainer:
         return path.is_file()
 
     def generator_state(self) -> dict[str, torch.Tensor]:
-        """The generator's weights as shipped: float32 on the CPU."""
-        return {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        """The weights as shipped (the generator, or its moving average): float32 on the CPU."""
+        return {k: v.detach().float().cpu().contiguous() for k, v in self.exported.state_dict().items()}
 
     def snapshot_path(self, iteration: int) -> Path:
         folder = self.run_dir / "snapshots"
@@ -385,12 +405,10 @@ class Trainer:
         if final_eval:
             from srgan_core.evaluate import score_generator
 
-            self.generator.eval()
             card["benchmarks"] = {}
             for dataset in ("Set5", "Set14", "BSD100"):
-                scores = score_generator(self.generator, dataset, self.config.data_root, device=self.device)
+                scores = score_generator(self.exported, dataset, self.config.data_root, device=self.device)
                 card["benchmarks"][dataset] = {"psnr": round(scores["psnr"].mean(), 3), "ssim": round(scores["ssim"].mean(), 4)}
-            self.generator.train()
         write_card(self.out.with_suffix(".json"), card)
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)

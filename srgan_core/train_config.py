@@ -33,6 +33,7 @@ class TrainConfig:
     eval_every: int = 250
     checkpoint_minutes: float = 5.0
     snapshot_every: int = 0  # 0 = keep no generator snapshots
+    ema_decay: float = 0.0  # 0 = export the trained generator itself, not a moving average of it
     time_budget: float | None = None
     threads: int | None = None
     amp: str = "auto"

@@ -246,3 +246,41 @@ def test_snapshots_keep_the_generator_every_n_iterations(tiny_data: Path, tmp_pa
     assert second.keys() == final.keys() and all(v.dtype == torch.float32 for v in second.values())
     assert not torch.equal(second["head.0.weight"], final["head.0.weight"])  # iteration 4, not the exported 5
     Generator().load_state_dict(second)  # a complete generator
+
+
+def test_ema_exports_the_moving_average_of_the_trained_weights_and_resumes_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(5)
+    save_file(Generator().state_dict(), str(init))
+    common = ["--method", "srresnet-mse", "--init", str(init), "--data-root", str(tiny_data), "--eval-every", "0", "--ema-decay", "0.5"]
+    run(common + ["--iters", "4", "--snapshot-every", "1", "--run-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.safetensors")])
+    run(common + ["--iters", "2", "--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
+    run(common + ["--iters", "4", "--resume", "--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
+
+    # the average by hand from the trained weights of each iteration: ema_0 = init, ema_t = 0.5 ema_(t-1) + 0.5 w_t
+    expected = load_file(str(init))
+    for i in range(1, 5):
+        trained = load_file(str(tmp_path / "a" / "snapshots" / f"{i:07d}.safetensors"))
+        expected = {k: 0.5 * v + 0.5 * trained[k] if v.is_floating_point() else trained[k] for k, v in expected.items()}
+    exported, resumed = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    for key, value in exported.items():
+        if not key.endswith("num_batches_tracked"):  # a counter BatchNorm does not use at its fixed momentum
+            torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
+        assert torch.equal(value, resumed[key]), key  # resumed from its checkpoint, average included
+    live = load_file(str(tmp_path / "a" / "snapshots" / "0000004.safetensors"))
+    assert not torch.equal(exported["tail.weight"], live["tail.weight"])  # not the trained weights themselves
+    card = json.loads((tmp_path / "a.json").read_text())
+    assert card["ema_decay"] == 0.5 and "--ema-decay 0.5" in card["rerun"][-1]
+
+
+def test_ema_starts_at_the_weights_a_run_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--iters", "2",
+              "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
+    run(common)
+    before = load_file(str(tmp_path / "w.safetensors"))
+    run(common + ["--resume", "--ema-decay", "0.9"])  # nothing left to train: the average is the resumed generator
+    after = load_file(str(tmp_path / "w.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((tmp_path / "w.json").read_text())["ema_decay"] == 0.9
+    with pytest.raises(SystemExit, match="--ema-decay must be in"):
+        train.Trainer(train.parse_args(["--method", "srresnet-mse", "--ema-decay", "1", "--device", "cpu"]))
