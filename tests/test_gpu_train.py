@@ -89,6 +89,15 @@ def test_pick_batch_prefers_a_smaller_batch_within_ten_percent() -> None:
     assert gpu_train.pick_batch({64: 100.0, 128: 90.0, 256: 60.0}) == 256
 
 
+def test_srgan_stages_average_over_a_tenth_of_their_iterations_at_most_a_thousand() -> None:
+    assert gpu_train.ema_decay(5000) == pytest.approx(1 - 1 / 501)  # a time constant of 1 + 500 iterations
+    assert gpu_train.ema_decay(10**6) == gpu_train.EMA_MAX_DECAY
+    assert 0 < gpu_train.ema_decay(2) < 0.2  # a tiny stage averages little, but still averages
+    stages = gpu_train.plan({"batch": {m: 64 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"64": 10.0} for m in gpu_train.STAGES}}, 600, 27000)
+    assert stages["srresnet-mse"]["ema_decay"] == 0.0
+    assert stages["srgan-vgg54"]["ema_decay"] == gpu_train.ema_decay(stages["srgan-vgg54"]["iters"]) > 0.99
+
+
 @pytest.fixture(scope="module")
 def campaign(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The OUTDIR of the campaign script run on the CPU in a 30-second budget at tiny sizes."""
@@ -122,6 +131,9 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
         assert card["hardware"] and card["runs"][-1]["precision"] == card["precision"]
     for method in gpu_train.STAGES:
         assert (tmp_path / "cards" / f"{method}_log.csv").read_text().startswith("iteration,")
+    assert cards["srresnet-mse"]["ema_decay"] is None
+    for method in ("srgan-vgg54", "srgan-vgg22"):  # the SRGANs export a moving average, as planned
+        assert cards[method]["ema_decay"] == plan["stages"][method]["ema_decay"] > 0
 
 
 def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
         seconds = run.get("wall_seconds")
         rows.append([
             method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
-            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']})",
+            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']}{f', EMA decay {d:.4g}' if (d := stage.get('ema_decay')) else ''})",
             f"{run['from_iteration']} -> {run['iterations']}" if run else "–",
             fmt(card.get("samples_seen"), 0) if card else "–", fmt(seconds, 1) if seconds is not None else "–",
             f"{trained / seconds:.2f}" if seconds else "–",

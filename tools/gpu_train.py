@@ -8,7 +8,9 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
 2. continues SRResNet-MSE from the bundle's weights, then trains SRGAN-VGG54 and SRGAN-VGG22 from the result,
    each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the
    paper's rates moved to the batch size by `srgan_core.train_config.scaled_lr` and the 10x drop at the same fraction
-   of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth);
+   of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth); the SRGAN stages export
+   a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on the CPU
+   runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average.md);
 3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
    and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the shell wrapper adds
    `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the
@@ -41,6 +43,8 @@ STAGE_OVERHEAD_S = 25.0  # per stage, outside the timed loop: models, images, va
 TIME_CAP_SLACK_S = 15.0  # a stage's loop stops at its share plus this, should it run slower than the probe said
 SMALLER_BATCH_TOLERANCE = 0.10
 VALIDATIONS_PER_STAGE = 6
+EMA_FRACTION = 0.1  # an SRGAN stage's moving average spans about this fraction of its iterations ...
+EMA_MAX_DECAY = 0.999  # ... but no more than 1000 iterations
 log = logging.getLogger("gpu_train")
 
 
@@ -110,14 +114,23 @@ def plan(probed: dict, seconds_left: float, start_iteration: int) -> dict[str, d
         iters = max(2, int(probed["rates_it_per_s"][method][str(batch)] * seconds))
         first = start_iteration if method == "srresnet-mse" else 0
         decay = first + (int(0.8 * iters) if method == "srresnet-mse" else iters // 2)
-        stages[method] = {"batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "decay_at": decay}
+        stages[method] = {
+            "batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "decay_at": decay,
+            "ema_decay": 0.0 if method == "srresnet-mse" else ema_decay(iters),
+        }
     return stages
+
+
+def ema_decay(iterations: int) -> float:
+    """The per-iteration decay of a moving average whose time constant is EMA_FRACTION of a stage's iterations."""
+    return min(EMA_MAX_DECAY, 1 - 1 / (1 + EMA_FRACTION * iterations))
 
 
 def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int) -> None:
     extra = [
         "--iters", str(stage["iters"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
         "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
+        "--ema-decay", str(stage["ema_decay"]),
     ]
     if method == "srresnet-mse":
         extra.append("--resume")  # from the bundle's weights and card, copied into the work folder
