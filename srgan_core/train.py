@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--ema-decay", type=float, default=d.ema_decay,
         help="keep an exponential moving average of the generator's weights and BatchNorm statistics (decay per "
         "iteration, e.g. 0.999), and export and validate it instead of the generator itself; the training is unchanged. "
-        "Not in the paper (results/training/weight_average.md); 0 = off",
+        "Not in the paper (results/training/weight_average_srgan-vgg54.md); 0 = off",
     )
     p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")

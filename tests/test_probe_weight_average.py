@@ -36,7 +36,7 @@ def snapshots(folder: Path, iterations: list[int]) -> list[dict[str, torch.Tenso
                 module.running_mean.normal_(0, 0.1)
                 module.num_batches_tracked.fill_(i)
         state = generator.state_dict()
-        save_file(state, str(folder / f"{i:07d}.safetensors"))
+        save_file(state, str(folder / f"{i:07d}.safetensors"), metadata={"method": "srgan-vgg54", "iterations": str(i)})
         states.append(state)
     return states
 
@@ -61,7 +61,7 @@ def test_probe_scores_each_snapshot_and_the_averages_of_the_last_ones(tiny_set5:
     assert rows[4].split(" | ")[1] == f"{expected['Set5 psnr']:.2f}"  # the averaged weights themselves were scored
     single = probe.scores(states[0], ["Set5"], tiny_set5)
     assert rows[0].split(" | ")[4] == f"{single['Set5 grid']:.2f}"
-    assert "python -m tools.probe_weight_average" in text
+    assert text.startswith("# Averaging the recent weights of srgan-vgg54\n") and "python -m tools.probe_weight_average" in text
 
 
 def test_probe_refuses_a_folder_without_two_snapshots(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
    paper's rates moved to the batch size by `srgan_core.train_config.scaled_lr` and the 10x drop at the same fraction
    of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth); the SRGAN stages export
    a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on the CPU
-   runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average.md);
+   runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average_srgan-vgg54.md);
 3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
    and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the shell wrapper adds
    `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the

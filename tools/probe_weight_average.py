@@ -1,6 +1,6 @@
 """Do an SRGAN's artefacts wander around a small value, so that averaging its recent weights removes them?
 
-`python -m tools.probe_weight_average runs/srgan-vgg54/snapshots [--windows 4 8 16] [--out results/training/weight_average.md]`
+`python -m tools.probe_weight_average runs/srgan-vgg54/snapshots [--windows 4 8 16] [--out results/training/weight_average_srgan-vgg54.md]`
 
 The snapshots are the generator weights a run keeps with `python -m srgan_core.train ... --snapshot-every N`. The
 probe scores every snapshot on the benchmarks (PSNR, SSIM, colour shift, sub-pixel grid, NIQE), then the uniform
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from srgan_core.evaluate import METRICS, fmt, score_generator
@@ -57,11 +58,17 @@ def scores(state: dict[str, torch.Tensor], datasets: list[str], data_root: Path 
     return out
 
 
-def report(rows: pd.DataFrame, datasets: list[str], command: str) -> str:
+def method_of(snapshot: Path) -> str:
+    """The method a snapshot's metadata names (train writes it), or 'a generator'."""
+    with safe_open(str(snapshot), "pt") as f:
+        return (f.metadata() or {}).get("method", "a generator")
+
+
+def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -> str:
     """Markdown: one table per dataset (the snapshots, their mean and spread, the averages)."""
     singles = rows[rows["weights"].str.startswith("snapshot")]
     lines = [
-        "# Averaging an SRGAN's recent weights",
+        f"# Averaging the recent weights of {method}",
         "",
         f"Made by `{command}` on {hardware(torch.device('cpu'))}, torch {torch.__version__}. Colour shift and grid in 8-bit "
         "levels, NIQE on the MATLAB scale (lower = more natural); each cell is the mean over the dataset's images.",
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = iterations[-k:]
         rows.append({"weights": f"average of the last {k} ({kept[0]}-{kept[-1]})", **scores(average([states[i] for i in kept]), args.datasets, args.data_root)})
     command = "python -m tools.probe_weight_average " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report(pd.DataFrame(rows), args.datasets, command)
+    text = report(pd.DataFrame(rows), args.datasets, method_of(next(iter(files.values()))), command)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
