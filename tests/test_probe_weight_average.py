@@ -64,10 +64,12 @@ def test_probe_scores_each_snapshot_and_the_averages_of_the_last_ones(tiny_set5:
     assert text.startswith("# Averaging the recent weights of srgan-vgg54\n") and "python -m tools.probe_weight_average" in text
 
 
-def test_probe_refuses_a_folder_without_two_snapshots(tmp_path: Path) -> None:
+def test_probe_refuses_a_folder_without_two_snapshots_and_can_stop_at_an_iteration(tmp_path: Path) -> None:
+    snapshots(tmp_path / "snaps", [50, 100, 150])
     with pytest.raises(SystemExit, match="not a folder of snapshots"):
         probe.main([str(tmp_path / "missing")])
     snapshots(tmp_path / "one", [50])
     (tmp_path / "one" / "notes.safetensors").write_text("not a snapshot")
     with pytest.raises(SystemExit, match="holds 1 snapshot"):
         probe.main([str(tmp_path / "one")])
+    assert list(probe.snapshot_files(tmp_path / "snaps", up_to=100)) == [50, 100]

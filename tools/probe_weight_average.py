@@ -29,11 +29,11 @@ from srgan_core.provenance import hardware
 DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}
 
 
-def snapshot_files(folder: Path) -> dict[int, Path]:
-    """{iteration: file} of a snapshot folder (files named by their iteration)."""
+def snapshot_files(folder: Path, up_to: int | None = None) -> dict[int, Path]:
+    """{iteration: file} of a snapshot folder (files named by their iteration), up to an iteration if given."""
     if not folder.is_dir():
         raise SystemExit(f"error: {folder} is not a folder of snapshots (train --snapshot-every N writes RUN_DIR/snapshots)")
-    files = {int(p.stem): p for p in folder.glob("*.safetensors") if p.stem.isdigit()}
+    files = {int(p.stem): p for p in folder.glob("*.safetensors") if p.stem.isdigit() and (up_to is None or int(p.stem) <= up_to)}
     if len(files) < 2:
         raise SystemExit(f"error: {folder} holds {len(files)} snapshot(s) named ITERATION.safetensors; averaging needs at least 2")
     return dict(sorted(files.items()))
@@ -84,6 +84,7 @@ def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshots", type=Path, help="a run's snapshot folder (RUN_DIR/snapshots)")
+    p.add_argument("--to", dest="up_to", type=int, help="only the snapshots up to this iteration (e.g. before a learning-rate drop)")
     p.add_argument("--windows", type=int, nargs="+", default=[4, 8, 16], help="average the last K snapshots, for each K")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14"])
     p.add_argument("--data-root", type=Path)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = snapshot_files(args.snapshots)
+    files = snapshot_files(args.snapshots, args.up_to)
     states = {iteration: load_file(str(path)) for iteration, path in files.items()}
     iterations = list(states)
     rows = [{"weights": f"snapshot {i}", **scores(states[i], args.datasets, args.data_root)} for i in iterations]
