@@ -355,8 +355,7 @@ class Trainer:
                 logger.write(row)
                 window, window_start = [], time.monotonic()
             if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
-                state = {k: v.detach().float().cpu().contiguous() for k, v in self.generator.state_dict().items()}
-                save_file(state, str(self.snapshot_path(self.progress.iteration)), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
+                self.save_snapshot()
             if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60:
                 self.save_checkpoint()
                 self.export()
@@ -385,21 +384,23 @@ class Trainer:
             log.warning("no NIQE model at %s: the log's set5_niqe column stays empty (`%s` fetches it)", path, NIQE_FETCH)
         return path.is_file()
 
-    def generator_state(self) -> dict[str, torch.Tensor]:
-        """The weights as shipped (the generator, or its moving average): float32 on the CPU."""
-        return {k: v.detach().float().cpu().contiguous() for k, v in self.exported.state_dict().items()}
+    def save_weights(self, generator: nn.Module, path: Path) -> None:
+        """A generator's weights as shipped: float32 on the CPU, safetensors with the method and iteration."""
+        state = {k: v.detach().float().cpu().contiguous() for k, v in generator.state_dict().items()}
+        save_file(state, str(path), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
 
-    def snapshot_path(self, iteration: int) -> Path:
+    def save_snapshot(self) -> None:
+        """The generator being trained (not its moving average), as RUN_DIR/snapshots/ITERATION.safetensors."""
         folder = self.run_dir / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{iteration:07d}.safetensors"
+        self.save_weights(self.generator, folder / f"{self.progress.iteration:07d}.safetensors")
 
     def export(self, final_eval: bool = False) -> None:
         """Weights (safetensors) + a JSON model card saying how they were made."""
         if self.rank != 0:
             return
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        save_file(self.generator_state(), str(self.out), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
+        self.save_weights(self.exported, self.out)
         data = [f"train/{p.name}" for p in train_folders(self.config.data_root)]
         card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, self.precision, data)
         if final_eval:

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 VALIDATION_METRICS = ("psnr", "colour_shift", "grid", "niqe")  # evaluate's columns, logged for Set5 at every validation
+
+
+def read_log(path: Path, required: Iterable[str]) -> pd.DataFrame:
+    """A training log as a DataFrame; a clear SystemExit for a missing file, another kind of file, or a log without
+    the `required` columns."""
+    try:
+        log = pd.read_csv(path)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file (a training log: runs/<method>/log.csv)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SystemExit(f"error: {path} is not a training log CSV ({type(exc).__name__})") from None
+    missing = set(required) - set(log.columns)
+    if missing:
+        raise SystemExit(f"error: {path} is not a training log: no {', '.join(sorted(missing))} column")
+    return log
 
 
 def start_from_shipped_log(run_log: Path, shipped: Path, iteration: int) -> None:

@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from srgan_core.images import downscale_x4, modcrop  # noqa: E402
@@ -23,6 +22,7 @@ from srgan_core.method_specs import METHODS  # noqa: E402
 from srgan_core.methods import MethodUnavailable, load_method  # noqa: E402
 from srgan_core.metrics import psnr_y  # noqa: E402
 from srgan_core.niqe import niqe  # noqa: E402
+from srgan_core.training_log import read_log  # noqa: E402
 
 BICUBIC_SET5_PSNR = 28.43  # measured with srgan_core (tests/test_imresize.py)
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
@@ -36,17 +36,9 @@ def method_of_log(log_csv: Path) -> str:
 
 def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     """Content/generator loss, Set5 PSNR and (for SRGAN) D(x) / D(G(z)) against iteration."""
-    try:
-        log = pd.read_csv(log_csv)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {log_csv}: no such file (a training log: runs/<method>/log.csv)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise SystemExit(f"error: {log_csv} is not a training log CSV ({type(exc).__name__})") from None
+    log = read_log(log_csv, {"iteration", "lr", "loss_content", "loss_g", "d_real", "d_fake", "set5_psnr"})
     if log.empty:
         raise SystemExit(f"{log_csv} has no rows yet")
-    missing = {"iteration", "lr", "loss_content", "loss_g", "d_real", "d_fake", "set5_psnr"} - set(log.columns)
-    if missing:
-        raise SystemExit(f"error: {log_csv} is not a training log: no {', '.join(sorted(missing))} column")
     gan = log["d_fake"].notna().any()
     fig, axes = plt.subplots(1, 3 if gan else 2, figsize=(15 if gan else 10, 4))
     axes[0].plot(log["iteration"], log["loss_content"], lw=0.8, label="content loss")

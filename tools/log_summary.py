@@ -15,23 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from srgan_core.markdown import markdown_table
-from srgan_core.training_log import VALIDATION_METRICS
+from srgan_core.training_log import VALIDATION_METRICS, read_log
 
 EDGE_ITERATIONS = 100  # the content loss is averaged over this many iterations at each end
 
 
-def read_log(path: Path) -> pd.DataFrame:
-    """A training log CSV, with a clear error for anything else."""
-    try:
-        log = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path}: no such file (a training log: runs/<method>/log.csv)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise SystemExit(f"error: {path} is not a training log CSV ({type(exc).__name__})") from None
-    missing = {"iteration", "lr", "loss_content", "d_real", "d_fake"} - set(log.columns)
-    if missing:
-        raise SystemExit(f"error: {path} is not a training log: no {', '.join(sorted(missing))} column")
-    return log
+REQUIRED = ("iteration", "lr", "loss_content", "d_real", "d_fake")
 
 
 def summarise(log: pd.DataFrame, start: int | None = None, end: int | None = None) -> list[tuple[str, str]]:
@@ -65,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="start", type=int, default=None, help="only rows after this iteration (where a run resumed)")
     p.add_argument("--to", dest="end", type=int, default=None, help="only rows up to this iteration")
     args = p.parse_args(argv)
-    rows = summarise(read_log(args.log), args.start, args.end)
+    rows = summarise(read_log(args.log, REQUIRED), args.start, args.end)
     print(markdown_table(["quantity", "value"], rows))
     return 0
 
