@@ -31,6 +31,7 @@ from srgan_core.paper import published
 from srgan_core.paths import REPO_ROOT
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
+METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
 COLUMNS = ["dataset", "image", "method", *METRICS]
 
 
@@ -154,10 +155,11 @@ def to_markdown(table: pd.DataFrame) -> str:
     headers = ["method", "PSNR (dB)", "SSIM", "colour shift", "grid", *(["NIQE"] if has_niqe else []),
                "paper PSNR", "paper SSIM", "iterations", "training hours"]
     sections = []
+    metrics = METRICS if has_niqe else METRICS[:-1]
     for dataset, group in table.groupby("dataset", sort=False):
         rows = [
-            [row.method, fmt(row.psnr, 2), fmt(row.ssim, 4), fmt(row.colour_shift, 2), fmt(row.grid, 2),
-             *([fmt(row.niqe, 2)] if has_niqe else []), fmt(row.paper_psnr, 2), fmt(row.paper_ssim, 4),
+            [row.method, *(fmt(getattr(row, m), METRIC_DIGITS[m]) for m in metrics),
+             fmt(row.paper_psnr, METRIC_DIGITS["psnr"]), fmt(row.paper_ssim, METRIC_DIGITS["ssim"]),
              with_init(row.iterations, row.init_iterations, 0), with_init(row.wall_hours, row.init_wall_hours, 2)]
             for row in group.itertuples()
         ]

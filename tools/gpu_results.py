@@ -25,7 +25,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from srgan_core.data import BENCHMARKS
-from srgan_core.evaluate import METRICS, fmt, score_generator
+from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
@@ -82,9 +82,10 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
         run = (card.get("runs") or [{}])[-1]
         trained = run.get("iterations", 0) - run.get("from_iteration", 0)
         seconds = run.get("wall_seconds")
+        ema = f", EMA decay {stage['ema_decay']:.4g}" if stage.get("ema_decay") else ""
         rows.append([
             method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
-            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']}{f', EMA decay {d:.4g}' if (d := stage.get('ema_decay')) else ''})",
+            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']}{ema})",
             f"{run['from_iteration']} -> {run['iterations']}" if run else "–",
             fmt(card.get("samples_seen"), 0) if card else "–", fmt(seconds, 1) if seconds is not None else "–",
             f"{trained / seconds:.2f}" if seconds else "–",
@@ -116,10 +117,9 @@ def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe:
 
 def score_tables(scores: dict[tuple[str, str], dict], datasets: list[str]) -> list[str]:
     headers = ["method", "weights", "PSNR (dB)", "SSIM", "colour shift", "grid", "NIQE"]
-    digits = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}
     sections = []
     for dataset in datasets:
-        rows = [[method, which, *(fmt(per[dataset].get(m), digits[m]) for m in METRICS)] for (method, which), per in scores.items()]
+        rows = [[method, which, *(fmt(per[dataset].get(m), METRIC_DIGITS[m]) for m in METRICS)] for (method, which), per in scores.items()]
         sections.append(f"### {dataset}\n\n{markdown_table(headers, rows)}\n")
     return sections
 

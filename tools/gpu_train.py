@@ -122,7 +122,7 @@ def plan(probed: dict, seconds_left: float, start_iteration: int) -> dict[str, d
 
 
 def ema_decay(iterations: int) -> float:
-    """The per-iteration decay of a moving average whose time constant is EMA_FRACTION of a stage's iterations."""
+    """The per-iteration decay of a moving average over 1 + EMA_FRACTION x a stage's iterations (its time constant)."""
     return min(EMA_MAX_DECAY, 1 - 1 / (1 + EMA_FRACTION * iterations))
 
 

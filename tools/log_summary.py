@@ -18,14 +18,16 @@ from srgan_core.markdown import markdown_table
 from srgan_core.training_log import VALIDATION_METRICS, read_log
 
 EDGE_ITERATIONS = 100  # the content loss is averaged over this many iterations at each end
-
-
 REQUIRED = ("iteration", "lr", "loss_content", "d_real", "d_fake")
 
 
 def summarise(log: pd.DataFrame, start: int | None = None, end: int | None = None) -> list[tuple[str, str]]:
     """(quantity, value) rows for the log rows with start < iteration <= end (a run resumed at `start`)."""
-    rows = log[(log["iteration"] > (start if start is not None else -1)) & (log["iteration"] <= (end if end is not None else log["iteration"].max()))]
+    rows = log
+    if start is not None:
+        rows = rows[rows["iteration"] > start]
+    if end is not None:
+        rows = rows[rows["iteration"] <= end]
     if rows.empty:
         raise SystemExit(f"error: the log has no rows after iteration {start} up to {end}")
     first, last = int(rows["iteration"].min()), int(rows["iteration"].max())

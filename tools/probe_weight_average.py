@@ -21,13 +21,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from srgan_core.evaluate import METRICS, fmt, score_generator
+from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.models import Generator
 from srgan_core.provenance import hardware
-
-DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}
-
 
 def snapshot_files(folder: Path, up_to: int | None = None) -> dict[int, Path]:
     """{iteration: file} of a snapshot folder (files named by their iteration), up to an iteration if given."""
@@ -75,8 +72,8 @@ def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -
     ]
     for dataset in datasets:
         columns = [f"{dataset} {metric}" for metric in METRICS]
-        table = [[row["weights"], *(fmt(row[c], DIGITS[c.split()[1]]) for c in columns)] for _, row in rows.iterrows()]
-        table.insert(len(singles), ["snapshots: mean (sd)", *(f"{fmt(singles[c].mean(), DIGITS[c.split()[1]])} ({singles[c].std():.2f})" for c in columns)])
+        table = [[row["weights"], *(fmt(row[c], METRIC_DIGITS[c.split()[1]]) for c in columns)] for _, row in rows.iterrows()]
+        table.insert(len(singles), ["snapshots: mean (sd)", *(f"{fmt(singles[c].mean(), METRIC_DIGITS[c.split()[1]])} ({singles[c].std():.2f})" for c in columns)])
         lines += ["", f"## {dataset}", "", markdown_table(["weights", *METRICS], table)]
     return "\n".join(lines) + "\n"
 
