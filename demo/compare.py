@@ -28,10 +28,12 @@ from demo.inputs import (
     shrink_to,
     transparency_note,
 )
+from srgan_core.colour_fix import SUFFIX as COLOUR_FIX_SUFFIX
+from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import BENCHMARKS
 from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.device import default_precision, pick_device
-from srgan_core.method_specs import KNOB_ENDS, METHODS, ORIGINAL_LABEL
+from srgan_core.method_specs import KNOB_ENDS, METHODS, ORIGINAL_LABEL, SPECS
 from srgan_core.methods import MethodUnavailable, Upscaler, interpolated_upscaler, list_methods, load_method
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.paths import GET_DATA
@@ -86,6 +88,11 @@ class Comparison:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     knob: np.ndarray | None = None
+    colour_fix: bool = False  # the learned methods' outputs (and the knob's) went through srgan_core.colour_fix
+
+    def fixed(self, name: str) -> bool:
+        """Whether `name`'s output in this run went through the colour fix (learned methods only)."""
+        return self.colour_fix and name in SPECS and SPECS[name].learned
 
     def panels(self) -> dict[str, np.ndarray]:
         """What is shown side by side: each method's output, then the original when it is known."""
@@ -165,6 +172,7 @@ def run_comparison(
     left: str,
     right: str,
     force_float32: bool = False,
+    colour_fix: bool = False,
 ):
     """Upscale the input with every available method, time and score each, and show each as soon as it is ready.
 
@@ -179,7 +187,7 @@ def run_comparison(
         yield None, *no_results()[:4], refused(str(exc)), *no_results()[4:]
         return
     precision = compare_precision(force_float32)
-    comparison = Comparison(source.name, prepared)
+    comparison = Comparison(source.name, prepared, colour_fix=colour_fix)
     comparison.captions[ORIGINAL_LABEL] = f"{ORIGINAL_LABEL} (high resolution)"
     infos = list_methods()
     rows = {info.name: dict.fromkeys(COLUMNS, "") | {"method": info.name, "description": info.description} for info in infos}
@@ -200,16 +208,19 @@ def run_comparison(
         except MethodUnavailable as exc:
             row["status"] = f"unavailable: {exc}"
             continue
+        label = name
+        if comparison.fixed(name):
+            upscaler, label = ColourFixedUpscaler(upscaler), f"{name} + colour fix"
         start = time.perf_counter()
         sr = upscaler.upscale(prepared.lr)
         seconds = time.perf_counter() - start
         used = upscaler.precision
         comparison.outputs[name] = sr
-        row |= {"status": "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
-        caption = f"{name} · {seconds:.2f} s · {used}"
+        row |= {"status": "ok, colour fix" if label != name else "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
+        caption = f"{label} · {seconds:.2f} s · {used}"
         if prepared.hr is not None:
             row["PSNR (dB)"], row["SSIM"] = f"{psnr_y(sr, prepared.hr):.2f}", f"{ssim_y(sr, prepared.hr):.4f}"
-            caption = f"{name} · {row['PSNR (dB)']} dB / {row['SSIM']} · {seconds:.2f} s · {used}"
+            caption = f"{label} · {row['PSNR (dB)']} dB / {row['SSIM']} · {seconds:.2f} s · {used}"
         comparison.captions[name] = caption
         if step + 1 < len(runnable):
             yield shown(f"{step + 1} of {len(runnable)} methods done; running **{runnable[step + 1]}** ...")
@@ -314,11 +325,15 @@ def run_knob(
         upscaler = knob_upscaler(alpha, precision)
     except MethodUnavailable as exc:
         return comparison, None, f"**The knob needs both {' and '.join(KNOB_ENDS)}**: {exc}"
+    if comparison.colour_fix:
+        upscaler = ColourFixedUpscaler(upscaler)
     start = time.perf_counter()
     sr = upscaler.upscale(comparison.prepared.lr, progress=lambda done: progress(done, desc=f"alpha {alpha:.2f}"))
     seconds = time.perf_counter() - start
     comparison.knob = sr
     text = f"alpha = {alpha:.2f} ({KNOB_ENDS[0]} at 0, {KNOB_ENDS[1]} at 1) · {seconds:.2f} s · {precision}"
+    if comparison.colour_fix:
+        text += " · colour fix"
     hr = comparison.prepared.hr
     if hr is not None:
         text += f" · PSNR {psnr_y(sr, hr):.2f} dB · SSIM {ssim_y(sr, hr):.4f}"
@@ -353,7 +368,10 @@ def write_downloads(comparison: Comparison) -> list[str]:
     """Every full-size output (and the low-resolution input) as a lossless PNG, named after the image."""
     prune_downloads()
     folder = Path(tempfile.mkdtemp(dir=DOWNLOAD_ROOT))
-    images = {f"{comparison.name}_{name}_x4": sr for name, sr in comparison.outputs.items()}
+    images = {
+        f"{comparison.name}_{name}{COLOUR_FIX_SUFFIX if comparison.fixed(name) else ''}_x4": sr
+        for name, sr in comparison.outputs.items()
+    }
     if comparison.prepared.hr is not None:
         images[f"{comparison.name}_lr_input"] = comparison.prepared.lr
     paths = []
@@ -415,6 +433,13 @@ def build_tab(data_root: Path | None) -> None:
                 + (" (this hardware runs bfloat16 natively: about 2x faster, within a few 8-bit levels)." if default == "bfloat16" else "."),
                 elem_id="compare-float32",
             )
+            colour_fix = gr.Checkbox(
+                value=False,
+                label="Colour fix for the learned methods (not in the paper)",
+                info="Takes each output's coarse colour from the input's bicubic upscale and keeps the network's detail: "
+                "removes the colour cast of the briefly trained SRGANs (results/colour_fix.md).",
+                elem_id="compare-colour-fix",
+            )
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
             status = gr.Markdown(elem_id="compare-status")
         with gr.Column(scale=2):
@@ -475,7 +500,7 @@ def build_tab(data_root: Path | None) -> None:
     mode.input(**frame)
     run.click(
         run_comparison,
-        [source, mode, cx, cy, zoom, left, right, force_float32],
+        [source, mode, cx, cy, zoom, left, right, force_float32, colour_fix],
         [comparison, table, gallery, slider, downloads, status, knob_image, knob_text],
         api_name="compare_run",
         concurrency_limit=1,

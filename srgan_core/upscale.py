@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import IMAGE_SUFFIXES
 from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.device import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         "float32: the network as trained, to rounding; bfloat16: about 2x faster where native, output within a few "
         "8-bit levels (slower than float32 on other CPUs). `--precision float32` forces float32",
     )
+    p.add_argument(
+        "--colour-fix", action="store_true",
+        help="take the output's coarse colour from the input's bicubic upscale (not in the paper: removes the colour "
+        "cast of briefly trained SRGANs, keeps the network's detail; see results/colour_fix.md)",
+    )
     args = p.parse_args(argv)
     try:
         device = pick_device(args.device)
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX): --precision bfloat16 will be slower than float32", file=sys.stderr)
     try:
         upscaler = load_method(args.method, device, precision)
+        if args.colour_fix:
+            upscaler = ColourFixedUpscaler(upscaler)
         files = collect_inputs(args.inputs)
         many = len(files) > 1
         folder = args.output if many or args.output.suffix == "" else args.output.parent
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write to {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     failures = 0
-    for src in tqdm(files, desc=args.method, disable=not many):
+    for src in tqdm(files, desc=upscaler.name, disable=not many):
         try:
             image = load_image(src)
         except ImageError as exc:
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with tqdm(total=100, desc=src.name, leave=False, disable=many) as bar:
             sr = upscaler.upscale(image, progress=lambda f: bar.update(round(f * 100) - bar.n))
-        dest = output_path(src, args.output, many, args.method)
+        dest = output_path(src, args.output, many, upscaler.name)
         try:
             save_png(sr, dest)
         except OSError as exc:

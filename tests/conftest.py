@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from srgan_core.paths import REPO_ROOT, default_data_root
 
@@ -44,3 +45,15 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get(RECORD_ENV) == "1":
         return REPO_ROOT / "results"
     return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="session")
+def tiny_set5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose Set5 is two 48x48 images of flat 8x8 blocks: enough for a scoring command to run."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    (root / "benchmarks" / "Set5").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        blocks = np.kron(rng.integers(0, 256, (6, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+        Image.fromarray(blocks).save(root / "benchmarks" / "Set5" / f"img{i}.png")
+    return root

@@ -87,10 +87,12 @@ def load(client: Client, path: Path, mode: str = HR_MODE) -> tuple[str | None, s
     return preview, mode, status
 
 
-def run(client: Client, mode: str, left: str = "bicubic", right: str = "nearest", crop=(50, 50, 4), float32=False) -> dict:
+def run(
+    client: Client, mode: str, left: str = "bicubic", right: str = "nearest", crop=(50, 50, 4), float32=False, colour_fix=False
+) -> dict:
     """Press Compare with the crop centred at (x %, y %) and zoomed as `crop` says; the last of its updates."""
     table, gallery, slider, downloads, status, knob_image, knob_text = client.predict(
-        mode, *crop, left, right, float32, api_name="/compare_run"
+        mode, *crop, left, right, float32, colour_fix, api_name="/compare_run"
     )
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
     return {"rows": rows, "gallery": gallery, "slider": slider, "downloads": downloads, "status": status, "knob": knob_text}
@@ -276,6 +278,22 @@ def test_precision_is_shown_per_result_and_float32_can_be_forced(client: Client,
         _, text = client.predict(0.5, 50, 50, 4, float32, api_name="/compare_knob")
         assert f"· {learned}" in text
 
+
+
+def test_colour_fix_applies_to_the_learned_methods_and_says_so(client: Client, tmp_path: Path, photo_hr) -> None:
+    from srgan_core.colour_fix import ColourFixedUpscaler
+
+    load(client, save(photo_hr, tmp_path / "a.png"))
+    result = run(client, HR_MODE, float32=True, colour_fix=True)
+    assert result["rows"]["bicubic"]["status"] == "ok" and result["rows"]["srresnet-mse"]["status"] == "ok, colour fix"
+    captions = [item["caption"] for item in result["gallery"]]
+    assert captions[1].startswith("bicubic · ") and captions[2].startswith("srresnet-mse + colour fix · ")
+    outputs = {Path(p).name: read(p) for p in result["downloads"]}
+    assert "a_bicubic_x4.png" in outputs and "a_srresnet-mse_x4.png" not in outputs  # a fixed output is named so
+    fixed = ColourFixedUpscaler(methods.load_method("srresnet-mse", precision="float32")).upscale(downscale_x4(photo_hr))
+    assert np.array_equal(outputs["a_srresnet-mse+colour-fix_x4.png"], fixed)
+    _, text = client.predict(0.5, 50, 50, 4, True, api_name="/compare_knob")
+    assert text.endswith("· colour fix") or "· colour fix ·" in text
 
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import save_file
 
 from srgan_core import evaluate, upscale
 from srgan_core.images import load_image
+from srgan_core.metrics import colour_shift
 from srgan_core.models import Generator
 
 
@@ -107,6 +109,24 @@ def test_upscale_bfloat16_option(photo: np.ndarray, tmp_path: Path, monkeypatch:
     assert upscale.main(argv) == 0
     assert "no native bfloat16" in capsys.readouterr().err
     assert Image.open(tmp_path / "o.png").size == (photo.shape[1] * 4, photo.shape[0] * 4)
+
+
+def test_upscale_colour_fix_takes_the_coarse_colour_from_the_input(photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srgan_core import method_specs
+
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
+    torch.manual_seed(0)
+    save_file(Generator().state_dict(), str(tmp_path / "srresnet-mse.safetensors"))  # untrained: a strong cast
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    common = [str(tmp_path / "a.png"), "--method", "srresnet-mse", "--device", "cpu", "--precision", "float32"]
+    assert upscale.main([*common, "-o", str(tmp_path / "out")]) == 0
+    assert upscale.main([*common, "--colour-fix", "-o", str(tmp_path / "out")]) == 0
+    reference = load_image(tmp_path / "out" / "a_srresnet-mse_x4.png")
+    fixed = load_image(tmp_path / "out" / "a_srresnet-mse+colour-fix_x4.png")  # named apart: both kept
+    assert upscale.main([str(tmp_path / "a.png"), "--method", "bicubic", "-o", str(tmp_path / "out")]) == 0
+    bicubic = load_image(tmp_path / "out" / "a_bicubic_x4.png")
+    assert colour_shift(reference, bicubic, border=0) > 5
+    assert colour_shift(fixed, bicubic, border=0) < 0.5
 
 
 def test_upscale_unavailable_method_says_why(photo: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 from srgan_core.models import Generator
 from tools import probe_weight_average as probe
-
-
-@pytest.fixture(scope="module")
-def tiny_set5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    (root / "benchmarks" / "Set5").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        smooth = np.kron(rng.integers(0, 256, (6, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-        Image.fromarray(smooth).save(root / "benchmarks" / "Set5" / f"img{i}.png")
-    return root
 
 
 def snapshots(folder: Path, iterations: list[int]) -> list[dict[str, torch.Tensor]]:

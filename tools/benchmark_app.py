@@ -103,7 +103,7 @@ def start_app(folder: Path) -> tuple[subprocess.Popen, str]:
 def timed_compare(client, force_float32: bool) -> dict:
     """One press of Compare: seconds until each streamed update arrived (the first is the cleared view)."""
     start = time.perf_counter()
-    job = client.submit("high-resolution photo", 50, 50, 4, "bicubic", "srgan-vgg54", force_float32, api_name="/compare_run")
+    job = client.submit("high-resolution photo", 50, 50, 4, "bicubic", "srgan-vgg54", force_float32, False, api_name="/compare_run")
     arrivals, last = [], None
     while not job.done() or len(job.outputs()) > len(arrivals):
         outputs = job.outputs()

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +28,7 @@ from srgan_core.methods import load_generator
 from srgan_core.models import Generator
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
+from tools.reports import command_line, publish
 
 LEVEL = 2 / 255  # one 8-bit level in the [-1, 1] range the losses see
 CONTENT_LOSSES = ("mse", *(f"vgg{layer}" for layer in LAYERS))
@@ -184,12 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(probe(name, generator, loss_name, loss_fn, images, args.batches, args.batch, args.crop, args.seed))
             print(f"{name} / {loss_name}: done", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (names.index(r.generator), args.losses.index(r.loss)))
-    command = shlex.join(["python", "-m", "tools.probe_artefacts", *(sys.argv[1:] if argv is None else argv)])
-    text = report(command, args, iterations, rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    publish(report(command_line("tools.probe_artefacts", argv), args, iterations, rows), args.out)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from srgan_core.methods import load_generator
 from srgan_core.models import Discriminator, Generator, signed_to_unit, unit_to_signed
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import VGGFeatures
+from tools.reports import command_line, publish
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows
 
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     grads = gradient_norms(
         discriminator, generator, VGGFeatures("54", args.vgg_weights), images, args.batch, args.crop, args.seed, args.discriminator_batch
     )
-    command = shlex.join(["python", "-m", "tools.probe_discriminator", *(sys.argv[1:] if argv is None else argv)])
-    text = report(command, args, iterations, curve, scores, grads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    publish(report(command_line("tools.probe_discriminator", argv), args, iterations, curve, scores, grads), args.out)
     return 0
 
 

@@ -25,6 +25,8 @@ from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.models import Generator
 from srgan_core.provenance import hardware
+from tools.reports import command_line, publish
+
 
 def snapshot_files(folder: Path, up_to: int | None = None) -> dict[int, Path]:
     """{iteration: file} of a snapshot folder (files named by their iteration), up to an iteration if given."""
@@ -97,12 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in sorted({min(k, len(iterations)) for k in args.windows}):
         kept = iterations[-k:]
         rows.append({"weights": f"average of the last {k} ({kept[0]}-{kept[-1]})", **scores(average([states[i] for i in kept]), args.datasets, args.data_root)})
-    command = "python -m tools.probe_weight_average " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report(pd.DataFrame(rows), args.datasets, method_of(next(iter(files.values()))), command)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    command = command_line("tools.probe_weight_average", argv)
+    publish(report(pd.DataFrame(rows), args.datasets, method_of(next(iter(files.values()))), command), args.out)
     return 0
 
 
