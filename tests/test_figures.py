@@ -93,3 +93,20 @@ def test_comparison_wraps_many_methods_into_rows(tmp_path: Path) -> None:
     figures.plot_comparison("astronaut", (140, 40, 32), out, ["nearest", "bicubic"] * 3)  # 6 methods + HR
     width, height = Image.open(out).size
     assert width == pytest.approx(figures.PANELS_PER_ROW * 2.6 * 110, abs=5) and height == pytest.approx(2 * 3.0 * 110, abs=5)
+
+
+def test_comparison_adds_a_colour_fixed_panel_per_learned_method(tmp_path: Path, monkeypatch) -> None:
+    from safetensors.torch import save_file
+
+    from srgan_core import method_specs
+    from srgan_core.models import Generator
+
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
+    save_file(Generator().state_dict(), str(tmp_path / "srresnet-mse.safetensors"))
+    widths = {}
+    for fix in (False, True):
+        out = tmp_path / f"fix-{fix}.png"
+        figures.plot_comparison("astronaut", (140, 40, 32), out, ["bicubic", "srresnet-mse"], colour_fix=fix)
+        widths[fix] = Image.open(out).size[0]
+    assert widths[False] == pytest.approx(3 * 2.6 * 110, abs=5)  # bicubic, srresnet-mse, HR
+    assert widths[True] == pytest.approx(4 * 2.6 * 110, abs=5)  # + srresnet-mse with the fix; bicubic needs none

@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
+from srgan_core.colour_fix import ColourFixedUpscaler  # noqa: E402
 from srgan_core.images import downscale_x4, modcrop  # noqa: E402
-from srgan_core.method_specs import METHODS  # noqa: E402
+from srgan_core.method_specs import METHODS, SPECS  # noqa: E402
 from srgan_core.methods import MethodUnavailable, load_method  # noqa: E402
 from srgan_core.metrics import psnr_y  # noqa: E402
 from srgan_core.niqe import niqe  # noqa: E402
@@ -76,9 +77,10 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: list[str]) -> list[str]:
+def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: list[str], colour_fix: bool = False) -> list[str]:
     """Every available method on one HR crop of a scikit-image sample, labelled with PSNR and NIQE of the
-    whole image; returns the methods skipped."""
+    whole image (with `colour_fix`, each learned one also through `srgan_core.colour_fix`); returns the methods
+    skipped."""
     if image not in SAMPLE_IMAGES:
         raise SystemExit(f"error: --image must be one of {', '.join(SAMPLE_IMAGES)}, got {image!r}")
     hr = modcrop(getattr(skdata, image)())
@@ -91,11 +93,16 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
     panels, skipped = [], []
     for name in methods:
         try:
-            sr = load_method(name).upscale(lr)
+            upscaler = load_method(name)
         except MethodUnavailable as exc:
             skipped.append(str(exc))
             continue
-        panels.append((f"{name}\n{psnr_y(sr, hr):.2f} dB, NIQE {niqe(sr):.2f}", sr))
+        shown = [(name, upscaler)]
+        if colour_fix and SPECS[name].learned:
+            shown.append((f"{name} + colour fix", ColourFixedUpscaler(upscaler)))
+        for label, method in shown:
+            sr = method.upscale(lr)
+            panels.append((f"{label}\n{psnr_y(sr, hr):.2f} dB, NIQE {niqe(sr):.2f}", sr))
     panels.append((f"original (HR)\nNIQE {niqe(hr):.2f}", hr))
     columns = min(len(panels), PANELS_PER_ROW)
     rows = -(-len(panels) // columns)
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--image", default="astronaut", help=f"one of {', '.join(SAMPLE_IMAGES)}")
     m.add_argument("--box", type=int, nargs=3, default=(140, 40, 96), metavar=("LEFT", "TOP", "SIZE"), help="HR crop to show")
     m.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help="methods to show (default: all available)")
+    m.add_argument("--colour-fix", action="store_true", help="also show each learned method through the low-frequency colour fix (not in the paper)")
     m.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
     args = p.parse_args(argv)
     try:  # refuse an unwritable output before drawing
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "curves":
         plot_curves(args.log, args.out)
     else:
-        for reason in plot_comparison(args.image, tuple(args.box), args.out, args.methods):
+        for reason in plot_comparison(args.image, tuple(args.box), args.out, args.methods, args.colour_fix):
             print(f"skipped: {reason}")
     print(f"wrote {args.out}")
     return 0
