@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def test_probe_scores_each_snapshot_and_the_averages_of_the_last_ones(tiny_set5:
     assert rows[4].split(" | ")[1] == f"{expected['Set5 psnr']:.2f}"  # the averaged weights themselves were scored
     single = probe.scores(states[0], ["Set5"], tiny_set5)
     assert rows[0].split(" | ")[4] == f"{single['Set5 grid']:.2f}"
+    assert re.fullmatch(r"\d\.\d{4} \(\d\.\d{4}\)", rows[3].split(" | ")[2])  # SSIM's mean and sd both to 4 decimals
     assert text.startswith("# Averaging the recent weights of srgan-vgg54\n") and "python -m tools.probe_weight_average" in text
 
 

@@ -75,7 +75,9 @@ def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -
     for dataset in datasets:
         columns = [f"{dataset} {metric}" for metric in METRICS]
         table = [[row["weights"], *(fmt(row[c], METRIC_DIGITS[c.split()[1]]) for c in columns)] for _, row in rows.iterrows()]
-        table.insert(len(singles), ["snapshots: mean (sd)", *(f"{fmt(singles[c].mean(), METRIC_DIGITS[c.split()[1]])} ({singles[c].std():.2f})" for c in columns)])
+        digits = [METRIC_DIGITS[c.split()[1]] for c in columns]
+        spread = [f"{fmt(singles[c].mean(), d)} ({fmt(singles[c].std(), d)})" for c, d in zip(columns, digits)]
+        table.insert(len(singles), ["snapshots: mean (sd)", *spread])
         lines += ["", f"## {dataset}", "", markdown_table(["weights", *METRICS], table)]
     return "\n".join(lines) + "\n"
 
