@@ -258,7 +258,8 @@ def render_views(comparison: Comparison | None, px: float, py: float, zoom: floa
         slider = gr.ImageSlider(value=None, label=f"{' and '.join(missing)}: no output in this run")
     else:
         pair = (zoomed(panels[left], box, zoom), zoomed(panels[right], box, zoom))
-        slider = gr.ImageSlider(value=pair, label=f"left: {left} | right: {right}")
+        named = [f"{name} + colour fix" if comparison.fixed(name) else name for name in (left, right)]
+        slider = gr.ImageSlider(value=pair, label=f"left: {named[0]} | right: {named[1]}")
     knob = zoomed(comparison.knob, box, zoom) if comparison.knob is not None else None
     return gallery, slider, knob
 

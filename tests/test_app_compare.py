@@ -295,6 +295,17 @@ def test_colour_fix_applies_to_the_learned_methods_and_says_so(client: Client, t
     _, text = client.predict(0.5, 50, 50, 4, True, api_name="/compare_knob")
     assert text.endswith("· colour fix") or "· colour fix ·" in text
 
+
+def test_slider_names_a_colour_fixed_side(photo_hr) -> None:
+    from demo.compare import Comparison, render_views
+
+    prepared = prepare(photo_hr, HR_MODE)
+    image = np.zeros_like(photo_hr)
+    comparison = Comparison("a", prepared, {"bicubic": image, "srgan-vgg54": image}, colour_fix=True)
+    comparison.captions |= {"bicubic": "b", "srgan-vgg54": "s", "original": "o"}
+    _, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "srgan-vgg54")
+    assert slider.label == "left: bicubic | right: srgan-vgg54 + colour fix"
+
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input
     prepared = prepare(big, LR_MODE)
