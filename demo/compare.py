@@ -94,6 +94,10 @@ class Comparison:
         """Whether `name`'s output in this run went through the colour fix (learned methods only)."""
         return self.colour_fix and name in SPECS and SPECS[name].learned
 
+    def label(self, name: str) -> str:
+        """How `name`'s output is named on screen: with "+ colour fix" when the fix touched it."""
+        return f"{name} + colour fix" if self.fixed(name) else name
+
     def panels(self) -> dict[str, np.ndarray]:
         """What is shown side by side: each method's output, then the original when it is known."""
         if self.prepared.hr is None:
@@ -208,15 +212,15 @@ def run_comparison(
         except MethodUnavailable as exc:
             row["status"] = f"unavailable: {exc}"
             continue
-        label = name
-        if comparison.fixed(name):
-            upscaler, label = ColourFixedUpscaler(upscaler), f"{name} + colour fix"
+        fixed, label = comparison.fixed(name), comparison.label(name)
+        if fixed:
+            upscaler = ColourFixedUpscaler(upscaler)
         start = time.perf_counter()
         sr = upscaler.upscale(prepared.lr)
         seconds = time.perf_counter() - start
         used = upscaler.precision
         comparison.outputs[name] = sr
-        row |= {"status": "ok, colour fix" if label != name else "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
+        row |= {"status": "ok, colour fix" if fixed else "ok", "run time (s)": f"{seconds:.2f}", "precision": used}
         caption = f"{label} · {seconds:.2f} s · {used}"
         if prepared.hr is not None:
             row["PSNR (dB)"], row["SSIM"] = f"{psnr_y(sr, prepared.hr):.2f}", f"{ssim_y(sr, prepared.hr):.4f}"
@@ -258,8 +262,7 @@ def render_views(comparison: Comparison | None, px: float, py: float, zoom: floa
         slider = gr.ImageSlider(value=None, label=f"{' and '.join(missing)}: no output in this run")
     else:
         pair = (zoomed(panels[left], box, zoom), zoomed(panels[right], box, zoom))
-        named = [f"{name} + colour fix" if comparison.fixed(name) else name for name in (left, right)]
-        slider = gr.ImageSlider(value=pair, label=f"left: {named[0]} | right: {named[1]}")
+        slider = gr.ImageSlider(value=pair, label=f"left: {comparison.label(left)} | right: {comparison.label(right)}")
     knob = zoomed(comparison.knob, box, zoom) if comparison.knob is not None else None
     return gallery, slider, knob
 

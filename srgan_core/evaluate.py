@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,25 @@ def score_upscale(
     return pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "method" and (with_niqe or c != "niqe")])
 
 
+def generator_upscale(generator: Generator, device: torch.device | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """`lr_uint8 -> sr_uint8` of a generator (being trained, or a snapshot), through the inference path the methods use."""
+    model = prepare_generator(generator, pick_device(device))
+    return lambda lr: to_uint8(generate_tiled(model, to_tensor(lr)))
+
+
 def score_generator(
     generator: Generator, dataset: str, data_root: Path | str | None = None, device: torch.device | None = None,
     with_niqe: bool = False,
 ) -> pd.DataFrame:
-    """Scores of a generator being trained, through the same inference path the methods use."""
-    model = prepare_generator(generator, pick_device(device))
-    return score_upscale(lambda lr: to_uint8(generate_tiled(model, to_tensor(lr))), dataset, data_root, with_niqe=with_niqe)
+    """Per-image scores of a generator on one benchmark."""
+    return score_upscale(generator_upscale(generator, device), dataset, data_root, with_niqe=with_niqe)
+
+
+def dataset_means(
+    upscale: Callable[[np.ndarray], np.ndarray], datasets: list[str], data_root: Path | str | None = None, with_niqe: bool = False
+) -> dict[str, dict[str, float]]:
+    """{dataset: {metric: mean over its images}} of `upscale(lr_uint8) -> sr_uint8`."""
+    return {d: score_upscale(upscale, d, data_root, with_niqe=with_niqe).mean(numeric_only=True).to_dict() for d in datasets}
 
 
 def score_images(

@@ -25,7 +25,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from srgan_core.data import BENCHMARKS
-from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_generator
+from srgan_core.evaluate import METRIC_DIGITS, METRICS, dataset_means, fmt, generator_upscale
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
@@ -93,11 +93,6 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
-def mean_scores(generator: Generator, datasets: list[str], data_root: Path | None, with_niqe: bool) -> dict[str, dict[str, float]]:
-    """Mean scores per dataset, through the path `srgan_core.evaluate` and the training validation use."""
-    return {d: score_generator(generator, d, data_root, with_niqe=with_niqe).mean(numeric_only=True).to_dict() for d in datasets}
-
-
 def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe: bool) -> dict[tuple[str, str], dict]:
     """(method, "returned" | "shipped") -> dataset -> metric -> mean, for every returned generator."""
     scores = {}
@@ -107,9 +102,9 @@ def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe:
             continue
         returned = Generator()
         returned.load_state_dict(load_file(str(weights)), strict=True)
-        scores[method, "returned"] = mean_scores(returned.eval(), datasets, data_root, with_niqe)
+        scores[method, "returned"] = dataset_means(generator_upscale(returned.eval()), datasets, data_root, with_niqe)
         try:
-            scores[method, "shipped"] = mean_scores(load_generator(method), datasets, data_root, with_niqe)
+            scores[method, "shipped"] = dataset_means(generator_upscale(load_generator(method)), datasets, data_root, with_niqe)
         except MethodUnavailable as exc:
             print(f"note: no shipped {method} to compare with ({exc})", file=sys.stderr)
     return scores

@@ -19,7 +19,7 @@ import torch
 
 from srgan_core.colour_fix import SIGMA, ColourFixedUpscaler
 from srgan_core.data import BENCHMARKS
-from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_upscale
+from srgan_core.evaluate import METRIC_DIGITS, METRICS, dataset_means, fmt
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.methods import MethodUnavailable, ProgressFn, Upscaler, load_method
@@ -49,11 +49,8 @@ def variants(method: str, sigmas: list[float]) -> dict[str, Upscaler]:
 
 def mean_scores(upscaler: Upscaler, datasets: list[str], data_root: Path | None) -> dict[str, float]:
     """Mean of each metric per dataset, keyed '<dataset> <metric>'."""
-    out = {}
-    for dataset in datasets:
-        frame = score_upscale(upscaler.upscale, dataset, data_root, with_niqe=True)
-        out.update({f"{dataset} {metric}": float(frame[metric].mean()) for metric in METRICS})
-    return out
+    means = dataset_means(upscaler.upscale, datasets, data_root, with_niqe=True)
+    return {f"{dataset} {metric}": means[dataset][metric] for dataset in datasets for metric in METRICS}
 
 
 def report(rows: pd.DataFrame, datasets: list[str], command: str) -> str:

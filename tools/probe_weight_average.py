@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from srgan_core.evaluate import METRIC_DIGITS, METRICS, fmt, score_generator
+from srgan_core.evaluate import METRIC_DIGITS, METRICS, dataset_means, fmt, generator_upscale
 from srgan_core.markdown import markdown_table
 from srgan_core.models import Generator
 from srgan_core.provenance import hardware
@@ -50,11 +50,8 @@ def scores(state: dict[str, torch.Tensor], datasets: list[str], data_root: Path 
     """Mean of each metric per dataset, keyed '<dataset> <metric>'."""
     generator = Generator()
     generator.load_state_dict(state)
-    out = {}
-    for dataset in datasets:
-        frame = score_generator(generator, dataset, data_root, device=torch.device("cpu"), with_niqe=True)
-        out.update({f"{dataset} {metric}": float(frame[metric].mean()) for metric in METRICS})
-    return out
+    means = dataset_means(generator_upscale(generator, torch.device("cpu")), datasets, data_root, with_niqe=True)
+    return {f"{dataset} {metric}": means[dataset][metric] for dataset in datasets for metric in METRICS}
 
 
 def method_of(snapshot: Path) -> str:
@@ -74,8 +71,8 @@ def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -
     ]
     for dataset in datasets:
         columns = [f"{dataset} {metric}" for metric in METRICS]
-        table = [[row["weights"], *(fmt(row[c], METRIC_DIGITS[c.split()[1]]) for c in columns)] for _, row in rows.iterrows()]
         digits = [METRIC_DIGITS[c.split()[1]] for c in columns]
+        table = [[row["weights"], *(fmt(row[c], d) for c, d in zip(columns, digits))] for _, row in rows.iterrows()]
         spread = [f"{fmt(singles[c].mean(), d)} ({fmt(singles[c].std(), d)})" for c, d in zip(columns, digits)]
         table.insert(len(singles), ["snapshots: mean (sd)", *spread])
         lines += ["", f"## {dataset}", "", markdown_table(["weights", *METRICS], table)]
