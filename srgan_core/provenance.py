@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -137,27 +138,55 @@ def write_card(path: Path, card: dict) -> None:
 
 
 def rerun(card: dict) -> list[str]:
-    """Shell lines that train the card's recipe again in one uninterrupted run, into runs/: get the starting weights,
-    then train with the schedule of the card's last run. (The shipped weights may come from several resumed runs, each with a fresh
-    optimiser.)"""
+    """Shell lines that train the card's recipe again, into runs/: get the starting weights, then train with the schedule of
+    the card's last run, in one stage per moving-average setting (a run that began the average at iteration N resumes the
+    stage before it there). The shipped weights may come from more resumed runs, each with a fresh optimiser."""
     schedule, init = card["schedule"], card.get("init") or {}
-    command = [
+    name = f"{card['method']}-rerun"
+    common = [
         "python -m srgan_core.train", f"--method {card['method']}", f"--preset {card['preset']}",
-        f"--iters {card['iterations']}", f"--batch-size {schedule['batch_size']}", f"--crop {schedule['crop']}",
-        f"--lr {schedule['lr']:g}", f"--decay-at {schedule['decay_at'] or 0}", f"--seed {card['seed']}",
-        f"--out runs/{card['method']}-rerun.safetensors",  # beside, not over, the shipped weights
+        f"--batch-size {schedule['batch_size']}", f"--crop {schedule['crop']}", f"--lr {schedule['lr']}",
+        f"--decay-at {schedule['decay_at'] or 0}", f"--seed {card['seed']}",
+        f"--run-dir runs/{name}", f"--out runs/{name}.safetensors",  # beside, not over, the shipped weights and their run
     ]
-    lines = []
+    if card.get("adversarial_reduction"):
+        common += [f"--adversarial-reduction {card['adversarial_reduction']}", f"--discriminator-batch {card['discriminator_batch']}"]
+    lines, start = [], []
     if init.get("git_show"):
         lines.append(init["git_show"])
-        command.append(f"--init {init['git_show'].rsplit('> ', 1)[1]}")
+        start = [f"--init {init['git_show'].rsplit('> ', 1)[1]}"]
     elif init:
-        command.append(f"--init {init['weights']}")
-    if card.get("adversarial_reduction"):
-        command += [f"--adversarial-reduction {card['adversarial_reduction']}", f"--discriminator-batch {card['discriminator_batch']}"]
-    if card.get("ema_decay"):
-        command.append(f"--ema-decay {card['ema_decay']:g}")
-    return [*lines, " ".join(command)]
+        start = [f"--init {init['weights']}"]
+    for stage, (end, decay) in enumerate(ema_stages(card)):
+        command = [*common, f"--iters {end}", *(start if stage == 0 else ["--resume"])]
+        if decay:
+            command.append(f"--ema-decay {decay:g}")
+        lines.append(" ".join(command))
+    return lines
+
+
+def ema_stages(card: dict) -> list[tuple[int, float | None]]:
+    """(last iteration, moving-average decay) of each stretch of the card's runs that kept one setting; one stretch, with
+    the card's setting, when the runs do not say at which iteration a setting began."""
+    changes: list[tuple[int | None, float | None]] = []  # (iteration the setting began at, its decay)
+    for run in card["runs"]:
+        decay = run_ema_decay(run["command"])
+        if not changes or decay != changes[-1][1]:
+            changes.append((run.get("from_iteration") if changes else 0, decay))
+    if not changes or changes[-1][1] != card.get("ema_decay") or any(begun is None for begun, _ in changes):
+        return [(card["iterations"], card.get("ema_decay"))]
+    ends = [begun for begun, _ in changes[1:]] + [card["iterations"]]
+    return [(end, decay) for end, (_, decay) in zip(ends, changes)]
+
+
+def run_ema_decay(command: str) -> float | None:
+    """The --ema-decay a recorded train command set (None for none or 0)."""
+    words = shlex.split(command)
+    for i, word in enumerate(words):
+        value = word.split("=", 1)[1] if word.startswith("--ema-decay=") else words[i + 1] if word == "--ema-decay" and i + 1 < len(words) else None
+        if value is not None:
+            return float(value) or None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,11 +32,13 @@ def test_card_states_hardware_precision_batch_iterations_and_samples(path: Path)
 @pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
 def test_card_rerun_commands_parse_and_never_overwrite_the_shipped_weights(path: Path) -> None:
     card = json.loads(path.read_text())
-    *fetch, command = card["rerun"]
-    args = train.parse_args(shlex.split(command)[3:])
-    assert args.method == card["method"] and args.iters == card["iterations"] and args.out.parts[0] == "runs"
+    fetch = [line for line in card["rerun"] if not line.startswith("python -m srgan_core.train ")]
+    stages = [train.parse_args(shlex.split(line)[3:]) for line in card["rerun"][len(fetch):]]
+    assert stages and all(args.method == card["method"] and args.out.parts[0] == args.run_dir.parts[0] == "runs" for args in stages)
+    assert [args.iters for args in stages] == sorted({args.iters for args in stages}) and stages[-1].iters == card["iterations"]
+    assert all(args.resume for args in stages[1:]) and (stages[-1].ema_decay or None) == card.get("ema_decay")
     if card.get("init"):
-        assert fetch == [card["init"]["git_show"]] and str(args.init_weights) == card["init"]["git_show"].rsplit("> ", 1)[1]
+        assert fetch == [card["init"]["git_show"]] and str(stages[0].init_weights) == card["init"]["git_show"].rsplit("> ", 1)[1]
 
 
 @pytest.mark.skipif(not git_history_available(), reason="needs the repository's full git history")

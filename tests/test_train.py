@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -271,6 +272,26 @@ def test_ema_exports_the_moving_average_of_the_trained_weights_and_resumes_exact
     assert not torch.equal(exported["tail.weight"], live["tail.weight"])  # not the trained weights themselves
     card = json.loads((tmp_path / "a.json").read_text())
     assert card["ema_decay"] == 0.5 and "--ema-decay 0.5" in card["rerun"][-1]
+
+
+def test_card_rerun_lines_remake_weights_whose_moving_average_began_mid_run(tiny_data: Path, tmp_path: Path) -> None:
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(6)
+    save_file(Generator().state_dict(), str(init))
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "a"),
+              "--out", str(tmp_path / "a.safetensors")]
+    run(common + ["--iters", "2", "--init", str(init)])
+    run(common + ["--iters", "4", "--resume", "--ema-decay", "0.5"])  # the average begins at iteration 2
+    card = json.loads((tmp_path / "a.json").read_text())
+    fetch, stages = card["rerun"][:-2], card["rerun"][-2:]
+    assert not fetch and "--ema-decay" not in stages[0] and "--iters 2 " in stages[0] and "--iters 4 " in stages[1]
+
+    for line in stages:  # as a user would run them from the repository root, with the runs/ folder under tmp_path
+        words = shlex.split(line.replace(" runs/", f" {tmp_path}/runs/"))
+        assert words[:3] == ["python", "-m", "srgan_core.train"]
+        run(words[3:] + ["--data-root", str(tiny_data), "--eval-every", "0"])
+    original, remade = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "runs" / "srresnet-mse-rerun.safetensors"))
+    assert all(torch.equal(original[k], remade[k]) for k in original)
 
 
 def test_ema_starts_at_the_weights_a_run_resumes(tiny_data: Path, tmp_path: Path) -> None:
