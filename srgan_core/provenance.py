@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from srgan_core.checkpoint import Progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
-from srgan_core.checkpoint import Progress
 from srgan_core.method_specs import SPECS, Recipe
 from srgan_core.paths import REPO_ROOT
 from srgan_core.train_config import Schedule, TrainConfig
