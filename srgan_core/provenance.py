@@ -183,9 +183,10 @@ def run_ema_decay(command: str) -> float | None:
     """The --ema-decay a recorded train command set (None for none or 0)."""
     words = shlex.split(command)
     for i, word in enumerate(words):
-        value = word.split("=", 1)[1] if word.startswith("--ema-decay=") else words[i + 1] if word == "--ema-decay" and i + 1 < len(words) else None
-        if value is not None:
-            return float(value) or None
+        if word.startswith("--ema-decay="):
+            return float(word.split("=", 1)[1]) or None
+        if word == "--ema-decay" and i + 1 < len(words):
+            return float(words[i + 1]) or None
     return None
 
 
