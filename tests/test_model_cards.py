@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from srgan_core import train
+from srgan_core import provenance, train
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
 
 CARDS = sorted(MODELS_DIR.glob("*.json"))
@@ -48,3 +48,14 @@ def test_card_starting_weights_come_back_from_git_exactly(path: Path) -> None:
     spec = init["git_show"].split("git show ", 1)[1].split(" > ", 1)[0]
     content = subprocess.run(["git", "show", spec], cwd=REPO_ROOT, capture_output=True, check=True).stdout
     assert hashlib.sha256(content).hexdigest() == init["sha256"]
+
+
+def test_rerun_stages_follow_the_moving_average_only_where_the_runs_say_where_it_began() -> None:
+    def card(*runs: dict) -> dict:
+        return {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": 0.99, "runs": list(runs),
+                "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}}
+
+    plain, averaged = {"command": "python -m srgan_core.train --resume"}, {"command": "python -m srgan_core.train --ema-decay=0.99"}
+    assert provenance.ema_stages(card(plain, {**averaged, "from_iteration": 120})) == [(120, None), (300, 0.99)]
+    assert provenance.ema_stages(card(plain, averaged)) == [(300, 0.99)]  # where the average began is not recorded
+    assert provenance.ema_stages(card(averaged, {**plain, "from_iteration": 200})) == [(300, 0.99)]  # runs and card disagree
