@@ -306,6 +306,7 @@ def test_slider_names_a_colour_fixed_side(photo_hr) -> None:
     _, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "srgan-vgg54")
     assert slider.label == "left: bicubic | right: srgan-vgg54 + colour fix"
 
+
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input
     prepared = prepare(big, LR_MODE)
