@@ -45,6 +45,16 @@ def benchmark_images(dataset: str, data_root: Path | str | None = None) -> list[
     return images
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """The images of a folder of one's own HR images (scored like a benchmark), sorted by name."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    images = list_images(folder)
+    if not images:
+        raise FileNotFoundError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
 def train_folders(data_root: Path | str | None = None) -> list[Path]:
     root = require_data_root(data_root) / "train"
     return [root / name for name in TRAIN_FOLDERS if (root / name).is_dir()]

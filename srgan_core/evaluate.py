@@ -2,6 +2,7 @@
 
 Writes `results/benchmarks.md` (+ CSVs): mean PSNR/SSIM (Y, 4-pixel border) and NIQE per dataset and method,
 the paper's published values beside ours, and each learned method's training iterations and wall time.
+`--folders DIR ... --out OUT` scores folders of one's own HR images the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from srgan_core.data import BENCHMARKS, benchmark_images
-from srgan_core.images import downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
+from srgan_core.data import BENCHMARKS, benchmark_images, folder_images
+from srgan_core.images import ImageError, downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.device import pick_device
 from srgan_core.inference import generate_tiled, prepare_generator
 from srgan_core.markdown import markdown_table
@@ -34,6 +35,7 @@ from srgan_core.paths import REPO_ROOT
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
 COLUMNS = ["dataset", "image", "method", *METRICS]
+MIN_SIDE = 20  # the smallest HR side scored: the 11-px SSIM window inside two 4-px borders, on a multiple of 4
 
 
 def niqe_or_nan(img: np.ndarray, data_root: Path | str | None = None) -> float:
@@ -50,7 +52,6 @@ def score_upscale(
     with_niqe: bool = False,
 ) -> pd.DataFrame:
     """PSNR/SSIM (and NIQE) of `upscale(lr_uint8) -> sr_uint8` on every (or the named) image of a benchmark."""
-    rows = []
     paths = benchmark_images(dataset, data_root)
     if images is not None:
         wanted = set(images)
@@ -58,6 +59,15 @@ def score_upscale(
         missing = wanted - {p.stem for p in paths}
         if missing:
             raise FileNotFoundError(f"{dataset} has no image(s) {sorted(missing)}")
+    return score_paths(upscale, dataset, paths, data_root, save_dir, with_niqe)
+
+
+def score_paths(
+    upscale, dataset: str, paths: list[Path], data_root: Path | str | None = None, save_dir: Path | None = None,
+    with_niqe: bool = False,
+) -> pd.DataFrame:
+    """Per-image scores of `upscale` on HR image files, as rows of `dataset` (NIQE's model from the data folder)."""
+    rows = []
     for path in paths:
         hr = modcrop(load_image(path))
         sr = upscale(downscale_x4(hr))
@@ -72,6 +82,20 @@ def score_upscale(
             save_dir.mkdir(parents=True, exist_ok=True)
             save_png(sr, save_dir / f"{path.stem}.png")
     return pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "method" and (with_niqe or c != "niqe")])
+
+
+def unusable_images(paths: list[Path]) -> list[str]:
+    """Why each of these HR images cannot be scored (unreadable, or a side under MIN_SIDE), one line each."""
+    problems = []
+    for path in paths:
+        try:
+            height, width = modcrop(load_image(path)).shape[:2]
+        except ImageError as exc:
+            problems.append(str(exc))
+            continue
+        if min(height, width) < MIN_SIDE:
+            problems.append(f"{path}: {width}x{height} after cropping to a multiple of 4; scoring needs {MIN_SIDE} px a side")
+    return problems
 
 
 def generator_upscale(generator: Generator, device: torch.device | None = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -114,10 +138,15 @@ def score_images(
 
 def score_originals(dataset: str, data_root: Path | str | None = None, images: list[str] | None = None) -> pd.DataFrame:
     """NIQE of the HR images themselves (method ORIGINAL), the reference a perceptual method should approach."""
+    paths = [p for p in benchmark_images(dataset, data_root) if images is None or p.stem in images]
+    return originals_niqe(dataset, paths, data_root)
+
+
+def originals_niqe(dataset: str, paths: list[Path], data_root: Path | str | None = None) -> pd.DataFrame:
+    """NIQE of HR image files (method ORIGINAL), as rows of `dataset`."""
     rows = [
         {"dataset": dataset, "image": p.stem, "method": ORIGINAL, "niqe": niqe_or_nan(modcrop(load_image(p)), data_root)}
-        for p in benchmark_images(dataset, data_root)
-        if images is None or p.stem in images
+        for p in paths
     ]
     return pd.DataFrame(rows)
 
@@ -180,15 +209,46 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(sections)
 
 
+def image_sources(datasets: list[str], folders: list[Path], data_root: Path | None) -> dict[str, list[Path]]:
+    """{dataset name: its HR images} of the benchmarks and the folders, or SystemExit saying what is missing or
+    unusable, before any scoring."""
+    sources: dict[str, list[Path]] = {}
+    try:
+        for dataset in datasets:
+            sources[dataset] = benchmark_images(dataset, data_root)
+        for folder in folders:
+            name = folder.resolve().name
+            if name in BENCHMARKS or name in sources:
+                taken = "a benchmark's name" if name in BENCHMARKS else "another dataset's name"
+                raise SystemExit(f"error: {folder}: its name {name!r} is {taken}; rename or link the folder")
+            sources[name] = folder_images(folder)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    problems = unusable_images([path for folder in folders for path in sources[folder.resolve().name]])
+    if problems:
+        raise SystemExit("error: these images cannot be scored (move them out of the folder):\n" + "\n".join(problems))
+    return sources
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
-    p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on (default: all three)")
-    p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/)")
+    p.add_argument("--datasets", nargs="+", choices=BENCHMARKS, help="benchmarks to score on (default: all three, or none with --folders)")
+    p.add_argument(
+        "--folders", nargs="+", type=Path, default=[], metavar="DIR",
+        help="folders of your own HR images (any format and size, at least 20 px a side), each scored like a benchmark "
+        "under its folder name: downscaled x4 the paper's way, upscaled by every method and compared with the original; "
+        "needs --out",
+    )
+    p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png and the NIQE model (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/)")
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")
     args = p.parse_args(argv)
+    if args.folders and args.out is None:
+        raise SystemExit("error: --folders needs --out DIR (the default, results/, holds the shipped benchmark report)")
+    args.out = args.out or REPO_ROOT / "results"
+    datasets = args.datasets if args.datasets is not None else [] if args.folders else list(BENCHMARKS)
     if not args.no_niqe:
         try:
             pristine_model(args.data_root)
@@ -207,19 +267,15 @@ def main(argv: list[str] | None = None) -> None:
             skipped.append(str(exc))
     if not upscalers:
         raise SystemExit("error: nothing to evaluate: " + "; ".join(skipped))
-    try:
-        for dataset in args.datasets:
-            benchmark_images(dataset, args.data_root)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    sources = image_sources(datasets, args.folders, args.data_root)
     frames = []
     for name, upscaler in tqdm(upscalers.items(), desc="methods"):
-        for dataset in args.datasets:
+        for dataset, paths in sources.items():
             save = args.save_images / name / dataset if args.save_images else None
-            scores = score_upscale(upscaler.upscale, dataset, args.data_root, save_dir=save, with_niqe=not args.no_niqe)
+            scores = score_paths(upscaler.upscale, dataset, paths, args.data_root, save, with_niqe=not args.no_niqe)
             frames.append(scores.assign(method=name))
     if not args.no_niqe:
-        frames += [score_originals(dataset, args.data_root) for dataset in args.datasets]
+        frames += [originals_niqe(dataset, paths, args.data_root) for dataset, paths in sources.items()]
     scores = pd.concat(frames, ignore_index=True)
     table = paper_table(scores)
     scores.to_csv(args.out / "benchmarks_per_image.csv", index=False, float_format="%.4f")

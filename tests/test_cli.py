@@ -40,6 +40,32 @@ def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatc
     assert Image.open(tmp_path / "sr" / "bicubic" / "Set5" / "baby.png").size == (512, 512)
 
 
+def test_evaluate_scores_folders_of_own_images(photo: np.ndarray, tmp_path: Path) -> None:
+    from srgan_core.imresize import imresize
+    from srgan_core.images import downscale_x4, to_tensor, to_uint8
+    from srgan_core.metrics import psnr_y
+
+    photos = tmp_path / "my photos"
+    photos.mkdir()
+    Image.fromarray(photo).save(photos / "astronaut.png")
+    Image.fromarray(photo[:, ::-1]).convert("L").save(photos / "mirrored grey.jpg", quality=95)
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "nearest", "bicubic", "--folders", str(photos), "--no-niqe", "--out", str(out),
+                   "--save-images", str(out / "sr")])
+    per_image = pd.read_csv(out / "benchmarks_per_image.csv")
+    assert set(per_image.dataset) == {"my photos"}  # no benchmark scored unless asked for
+    assert sorted(per_image.image) == ["astronaut", "astronaut", "mirrored grey", "mirrored grey"]
+    hr = photo  # 64x48: already a multiple of 4
+    bicubic = to_uint8(imresize(to_tensor(downscale_x4(hr)).double(), 4))
+    scored = per_image.set_index(["method", "image"]).psnr
+    assert scored["bicubic", "astronaut"] == pytest.approx(psnr_y(bicubic, hr), abs=1e-3)
+    assert scored["bicubic", "astronaut"] > scored["nearest", "astronaut"]
+    table = pd.read_csv(out / "benchmarks.csv")
+    assert table.paper_psnr.isna().all()  # the paper scored no such set
+    assert "### my photos" in (out / "benchmarks.md").read_text()
+    assert Image.open(out / "sr" / "bicubic" / "my photos" / "mirrored grey.png").size == (64, 48)
+
+
 def test_evaluate_scores_niqe_on_the_matlab_scale(data_root: Path, tmp_path: Path) -> None:
     from srgan_core.niqe import FETCH_COMMAND, MODEL_FILE, niqe
 

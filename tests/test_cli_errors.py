@@ -64,6 +64,17 @@ CASES = [
          GET_DATA),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--out", "/proc/nope"), "/proc/nope"),
     Case("srgan_core.evaluate", ("--methods", "srresnet-mse", "--out", "{tmp}/r"), "git checkout -- ", models="truncated"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe"), "needs --out"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/nowhere", "--no-niqe", "--out", "{tmp}/r"),
+         "no such folder"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/empty", "--no-niqe", "--out", "{tmp}/r"),
+         "no images in"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/Set5", "--no-niqe", "--out", "{tmp}/r"),
+         "is a benchmark's name"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
+         "photos/notes.png is not an image"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
+         "photos/tiny.png: 16x12 after cropping"),
     # data download (offline: every request goes to a closed local port)
     Case("srgan_core.data", (), "usage: python -m srgan_core.data download"),
     Case("srgan_core.data", ("fetch",), "usage: python -m srgan_core.data download"),
@@ -106,6 +117,11 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "empty").mkdir()
     (tmp / "missing").mkdir()
     (tmp / "truncated").mkdir()
+    for folder in ("photos", "Set5"):  # own HR images for evaluate --folders: one good, one not an image, one too small
+        (tmp / folder).mkdir()
+        Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp / folder / "image.png")
+    (tmp / "photos" / "notes.png").write_bytes(b"not really a png")
+    Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
