@@ -106,7 +106,7 @@ TRAIN_CASES = [
     Case("srgan_core.provenance", ("{tmp}/no-card.json",), "no-card.json"),
 ]
 
-HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark",
+HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark", "tools.heldout",
         "srgan_core.train", "srgan_core.pack", "srgan_core.provenance"]
 
 
