@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,9 +86,12 @@ def score_paths(
 
 
 def unusable_images(paths: list[Path]) -> list[str]:
-    """Why each of these HR images cannot be scored (unreadable, or a side under MIN_SIDE), one line each."""
-    problems = []
+    """Why each of these HR images cannot be scored (unreadable, a side under MIN_SIDE, or its name without suffix
+    taken by another image of the folder: rows and saved SR images go by that name), one line each."""
+    problems, stems = [], Counter((p.parent, p.stem) for p in paths)
     for path in paths:
+        if stems[path.parent, path.stem] > 1:
+            problems.append(f"{path}: another image in its folder is also named {path.stem!r}")
         try:
             height, width = modcrop(load_image(path)).shape[:2]
         except ImageError as exc:
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", choices=BENCHMARKS, help="benchmarks to score on (default: all three, or none with --folders)")
     p.add_argument(
         "--folders", nargs="+", type=Path, default=[], metavar="DIR",
-        help="folders of your own HR images (any format and size, at least 20 px a side), each scored like a benchmark "
+        help=f"folders of your own HR images (any format and size, at least {MIN_SIDE} px a side), each scored like a benchmark "
         "under its folder name: downscaled x4 the paper's way, upscaled by every method and compared with the original; "
         "needs --out",
     )

@@ -75,6 +75,8 @@ CASES = [
          "photos/notes.png is not an image"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
          "photos/tiny.png: 16x12 after cropping"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
+         "photos/image.jpg: another image in its folder is also named 'image'"),
     # data download (offline: every request goes to a closed local port)
     Case("srgan_core.data", (), "usage: python -m srgan_core.data download"),
     Case("srgan_core.data", ("fetch",), "usage: python -m srgan_core.data download"),
@@ -117,10 +119,11 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "empty").mkdir()
     (tmp / "missing").mkdir()
     (tmp / "truncated").mkdir()
-    for folder in ("photos", "Set5"):  # own HR images for evaluate --folders: one good, one not an image, one too small
+    for folder in ("photos", "Set5"):  # own HR images for evaluate --folders; photos/ also gets three it refuses
         (tmp / folder).mkdir()
         Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp / folder / "image.png")
     (tmp / "photos" / "notes.png").write_bytes(b"not really a png")
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp / "photos" / "image.jpg")
     Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
