@@ -39,6 +39,19 @@ def output_path(src: Path, out: Path, many: bool, method: str) -> Path:
     return out
 
 
+def clashing_outputs(files: list[Path], out: Path, many: bool, method: str) -> list[str]:
+    """Inputs whose output would overwrite an input, or the output of another input, one line each."""
+    problems, claimed = [], {}
+    for src in files:
+        dest = output_path(src, out, many, method).resolve()
+        if dest == src.resolve():
+            problems.append(f"{src}: its output {dest} is the input itself")
+        elif dest in claimed:
+            problems.append(f"{src} and {claimed[dest]} would both be written to {dest}")
+        claimed.setdefault(dest, src)
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
@@ -71,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             upscaler = ColourFixedUpscaler(upscaler)
         files = collect_inputs(args.inputs)
         many = len(files) > 1
+        clashes = clashing_outputs(files, args.output, many, upscaler.name)
+        if clashes:
+            raise SystemExit("error: nothing written, as outputs would overwrite each other or an input (upscale these "
+                             "into different -o folders):\n" + "\n".join(clashes))
         folder = args.output if many or args.output.suffix == "" else args.output.parent
         folder.mkdir(parents=True, exist_ok=True)
     except MethodUnavailable as exc:

@@ -105,6 +105,20 @@ def test_training_budget_counts_the_initial_weights(tmp_path: Path, monkeypatch:
     assert "| 14500 | 4.85 |" in report and "| bicubic | 30.00 | 0.9000 | 1.50 | 0.50 | 28.43 | 0.8211 | – | – |" in report
 
 
+def test_upscale_refuses_outputs_that_overwrite_each_other_or_an_input(photo: np.ndarray, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).save(src / "shot.png")
+    Image.fromarray(photo[::-1]).save(src / "shot.jpg")
+    with pytest.raises(SystemExit, match="would both be written to"):
+        upscale.main([str(src), "--method", "bicubic", "-o", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    before = (src / "shot.png").read_bytes()
+    with pytest.raises(SystemExit, match="is the input itself"):
+        upscale.main([str(src / "shot.png"), "--method", "bicubic", "-o", str(src / "shot.png")])
+    assert (src / "shot.png").read_bytes() == before
+
+
 def test_upscale_files_and_folders(photo: np.ndarray, tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -57,6 +57,9 @@ CASES = [
          "no trained weights at", models="missing"),
     Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "--device", "tpu9", "-o", "{tmp}/o.png"),
          "tpu9"),
+    Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "-o", "{tmp}/image.png"), "is the input itself"),
+    Case("srgan_core.upscale", ("{tmp}/photos", "--method", "bicubic", "-o", "{tmp}/out"),
+         "photos/image.png and {tmp}/photos/image.jpg would both be written to"),
     # evaluate
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--datasets", "Set5", "--no-niqe", "--out", "{tmp}/r"),
          GET_DATA, env=NO_DATA),
