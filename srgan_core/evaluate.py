@@ -217,6 +217,7 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
     """{dataset name: its HR images} of the benchmarks and the folders, or SystemExit saying what is missing or
     unusable, before any scoring."""
     sources: dict[str, list[Path]] = {}
+    own: list[Path] = []  # the folders' images: unlike the benchmarks', unchecked
     try:
         for dataset in datasets:
             sources[dataset] = benchmark_images(dataset, data_root)
@@ -226,9 +227,10 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
                 taken = "a benchmark's name" if name in BENCHMARKS else "another dataset's name"
                 raise SystemExit(f"error: {folder}: its name {name!r} is {taken}; rename or link the folder")
             sources[name] = folder_images(folder)
+            own += sources[name]
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc}") from None
-    problems = unusable_images([path for folder in folders for path in sources[folder.resolve().name]])
+    problems = unusable_images(own)
     if problems:
         raise SystemExit("error: these images cannot be scored (move them out of the folder):\n" + "\n".join(problems))
     return sources
