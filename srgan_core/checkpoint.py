@@ -75,7 +75,7 @@ def save(path: Path, parts: Parts, progress: Progress) -> None:
 def load(path: Path, parts: Parts) -> tuple[Progress, bool]:
     """Restore every part and RNG from a checkpoint. Returns the progress, and whether the crop sampler's state
     could be restored (not when the checkpoint was written on another kind of device: reseed it then)."""
-    state = torch.load(path, map_location=parts.device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must be CPU tensors; load_state_dict moves the rest
     progress = recorded_progress(state, state["iteration"], state.get("history", []))
     parts.generator.load_state_dict(state["generator"])
     parts.opt_g.load_state_dict(state["opt_g"])

@@ -345,11 +345,12 @@ class Trainer:
             this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
             self.set_lr()
             bar.update(1)
-            if logger and (self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
+            validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
+            if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
                 now = time.monotonic()
                 row = {k: torch.stack([w[k] for w in window if k in w]).float().mean().item() for k in window[-1]}
                 row.update(iteration=self.progress.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
-                if self.config.eval_every and self.progress.iteration % self.config.eval_every == 0:
+                if validating:
                     row.update(self.validate())
                     bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
                 logger.write(row)

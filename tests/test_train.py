@@ -78,6 +78,15 @@ def test_validation_psnr_and_artefacts_are_logged(tiny_data: Path, tmp_path: Pat
     assert 0 <= last["set5_colour_shift"] < 255 and 0 <= last["set5_grid"] < 255  # and its artefacts, in levels
 
 
+def test_validations_are_logged_at_every_eval_step_even_between_log_rows(tiny_data: Path, tmp_path: Path) -> None:
+    train.main(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "4", "--eval-every", "3", "--log-every", "2",
+                "--batch-size", "2", "--crop", "32", "--no-final-eval", "--threads", "1",
+                "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
+    log = pd.read_csv(tmp_path / "r" / "log.csv")
+    assert log["iteration"].tolist() == [2, 3, 4]  # the log rows, and a row for the validation at 3 (no multiple of 2)
+    assert log["set5_psnr"].notna().tolist() == [False, True, False]
+
+
 def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="train srresnet-mse first"):
         run(["--method", "srgan-mse", "--init", str(tmp_path / "missing.safetensors"), "--data-root", str(tiny_data),
