@@ -98,6 +98,15 @@ def test_srgan_stages_average_over_a_tenth_of_their_iterations_at_most_a_thousan
     assert stages["srgan-vgg54"]["ema_decay"] == gpu_train.ema_decay(stages["srgan-vgg54"]["iters"]) > 0.99
 
 
+def test_srgans_train_at_the_short_budget_rate_without_a_drop_and_srresnet_drops_for_its_last_fifth() -> None:
+    stages = gpu_train.plan({"batch": {m: 256 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"256": 10.0} for m in gpu_train.STAGES}}, 600, 27000)
+    srresnet = stages["srresnet-mse"]
+    assert srresnet["lr"] == pytest.approx(4e-4)  # the paper's 1e-4 at batch 16, x sqrt(256 / 16)
+    assert srresnet["decay_at"] == 27000 + int(0.8 * (srresnet["iters"] - 27000))
+    for method in ("srgan-vgg54", "srgan-vgg22"):  # the paper's 1e-4 left a grid of 10 levels in minutes
+        assert stages[method]["lr"] == pytest.approx(4e-5) and stages[method]["decay_at"] == 0
+
+
 @pytest.fixture(scope="module")
 def campaign(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The OUTDIR of the campaign script run on the CPU in a 30-second budget at tiny sizes."""
@@ -134,6 +143,8 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
     assert cards["srresnet-mse"]["ema_decay"] is None
     for method in ("srgan-vgg54", "srgan-vgg22"):  # the SRGANs export a moving average, as planned
         assert cards[method]["ema_decay"] == plan["stages"][method]["ema_decay"] > 0
+    for method in gpu_train.STAGES:  # each trained at its planned rate
+        assert cards[method]["schedule"]["lr"] == pytest.approx(plan["stages"][method]["lr"])
 
 
 def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:

@@ -83,9 +83,10 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
         trained = run.get("iterations", 0) - run.get("from_iteration", 0)
         seconds = run.get("wall_seconds")
         ema = f", EMA decay {stage['ema_decay']:.4g}" if stage.get("ema_decay") else ""
+        drop = f"drop at {stage['decay_at']}" if stage["decay_at"] else "no drop"
         rows.append([
             method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
-            f"{stage['from']} -> {stage['iters']} (drop at {stage['decay_at']}{ema})",
+            f"{stage['from']} -> {stage['iters']} ({drop}{ema})",
             f"{run['from_iteration']} -> {run['iterations']}" if run else "–",
             fmt(card.get("samples_seen"), 0) if card else "–", fmt(seconds, 1) if seconds is not None else "–",
             f"{trained / seconds:.2f}" if seconds else "–",

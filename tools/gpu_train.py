@@ -6,9 +6,11 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
    SRGAN-VGG22 at the batch chosen for VGG54 (about 30 s), and picks each stage's batch size: the fastest in
    samples/s, or a smaller one within 10 % of it (more updates for the same samples);
 2. continues SRResNet-MSE from the bundle's weights, then trains SRGAN-VGG54 and SRGAN-VGG22 from the result,
-   each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the
-   paper's rates moved to the batch size by `srgan_core.train_config.scaled_lr` and the 10x drop at the same fraction
-   of the stage as in the paper (SRGAN: half way; SRResNet, continued: for the last fifth); the SRGAN stages export
+   each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the rates
+   moved to the batch size by `srgan_core.train_config.scaled_lr`: SRResNet-MSE continues at the paper's rate,
+   dropped 10x for the last fifth; the SRGANs train at the short-budget rate (`SRGAN_LR`, the "cpu" preset's) with
+   no drop, because at the paper's first-phase rate the first lent run's SRGANs came out with a grid of 10 levels
+   (results/training/gpu_campaign.md); the SRGAN stages export
    a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on the CPU
    runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average_srgan-vgg54.md);
 3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
@@ -36,6 +38,7 @@ from srgan_core.data import TrainImages, train_folders
 from srgan_core.device import pick_device
 from srgan_core.pack import COMPACT_VGG
 from srgan_core.provenance import hardware
+from srgan_core.train_config import PRESETS, scaled_lr
 
 STAGES = ("srresnet-mse", "srgan-vgg54", "srgan-vgg22")
 SHARES = {"srresnet-mse": 0.25, "srgan-vgg54": 0.45, "srgan-vgg22": 0.30}  # VGG54 is the paper's SRGAN
@@ -45,6 +48,10 @@ SMALLER_BATCH_TOLERANCE = 0.10
 VALIDATIONS_PER_STAGE = 6
 EMA_FRACTION = 0.1  # an SRGAN stage's moving average spans about this fraction of its iterations ...
 EMA_MAX_DECAY = 0.999  # ... but no more than 1000 iterations
+# The SRGANs' rate at the paper's batch of 16: in a budget of minutes, the paper's 1e-4 (4e-4 at batch 256) left
+# Set5 grid 10.6 and colour shift 8.1 after 2065 iterations on the lent H200 (2026-11-30), and 2600 more at 4e-5
+# only took the grid to 8; the CPU runs at 1e-5 reached 1.2 (results/training/srgan_cpu_schedule.md).
+SRGAN_LR = PRESETS["cpu"]["srgan"].lr
 log = logging.getLogger("gpu_train")
 
 
@@ -105,17 +112,19 @@ def probe(bundle: Path, work: Path, batches: list[int], crop: int, seconds: floa
 
 
 def plan(probed: dict, seconds_left: float, start_iteration: int) -> dict[str, dict]:
-    """Iterations, learning-rate drop and time cap of each stage, from the measured speed and its share."""
+    """Iterations, learning rate, its drop and the time cap of each stage, from the measured speed and its share."""
     training_seconds = max(seconds_left - STAGE_OVERHEAD_S * len(STAGES), 0.0)
     stages = {}
     for method in STAGES:
         batch = probed["batch"][method]
         seconds = SHARES[method] * training_seconds
         iters = max(2, int(probed["rates_it_per_s"][method][str(batch)] * seconds))
-        first = start_iteration if method == "srresnet-mse" else 0
-        decay = first + (int(0.8 * iters) if method == "srresnet-mse" else iters // 2)
+        if method == "srresnet-mse":
+            first, lr, decay = start_iteration, scaled_lr(PRESETS["paper"]["srresnet"].lr, batch), start_iteration + int(0.8 * iters)
+        else:
+            first, lr, decay = 0, scaled_lr(SRGAN_LR, batch), 0  # 0: no drop
         stages[method] = {
-            "batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "decay_at": decay,
+            "batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "lr": lr, "decay_at": decay,
             "ema_decay": 0.0 if method == "srresnet-mse" else ema_decay(iters),
         }
     return stages
@@ -128,7 +137,7 @@ def ema_decay(iterations: int) -> float:
 
 def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int) -> None:
     extra = [
-        "--iters", str(stage["iters"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
+        "--iters", str(stage["iters"]), "--lr", str(stage["lr"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
         "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
         "--ema-decay", str(stage["ema_decay"]),
     ]
