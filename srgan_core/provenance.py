@@ -9,7 +9,7 @@ import os
 import platform
 import shlex
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
 from srgan_core.paths import REPO_ROOT
-from srgan_core.train_config import Schedule, TrainConfig
+from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
 
 
 def hardware(device: torch.device) -> str:
@@ -138,16 +138,14 @@ def write_card(path: Path, card: dict) -> None:
 
 
 def rerun(card: dict) -> list[str]:
-    """Shell lines that train the card's recipe again, into runs/: get the starting weights, then train with the schedule of
-    the card's last run, in one stage per moving-average setting (a run that began the average at iteration N resumes the
-    stage before it there). The shipped weights may come from more resumed runs, each with a fresh optimiser."""
+    """Shell lines that train the card's recipe again, into runs/: get the starting weights, then one stage per stretch
+    of runs that kept one setting (batch size, rate, drop, moving average), each with its own. The shipped weights may
+    come from more resumed runs, each with a fresh optimiser."""
     schedule, init = card["schedule"], card.get("init") or {}
     name = f"{card['method']}-rerun"
     common = [
-        "python -m srgan_core.train", f"--method {card['method']}", f"--preset {card['preset']}",
-        f"--batch-size {schedule['batch_size']}", f"--crop {schedule['crop']}", f"--lr {schedule['lr']}",
-        f"--decay-at {schedule['decay_at'] or 0}", f"--seed {card['seed']}",
-        f"--run-dir runs/{name}", f"--out runs/{name}.safetensors",  # beside, not over, the shipped weights and their run
+        "python -m srgan_core.train", f"--method {card['method']}", f"--preset {card['preset']}", f"--crop {schedule['crop']}",
+        f"--seed {card['seed']}", f"--run-dir runs/{name}", f"--out runs/{name}.safetensors",  # beside, not over, the shipped weights
     ]
     if card.get("adversarial_reduction"):
         common += [f"--adversarial-reduction {card['adversarial_reduction']}", f"--discriminator-batch {card['discriminator_batch']}"]
@@ -157,36 +155,64 @@ def rerun(card: dict) -> list[str]:
         start = [f"--init {init['git_show'].rsplit('> ', 1)[1]}"]
     elif init:
         start = [f"--init {init['weights']}"]
-    for stage, (end, decay) in enumerate(ema_stages(card)):
-        command = [*common, f"--iters {end}", *(start if stage == 0 else ["--resume"])]
-        if decay:
-            command.append(f"--ema-decay {decay:g}")
+    for stage, (end, settings) in enumerate(stages(card)):
+        command = [*common, f"--batch-size {settings.batch_size}", f"--lr {settings.lr}", f"--decay-at {settings.decay_at or 0}",
+                   f"--iters {end}", *(start if stage == 0 else ["--resume"])]
+        if settings.ema_decay:
+            command.append(f"--ema-decay {settings.ema_decay:g}")
         lines.append(" ".join(command))
     return lines
 
 
-def ema_stages(card: dict) -> list[tuple[int, float | None]]:
-    """(last iteration, moving-average decay) of each stretch of the card's runs that kept one setting; one stretch, with
-    the card's setting, when the runs do not say at which iteration a setting began."""
-    changes: list[tuple[int | None, float | None]] = []  # (iteration the setting began at, its decay)
+@dataclass(frozen=True)
+class RunSettings:
+    """What a stretch of training ran with."""
+    batch_size: int
+    lr: float
+    decay_at: int | None
+    ema_decay: float | None
+
+
+def stages(card: dict) -> list[tuple[int, RunSettings]]:
+    """(last iteration, settings) of each stretch of the card's runs that kept one setting. A stretch can end only where
+    the next run recorded its first iteration; runs that did not are folded into the stretch before, which takes the
+    last one's settings. One stretch with the card's own settings when the runs end on another moving average than the
+    card's (they disagree)."""
+    found: list[tuple[int, RunSettings]] = []  # (iteration the stretch began at, its settings)
     for run in card["runs"]:
-        decay = run_ema_decay(run["command"])
-        if not changes or decay != changes[-1][1]:
-            changes.append((run.get("from_iteration") if changes else 0, decay))
-    if not changes or changes[-1][1] != card.get("ema_decay") or any(begun is None for begun, _ in changes):
-        return [(card["iterations"], card.get("ema_decay"))]
-    ends = [begun for begun, _ in changes[1:]] + [card["iterations"]]
-    return [(end, decay) for end, (_, decay) in zip(ends, changes)]
+        settings, begun = run_settings(card["method"], run), run.get("from_iteration")
+        if found and settings == found[-1][1]:
+            continue
+        if found and begun is None:
+            found[-1] = (found[-1][0], settings)
+        else:
+            found.append((begun or 0, settings))
+    if not found or found[-1][1].ema_decay != card.get("ema_decay"):
+        schedule = card["schedule"]
+        return [(card["iterations"], RunSettings(schedule["batch_size"], schedule["lr"], schedule["decay_at"], card.get("ema_decay")))]
+    ends = [begun for begun, _ in found[1:]] + [card["iterations"]]
+    return [(end, settings) for end, (_, settings) in zip(ends, found)]
 
 
-def run_ema_decay(command: str) -> float | None:
-    """The --ema-decay a recorded train command set (None for none or 0)."""
+def run_settings(method: str, run: dict) -> RunSettings:
+    """A recorded run's settings: what the run recorded, else its command's flags, else its preset's defaults."""
+    command = run["command"]
+    base = schedule_for(method, command_flag(command, "--preset") or TrainConfig.preset)
+    batch = run.get("batch_size") or int(command_flag(command, "--batch-size") or base.batch_size)
+    lr = run.get("lr") or float(command_flag(command, "--lr") or scaled_lr(base.lr, batch))
+    decay = command_flag(command, "--decay-at")
+    ema = command_flag(command, "--ema-decay")
+    return RunSettings(batch, lr, (int(decay) or None) if decay is not None else base.decay_at, float(ema or 0) or None)
+
+
+def command_flag(command: str, flag: str) -> str | None:
+    """The value a recorded command gave a flag (`--flag VALUE` or `--flag=VALUE`), or None."""
     words = shlex.split(command)
     for i, word in enumerate(words):
-        if word.startswith("--ema-decay="):
-            return float(word.split("=", 1)[1]) or None
-        if word == "--ema-decay" and i + 1 < len(words):
-            return float(words[i + 1]) or None
+        if word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+        if word == flag and i + 1 < len(words):
+            return words[i + 1]
     return None
 
 

@@ -55,7 +55,25 @@ def test_rerun_stages_follow_the_moving_average_only_where_the_runs_say_where_it
         return {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": 0.99, "runs": list(runs),
                 "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}}
 
-    plain, averaged = {"command": "python -m srgan_core.train --resume"}, {"command": "python -m srgan_core.train --ema-decay=0.99"}
-    assert provenance.ema_stages(card(plain, {**averaged, "from_iteration": 120})) == [(120, None), (300, 0.99)]
-    assert provenance.ema_stages(card(plain, averaged)) == [(300, 0.99)]  # where the average began is not recorded
-    assert provenance.ema_stages(card(averaged, {**plain, "from_iteration": 200})) == [(300, 0.99)]  # runs and card disagree
+    def decays(card: dict) -> list[tuple[int, float | None]]:
+        return [(end, settings.ema_decay) for end, settings in provenance.stages(card)]
+
+    plain = {"command": "python -m srgan_core.train --resume", "batch_size": 16}
+    averaged = {"command": "python -m srgan_core.train --ema-decay=0.99", "batch_size": 16}
+    assert decays(card(plain, {**averaged, "from_iteration": 120})) == [(120, None), (300, 0.99)]
+    assert decays(card(plain, averaged)) == [(300, 0.99)]  # where the average began is not recorded
+    assert decays(card(averaged, {**plain, "from_iteration": 200})) == [(300, 0.99)]  # runs and card disagree
+
+
+def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
+    cpu = {"command": "python -m srgan_core.train --method srresnet-mse --resume --lr 1e-4 --decay-at 5000", "batch_size": 16, "lr": 1e-4,
+           "from_iteration": 0}
+    gpu = {"command": "python -m srgan_core.train --method srresnet-mse --preset paper --batch-size 256 --iters 700 --decay-at 650 --resume",
+           "batch_size": 256, "lr": 4e-4, "from_iteration": 600}
+    card = {"method": "srresnet-mse", "preset": "paper", "seed": 0, "iterations": 700, "ema_decay": None, "runs": [cpu, gpu], "init": None,
+            "schedule": {"batch_size": 256, "crop": 96, "lr": 4e-4, "decay_at": 650}, "adversarial_reduction": None}
+    first, second = (train.parse_args(shlex.split(line)[3:]) for line in provenance.rerun(card))
+    assert (first.batch_size, first.lr, first.decay_at, first.iters, first.resume) == (16, 1e-4, 5000, 600, False)
+    assert (second.batch_size, second.lr, second.decay_at, second.iters, second.resume) == (256, 4e-4, 650, 700, True)
+    no_lr = {"command": "python -m srgan_core.train --method srresnet-mse --batch-size 64", "batch_size": 64}  # older cards: the preset's, moved
+    assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
