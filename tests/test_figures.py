@@ -38,7 +38,8 @@ def test_curves_draw_a_discriminator_panel_only_for_gans(tmp_path: Path, gan: bo
     assert len(fig.axes) == panels
     assert fig._suptitle.get_text() == "srgan-vgg54"
     labels = fig.axes[1].get_legend_handles_labels()[1]
-    assert "lr -> 1e-05" in labels  # the learning-rate drop is marked on the PSNR panel
+    assert labels.count("learning-rate change") == 1  # the drop is marked on the PSNR panel, with its new rate
+    assert "1e-05" in [text.get_text() for text in fig.axes[1].texts]
 
 
 def test_curves_plot_the_logged_artefacts_beside_psnr(tmp_path: Path, monkeypatch) -> None:

@@ -50,8 +50,10 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     psnr = log.dropna(subset=["set5_psnr"])
     axes[1].plot(psnr["iteration"], psnr["set5_psnr"], marker="o", ms=3, label="Set5 PSNR (Y)")
     axes[1].axhline(BICUBIC_SET5_PSNR, color="grey", ls="--", label=f"bicubic {BICUBIC_SET5_PSNR} dB")
-    for _, row in log[log["lr"].diff().fillna(0) != 0].iterrows():
-        axes[1].axvline(row["iteration"], color="tab:red", ls=":", lw=1, label=f"lr -> {row['lr']:g}")
+    for i, (_, row) in enumerate(log[log["lr"].diff().fillna(0) != 0].iterrows()):  # one legend entry, each new rate at the top
+        axes[1].axvline(row["iteration"], color="tab:red", ls=":", lw=1, label="learning-rate change" if i == 0 else None)
+        axes[1].text(row["iteration"], 0.99, f"{row['lr']:g}", transform=axes[1].get_xaxis_transform(), rotation=90,
+                     ha="right", va="top", fontsize=6, color="tab:red")
     axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
     axes[1].legend(loc="lower right")
     artefacts = {"set5_colour_shift": ("Set5 colour shift", "tab:orange"), "set5_grid": ("Set5 sub-pixel grid", "tab:purple")}
