@@ -147,6 +147,25 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
         assert cards[method]["schedule"]["lr"] == pytest.approx(plan["stages"][method]["lr"])
 
 
+def test_a_campaign_cut_off_mid_stage_has_already_written_the_stages_before(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    real_stage = gpu_train.run_stage
+
+    def cut_off(method: str, *args) -> None:  # the lent machine's time limit, in the second stage
+        if method != "srresnet-mse":
+            raise KeyboardInterrupt
+        real_stage(method, *args)
+
+    monkeypatch.setattr(gpu_train, "run_stage", cut_off)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        gpu_train.main([str(tiny_bundle), str(out), "--budget", "20", "--probe-seconds", "1", "--batch-sizes", "1", "--crop", "16",
+                        "--work", str(tmp_path / "work")])
+    assert sorted(p.name for p in out.iterdir()) == ["cards_and_logs.tar.gz", "srresnet-mse.safetensors"]
+    with tarfile.open(out / "cards_and_logs.tar.gz") as tar:
+        plan = json.load(tar.extractfile("plan.json"))
+    assert plan["outcome"] == {"srresnet-mse": "done"}
+
+
 def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(campaign, out)

@@ -13,9 +13,9 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
    (results/training/gpu_campaign.md); the SRGAN stages export
    a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on the CPU
    runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average_srgan-vgg54.md);
-3. writes at most four files into OUTDIR (the lent machine returns at most 8): the three generators' weights
-   and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the shell wrapper adds
-   `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the
+3. writes at most four files into OUTDIR (the lent machine returns at most 8), again after every stage: the
+   generators' weights and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the
+   shell wrapper adds `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the
    bundle's SRResNet-MSE).
 """
 
@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome[method] = "failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
         stage["wall_seconds"] = round(time.monotonic() - stage_start, 1)
         release_memory()
-    written = collect(args.work, args.out, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
-                                                                       "device": hardware(device), "torch": torch.__version__}})
+        # after every stage, so that a call cut off at the machine's time limit still brings back the stages done
+        written = collect(args.work, args.out, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
+                                                                           "device": hardware(device), "torch": torch.__version__}})
     log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
     return 0 if all(v == "done" for v in outcome.values()) else 1
 
