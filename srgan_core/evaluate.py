@@ -196,16 +196,18 @@ def fmt(value: object, digits: int) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """One Markdown table per dataset: our scores, the paper's, and the training budget."""
+    """One Markdown table per dataset: our scores, the paper's (where it published any for the dataset), and the
+    training budget."""
     has_niqe = "niqe" in table
-    headers = ["method", "PSNR (dB)", "SSIM", "colour shift", "grid", *(["NIQE"] if has_niqe else []),
-               "paper PSNR", "paper SSIM", "iterations", "training hours"]
-    sections = []
     metrics = METRICS if has_niqe else METRICS[:-1]
+    sections = []
     for dataset, group in table.groupby("dataset", sort=False):
+        has_paper = group[["paper_psnr", "paper_ssim"]].notna().any().any()  # not for one's own folders
+        headers = ["method", "PSNR (dB)", "SSIM", "colour shift", "grid", *(["NIQE"] if has_niqe else []),
+                   *(["paper PSNR", "paper SSIM"] if has_paper else []), "iterations", "training hours"]
         rows = [
             [row.method, *(fmt(getattr(row, m), METRIC_DIGITS[m]) for m in metrics),
-             fmt(row.paper_psnr, METRIC_DIGITS["psnr"]), fmt(row.paper_ssim, METRIC_DIGITS["ssim"]),
+             *([fmt(row.paper_psnr, METRIC_DIGITS["psnr"]), fmt(row.paper_ssim, METRIC_DIGITS["ssim"])] if has_paper else []),
              with_init(row.iterations, row.init_iterations, 0), with_init(row.wall_hours, row.init_wall_hours, 2)]
             for row in group.itertuples()
         ]

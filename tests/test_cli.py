@@ -62,8 +62,17 @@ def test_evaluate_scores_folders_of_own_images(photo: np.ndarray, tmp_path: Path
     assert scored["bicubic", "astronaut"] > scored["nearest", "astronaut"]
     table = pd.read_csv(out / "benchmarks.csv")
     assert table.paper_psnr.isna().all()  # the paper scored no such set
-    assert "### my photos" in (out / "benchmarks.md").read_text()
+    report = (out / "benchmarks.md").read_text()
+    assert "### my photos" in report and "paper PSNR" not in report  # no column of dashes for what the paper never scored
     assert Image.open(out / "sr" / "bicubic" / "my photos" / "mirrored grey.png").size == (64, 48)
+
+
+def test_the_report_shows_the_paper_columns_only_for_its_benchmarks() -> None:
+    scores = pd.DataFrame({"dataset": ["Set5", "my photos"], "method": ["bicubic", "bicubic"], "image": ["a", "b"],
+                           "psnr": [28.4, 30.0], "ssim": [0.81, 0.85], "colour_shift": [0.0, 0.1], "grid": [0.5, 0.4]})
+    sections = evaluate.to_markdown(evaluate.paper_table(scores)).split("### ")[1:]
+    assert sections[0].startswith("Set5") and "| paper PSNR | paper SSIM |" in sections[0] and "| 28.43 |" in sections[0]
+    assert sections[1].startswith("my photos") and "paper" not in sections[1]
 
 
 def test_evaluate_scores_niqe_on_the_matlab_scale(data_root: Path, tmp_path: Path) -> None:
