@@ -51,8 +51,8 @@ VALIDATIONS_PER_STAGE = 6
 EMA_FRACTION = 0.1  # an SRGAN stage's moving average spans about this fraction of its iterations ...
 EMA_MAX_DECAY = 0.999  # ... but no more than 1000 iterations
 # The SRGANs' rate at the paper's batch of 16: in a budget of minutes, the paper's 1e-4 (4e-4 at batch 256) left
-# Set5 grid 10.6 and colour shift 8.1 after 2065 iterations on the lent H200 (2026-11-30), and 2600 more at 4e-5
-# only took the grid to 8; the CPU runs at 1e-5 reached 1.2 (results/training/srgan_cpu_schedule.md).
+# Set5 grid 10.6 and colour shift 8.1 after 2065 iterations on the lent H200 (2026-11-30), and 2642 more at 4e-5
+# only took the grid to 8 (results/training/gpu_2026-11-30/); the CPU runs at 1e-5 reached 1.2 (srgan_cpu_schedule.md).
 SRGAN_LR = PRESETS["cpu"]["srgan"].lr
 log = logging.getLogger("gpu_train")
 
