@@ -147,6 +147,23 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
         assert cards[method]["schedule"]["lr"] == pytest.approx(plan["stages"][method]["lr"])
 
 
+def test_an_srgan_stage_continues_from_its_checkpoint_on_the_campaign_machine(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    work, out = campaign.parent / "work", tmp_path / "out"  # the campaign's work folder, as a warm machine keeps it
+    before = json.loads((work / "srgan-vgg54.json").read_text())
+    assert gpu_train.main([str(tiny_bundle), str(out), "--continue", "srgan-vgg54", "--budget", "30", "--crop", "16", "--work", str(work)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cards_and_logs.tar.gz", "srgan-vgg22.safetensors", "srgan-vgg54.safetensors", "srresnet-mse.safetensors"]
+    with tarfile.open(out / "cards_and_logs.tar.gz") as tar:
+        tar.extractall(tmp_path / "cards", filter="data")
+    card, plan = (json.loads((tmp_path / "cards" / name).read_text()) for name in ("srgan-vgg54.json", "plan.json"))
+    assert card["iterations"] > before["iterations"] and card["runs"][-1]["from_iteration"] == before["iterations"]
+    assert card["runs"][-1]["lr"] == before["runs"][-1]["lr"] and card["ema_decay"] == before["ema_decay"]  # as planned
+    assert card["init"] == before["init"]  # still the campaign's SRResNet-MSE
+    assert plan["outcome"]["srgan-vgg54"] == "done, continued" and plan["outcome"]["srgan-vgg22"] == "done"
+    assert [c["from"] for c in plan["stages"]["srgan-vgg54"]["continued"]] == [before["iterations"]]
+    with pytest.raises(SystemExit, match="--continue needs the --work folder"):
+        gpu_train.main([str(tiny_bundle), str(tmp_path / "out2"), "--continue", "srgan-vgg54", "--work", str(tmp_path / "no-work")])
+
+
 def test_a_campaign_cut_off_mid_stage_has_already_written_the_stages_before(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     real_stage = gpu_train.run_stage
 

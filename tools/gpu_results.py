@@ -79,15 +79,16 @@ def stage_rows(plan: dict, cards: dict[str, dict]) -> list[list[str]]:
     rows = []
     for method, stage in plan["stages"].items():
         card = cards.get(method, {})
-        run = (card.get("runs") or [{}])[-1]
-        trained = run.get("iterations", 0) - run.get("from_iteration", 0)
-        seconds = run.get("wall_seconds")
+        runs = [run for run in card.get("runs", []) if (run.get("from_iteration") or 0) >= stage["from"]]  # this campaign's
+        trained = card["iterations"] - stage["from"] if card else 0
+        seconds = sum(run.get("wall_seconds") or 0 for run in runs) or None
         ema = f", EMA decay {stage['ema_decay']:.4g}" if stage.get("ema_decay") else ""
         drop = f"drop at {stage['decay_at']}" if stage["decay_at"] else "no drop"
+        continued = "".join(f", continued to {more['iters']}" for more in stage.get("continued", []))
         rows.append([
             method, plan["outcome"].get(method, "not run"), stage["batch"], f"{card['schedule']['lr']:.1e}" if card else "–",
-            f"{stage['from']} -> {stage['iters']} ({drop}{ema})",
-            f"{run['from_iteration']} -> {run['iterations']}" if run else "–",
+            f"{stage['from']} -> {stage['iters']} ({drop}{ema}){continued}",
+            f"{stage['from']} -> {card['iterations']}" if card else "–",
             fmt(card.get("samples_seen"), 0) if card else "–", fmt(seconds, 1) if seconds is not None else "–",
             f"{trained / seconds:.2f}" if seconds else "–",
         ])

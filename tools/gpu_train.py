@@ -137,14 +137,15 @@ def ema_decay(iterations: int) -> float:
     return min(EMA_MAX_DECAY, 1 - 1 / (1 + EMA_FRACTION * iterations))
 
 
-def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int) -> None:
+def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int, resume: bool = False) -> None:
+    """Train one stage; `resume`: an SRGAN stage continues from its checkpoint in `work`."""
     extra = [
         "--iters", str(stage["iters"]), "--lr", str(stage["lr"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
         "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
         "--ema-decay", str(stage["ema_decay"]),
     ]
-    if method == "srresnet-mse":
-        extra.append("--resume")  # from the bundle's weights and card, copied into the work folder
+    if method == "srresnet-mse" or resume:
+        extra.append("--resume")  # SRResNet-MSE: from the bundle's weights and card, copied into the work folder
     else:
         extra += ["--init", str(work / "srresnet-mse.safetensors")]
     train.main(trainer_args(method, bundle, work, stage["batch"], crop, extra))
@@ -181,11 +182,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path, help="a folder made by `python -m srgan_core.pack`")
     p.add_argument("out", type=Path, help="where the results go (at most four files)")
-    p.add_argument("--budget", type=float, default=480.0, help="wall-clock seconds for everything, probe included")
+    p.add_argument("--budget", type=float, default=540.0, help="wall-clock seconds for everything, probe included")
     p.add_argument("--probe-seconds", type=float, default=30.0, help="seconds of throughput measurement")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256], help="batch sizes the probe tries")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (the paper's 96)")
     p.add_argument("--work", type=Path, default=Path("/tmp/srgan-gpu-work"), help="checkpoints and intermediate files")
+    p.add_argument("--continue", dest="continue_stage", choices=STAGES[1:],
+                   help="on the machine a campaign ran on (its --work still there): resume this SRGAN stage from its "
+                        "checkpoint for --budget seconds more, then write all the results again")
     return p.parse_args(argv)
 
 
@@ -196,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device()
     log.info("torch %s, device %s (%s)", torch.__version__, device, hardware(device))
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.continue_stage:
+        return continue_stage(args, device, started)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     for start in (args.bundle / "weights").glob("srresnet-mse.*"):
@@ -221,6 +227,33 @@ def main(argv: list[str] | None = None) -> int:
                                                                            "device": hardware(device), "torch": torch.__version__}})
     log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
     return 0 if all(v == "done" for v in outcome.values()) else 1
+
+
+def continue_stage(args: argparse.Namespace, device: torch.device, started: float) -> int:
+    """Resume one SRGAN stage of the campaign whose files are in args.work for the rest of args.budget, at its planned
+    batch, rate and moving average, then write every stage's results again."""
+    method, planned = args.continue_stage, args.work / "plan.json"
+    if not planned.is_file():
+        raise SystemExit(f"error: {planned} not found: --continue needs the --work folder of a campaign run on this machine")
+    probed, campaign = json.loads((args.work / "probe.json").read_text()), json.loads(planned.read_text())
+    stage = campaign["stages"][method]
+    seconds = max(args.budget - (time.monotonic() - started) - STAGE_OVERHEAD_S, 0.0)
+    reached = json.loads((args.work / f"{method}.json").read_text())["iterations"]
+    rate = probed["rates_it_per_s"][method][str(stage["batch"])]
+    more = {**stage, "from": reached, "iters": reached + max(2, int(rate * seconds)), "seconds": round(seconds, 1)}
+    log.info("continuing %s: %s", method, json.dumps(more))
+    stage_start = time.monotonic()
+    try:
+        run_stage(method, more, args.bundle, args.work, args.crop, resume=True)
+        campaign["outcome"][method] += ", continued"
+    except Exception:
+        log.error("continuing %s failed:\n%s", method, traceback.format_exc())
+        campaign["outcome"][method] += ", continuing failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+    stage.setdefault("continued", []).append({"from": reached, "iters": more["iters"], "seconds": more["seconds"],
+                                              "wall_seconds": round(time.monotonic() - stage_start, 1)})
+    written = collect(args.work, args.out, {"probe": probed, "plan": campaign})
+    log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
+    return 0 if campaign["outcome"][method].endswith(", continued") else 1
 
 
 if __name__ == "__main__":
