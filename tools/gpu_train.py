@@ -151,6 +151,16 @@ def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int, res
     train.main(trainer_args(method, bundle, work, stage["batch"], crop, extra))
 
 
+def attempt_stage(method: str, stage: dict, args: argparse.Namespace, resume: bool = False) -> str:
+    """Run a stage: "done", or "failed: ..." with the error logged (the other stages' minutes are still worth having)."""
+    try:
+        run_stage(method, stage, args.bundle, args.work, args.crop, resume)
+        return "done"
+    except Exception:
+        log.error("stage %s failed:\n%s", method, traceback.format_exc())
+        return "failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+
+
 def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -214,12 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = {}
     for method, stage in stages.items():
         stage_start = time.monotonic()
-        try:
-            run_stage(method, stage, args.bundle, args.work, args.crop)
-            outcome[method] = "done"
-        except Exception:  # report it and go on: the other stages' minutes are still worth having
-            log.error("stage %s failed:\n%s", method, traceback.format_exc())
-            outcome[method] = "failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+        outcome[method] = attempt_stage(method, stage, args)
         stage["wall_seconds"] = round(time.monotonic() - stage_start, 1)
         release_memory()
         # after every stage, so that a call cut off at the machine's time limit still brings back the stages done
@@ -243,12 +248,8 @@ def continue_stage(args: argparse.Namespace, device: torch.device, started: floa
     more = {**stage, "from": reached, "iters": reached + max(2, int(rate * seconds)), "seconds": round(seconds, 1)}
     log.info("continuing %s: %s", method, json.dumps(more))
     stage_start = time.monotonic()
-    try:
-        run_stage(method, more, args.bundle, args.work, args.crop, resume=True)
-        campaign["outcome"][method] += ", continued"
-    except Exception:
-        log.error("continuing %s failed:\n%s", method, traceback.format_exc())
-        campaign["outcome"][method] += ", continuing failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+    result = attempt_stage(method, more, args, resume=True)
+    campaign["outcome"][method] += ", continued" if result == "done" else f", continuing {result}"
     stage.setdefault("continued", []).append({"from": reached, "iters": more["iters"], "seconds": more["seconds"],
                                               "wall_seconds": round(time.monotonic() - stage_start, 1)})
     written = collect(args.work, args.out, {"probe": probed, "plan": campaign})
