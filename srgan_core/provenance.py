@@ -99,7 +99,7 @@ def link_init(card: dict) -> bool:
 
 def model_card(
     config: TrainConfig, recipe: Recipe, schedule: Schedule, progress: Progress, device: torch.device, processes: int,
-    precision: str, data: list[str],
+    data: list[str],
 ) -> dict:
     """The JSON model card of weights trained by `srgan_core.train`: how to read and how to remake them."""
     adversarial = recipe.adversarial
@@ -116,11 +116,11 @@ def model_card(
         "ema_decay": config.ema_decay or None,  # set: the weights are a moving average of the trained generator
         "data": data,
         "device": str(device),
-        "hardware": hardware(device),
+        "hardware": across_runs(progress.runs, "hardware", progress.iteration),
         "processes": processes,
         "samples_seen": progress.samples_seen,
         "wall_seconds": round(progress.wall_seconds, 1),
-        "precision": precision,
+        "precision": across_runs(progress.runs, "precision", progress.iteration),
         "commit": git_commit(),
         "runs": progress.runs,
         "init": progress.starting_weights,
@@ -128,6 +128,26 @@ def model_card(
     }
     card["rerun"] = rerun(card)
     return card
+
+
+def across_runs(runs: list[dict], key: str, iterations: int) -> str:
+    """A run field (hardware, precision) over all of a card's runs: its value when the runs agree, else each value
+    with the iterations trained under it, in order of first use. Runs that did not record where they began and
+    ended (before session 7) share the iterations the others leave; a run without the field reads "not recorded"."""
+    counted: dict[str, int] = {}
+    unrecorded: set[str] = set()
+    for run in runs:
+        value = run.get(key) or "not recorded"
+        counted.setdefault(value, 0)
+        if run.get("from_iteration") is None or run.get("iterations") is None:
+            unrecorded.add(value)
+        else:
+            counted[value] += run["iterations"] - run["from_iteration"]
+    if len(counted) == 1:
+        return next(iter(counted))
+    if len(unrecorded) == 1:
+        counted[unrecorded.pop()] += iterations - sum(counted.values())
+    return "; ".join(f"{value} ({count:,} iterations)" if value not in unrecorded else value for value, count in counted.items())
 
 
 def write_card(path: Path, card: dict) -> None:

@@ -403,7 +403,7 @@ class Trainer:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.save_weights(self.exported, self.out)
         data = [f"train/{p.name}" for p in train_folders(self.config.data_root)]
-        card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, self.precision, data)
+        card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, data)
         if final_eval:
             from srgan_core.evaluate import score_generator
 

@@ -30,6 +30,26 @@ def test_card_states_hardware_precision_batch_iterations_and_samples(path: Path)
 
 
 @pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_card_hardware_and_precision_cover_every_run(path: Path) -> None:
+    card = json.loads(path.read_text())
+    for key in ("hardware", "precision"):
+        assert all(run[key] in card[key] for run in card["runs"]), key  # not only the last run's
+
+
+def test_hardware_and_precision_are_summed_over_the_runs_that_used_them() -> None:
+    old = {"hardware": "a CPU (model not recorded)", "precision": "float32"}  # before runs recorded their iterations
+    cpu = {"hardware": "AMD EPYC, 1 thread", "precision": "bfloat16", "from_iteration": 1000, "iterations": 1500}
+    gpu = {"hardware": "NVIDIA H200", "precision": "bfloat16", "from_iteration": 1500, "iterations": 1800}
+    runs = [old, old, cpu, gpu]
+    assert provenance.across_runs(runs, "hardware", 1800) == (
+        "a CPU (model not recorded) (1,000 iterations); AMD EPYC, 1 thread (500 iterations); NVIDIA H200 (300 iterations)")
+    assert provenance.across_runs(runs, "precision", 1800) == "float32 (1,000 iterations); bfloat16 (800 iterations)"
+    assert provenance.across_runs([cpu, {**cpu, "from_iteration": 1500}], "hardware", 2000) == "AMD EPYC, 1 thread"
+    assert provenance.across_runs([{"hardware": "A"}, {"hardware": "B"}, gpu], "hardware", 1800) == "A; B; NVIDIA H200 (300 iterations)"
+    assert provenance.across_runs([{}, cpu], "precision", 1500) == "not recorded (1,000 iterations); bfloat16 (500 iterations)"
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
 def test_card_rerun_commands_parse_and_never_overwrite_the_shipped_weights(path: Path) -> None:
     card = json.loads(path.read_text())
     fetch = [line for line in card["rerun"] if not line.startswith("python -m srgan_core.train ")]
