@@ -7,9 +7,12 @@ and has no network. The bundle is a data folder (`--data-root DIR` for `srgan_co
   the source's chroma subsampling (BSDS500's JPEGs are 4:2:0; T91's PNGs get 4:4:4): 24 MB instead of 39 MB.
 - `benchmarks/Set5/*.png`: the validation set the training log scores, as is (lossless), and
   `niqe/niqe_pris_params.npz`, the NIQE model the log's NIQE column needs.
-- `vgg19/vgg19_features_bf16.npz`: the VGG19 loss network in bfloat16 (`srgan_core.vgg.write_compact_bf16`,
+- `vgg19/vgg19_features_bf16.npz`: the VGG19 loss network in bfloat16 (`srgan_core.compact`,
   27 MB instead of 80 MB); the loss runs under bfloat16 autocast on a GPU, which rounds the weights so anyway.
-- `weights/<method>.safetensors` + `.json`: the weights (and model card) the run starts from.
+- `weights/<method>.npz` + `.json`: the generators the campaign continues, in bfloat16 like the VGG19 (2.2 MB
+  instead of 6.2 MB each; the campaign trains on from them under bfloat16 autocast), each with its model card.
+  By default the two SRGANs, which the campaign continues; SRResNet-MSE (`--weights` naming it too) also
+  makes the campaign continue SRResNet-MSE and start the SRGANs it does not carry from it.
 - `MANIFEST.json`: the sha256 and size of every file, and the command that made the bundle.
 """
 
@@ -30,7 +33,8 @@ from srgan_core.method_specs import SPECS
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, read_weights, resolve_vgg_weights, write_compact_bf16
+from srgan_core.compact import read_weights, write_compact_bf16
+from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, resolve_vgg_weights
 
 MANIFEST = "MANIFEST.json"
 COMPACT_VGG = Path("vgg19") / "vgg19_features_bf16.npz"
@@ -56,6 +60,9 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     for path in weights:
         if not path.is_file():
             raise FileNotFoundError(f"starting weights {path} not found")
+        if path.stem not in SPECS or not path.with_suffix(".json").is_file():
+            raise ValueError(f"starting weights {path}: the campaign continues a method's <method>.safetensors from its "
+                                    f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
     out.mkdir(parents=True)
     for folder in train_folders(root):
         target = out / "train" / folder.name
@@ -77,9 +84,8 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     write_compact_bf16(read_weights(vgg), out / COMPACT_VGG)
     (out / "weights").mkdir()
     for path in weights:
-        for companion in (path, path.with_suffix(".json")):
-            if companion.is_file():
-                shutil.copyfile(companion, out / "weights" / companion.name)
+        write_compact_bf16(read_weights(path), out / "weights" / f"{path.stem}.npz")
+        shutil.copyfile(path.with_suffix(".json"), out / "weights" / f"{path.stem}.json")
     files = sorted(p for p in out.rglob("*") if p.is_file())
     manifest = {
         "made_by": command,
@@ -113,8 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
     p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--weights", type=Path, nargs="*", default=[SPECS["srresnet-mse"].weights_file],
-                   help="starting weights to include, each with its .json model card when there is one")
+    p.add_argument("--weights", type=Path, nargs="*", default=[SPECS[m].weights_file for m in ("srgan-vgg54", "srgan-vgg22")],
+                   help="starting weights to include (in bfloat16), each with its .json model card when there is one")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")
     return p.parse_args(argv)
 
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m srgan_core.pack " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         manifest = pack(args.dir, args.data_root, args.weights, args.quality, command)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     total = sum(entry["bytes"] for entry in manifest["files"].values())

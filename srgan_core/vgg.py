@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from srgan_core.compact import read_weights
 from srgan_core.models import signed_to_unit
 from srgan_core.paths import default_data_root
 
@@ -69,32 +68,6 @@ def load_vgg19_features(path: str | Path | None = None, data_root: str | Path | 
         )
     features.load_state_dict(read_weights(weights_file), strict=True)
     return features
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors file or from a compact bfloat16 `.npz` (`write_compact_bf16`)."""
-    if path.suffix != ".npz":
-        return load_file(str(path))
-    with np.load(path) as planes:
-        names = sorted({key.rsplit(".", 1)[0] for key in planes.files})
-        return {
-            name: torch.from_numpy(np.stack([planes[f"{name}.lo"], planes[f"{name}.hi"]], -1).copy()).view(torch.bfloat16).squeeze(-1).float()
-            for name in names
-        }
-
-
-def write_compact_bf16(state: dict[str, torch.Tensor], path: Path) -> None:
-    """The state dict rounded to bfloat16, each tensor as its low and high bytes in a compressed `.npz`.
-
-    The high bytes (sign, exponent, top of the mantissa) compress to about a third, the low bytes hardly:
-    VGG19's features take 27 MB instead of 40 MB in bfloat16 safetensors (and 80 MB in float32). The VGG loss
-    runs under bfloat16 autocast on GPUs, where the convolutions round the weights to bfloat16 anyway."""
-    arrays = {}
-    for name, tensor in state.items():
-        raw = tensor.detach().to(torch.bfloat16).contiguous().view(torch.uint8).view(*tensor.shape, 2).numpy()
-        arrays[f"{name}.lo"], arrays[f"{name}.hi"] = raw[..., 0], raw[..., 1]
-    with path.open("wb") as f:
-        np.savez_compressed(f, **arrays)
 
 
 class VGGFeatures(nn.Module):

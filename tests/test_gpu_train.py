@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from srgan_core import pack
 from srgan_core.download import sha256_file
@@ -22,16 +23,18 @@ from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
 from srgan_core.train_config import schedule_for
-from srgan_core.vgg import read_weights, write_compact_bf16
+from srgan_core.compact import read_weights, write_compact_bf16
 from tools import gpu_results, gpu_train
 
 START = MODELS_DIR / "srresnet-mse.safetensors"
+CARRIED_SRGAN = MODELS_DIR / "srgan-vgg54.safetensors"  # the campaign continues it; SRGAN-VGG22 starts from SRResNet-MSE
 MIB = 2**20
 
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> Path:
-    """A bundle made from a data folder of a few synthetic images, the real VGG19 and the shipped SRResNet-MSE."""
+    """A bundle made from a data folder of a few synthetic images, the real VGG19, and the shipped SRResNet-MSE and
+    SRGAN-VGG54."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     for folder, count, size, suffix in [("train/T91", 3, 48, "png"), ("train/BSDS500_train", 2, 40, "jpg"), ("benchmarks/Set5", 2, 32, "png")]:
@@ -44,15 +47,17 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> 
     (root / NIQE_MODEL).parent.mkdir()
     (root / NIQE_MODEL).symlink_to(model_path(vgg_weights.parents[1]))  # the real data folder's
     bundle = tmp_path_factory.mktemp("bundles") / "bundle"
-    assert pack.main([str(bundle), "--data-root", str(root), "--weights", str(START)]) == 0
+    assert pack.main([str(bundle), "--data-root", str(root), "--weights", str(START), str(CARRIED_SRGAN)]) == 0
     return bundle
 
 
 def test_bundle_holds_what_a_bare_machine_needs_and_verifies(tiny_bundle: Path, tmp_path: Path) -> None:
     files = json.loads((tiny_bundle / pack.MANIFEST).read_text())["files"]
-    assert {"vgg19/vgg19_features_bf16.npz", "weights/srresnet-mse.safetensors", "weights/srresnet-mse.json", NIQE_MODEL,
-            "benchmarks/Set5/img0.png", "train/T91/img0.jpg", "train/BSDS500_train/img1.jpg"} <= set(files)
-    assert files["weights/srresnet-mse.safetensors"]["sha256"] == sha256_file(START)
+    assert {"vgg19/vgg19_features_bf16.npz", "weights/srresnet-mse.npz", "weights/srresnet-mse.json", "weights/srgan-vgg54.npz",
+            NIQE_MODEL, "benchmarks/Set5/img0.png", "train/T91/img0.jpg", "train/BSDS500_train/img1.jpg"} <= set(files)
+    carried, shipped = read_weights(tiny_bundle / "weights/srgan-vgg54.npz"), load_file(str(CARRIED_SRGAN))
+    assert set(carried) == set(shipped) and all(torch.equal(carried[k], v.to(torch.bfloat16).to(v.dtype)) for k, v in shipped.items())
+    assert files["weights/srgan-vgg54.json"]["sha256"] == sha256_file(CARRIED_SRGAN.with_suffix(".json"))
     assert pack.verify(tiny_bundle) == []
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(tiny_bundle), str(copy)], check=True)
@@ -63,20 +68,48 @@ def test_bundle_holds_what_a_bare_machine_needs_and_verifies(tiny_bundle: Path, 
     assert pack.main(["--verify", str(copy)]) == 1 and pack.main([str(copy)]) == 2  # exists: never overwritten
 
 
-def test_compact_vgg_weights_are_exactly_bfloat16(tmp_path: Path) -> None:
-    state = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4) * 1e-3}
+def test_compact_weights_are_exactly_bfloat16_and_keep_counters_as_they_are(tmp_path: Path) -> None:
+    state = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4) * 1e-3, "1.scale": torch.tensor(0.7),
+             "1.num_batches_tracked": torch.tensor(12345)}
     write_compact_bf16(state, tmp_path / "w.npz")
     back = read_weights(tmp_path / "w.npz")
     assert set(back) == set(state)
     for name, tensor in state.items():
-        assert back[name].dtype == torch.float32 and torch.equal(back[name], tensor.to(torch.bfloat16).float())
+        expected = tensor.to(torch.bfloat16).float() if tensor.is_floating_point() else tensor
+        assert back[name].dtype == expected.dtype and back[name].shape == tensor.shape and torch.equal(back[name], expected), name
+
+
+def test_the_bundle_takes_only_a_methods_weights_with_their_card(tmp_path: Path) -> None:
+    stray = tmp_path / "mine.safetensors"
+    save_file(load_file(str(START)), str(stray))
+    uncarded = tmp_path / "srgan-vgg22.safetensors"
+    save_file(load_file(str(START)), str(uncarded))
+    for weights in (stray, uncarded):  # the campaign could not tell which method, or from which iteration
+        assert pack.main([str(tmp_path / "bundle"), "--weights", str(weights)]) == 1
+        assert not (tmp_path / "bundle").exists()
+
+
+def test_a_campaign_needs_srresnet_mse_for_an_srgan_the_bundle_does_not_carry(tmp_path: Path) -> None:
+    bundle, work = tmp_path / "bundle", tmp_path / "work"
+    (bundle / "weights").mkdir(parents=True)
+    work.mkdir()
+    write_compact_bf16(load_file(str(CARRIED_SRGAN)), bundle / "weights" / "srgan-vgg54.npz")
+    shutil.copyfile(CARRIED_SRGAN.with_suffix(".json"), bundle / "weights" / "srgan-vgg54.json")
+    with pytest.raises(SystemExit, match="no weights for srgan-vgg22 and no SRResNet-MSE"):
+        gpu_train.starting_points(bundle, work)
+    shutil.copyfile(START.with_suffix(".json"), bundle / "weights" / "srresnet-mse.json")
+    write_compact_bf16(load_file(str(START)), bundle / "weights" / "srresnet-mse.npz")
+    shipped = {m: json.loads((MODELS_DIR / f"{m}.json").read_text())["iterations"] for m in ("srresnet-mse", "srgan-vgg54")}
+    assert gpu_train.starting_points(bundle, work) == {**shipped, "srgan-vgg22": 0}
+    assert torch.equal(load_file(str(work / "srgan-vgg54.safetensors"))["head.0.weight"], read_weights(bundle / "weights" / "srgan-vgg54.npz")["head.0.weight"])
 
 
 def test_the_real_bundle_and_the_tree_fit_the_lent_machine(data_root: Path, vgg_weights: Path, tmp_path: Path) -> None:
     """The machine takes the working tree plus the bundle, 64 MiB in all; the run leaves the shipped weights out of
-    the tree (the bundle carries the one it starts from), and everything must stay under 60 MiB."""
+    the tree (the bundle carries the ones it continues, by default both SRGANs), and everything must stay under 60 MiB."""
     bundle = tmp_path / "bundle"
     assert pack.main([str(bundle), "--data-root", str(data_root)]) == 0
+    assert {p.name for p in (bundle / "weights").iterdir()} == {"srgan-vgg54.npz", "srgan-vgg54.json", "srgan-vgg22.npz", "srgan-vgg22.json"}
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     tree = sum((REPO_ROOT / name).stat().st_size for name in tracked if name and not name.endswith(".safetensors") and (REPO_ROOT / name).is_file())
     bundled = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
@@ -93,18 +126,31 @@ def test_srgan_stages_average_over_a_tenth_of_their_iterations_at_most_a_thousan
     assert gpu_train.ema_decay(5000) == pytest.approx(1 - 1 / 501)  # a time constant of 1 + 500 iterations
     assert gpu_train.ema_decay(10**6) == gpu_train.EMA_MAX_DECAY
     assert 0 < gpu_train.ema_decay(2) < 0.2  # a tiny stage averages little, but still averages
-    stages = gpu_train.plan({"batch": {m: 64 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"64": 10.0} for m in gpu_train.STAGES}}, 600, 27000)
+    stages = gpu_train.plan({"batch": {m: 64 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"64": 10.0} for m in gpu_train.STAGES}}, 600,
+                            {"srresnet-mse": 27000, "srgan-vgg54": 0, "srgan-vgg22": 0})
     assert stages["srresnet-mse"]["ema_decay"] == 0.0
     assert stages["srgan-vgg54"]["ema_decay"] == gpu_train.ema_decay(stages["srgan-vgg54"]["iters"]) > 0.99
 
 
 def test_srgans_train_at_the_short_budget_rate_without_a_drop_and_srresnet_drops_for_its_last_fifth() -> None:
-    stages = gpu_train.plan({"batch": {m: 256 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"256": 10.0} for m in gpu_train.STAGES}}, 600, 27000)
+    stages = gpu_train.plan({"batch": {m: 256 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"256": 10.0} for m in gpu_train.STAGES}}, 600,
+                            {"srresnet-mse": 27000, "srgan-vgg54": 0, "srgan-vgg22": 0})
     srresnet = stages["srresnet-mse"]
     assert srresnet["lr"] == pytest.approx(4e-4)  # the paper's 1e-4 at batch 16, x sqrt(256 / 16)
     assert srresnet["decay_at"] == 27000 + int(0.8 * (srresnet["iters"] - 27000))
     for method in ("srgan-vgg54", "srgan-vgg22"):  # the paper's 1e-4 left a grid of 10 levels in minutes
         assert stages[method]["lr"] == pytest.approx(4e-5) and stages[method]["decay_at"] == 0
+
+
+def test_a_campaign_without_srresnet_mse_gives_its_time_to_the_srgans_it_continues() -> None:
+    probed = {"batch": {m: 256 for m in gpu_train.STAGES}, "rates_it_per_s": {m: {"256": 10.0} for m in gpu_train.STAGES}}
+    stages = gpu_train.plan(probed, 600, {"srgan-vgg54": 8034, "srgan-vgg22": 6706})
+    assert list(stages) == ["srgan-vgg54", "srgan-vgg22"]
+    training = 600 - 2 * gpu_train.STAGE_OVERHEAD_S
+    share = {m: gpu_train.SHARES[m] / (gpu_train.SHARES["srgan-vgg54"] + gpu_train.SHARES["srgan-vgg22"]) for m in stages}
+    for method, start in (("srgan-vgg54", 8034), ("srgan-vgg22", 6706)):
+        assert stages[method]["seconds"] == pytest.approx(share[method] * training, abs=0.1)
+        assert stages[method]["from"] == start and stages[method]["iters"] == start + int(10.0 * share[method] * training)
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +179,16 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
     start = json.loads(START.with_suffix(".json").read_text())["iterations"]
     assert cards["srresnet-mse"]["iterations"] > start  # continued the bundle's SRResNet-MSE
     assert cards["srresnet-mse"]["runs"][-1]["from_iteration"] == start
-    for method in ("srgan-vgg54", "srgan-vgg22"):
-        card = cards[method]
-        assert card["iterations"] > 0 and card["samples_seen"] == card["iterations"] * card["schedule"]["batch_size"]
-        assert card["init"]["sha256"] == sha256_file(out / "srresnet-mse.safetensors")  # started from the continued one
-        assert card["hardware"] and card["runs"][-1]["precision"] == card["precision"]
+    carried, started = cards["srgan-vgg54"], cards["srgan-vgg22"]
+    shipped = json.loads(CARRIED_SRGAN.with_suffix(".json").read_text())
+    assert carried["iterations"] > shipped["iterations"] == carried["runs"][-1]["from_iteration"]  # continued the bundle's
+    assert carried["samples_seen"] == shipped["samples_seen"] + (carried["iterations"] - shipped["iterations"]) * carried["schedule"]["batch_size"]
+    assert carried["init"] == shipped["init"] and carried["runs"][:-1] == shipped["runs"]
+    assert (tmp_path / "cards" / "srgan-vgg54_log.csv").read_text().startswith((REPO_ROOT / shipped["log"]).read_text())  # its log kept
+    assert started["iterations"] > 0 and started["samples_seen"] == started["iterations"] * started["schedule"]["batch_size"]
+    assert started["init"]["sha256"] == sha256_file(out / "srresnet-mse.safetensors")  # started from the continued one
+    for card in cards.values():
+        assert card["runs"][-1]["hardware"] in card["hardware"] and card["runs"][-1]["precision"] in card["precision"]
     for method in gpu_train.STAGES:
         assert (tmp_path / "cards" / f"{method}_log.csv").read_text().startswith("iteration,")
     assert cards["srresnet-mse"]["ema_decay"] is None
@@ -157,7 +208,7 @@ def test_an_srgan_stage_continues_from_its_checkpoint_on_the_campaign_machine(ca
     card, plan = (json.loads((tmp_path / "cards" / name).read_text()) for name in ("srgan-vgg54.json", "plan.json"))
     assert card["iterations"] > before["iterations"] and card["runs"][-1]["from_iteration"] == before["iterations"]
     assert card["runs"][-1]["lr"] == before["runs"][-1]["lr"] and card["ema_decay"] == before["ema_decay"]  # as planned
-    assert card["init"] == before["init"]  # still the campaign's SRResNet-MSE
+    assert card["init"] == before["init"]  # the same starting weights as before the continuation
     assert plan["outcome"]["srgan-vgg54"] == "done, continued" and plan["outcome"]["srgan-vgg22"] == "done"
     assert [c["from"] for c in plan["stages"]["srgan-vgg54"]["continued"]] == [before["iterations"]]
     with pytest.raises(SystemExit, match="--continue needs the --work folder"):

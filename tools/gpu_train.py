@@ -5,18 +5,19 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
 1. measures training throughput (iterations/s) of SRResNet-MSE and SRGAN-VGG54 at a few batch sizes, and of
    SRGAN-VGG22 at the batch chosen for VGG54 (about 30 s), and picks each stage's batch size: the fastest in
    samples/s, or a smaller one within 10 % of it (more updates for the same samples);
-2. continues SRResNet-MSE from the bundle's weights, then trains SRGAN-VGG54 and SRGAN-VGG22 from the result,
-   each on its share of the budget left (`SHARES`), turned into iterations with the measured speed, with the rates
-   moved to the batch size by `srgan_core.train_config.scaled_lr`: SRResNet-MSE continues at the paper's rate,
-   dropped 10x for the last fifth; the SRGANs train at the short-budget rate (`SRGAN_LR`, the "cpu" preset's) with
-   no drop, because at the paper's first-phase rate the first lent run's SRGANs came out with a grid of 10 levels
-   (results/training/gpu_campaign.md); the SRGAN stages export
-   a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on the CPU
-   runs lowered the sub-pixel grid the single weights wander around (results/training/weight_average_srgan-vgg54.md);
+2. trains each stage on its share of the budget left (`SHARES`, over the stages the bundle has), turned into
+   iterations with the measured speed, with the rates moved to the batch size by
+   `srgan_core.train_config.scaled_lr`. A method whose weights the bundle carries continues them (its model card
+   says from which iteration); SRResNet-MSE runs only then, at the paper's rate, dropped 10x for its last fifth.
+   An SRGAN the bundle does not carry starts from the SRResNet-MSE of the stage before. The SRGANs train at the
+   short-budget rate (`SRGAN_LR`, the "cpu" preset's) with no drop, because at the paper's first-phase rate the
+   first lent run's SRGANs came out with a grid of 10 levels (results/training/gpu_campaign.md); the SRGAN stages
+   export a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on
+   the CPU runs lowered the sub-pixel grid the single weights wander around
+   (results/training/weight_average_srgan-vgg54.md);
 3. writes at most four files into OUTDIR (the lent machine returns at most 8), again after every stage: the
    generators' weights and `cards_and_logs.tar.gz` (model cards, training logs, the probe and the plan); the
-   shell wrapper adds `console.log`. A stage that fails is reported and the next one still runs (SRGAN then starts from the
-   bundle's SRResNet-MSE).
+   shell wrapper adds `console.log`. A stage that fails is reported and the next one still runs.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import traceback
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from srgan_core import train
+from srgan_core.compact import read_weights
 from srgan_core.data import TrainImages, train_folders
 from srgan_core.device import pick_device
 from srgan_core.pack import COMPACT_VGG
@@ -42,7 +45,7 @@ from srgan_core.train_config import PRESETS, scaled_lr
 
 STAGES = ("srresnet-mse", "srgan-vgg54", "srgan-vgg22")
 # SRResNet-MSE met its targets in the first lent run (63,290 iterations); the SRGANs have not: most of the time is
-# theirs, the most for VGG54, the paper's SRGAN
+# theirs, the most for VGG54, the paper's SRGAN. Shares of the stages a campaign runs, scaled to add up to 1.
 SHARES = {"srresnet-mse": 0.10, "srgan-vgg54": 0.55, "srgan-vgg22": 0.35}
 STAGE_OVERHEAD_S = 25.0  # per stage, outside the timed loop: models, images, validations, checkpoints, export
 TIME_CAP_SLACK_S = 15.0  # a stage's loop stops at its share plus this, should it run slower than the probe said
@@ -113,23 +116,46 @@ def probe(bundle: Path, work: Path, batches: list[int], crop: int, seconds: floa
     return {"rates_it_per_s": {m: {str(b): r for b, r in per_batch.items()} for m, per_batch in rates.items()}, "batch": chosen}
 
 
-def plan(probed: dict, seconds_left: float, start_iteration: int) -> dict[str, dict]:
-    """Iterations, learning rate, its drop and the time cap of each stage, from the measured speed and its share."""
-    training_seconds = max(seconds_left - STAGE_OVERHEAD_S * len(STAGES), 0.0)
+def plan(probed: dict, seconds_left: float, starts: dict[str, int]) -> dict[str, dict]:
+    """Iterations, learning rate, its drop and the time cap of each stage in `starts` (method -> the iteration its
+    weights have reached, 0 for an SRGAN started from SRResNet-MSE), from the measured speed and its share."""
+    training_seconds = max(seconds_left - STAGE_OVERHEAD_S * len(starts), 0.0)
+    total_share = sum(SHARES[method] for method in starts)
     stages = {}
-    for method in STAGES:
-        batch = probed["batch"][method]
-        seconds = SHARES[method] * training_seconds
+    for method in (m for m in STAGES if m in starts):
+        batch, first = probed["batch"][method], starts[method]
+        seconds = SHARES[method] / total_share * training_seconds
         iters = max(2, int(probed["rates_it_per_s"][method][str(batch)] * seconds))
         if method == "srresnet-mse":
-            first, lr, decay = start_iteration, scaled_lr(PRESETS["paper"]["srresnet"].lr, batch), start_iteration + int(0.8 * iters)
+            lr, decay = scaled_lr(PRESETS["paper"]["srresnet"].lr, batch), first + int(0.8 * iters)
         else:
-            first, lr, decay = 0, scaled_lr(SRGAN_LR, batch), 0  # 0: no drop
+            lr, decay = scaled_lr(SRGAN_LR, batch), 0  # 0: no drop
         stages[method] = {
             "batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "lr": lr, "decay_at": decay,
             "ema_decay": 0.0 if method == "srresnet-mse" else ema_decay(iters),
         }
     return stages
+
+
+def starting_points(bundle: Path, work: Path) -> dict[str, int]:
+    """Copy the bundle's starting weights into `work` as the files the trainer resumes (`--resume` reads
+    <method>.safetensors and its card there) and return each stage's starting iteration: a carried method's own,
+    0 for an SRGAN it does not carry (it starts from SRResNet-MSE, which must then be carried)."""
+    starts = {}
+    for method in STAGES:
+        found = [p for p in ((bundle / "weights" / method).with_suffix(suffix) for suffix in (".npz", ".safetensors")) if p.is_file()]
+        card = bundle / "weights" / f"{method}.json"
+        if found and not card.is_file():
+            raise SystemExit(f"error: {found[0]} has no model card {card}: the campaign continues weights from their card's iteration")
+        if found:
+            save_file(read_weights(found[0]), str(work / f"{method}.safetensors"))
+            shutil.copyfile(card, work / card.name)
+            starts[method] = json.loads(card.read_text())["iterations"]
+    missing = [m for m in STAGES[1:] if m not in starts]
+    if missing and "srresnet-mse" not in starts:
+        raise SystemExit(f"error: the bundle carries no weights for {', '.join(missing)} and no SRResNet-MSE to start them from "
+                         "(`python -m srgan_core.pack --weights ...`)")
+    return {**starts, **dict.fromkeys(missing, 0)}
 
 
 def ema_decay(iterations: int) -> float:
@@ -144,8 +170,8 @@ def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int, res
         "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
         "--ema-decay", str(stage["ema_decay"]),
     ]
-    if method == "srresnet-mse" or resume:
-        extra.append("--resume")  # SRResNet-MSE: from the bundle's weights and card, copied into the work folder
+    if stage["from"] > 0 or resume:
+        extra.append("--resume")  # from the bundle's weights and card, copied into the work folder, or the checkpoint there
     else:
         extra += ["--init", str(work / "srresnet-mse.safetensors")]
     train.main(trainer_args(method, bundle, work, stage["batch"], crop, extra))
@@ -167,14 +193,15 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def collect(work: Path, out: Path, extras: dict[str, dict]) -> list[Path]:
-    """The weights as files of their own, cards, logs and `extras` (as JSON) in one archive."""
+def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, dict]) -> list[Path]:
+    """The weights of the stages done as files of their own (not the bundle's starting copies of the others), cards,
+    logs and `extras` (as JSON) in one archive."""
     written = []
     archive = out / "cards_and_logs.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for method in STAGES:
             weights, card, run_log = work / f"{method}.safetensors", work / f"{method}.json", work / "runs" / method / "log.csv"
-            if weights.is_file():
+            if weights.is_file() and outcome.get(method, "").startswith("done"):
                 shutil.copyfile(weights, out / weights.name)
                 written.append(out / weights.name)
             if card.is_file():
@@ -214,12 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         return continue_stage(args, device, started)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    for start in (args.bundle / "weights").glob("srresnet-mse.*"):
-        shutil.copyfile(start, args.work / start.name)  # SRResNet-MSE continues from here (--resume reads the card)
-    start_iteration = json.loads((args.work / "srresnet-mse.json").read_text())["iterations"]
+    starts = starting_points(args.bundle, args.work)
 
     probed = probe(args.bundle, args.work, args.batch_sizes, args.crop, args.probe_seconds, device)
-    stages = plan(probed, args.budget - (time.monotonic() - started), start_iteration)
+    stages = plan(probed, args.budget - (time.monotonic() - started), starts)
     log.info("plan: %s", json.dumps(stages))
     outcome = {}
     for method, stage in stages.items():
@@ -228,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         stage["wall_seconds"] = round(time.monotonic() - stage_start, 1)
         release_memory()
         # after every stage, so that a call cut off at the machine's time limit still brings back the stages done
-        written = collect(args.work, args.out, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
+        written = collect(args.work, args.out, outcome, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
                                                                            "device": hardware(device), "torch": torch.__version__}})
     log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
     return 0 if all(v == "done" for v in outcome.values()) else 1
@@ -252,7 +277,7 @@ def continue_stage(args: argparse.Namespace, device: torch.device, started: floa
     campaign["outcome"][method] += ", continued" if result == "done" else f", continuing {result}"
     stage.setdefault("continued", []).append({"from": reached, "iters": more["iters"], "seconds": more["seconds"],
                                               "wall_seconds": round(time.monotonic() - stage_start, 1)})
-    written = collect(args.work, args.out, {"probe": probed, "plan": campaign})
+    written = collect(args.work, args.out, campaign["outcome"], {"probe": probed, "plan": campaign})
     log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
     return 0 if campaign["outcome"][method].endswith(", continued") else 1
 
