@@ -143,12 +143,11 @@ def starting_points(bundle: Path, work: Path) -> dict[str, int]:
     0 for an SRGAN it does not carry (it starts from SRResNet-MSE, which must then be carried)."""
     starts = {}
     for method in STAGES:
-        found = [p for p in ((bundle / "weights" / method).with_suffix(suffix) for suffix in (".npz", ".safetensors")) if p.is_file()]
-        card = bundle / "weights" / f"{method}.json"
-        if found and not card.is_file():
-            raise SystemExit(f"error: {found[0]} has no model card {card}: the campaign continues weights from their card's iteration")
-        if found:
-            save_file(read_weights(found[0]), str(work / f"{method}.safetensors"))
+        weights, card = bundle / "weights" / f"{method}.npz", bundle / "weights" / f"{method}.json"
+        if weights.is_file() and not card.is_file():
+            raise SystemExit(f"error: {weights} has no model card {card}: the campaign continues weights from their card's iteration")
+        if weights.is_file():
+            save_file(read_weights(weights), str(work / f"{method}.safetensors"))
             shutil.copyfile(card, work / card.name)
             starts[method] = json.loads(card.read_text())["iterations"]
     missing = [m for m in STAGES[1:] if m not in starts]
