@@ -62,7 +62,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
             raise FileNotFoundError(f"starting weights {path} not found")
         if path.stem not in SPECS or not path.with_suffix(".json").is_file():
             raise ValueError(f"starting weights {path}: the campaign continues a method's <method>.safetensors from its "
-                                    f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
+                             f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
     out.mkdir(parents=True)
     for folder in train_folders(root):
         target = out / "train" / folder.name
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
     p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--weights", type=Path, nargs="*", default=[SPECS[m].weights_file for m in ("srgan-vgg54", "srgan-vgg22")],
-                   help="starting weights to include (in bfloat16), each with its .json model card when there is one")
+                   help="<method>.safetensors files to continue, each with its .json model card beside it (carried in bfloat16)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")
     return p.parse_args(argv)
 

@@ -133,7 +133,8 @@ def model_card(
 def across_runs(runs: list[dict], key: str, iterations: int) -> str:
     """A run field (hardware, precision) over all of a card's runs: its value when the runs agree, else each value
     with the iterations trained under it, in order of first use. Runs that did not record where they began and
-    ended (before session 7) share the iterations the others leave; a run without the field reads "not recorded"."""
+    ended (before session 7) share the iterations the others leave (listed without a count when their values differ);
+    a run without the field reads "not recorded"."""
     counted: dict[str, int] = {}
     unrecorded: set[str] = set()
     for run in runs:
