@@ -79,13 +79,14 @@ def test_compact_weights_are_exactly_bfloat16_and_keep_counters_as_they_are(tmp_
         assert back[name].dtype == expected.dtype and back[name].shape == tensor.shape and torch.equal(back[name], expected), name
 
 
-def test_the_bundle_takes_only_a_methods_weights_with_their_card(tmp_path: Path) -> None:
+def test_the_bundle_takes_only_a_methods_weights_with_their_card(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     stray = tmp_path / "mine.safetensors"
     save_file(load_file(str(START)), str(stray))
     uncarded = tmp_path / "srgan-vgg22.safetensors"
     save_file(load_file(str(START)), str(uncarded))
     for weights in (stray, uncarded):  # the campaign could not tell which method, or from which iteration
-        assert pack.main([str(tmp_path / "bundle"), "--weights", str(weights)]) == 1
+        assert pack.main([str(tmp_path / "bundle"), "--data-root", str(data_root), "--weights", str(weights)]) == 1
+        assert f"starting weights {weights}: the campaign continues" in capsys.readouterr().err
         assert not (tmp_path / "bundle").exists()
 
 
