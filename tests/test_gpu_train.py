@@ -180,6 +180,8 @@ def test_the_campaign_runs_end_to_end_on_the_cpu_in_a_tiny_budget(campaign: Path
     start = json.loads(START.with_suffix(".json").read_text())["iterations"]
     assert cards["srresnet-mse"]["iterations"] > start  # continued the bundle's SRResNet-MSE
     assert cards["srresnet-mse"]["runs"][-1]["from_iteration"] == start
+    assert plan["stages"]["srgan-vgg54"]["start"] == f"the bundle's bfloat16 copy of srgan-vgg54 at iteration {plan['stages']['srgan-vgg54']['from']}"
+    assert plan["stages"]["srgan-vgg22"]["start"] == "the campaign's SRResNet-MSE"
     carried, started = cards["srgan-vgg54"], cards["srgan-vgg22"]
     shipped = json.loads(CARRIED_SRGAN.with_suffix(".json").read_text())
     assert carried["iterations"] > shipped["iterations"] == carried["runs"][-1]["from_iteration"]  # continued the bundle's

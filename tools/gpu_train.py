@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
     probed = probe(args.bundle, args.work, args.batch_sizes, args.crop, args.probe_seconds, device)
     stages = plan(probed, args.budget - (time.monotonic() - started), starts)
+    for method, stage in stages.items():  # the record says what each stage trained on from, rounding included
+        stage["start"] = f"the bundle's bfloat16 copy of {method} at iteration {stage['from']}" if stage["from"] else "the campaign's SRResNet-MSE"
     log.info("plan: %s", json.dumps(stages))
     outcome = {}
     for method, stage in stages.items():
