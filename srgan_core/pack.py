@@ -26,14 +26,14 @@ from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
 
+from srgan_core.compact import read_weights, write_compact_bf16
 from srgan_core.data import list_images, require_data_root, train_folders
 from srgan_core.download import sha256_file
 from srgan_core.images import ImageError, load_image
 from srgan_core.method_specs import SPECS
-from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
+from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.compact import read_weights, write_compact_bf16
 from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, resolve_vgg_weights
 
 MANIFEST = "MANIFEST.json"

@@ -17,13 +17,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from srgan_core import pack
+from srgan_core.compact import read_weights, write_compact_bf16
 from srgan_core.download import sha256_file
 from srgan_core.evaluate import score_images
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
 from srgan_core.train_config import schedule_for
-from srgan_core.compact import read_weights, write_compact_bf16
 from tools import gpu_results, gpu_train
 
 START = MODELS_DIR / "srresnet-mse.safetensors"
