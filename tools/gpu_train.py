@@ -133,6 +133,7 @@ def plan(probed: dict, seconds_left: float, starts: dict[str, int]) -> dict[str,
         stages[method] = {
             "batch": batch, "seconds": round(seconds, 1), "from": first, "iters": first + iters, "lr": lr, "decay_at": decay,
             "ema_decay": 0.0 if method == "srresnet-mse" else ema_decay(iters),
+            "start": f"the bundle's bfloat16 copy of {method} at iteration {first}" if first else "the campaign's SRResNet-MSE",
         }
     return stages
 
@@ -144,12 +145,13 @@ def starting_points(bundle: Path, work: Path) -> dict[str, int]:
     starts = {}
     for method in STAGES:
         weights, card = bundle / "weights" / f"{method}.npz", bundle / "weights" / f"{method}.json"
-        if weights.is_file() and not card.is_file():
+        if not weights.is_file():
+            continue
+        if not card.is_file():
             raise SystemExit(f"error: {weights} has no model card {card}: the campaign continues weights from their card's iteration")
-        if weights.is_file():
-            save_file(read_weights(weights), str(work / f"{method}.safetensors"))
-            shutil.copyfile(card, work / card.name)
-            starts[method] = json.loads(card.read_text())["iterations"]
+        save_file(read_weights(weights), str(work / f"{method}.safetensors"))
+        shutil.copyfile(card, work / card.name)
+        starts[method] = json.loads(card.read_text())["iterations"]
     missing = [m for m in STAGES[1:] if m not in starts]
     if missing and "srresnet-mse" not in starts:
         raise SystemExit(f"error: the bundle carries no weights for {', '.join(missing)} and no SRResNet-MSE to start them from "
@@ -162,24 +164,25 @@ def ema_decay(iterations: int) -> float:
     return min(EMA_MAX_DECAY, 1 - 1 / (1 + EMA_FRACTION * iterations))
 
 
-def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int, resume: bool = False) -> None:
-    """Train one stage; `resume`: an SRGAN stage continues from its checkpoint in `work`."""
+def run_stage(method: str, stage: dict, bundle: Path, work: Path, crop: int) -> None:
+    """Train one stage: from its iteration `from` on (`--resume`: its checkpoint in `work`, else the weights and card
+    there), or from 0, an SRGAN from the campaign's SRResNet-MSE."""
     extra = [
         "--iters", str(stage["iters"]), "--lr", str(stage["lr"]), "--decay-at", str(stage["decay_at"]), "--time-budget", str(stage["seconds"] + TIME_CAP_SLACK_S),
         "--eval-every", str(max(1, (stage["iters"] - stage["from"]) // VALIDATIONS_PER_STAGE)), "--checkpoint-minutes", "2",
         "--ema-decay", str(stage["ema_decay"]),
     ]
-    if stage["from"] > 0 or resume:
-        extra.append("--resume")  # from the bundle's weights and card, copied into the work folder, or the checkpoint there
+    if stage["from"] > 0:
+        extra.append("--resume")
     else:
         extra += ["--init", str(work / "srresnet-mse.safetensors")]
     train.main(trainer_args(method, bundle, work, stage["batch"], crop, extra))
 
 
-def attempt_stage(method: str, stage: dict, args: argparse.Namespace, resume: bool = False) -> str:
+def attempt_stage(method: str, stage: dict, args: argparse.Namespace) -> str:
     """Run a stage: "done", or "failed: ..." with the error logged (the other stages' minutes are still worth having)."""
     try:
-        run_stage(method, stage, args.bundle, args.work, args.crop, resume)
+        run_stage(method, stage, args.bundle, args.work, args.crop)
         return "done"
     except Exception:
         log.error("stage %s failed:\n%s", method, traceback.format_exc())
@@ -244,8 +247,6 @@ def main(argv: list[str] | None = None) -> int:
 
     probed = probe(args.bundle, args.work, args.batch_sizes, args.crop, args.probe_seconds, device)
     stages = plan(probed, args.budget - (time.monotonic() - started), starts)
-    for method, stage in stages.items():  # the record says what each stage trained on from, rounding included
-        stage["start"] = f"the bundle's bfloat16 copy of {method} at iteration {stage['from']}" if stage["from"] else "the campaign's SRResNet-MSE"
     log.info("plan: %s", json.dumps(stages))
     outcome = {}
     for method, stage in stages.items():
@@ -274,7 +275,7 @@ def continue_stage(args: argparse.Namespace, device: torch.device, started: floa
     more = {**stage, "from": reached, "iters": reached + max(2, int(rate * seconds)), "seconds": round(seconds, 1)}
     log.info("continuing %s: %s", method, json.dumps(more))
     stage_start = time.monotonic()
-    result = attempt_stage(method, more, args, resume=True)
+    result = attempt_stage(method, more, args)  # from > 0: it resumes the checkpoint
     campaign["outcome"][method] += ", continued" if result == "done" else f", continuing {result}"
     stage.setdefault("continued", []).append({"from": reached, "iters": more["iters"], "seconds": more["seconds"],
                                               "wall_seconds": round(time.monotonic() - stage_start, 1)})
