@@ -48,12 +48,13 @@ def test_upload_click_and_compare_in_chromium(tmp_path: Path, results_dir: Path)
                 sync_api.expect(page.locator("#compare-gallery")).to_contain_text(name)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             # Everything from the top of the page down to the per-method table.
-            bottom = page.locator("#compare-table").evaluate("e => e.getBoundingClientRect().bottom + window.scrollY")
+            # In whole pixels: the table's bottom can fall between two, and Chromium rounds a fractional clip its own way.
+            bottom = page.locator("#compare-table").evaluate("e => Math.ceil(e.getBoundingClientRect().bottom + window.scrollY)")
             clip = {"x": 0, "y": 0, "width": 1400, "height": bottom + 16}
             page.screenshot(path=str(screenshot), full_page=True, clip=clip)
         finally:
             browser.close()
-    assert Image.open(screenshot).size == (1400, round(bottom + 16))
+    assert Image.open(screenshot).size == (1400, bottom + 16)
 
 
 def _at(page, selector: str, fx: float, fy: float) -> dict[str, float]:
