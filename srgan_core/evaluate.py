@@ -116,6 +116,19 @@ def score_generator(
     return score_upscale(generator_upscale(generator, device), dataset, data_root, with_niqe=with_niqe)
 
 
+CARD_DATASETS = ("Set5", "Set14", "BSD100")
+
+
+def card_benchmarks(generator: Generator, data_root: Path | str | None = None, device: torch.device | None = None) -> dict:
+    """The `benchmarks` block of a model card: {dataset: {"psnr", "ssim"}}, means over Set5, Set14 and BSD100 rounded
+    to 3 and 4 decimals, scored as `evaluate` scores (so they match results/benchmarks.csv)."""
+    block = {}
+    for dataset in CARD_DATASETS:
+        scores = score_generator(generator, dataset, data_root, device=device)
+        block[dataset] = {"psnr": round(float(scores["psnr"].mean()), 3), "ssim": round(float(scores["ssim"].mean()), 4)}
+    return block
+
+
 def dataset_means(
     upscale: Callable[[np.ndarray], np.ndarray], datasets: list[str], data_root: Path | str | None = None, with_niqe: bool = False
 ) -> dict[str, dict[str, float]]:

@@ -237,13 +237,31 @@ def command_flag(command: str, flag: str) -> str | None:
     return None
 
 
+def score_card(path: Path, card: dict, data_root: Path | None) -> None:
+    """Fill the card's `benchmarks` block from the weights beside it (CARD.safetensors), as a run that ends by
+    --iters or --time-budget does; a run stopped by a signal skips that evaluation."""
+    from safetensors.torch import load_file
+
+    from srgan_core.evaluate import card_benchmarks
+    from srgan_core.models import Generator
+
+    generator = Generator()
+    generator.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
+    card["benchmarks"] = card_benchmarks(generator.eval(), data_root)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m srgan_core.provenance CARD.json ...`: link each card's starting weights to the commit that holds them."""
+    """`python -m srgan_core.provenance CARD.json ...`: link each card's starting weights to the commit that holds them;
+    with --score, also score the card's weights on Set5, Set14 and BSD100 into its `benchmarks` block."""
     import argparse
     import sys
 
+    from safetensors import SafetensorError
+
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("cards", type=Path, nargs="+", help="model cards (results/models/*.json)")
+    p.add_argument("--score", action="store_true", help="write each card's benchmarks block (PSNR/SSIM of the .safetensors beside it)")
+    p.add_argument("--data-root", type=Path, help="folder with benchmarks/Set5, Set14, BSD100 (default: SRGAN_DATA or ../shared/data)")
     args = p.parse_args(argv)
     status = 0
     for path in args.cards:
@@ -253,6 +271,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: not a readable model card ({exc})", file=sys.stderr)
             status = 1
             continue
+        if args.score:
+            try:
+                score_card(path, card, args.data_root)
+            except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+                print(f"{path}: not scored ({exc})", file=sys.stderr)
+                status = 1
+                continue
+            write_card(path, card)
+            print(f"{path}: benchmarks {card['benchmarks']}")
         if link_init(card):
             write_card(path, card)
             print(f"{path}: {card['init']['git_show']}")

@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "one batch after the other, each normalised by its own statistics, which leaves the discriminator blind to a "
         "colour cast common to all SR crops (results/training/srgan_cpu_schedule.md)",
     )
-    p.add_argument("--no-final-eval", dest="final_eval", action="store_false", help="skip the Set5/Set14/BSD100 evaluation written into the model card")
+    p.add_argument("--no-final-eval", dest="final_eval", action="store_false", help="skip the Set5/Set14/BSD100 evaluation written into the model card (a run stopped by a signal skips it too; `python -m srgan_core.provenance --score CARD` adds it later)")
     args = p.parse_args(argv)
     command = "python -m srgan_core.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     return TrainConfig(**vars(args), command=command)
@@ -364,8 +364,10 @@ class Trainer:
         bar.close()
         self.save_checkpoint()
         if self.rank == 0:
-            self.export(final_eval=not (not self.config.final_eval or stop.requested))
+            self.export(final_eval=self.config.final_eval and not stop.requested)
             log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if stop.requested else "done")
+            if stop.requested and self.config.final_eval:
+                log.info("the card has no benchmarks block: `python -m srgan_core.provenance --score %s` adds it", self.out.with_suffix(".json"))
         if self.world > 1:
             dist.destroy_process_group()
 
@@ -405,12 +407,9 @@ class Trainer:
         data = [f"train/{p.name}" for p in train_folders(self.config.data_root)]
         card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, data)
         if final_eval:
-            from srgan_core.evaluate import score_generator
+            from srgan_core.evaluate import card_benchmarks
 
-            card["benchmarks"] = {}
-            for dataset in ("Set5", "Set14", "BSD100"):
-                scores = score_generator(self.exported, dataset, self.config.data_root, device=self.device)
-                card["benchmarks"][dataset] = {"psnr": round(scores["psnr"].mean(), 3), "ssim": round(scores["ssim"].mean(), 4)}
+            card["benchmarks"] = card_benchmarks(self.exported, self.config.data_root, self.device)
         write_card(self.out.with_suffix(".json"), card)
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from srgan_core import provenance, train
@@ -97,3 +98,15 @@ def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
     assert (second.batch_size, second.lr, second.decay_at, second.iters, second.resume) == (256, 4e-4, 650, 700, True)
     no_lr = {"command": "python -m srgan_core.train --method srresnet-mse --batch-size 64", "batch_size": 64}  # older cards: the preset's, moved
     assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_card_benchmarks_are_those_of_results_benchmarks(path: Path) -> None:
+    """The card's PSNR/SSIM block (the trainer's final evaluation, or `provenance --score`) belongs to the shipped weights
+    that `evaluate` scored into results/benchmarks.csv, not to earlier ones."""
+    card = json.loads(path.read_text())
+    assert set(card.get("benchmarks", {})) == {"Set5", "Set14", "BSD100"}, f"fill it: python -m srgan_core.provenance --score {path.relative_to(REPO_ROOT)}"
+    scores = pd.read_csv(REPO_ROOT / "results" / "benchmarks.csv").set_index(["dataset", "method"])
+    for dataset, block in card["benchmarks"].items():
+        row = scores.loc[(dataset, card["method"])]
+        assert block["psnr"] == pytest.approx(row["psnr"], abs=6e-4) and block["ssim"] == pytest.approx(row["ssim"], abs=6e-5), dataset

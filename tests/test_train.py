@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from srgan_core import device, losses, train, train_config, training_log
+from srgan_core import device, losses, provenance, train, train_config, training_log
 from srgan_core.download import sha256_file
 from srgan_core.method_specs import LEARNED
 from srgan_core.models import Generator
@@ -314,3 +315,29 @@ def test_ema_starts_at_the_weights_a_run_resumes(tiny_data: Path, tmp_path: Path
     assert json.loads((tmp_path / "w.json").read_text())["ema_decay"] == 0.9
     with pytest.raises(SystemExit, match="--ema-decay must be in"):
         train.Trainer(train.parse_args(["--method", "srresnet-mse", "--ema-decay", "1", "--device", "cpu"]))
+
+
+def test_provenance_score_writes_the_benchmarks_block_a_finished_run_writes(tiny_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    for dataset in ("Set14", "BSD100"):
+        shutil.copytree(tiny_data / "benchmarks" / "Set5", root / "benchmarks" / dataset)
+    out = tmp_path / "w.safetensors"
+    train.main(["--method", "srresnet-mse", "--data-root", str(root), "--iters", "2", "--eval-every", "0", "--batch-size", "2",
+                "--crop", "32", "--threads", "1", "--ema-decay", "0.5", "--run-dir", str(tmp_path / "r"), "--out", str(out)])
+    card = json.loads(out.with_suffix(".json").read_text())
+    finished = card.pop("benchmarks")  # what a run that stopped by --iters wrote
+    assert set(finished) == {"Set5", "Set14", "BSD100"} and 5 < finished["Set5"]["psnr"] < 60
+    out.with_suffix(".json").write_text(json.dumps(card))  # as a run stopped by a signal leaves it
+
+    assert provenance.main(["--score", str(out.with_suffix(".json")), "--data-root", str(root)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text()) == {**card, "benchmarks": finished}
+
+
+def test_provenance_score_without_data_leaves_the_card_as_it_was(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    card = tmp_path / "w.json"
+    save_file(Generator().state_dict(), str(card.with_suffix(".safetensors")))
+    card.write_text('{"method": "srresnet-mse", "iterations": 2}')
+    assert provenance.main(["--score", str(card), "--data-root", str(tmp_path / "no-data")]) == 1
+    assert card.read_text() == '{"method": "srresnet-mse", "iterations": 2}'
+    assert "w.json: not scored" in capsys.readouterr().err
