@@ -66,3 +66,14 @@ def test_summary_refuses_an_empty_stretch(tmp_path: Path) -> None:
     write_log(tmp_path / "log.csv")
     with pytest.raises(SystemExit, match="no rows after iteration 400"):
         log_summary.main([str(tmp_path / "log.csv"), "--from", "400"])
+
+
+def test_extract_writes_the_stretch_byte_for_byte_and_never_over_a_file(tmp_path: Path, capsys) -> None:
+    write_log(tmp_path / "log.csv")
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert log_summary.main([str(tmp_path / "log.csv"), "--from", "200", "--to", "300", "--extract", str(tmp_path / "part.csv")]) == 0
+    assert "wrote 10 rows" in capsys.readouterr().out
+    assert (tmp_path / "part.csv").read_text().splitlines() == [lines[0], *lines[21:31]]  # iterations 210..300, as written
+    with pytest.raises(SystemExit):
+        log_summary.main([str(tmp_path / "log.csv"), "--extract", str(tmp_path / "part.csv")])
+    assert (tmp_path / "part.csv").read_text().splitlines() == [lines[0], *lines[21:31]]

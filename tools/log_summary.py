@@ -3,7 +3,9 @@
 Prints the figures the training notes (results/training/srgan_cpu_schedule.md) quote, so each can be re-made from
 the committed log: the iterations and learning rates covered, the content loss over the first and the last 100
 iterations, D(x) and D(G(z)) (the discriminator's mean output on HR and SR crops: mean and range over the log rows),
-and the range of each Set5 validation metric.
+and the range of each Set5 validation metric. `--extract OUT` also writes those rows, byte for byte, to a log of
+their own (how a run that was not shipped keeps its log: `--from` the shipped iteration, e.g.
+results/training/srgan-vgg54_unshipped_9555-12411_log.csv).
 """
 
 from __future__ import annotations
@@ -50,14 +52,32 @@ def summarise(log: pd.DataFrame, start: int | None = None, end: int | None = Non
     return out
 
 
+def extract(log: Path, out: Path, start: int | None = None, end: int | None = None) -> int:
+    """Write the header and the rows with start < iteration <= end of `log` to a new file `out`, unchanged; the rows written."""
+    header, *lines = log.read_text().splitlines()
+    kept = [line for line in lines if (start is None or int(line.split(",", 1)[0]) > start) and (end is None or int(line.split(",", 1)[0]) <= end)]
+    with out.open("x") as f:  # never over an existing log
+        f.write("\n".join([header, *kept]) + "\n")
+    return len(kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("log", type=Path, help="a training log CSV (runs/<method>/log.csv or results/training/<method>_log.csv)")
     p.add_argument("--from", dest="start", type=int, default=None, help="only rows after this iteration (where a run resumed)")
     p.add_argument("--to", dest="end", type=int, default=None, help="only rows up to this iteration")
+    p.add_argument("--extract", type=Path, metavar="OUT", help="also write these rows (with the header, unchanged) to OUT, a new file")
     args = p.parse_args(argv)
+    if args.extract is not None and args.extract.exists():
+        p.error(f"{args.extract} exists: pass a new file")
     rows = summarise(read_log(args.log, REQUIRED), args.start, args.end)
     print(markdown_table(["quantity", "value"], rows))
+    if args.extract is not None:
+        try:
+            count = extract(args.log, args.extract, args.start, args.end)
+        except OSError as exc:
+            raise SystemExit(f"error: cannot write {args.extract} ({exc.strerror})") from None
+        print(f"wrote {count} rows to {args.extract}")
     return 0
 
 
