@@ -27,14 +27,20 @@ def read_log(path: Path, required: Iterable[str]) -> pd.DataFrame:
     return log
 
 
+def log_rows(path: Path, start: int | None = None, end: int | None = None) -> tuple[str, list[str]]:
+    """A log's header line and its rows with start < iteration <= end, as written."""
+    header, *rows = path.read_text().splitlines()
+    iterations = [int(row.split(",", 1)[0]) for row in rows]
+    return header, [row for row, it in zip(rows, iterations) if (start is None or it > start) and (end is None or it <= end)]
+
+
 def start_from_shipped_log(run_log: Path, shipped: Path, iteration: int) -> None:
     """Start a run's log with the shipped weights' log (its rows up to `iteration`, where the weights were exported),
     so the log exported at the end of the run still covers every iteration that built the weights. Nothing is done
     when the run already has a log or there is no shipped one."""
     if run_log.is_file() or not shipped.is_file():
         return
-    header, *rows = shipped.read_text().splitlines()
-    kept = [row for row in rows if int(row.split(",", 1)[0]) <= iteration]
+    header, kept = log_rows(shipped, end=iteration)
     run_log.parent.mkdir(parents=True, exist_ok=True)
     run_log.write_text("\n".join([header, *kept]) + "\n")
 

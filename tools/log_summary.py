@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from srgan_core.markdown import markdown_table
-from srgan_core.training_log import VALIDATION_METRICS, read_log
+from srgan_core.training_log import VALIDATION_METRICS, log_rows, read_log
 
 EDGE_ITERATIONS = 100  # the content loss is averaged over this many iterations at each end
 REQUIRED = ("iteration", "lr", "loss_content", "d_real", "d_fake")
@@ -54,8 +54,7 @@ def summarise(log: pd.DataFrame, start: int | None = None, end: int | None = Non
 
 def extract(log: Path, out: Path, start: int | None = None, end: int | None = None) -> int:
     """Write the header and the rows with start < iteration <= end of `log` to a new file `out`, unchanged; the rows written."""
-    header, *lines = log.read_text().splitlines()
-    kept = [line for line in lines if (start is None or int(line.split(",", 1)[0]) > start) and (end is None or int(line.split(",", 1)[0]) <= end)]
+    header, kept = log_rows(log, start, end)
     with out.open("x") as f:  # never over an existing log
         f.write("\n".join([header, *kept]) + "\n")
     return len(kept)
