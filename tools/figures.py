@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from srgan_core.colour_fix import ColourFixedUpscaler  # noqa: E402
@@ -55,7 +56,7 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
         axes[1].text(row["iteration"], 0.99, f"{row['lr']:g}", transform=axes[1].get_xaxis_transform(), rotation=90,
                      ha="right", va="top", fontsize=6, color="tab:red")
     axes[1].set(xlabel="iteration", ylabel="dB", title="Set5 PSNR")
-    axes[1].legend(loc="lower right")
+    legend_axes = axes[1]
     artefacts = {"set5_colour_shift": ("Set5 colour shift", "tab:orange"), "set5_grid": ("Set5 sub-pixel grid", "tab:purple")}
     logged = {column: log.dropna(subset=[column]) for column in artefacts if column in log and log[column].notna().any()}
     if logged:  # logs from before these columns have none
@@ -65,13 +66,18 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
             levels.plot(rows["iteration"], rows[column], color=colour, marker="s", ms=3, lw=0.8, label=label)
         top = max(rows[column].max() for column, rows in logged.items())
         levels.set(ylabel="artefacts (levels)", ylim=(0, max(4.0, 1.2 * top)))
-        levels.legend(loc="upper left")
         axes[1].set_title("Set5 PSNR and artefacts")
+        legend_axes = levels  # the twin axes are drawn on top: one legend there stays readable
+    handles = [h for ax in dict.fromkeys((axes[1], legend_axes)) for h in ax.get_legend_handles_labels()[0]]
+    legend_axes.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
     if gan:
         axes[2].plot(log["iteration"], log["d_real"], lw=0.8, label="D(x)")
         axes[2].plot(log["iteration"], log["d_fake"], lw=0.8, label="D(G(z))")
         axes[2].set(xlabel="iteration", ylim=(0, 1), title="discriminator outputs")
         axes[2].legend()
+    for ax in axes:  # at most 6 iteration ticks with thousands separators, so 5-digit labels do not run together
+        ax.xaxis.set_major_locator(MaxNLocator(6, integer=True))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     fig.suptitle(title or method_of_log(log_csv))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
