@@ -3,15 +3,16 @@ writes its report (tiny sizes: a smoke test, not a measurement)."""
 
 from __future__ import annotations
 
-import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_core.inference import generate, keep_freed_memory, prepare_generator, tiles
 from srgan_core.half_resolution import half_resolution_kernel
+from srgan_core.inference import prepare_generator, tiles
 from srgan_core.models import Generator
 from tests.test_models import randomise_batchnorm
 from tools import benchmark
@@ -100,17 +101,36 @@ def test_tiling_overhead_counts_the_context_each_tile_runs() -> None:
     assert benchmark.tiling_overhead(960, 540, 128, 24) == rows * cols / (960 * 540)
 
 
-def test_a_second_pass_reuses_the_first_ones_memory() -> None:
-    """With the C library's defaults every large activation is mapped fresh from the OS and page-faults on its
-    first write (~44,000 faults per 128x128 pass here); the project path keeps freed memory for reuse."""
-    if not keep_freed_memory():
-        pytest.skip("needs Linux with glibc")
-    model = prepare_generator(Generator().eval(), torch.device("cpu"))
-    lr = torch.rand(1, 3, 128, 128)
-    generate(model, lr)
+REPO = Path(__file__).resolve().parents[1]
+SECOND_PASS_FAULTS = """
+import resource, sys
+import torch
+from srgan_core.inference import generate, keep_freed_memory, prepare_generator
+from srgan_core.models import Generator
+if not keep_freed_memory():
+    sys.exit(3)
+model = prepare_generator(Generator().eval(), torch.device("cpu"))
+lr = torch.rand(1, 3, 128, 128)
+generate(model, lr)
+for _ in range(3):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     generate(model, lr)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1_000
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_a_later_pass_reuses_the_first_ones_memory() -> None:
+    """With the C library's defaults every large activation is mapped fresh from the OS and page-faults on its
+    first write (~44,000 faults per 128x128 pass here); the project path keeps freed memory for reuse.
+
+    In a process of its own: in the suite's process other tests' server threads allocate and fault too. The
+    heap may still grow once on the second pass (16,384 faults seen), so the best of three later passes counts."""
+    run = subprocess.run([sys.executable, "-c", SECOND_PASS_FAULTS], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    if run.returncode == 3:
+        pytest.skip("needs Linux with glibc")
+    assert run.returncode == 0, run.stderr
+    faults = [int(line) for line in run.stdout.split()]
+    assert len(faults) == 3 and min(faults) < 1_000, faults
 
 
 def test_whole_process_section_lists_every_run_and_the_knob() -> None:
