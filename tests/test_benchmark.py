@@ -102,7 +102,7 @@ def test_tiling_overhead_counts_the_context_each_tile_runs() -> None:
 
 
 REPO = Path(__file__).resolve().parents[1]
-SECOND_PASS_FAULTS = """
+LATER_PASS_FAULTS = """
 import resource, sys
 import torch
 from srgan_core.inference import generate, keep_freed_memory, prepare_generator
@@ -125,7 +125,7 @@ def test_a_later_pass_reuses_the_first_ones_memory() -> None:
 
     In a process of its own: in the suite's process other tests' server threads allocate and fault too. The
     heap may still grow once on the second pass (16,384 faults seen), so the best of three later passes counts."""
-    run = subprocess.run([sys.executable, "-c", SECOND_PASS_FAULTS], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    run = subprocess.run([sys.executable, "-c", LATER_PASS_FAULTS], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
     if run.returncode == 3:
         pytest.skip("needs Linux with glibc")
     assert run.returncode == 0, run.stderr
