@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from srgan_core.half_resolution import half_resolution_kernel
 from srgan_core.inference import prepare_generator, tiles
 from srgan_core.models import Generator
+from srgan_core.paths import REPO_ROOT
 from tests.test_models import randomise_batchnorm
 from tools import benchmark
 
@@ -101,7 +102,6 @@ def test_tiling_overhead_counts_the_context_each_tile_runs() -> None:
     assert benchmark.tiling_overhead(960, 540, 128, 24) == rows * cols / (960 * 540)
 
 
-REPO = Path(__file__).resolve().parents[1]
 LATER_PASS_FAULTS = """
 import resource, sys
 import torch
@@ -125,7 +125,7 @@ def test_a_later_pass_reuses_the_first_ones_memory() -> None:
 
     In a process of its own: in the suite's process other tests' server threads allocate and fault too. The
     heap may still grow once on the second pass (16,384 faults seen), so the best of three later passes counts."""
-    run = subprocess.run([sys.executable, "-c", LATER_PASS_FAULTS], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    run = subprocess.run([sys.executable, "-c", LATER_PASS_FAULTS], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False)
     if run.returncode == 3:
         pytest.skip("needs Linux with glibc")
     assert run.returncode == 0, run.stderr
