@@ -43,14 +43,19 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
     )
 
 
-def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
-    """Largest difference of the per-channel RGB means of SR and HR, in 8-bit levels (a colour cast)."""
+def channel_error(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> np.ndarray:
+    """Per-channel RGB mean of SR - HR, in 8-bit levels (signed: + = SR brighter in that channel)."""
     if sr.shape != hr.shape:
         raise ValueError(f"SR {sr.shape} and HR {hr.shape} differ in shape")
     if border:
         sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
     means = [img.reshape(-1, img.shape[-1]).astype(np.float64).mean(axis=0) for img in (sr, hr)]
-    return float(np.abs(means[0] - means[1]).max())
+    return means[0] - means[1]
+
+
+def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """Largest difference of the per-channel RGB means of SR and HR, in 8-bit levels (a colour cast)."""
+    return float(np.abs(channel_error(sr, hr, border)).max())
 
 
 def subpixel_grid(sr: np.ndarray, hr: np.ndarray, scale: int = SCALE, border: int = 4) -> float:
