@@ -74,7 +74,7 @@ def check_admin_token(token: str | None) -> str | None:
     if token is not None and len(token) < MIN_ADMIN_TOKEN:
         raise AdminTokenError(
             f"the admin token has {len(token)} characters; use at least {MIN_ADMIN_TOKEN} "
-            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+            "(e.g. from `python -c 'import secrets; print(secrets.token_hex(24))'`)"
         )
     return token
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from study import serve
 from tools import pilot_study
 
 ARGS = ["--datasets", "Set5", "--calibration", "1", "--gold", "2", "--repeats", "2", "--pause-every", "20", "--timeout", "300"]
@@ -37,3 +38,12 @@ def test_pilot_every_method_three_raters_through_the_page_gives_every_paired_tes
     assert "Friedman test over 15 complete (rater, image) blocks of 8 methods: chi2 =" in (out / "analysis" / "report.md").read_text()
     summary = (out / "pilot.md").read_text()
     assert "simulated raters: nothing here is a MOS result" in summary and summary.count("MOS") == 1
+
+
+def test_the_serve_command_keeps_a_token_that_begins_with_a_dash(tmp_path: Path) -> None:
+    """secrets.token_urlsafe begins with '-' once in 64 draws; argparse must still read it as the token."""
+    token = "-" + "x" * 31
+    cmd = pilot_study.serve_command(tmp_path / "study.sqlite", 8123, token)
+    assert cmd[1:3] == ["-m", "study.serve"]
+    args = serve.parse_args(cmd[3:])
+    assert args.admin_token == token and args.port == 8123 and args.db == tmp_path / "study.sqlite"

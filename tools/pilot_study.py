@@ -89,12 +89,17 @@ class Rater:
     done: bool = False
 
 
+def serve_command(db: Path, port: int, admin_token: str) -> list[str]:
+    """The `study.serve` command line; the token is joined to its flag, since a token may begin with '-'."""
+    return [sys.executable, "-m", "study.serve", "--db", str(db), "--port", str(port), f"--admin-token={admin_token}"]
+
+
 @contextmanager
 def serving(db: Path, log_path: Path, admin_token: str) -> Iterator[str]:
     """`python -m study.serve` on `db` on a free localhost port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    cmd = [sys.executable, "-m", "study.serve", "--db", str(db), "--port", str(port), "--admin-token", admin_token]
+    cmd = serve_command(db, port, admin_token)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
