@@ -1,6 +1,6 @@
 """Where does an SR method's colour cast come from? Its error by brightness, per image, and after a global correction.
 
-`python -m tools.probe_tone [--methods srresnet-mse srgan-vgg22 srgan-vgg54] [--calibration-crops 160] [--out results/tone_probe.md]`
+`python -m tools.probe_tone [--methods srresnet-mse srgan-vgg22 srgan-vgg54] [--calibration-crops 160] [--out results/training/tone_probe.md]`
 
 1. **By brightness.** On every benchmark image, the mean of SR - HR per RGB channel within bands of the brightness
    (mean of R, G, B) of the input's bicubic upscale, a function of the input only. A method that is right on average
