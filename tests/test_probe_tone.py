@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from srgan_core.evaluate import dataset_means
+from srgan_core.methods import load_method
 from srgan_core.metrics import channel_error, colour_shift
 from tools import probe_tone
 from tools.probe_tone import (
@@ -68,10 +70,15 @@ def test_block_means_drop_partial_blocks() -> None:
 
 def test_probe_report(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "tone.md"
-    assert probe_tone.main(["--methods", "bicubic", "--datasets", "Set5", "--calibration-crops", "2", "--out", str(out)]) == 0
+    argv = ["--methods", "nearest", "bicubic", "--datasets", "Set5", "--calibration-crops", "2", "--out", str(out)]
+    assert probe_tone.main(argv) == 0
     text = out.read_text()
-    assert "python -m tools.probe_tone --methods bicubic" in text
-    assert "| bicubic | Set5 |" in text and "## 3. A global correction" in text
+    assert "python -m tools.probe_tone --methods nearest bicubic" in text and "## 3. A global correction" in text
+    for method in ("nearest", "bicubic"):  # each row is its own method's: the colour shift of `evaluate`
+        expected = dataset_means(load_method(method).upscale, ["Set5"], data_root)["Set5"]["colour_shift"]
+        assert f"| {method} | Set5 |" in text
+        row = next(line for line in text.splitlines() if line.startswith(f"| {method} | Set5 |"))
+        assert float(row.split("|")[-2]) == pytest.approx(expected, abs=0.005)
     assert "| share of pixels |" in text
     bands_row = next(line for line in text.splitlines() if line.startswith("| share of pixels"))
     assert sum(int(cell.strip().rstrip("%")) for cell in bands_row.split("|")[2:-1]) in range(98, 103)

@@ -67,37 +67,51 @@ def corrected(sr: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarra
     return np.clip(np.round(sr * gain + offset), 0, 255).astype(np.uint8)
 
 
-def fit_on_training_crops(upscaler: Upscaler, crops: int, data_root: Path | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel gain and offset that best map the method's SR block means to HR's, on random training crops."""
+def training_crops(crops: int, data_root: Path | None, seed: int = 0) -> np.ndarray:
+    """`crops` random HR crops (N x CROP x CROP x 3, uint8) of the training images, drawn once for every method."""
     images = TrainImages.load(train_folders(data_root), CROP)
-    hrs = images.batch(crops, CROP, torch.Generator().manual_seed(seed)).permute(0, 2, 3, 1).numpy()
+    return images.batch(crops, CROP, torch.Generator().manual_seed(seed)).permute(0, 2, 3, 1).numpy()
+
+
+def fit_on_crops(upscaler: Upscaler, hrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel gain and offset that best map the method's SR block means to HR's on these crops."""
     inner = (slice(2 * BORDER, -2 * BORDER), slice(2 * BORDER, -2 * BORDER))
     pairs = [(block_means(upscaler.upscale(downscale_x4(hr))[inner]), block_means(hr[inner])) for hr in hrs]
     return fit_gain_offset(np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
 
 
-def probe_method(method: str, datasets: list[str], crops: int, data_root: Path | None) -> dict:
-    """Every number of the report for one method."""
-    upscaler, bicubic = load_method(method, torch.device("cpu")), load_method("bicubic")
-    gain, offset = fit_on_training_crops(upscaler, crops, data_root) if crops else (np.ones(3), np.zeros(3))
-    found = {"method": method, "gain": gain, "offset": offset, "datasets": {}}
+def probe(methods: list[str], datasets: list[str], crops: int, data_root: Path | None) -> list[dict]:
+    """Every number of the report, a dict per method; each benchmark image and its bicubic upscale are made once."""
+    upscalers = {m: load_method(m, torch.device("cpu")) for m in methods}
+    hrs = training_crops(crops, data_root) if crops else None
+    found = []
+    for method, upscaler in upscalers.items():
+        gain, offset = fit_on_crops(upscaler, hrs) if crops else (np.ones(3), np.zeros(3))
+        found.append({"method": method, "gain": gain, "offset": offset, "datasets": {}})
+    bicubic = load_method("bicubic")
     for dataset in datasets:
-        sums, counts, errors, scores = 0, 0, [], []
+        sums, counts = np.zeros((len(methods), len(BAND_EDGES) - 1, 3)), np.zeros(len(BAND_EDGES) - 1)
+        errors, scores = [[] for _ in methods], [[] for _ in methods]
         for path in benchmark_images(dataset, data_root):
             hr = modcrop(load_image(path))
             lr = downscale_x4(hr)
-            sr = upscaler.upscale(lr)
-            band_sum, band_count = band_sums(sr, hr, bicubic.upscale(lr))
-            sums, counts = sums + band_sum, counts + band_count
-            errors.append(channel_error(sr, hr))
-            fixed = corrected(sr, gain, offset)
-            scores.append([colour_shift(sr, hr), colour_shift(fixed, hr), psnr_y(sr, hr), psnr_y(fixed, hr)])
-        found["datasets"][dataset] = {
-            "band_error": sums / np.maximum(counts, 1)[:, None],
-            "band_share": counts / counts.sum(),
-            "image_errors": np.array(errors),
-            "scores": np.mean(scores, axis=0),
-        }
+            reference = bicubic.upscale(lr)
+            for i, upscaler in enumerate(upscalers.values()):
+                sr = upscaler.upscale(lr)
+                band_sum, band_count = band_sums(sr, hr, reference)
+                sums[i] += band_sum
+                errors[i].append(channel_error(sr, hr))
+                fixed = corrected(sr, found[i]["gain"], found[i]["offset"])
+                scores[i].append([colour_shift(fixed, hr), psnr_y(sr, hr), psnr_y(fixed, hr)])
+            counts += band_count
+        for i, f in enumerate(found):
+            f["datasets"][dataset] = {
+                "band_error": sums[i] / np.maximum(counts, 1)[:, None],
+                "band_share": counts / counts.sum(),
+                "colour_shift": np.abs(errors[i]).max(axis=1).mean(),
+                "image_errors": np.array(errors[i]),
+                "corrected": np.mean(scores[i], axis=0),  # colour shift after, PSNR before, PSNR after
+            }
     return found
 
 
@@ -136,9 +150,9 @@ def report(found: list[dict], datasets: list[str], crops: int, command: str) -> 
     rows = []
     for f in found:
         for dataset in datasets:
-            errors = f["datasets"][dataset]["image_errors"]
-            shift = np.abs(errors).max(axis=1).mean()
-            rows.append([f["method"], dataset, rgb(errors.mean(axis=0), 2), rgb(errors.std(axis=0), 2).replace("+", ""), f"{shift:.2f}"])
+            scores = f["datasets"][dataset]
+            errors = scores["image_errors"]
+            rows.append([f["method"], dataset, rgb(errors.mean(axis=0), 2), rgb(errors.std(axis=0), 2).replace("+", ""), f"{scores['colour_shift']:.2f}"])
     lines.append(markdown_table(["method", "dataset", "mean error", "spread (std)", "colour shift"], rows))
     if not crops:
         return "\n".join(lines) + "\n"
@@ -153,7 +167,10 @@ def report(found: list[dict], datasets: list[str], crops: int, command: str) -> 
     ]
     rows = []
     for f in found:
-        cells = [f"{s[0]:.2f} -> {s[1]:.2f}, {s[2]:.2f} -> {s[3]:.2f}" for s in (f["datasets"][d]["scores"] for d in datasets)]
+        cells = [
+            f"{s['colour_shift']:.2f} -> {s['corrected'][0]:.2f}, {s['corrected'][1]:.2f} -> {s['corrected'][2]:.2f}"
+            for s in (f["datasets"][d] for d in datasets)
+        ]
         rows.append([f["method"], rgb(f["gain"], 3).replace("+", ""), rgb(f["offset"], 2), *cells])
     lines.append(markdown_table(["method", "gain", "offset", *datasets], rows))
     return "\n".join(lines) + "\n"
@@ -173,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        found = [probe_method(m, args.datasets, args.calibration_crops, args.data_root) for m in args.methods]
+        found = probe(args.methods, args.datasets, args.calibration_crops, args.data_root)
     except MethodUnavailable as exc:
         raise SystemExit(f"error: {exc}") from None
     publish(report(found, args.datasets, args.calibration_crops, command_line("tools.probe_tone", argv)), args.out)
