@@ -46,6 +46,7 @@ BATCH = 16  # the paper's batch
 LEVELS = 127.5  # 8-bit levels per unit of the [-1, 1] range
 SCALE = 1e3  # pulls are reported x 1e3
 GENERATORS = ("srresnet-mse", "srgan-vgg22", "srgan-vgg54")
+ADVERSARIAL = f"adversarial (x {losses.adversarial_scale('sum'):g})"  # the row of the term as training weighs it
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
 
@@ -79,7 +80,7 @@ def loss_terms(hr: torch.Tensor, vgg: dict[str, losses.VGGLoss], discriminator: 
     for layer, loss in vgg.items():
         terms[f"VGG{layer} content"] = (lambda s, loss=loss: loss(s, hr), None)
         terms[f"VGG{layer} content, bfloat16"] = (lambda s, loss=loss: loss(s, hr), torch.bfloat16)
-    terms[f"adversarial (x {scale:g})"] = (lambda s: scale * losses.generator_adversarial_loss(losses.discriminate(discriminator, hr, s, "joint")[1].float()), None)
+    terms[ADVERSARIAL] = (lambda s: scale * losses.generator_adversarial_loss(losses.discriminate(discriminator, hr, s, "joint")[1].float()), None)
     terms["pixel MSE (reference)"] = (lambda s: losses.mse_loss(s, hr), None)
     return terms
 
@@ -95,7 +96,7 @@ def probe_generator(
         with torch.no_grad():
             sr = generator(lr)
         results = {name: tone_pull(loss, sr, autocast) for name, (loss, autocast) in loss_terms(hr, vgg, discriminator).items()}
-        adversarial = next(pull for name, pull in results.items() if name.startswith("adversarial"))
+        adversarial = results[ADVERSARIAL]
         for layer in vgg:  # what an SRGAN step applies: its content loss plus the adversarial term
             content = results[f"VGG{layer} content"]
             results[f"SRGAN-VGG{layer} loss (VGG{layer} + adversarial)"] = (content[0] + adversarial[0], content[1] + adversarial[1])
