@@ -127,7 +127,7 @@ def method_table(pulls: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     return markdown_table(["term", "contrast pull R / G / B (x 1e3)", "brightness pull R / G / B (x 1e3)"], rows)
 
 
-def report(command: str, args: argparse.Namespace, sections: list[tuple[str, int, list[tuple[int, float, float]], str]]) -> str:
+def report(command: str, args: argparse.Namespace, sections: list[tuple[str, int, dict[str, float], str]]) -> str:
     lines = [
         "# Which loss term pulls the tone which way", "",
         f"Made by `{command}` on {hardware(torch.device('cpu'))}, torch {torch.__version__}.", "",
@@ -141,11 +141,10 @@ def report(command: str, args: argparse.Namespace, sections: list[tuple[str, int
         " the least-squares a - 1 (x 100, so +5 = 5 % more contrast) and b (8-bit levels) that map SR onto HR, per batch."
         " Where a term's pull and HR's ask differ in sign, that term moves the tone away from HR."), "",
     ]
-    for method, iterations, curve, table in sections:
-        real, fake = curve[-1][1:]
+    for method, iterations, verdict, table in sections:
         lines += [
             f"## {method} ({iterations} iterations)", "",
-            f"Discriminator after {args.discriminator_steps} steps: D(HR) {real:.2f}, D(SR) {fake:.2f}.", "",
+            f"Discriminator after {args.discriminator_steps} steps: D(HR) {verdict['real']:.2f}, D(SR) {verdict['fake']:.2f}.", "",
             table, "",
         ]
     return "\n".join(lines)
@@ -170,13 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         generator = load_generator(method).train()
         iterations = json.loads(SPECS[method].weights_file.with_suffix(".json").read_text())["iterations"]
-        curve: list[tuple[int, float, float]] = []
+        verdict: dict[str, float] = {}  # D's mean outputs on its last training batch
         discriminator = train_discriminator(
-            generator, images, args.discriminator_steps, BATCH, CROP, args.seed, "joint", lambda step, real, fake, curve=curve: curve.append((step, real, fake)),
+            generator, images, args.discriminator_steps, BATCH, CROP, args.seed, "joint", lambda step, real, fake, verdict=verdict: verdict.update(real=real, fake=fake),
         )
-        print(f"{method}: discriminator trained, D(HR) {curve[-1][1]:.2f}, D(SR) {curve[-1][2]:.2f}", file=sys.stderr, flush=True)
+        print(f"{method}: discriminator trained, D(HR) {verdict['real']:.2f}, D(SR) {verdict['fake']:.2f}", file=sys.stderr, flush=True)
         pulls = probe_generator(generator, images, vgg, discriminator, args.batches, args.seed + 1)
-        sections.append((method, iterations, curve, method_table(pulls)))
+        sections.append((method, iterations, verdict, method_table(pulls)))
     publish(report(command_line("tools.probe_tone_pull", argv), args, sections), args.out)
     return 0
 
