@@ -31,10 +31,18 @@ from demo.inputs import (
 from srgan_core.colour_fix import SUFFIX as COLOUR_FIX_SUFFIX
 from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import BENCHMARKS
-from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.device import default_precision, pick_device
+from srgan_core.images import ImageError, load_image, save_png
 from srgan_core.method_specs import KNOB_ENDS, METHODS, ORIGINAL_LABEL, SPECS
-from srgan_core.methods import MethodUnavailable, Upscaler, interpolated_upscaler, list_methods, load_method
+from srgan_core.methods import (
+    MethodUnavailable,
+    Upscaler,
+    interpolated_upscaler,
+    knob_problem,
+    knob_start,
+    list_methods,
+    load_method,
+)
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.paths import GET_DATA
 
@@ -326,16 +334,17 @@ def run_knob(
         return comparison, None, "**Run the comparison first**: the knob upscales the same input."
     precision = compare_precision(force_float32)
     try:
+        blended_from = knob_start()
         upscaler = knob_upscaler(alpha, precision)
     except MethodUnavailable as exc:
-        return comparison, None, f"**The knob needs both {' and '.join(KNOB_ENDS)}**: {exc}"
+        return comparison, None, f"**The knob is unavailable here**: {exc}"
     if comparison.colour_fix:
         upscaler = ColourFixedUpscaler(upscaler)
     start = time.perf_counter()
     sr = upscaler.upscale(comparison.prepared.lr, progress=lambda done: progress(done, desc=f"alpha {alpha:.2f}"))
     seconds = time.perf_counter() - start
     comparison.knob = sr
-    text = f"alpha = {alpha:.2f} ({KNOB_ENDS[0]} at 0, {KNOB_ENDS[1]} at 1) · {seconds:.2f} s · {precision}"
+    text = f"alpha = {alpha:.2f} (0: {blended_from.label}, {KNOB_ENDS[1]}'s start; 1: {KNOB_ENDS[1]}) · {seconds:.2f} s · {precision}"
     if comparison.colour_fix:
         text += " · colour fix"
     hr = comparison.prepared.hr
@@ -363,9 +372,15 @@ def default_right_panel() -> str:
     return next((name for name in PREFERRED_RIGHT if name in available), "nearest")
 
 
-def knob_unavailable_reason() -> str | None:
-    missing = [f"{i.name}: {i.reason}" for i in list_methods() if i.name in KNOB_ENDS and not i.available]
-    return "; ".join(missing) or None
+def knob_explained() -> str:
+    """The knob's line: what it blends, or why it is unavailable here."""
+    problem = knob_problem()
+    if problem:
+        return f"Network interpolation of {KNOB_ENDS[1]} with its start. **Unavailable here**: {problem}."
+    return (
+        f"Network interpolation: every weight is (1 - alpha) x {knob_start().label} + alpha x {KNOB_ENDS[1]}, "
+        f"which was fine-tuned from those weights (blending two networks works only when they share a start)."
+    )
 
 
 def write_downloads(comparison: Comparison) -> list[str]:
@@ -478,12 +493,8 @@ def build_tab(data_root: Path | None) -> None:
         slider = gr.ImageSlider(label="Two methods at the same crop", format="png", scale=3)
     downloads = gr.File(label="Full-size outputs (lossless PNG)", file_count="multiple", interactive=False)
     with gr.Accordion("Perception-distortion knob", open=True):
-        reason = knob_unavailable_reason()
-        gr.Markdown(
-            f"Network interpolation: every weight is (1 - alpha) x {KNOB_ENDS[0]} + alpha x {KNOB_ENDS[1]}."
-            + (f" **Unavailable here**: {reason}." if reason else "")
-        )
-        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="alpha", interactive=reason is None)
+        gr.Markdown(knob_explained())
+        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="alpha", interactive=knob_problem() is None)
         knob_text = gr.Markdown(elem_id="compare-knob-text")
         knob_image = gr.Image(label="Blended network at the same crop", format="png", interactive=False)
 

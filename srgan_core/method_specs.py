@@ -38,6 +38,16 @@ class MethodSpec:
     def weights_file(self) -> Path:
         return MODELS_DIR / f"{self.name}.safetensors"
 
+    @property
+    def card_file(self) -> Path:
+        """The weights' model card (how they were trained, and the weights the run started from)."""
+        return MODELS_DIR / f"{self.name}.json"
+
+
+def starts_dir() -> Path:
+    """Where starting weights are kept that are no longer any method's shipped weights (the knob's alpha-0 end)."""
+    return MODELS_DIR / "starts"
+
 
 SPECS = {
     spec.name: spec
@@ -67,4 +77,6 @@ METHODS = tuple(SPECS)
 LEARNED = tuple(name for name, spec in SPECS.items() if spec.learned)
 ORIGINAL = "hr"  # the high-resolution original's method name, where it is scored (evaluate) and rated (the study)
 ORIGINAL_LABEL = "original"  # how the app shows it
-KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")  # the perception-distortion knob blends the first (0) into the second (1)
+# The perception-distortion knob blends the second (1) with the weights of the first that it was fine-tuned from (0):
+# network interpolation needs both ends to share a start, which the shipped srresnet-mse may have trained on past.
+KNOB_ENDS = ("srresnet-mse", "srgan-vgg54")

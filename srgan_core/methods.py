@@ -6,6 +6,7 @@ restart)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from srgan_core.device import check_precision, pick_device
+from srgan_core.download import sha256_file
 from srgan_core.images import load_image, to_tensor, to_uint8
 from srgan_core.imresize import imresize
 from srgan_core.inference import generate_tiled, prepare_generator
-from srgan_core.method_specs import KNOB_ENDS, METHODS, SCALE, SPECS
+from srgan_core.method_specs import KNOB_ENDS, METHODS, SCALE, SPECS, starts_dir
 from srgan_core.models import Generator
 from srgan_core.paths import shown_path
 
@@ -125,12 +127,24 @@ def load_state(name: str) -> dict[str, torch.Tensor]:
 
 def load_generator(name: str) -> Generator:
     """The trained generator of a learned method (CPU, eval mode)."""
-    state, generator = load_state(name), Generator()
+    return _generator(load_state(name), SPECS[name].weights_file)
+
+
+def generator_from_file(path: Path) -> Generator:
+    """The generator in any weights file (CPU, eval mode), read once per file version."""
+    state = _read_weights(path, _version(path))
+    if isinstance(state, str):
+        raise MethodUnavailable(state)
+    return _generator(state, path)
+
+
+def _generator(state: dict[str, torch.Tensor], path: Path) -> Generator:
+    generator = Generator()
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a readable file holding something else than this generator
         reason = str(exc).splitlines()[0].rstrip(":")
-        raise MethodUnavailable(_damaged(SPECS[name].weights_file, f"not a generator: {reason}")) from None
+        raise MethodUnavailable(_damaged(path, f"not a generator: {reason}")) from None
     return generator.eval()
 
 
@@ -178,17 +192,75 @@ def interpolate_generators(a: Generator, b: Generator, alpha: float) -> Generato
     return out.eval()
 
 
+# ----- the perception-distortion knob -----
+@dataclass(frozen=True)
+class KnobStart:
+    """The knob's alpha-0 end: the weights its alpha-1 end was fine-tuned from."""
+
+    path: Path
+    label: str  # e.g. "srresnet-mse at 14,500 iterations"
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: Path, version: tuple[int, int]) -> str:
+    return sha256_file(path)
+
+
+def knob_start() -> KnobStart:
+    """Find, by the sha256 in the alpha-1 end's model card, the weights it was fine-tuned from: the shipped
+    weights of the first of KNOB_ENDS while they still are those, else a copy kept in `starts_dir()`.
+
+    Network interpolation needs both ends to share a start: blending with weights trained on past that start gives
+    outputs worse than either end (results/knob.md)."""
+    base, tuned = KNOB_ENDS
+    card_file = SPECS[tuned].card_file
+    try:
+        init = json.loads(card_file.read_text()).get("init") or {}
+    except (OSError, ValueError) as exc:
+        raise MethodUnavailable(
+            f"{shown_path(card_file)} cannot be read ({exc}): restore it with `git checkout -- {shown_path(card_file)}`"
+        ) from None
+    sha256 = init.get("sha256")
+    if not sha256 or init.get("method") != base:
+        raise MethodUnavailable(f"{shown_path(card_file)} does not record the {base} weights {tuned} was fine-tuned from")
+    for path in [SPECS[base].weights_file, *sorted(starts_dir().glob("*.safetensors"))]:
+        if path.is_file() and _sha256(path, _version(path)) == sha256:
+            iterations = init.get("iterations")
+            return KnobStart(path, f"{base} at {iterations:,} iterations" if iterations else base)
+    starts = shown_path(starts_dir())
+    recover = f"restore them with `git checkout -- {starts}`"
+    if init.get("git_show"):
+        recover += f", or write them with `{init['git_show']}` and move that file into {starts}/"
+    raise MethodUnavailable(
+        f"the {base} weights {tuned} was fine-tuned from (sha256 {sha256[:12]}) are neither "
+        f"{shown_path(SPECS[base].weights_file)} nor in {starts}/: {recover}"
+    )
+
+
+def knob_problem() -> str | None:
+    """Why the knob cannot run here (one line saying how to fix it), or None."""
+    problem = weights_problem(KNOB_ENDS[1])
+    if problem:
+        return f"{KNOB_ENDS[1]}: {problem}"
+    try:
+        knob_start()
+    except MethodUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def interpolated_upscaler(alpha: float, device: str | torch.device | None = None, precision: str = "float32") -> Upscaler:
-    """The perception-distortion knob: the first of KNOB_ENDS (alpha 0) blended into the second (alpha 1); the
+    """The perception-distortion knob: `knob_start()` (alpha 0) blended into the second of KNOB_ENDS (alpha 1); the
     few used last are kept."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     check_precision(precision)
     with _lock:
-        return _blended(float(alpha), str(pick_device(device)), precision, _versions(*KNOB_ENDS))
+        start = knob_start().path
+        return _blended(float(alpha), str(pick_device(device)), precision, start, (_version(start), *_versions(KNOB_ENDS[1])))
 
 
 @lru_cache(maxsize=4)
-def _blended(alpha: float, device: str, precision: str, versions: tuple) -> Upscaler:
-    blended = interpolate_generators(*(load_generator(name) for name in KNOB_ENDS), alpha)
+def _blended(alpha: float, device: str, precision: str, start: Path, versions: tuple) -> Upscaler:
+    blended = interpolate_generators(generator_from_file(start), load_generator(KNOB_ENDS[1]), alpha)
     return GeneratorUpscaler(f"interpolated-{alpha:.2f}", blended, torch.device(device), precision)

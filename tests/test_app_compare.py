@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ from app import create_app
 from demo.crops import crop_box, zoomed
 from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, prepare
 from srgan_core import method_specs, methods
+from srgan_core.download import sha256_file
 from srgan_core.evaluate import score_images
 from srgan_core.images import ImageError, downscale_x4, modcrop
+from srgan_core.method_specs import KNOB_ENDS
 from srgan_core.metrics import psnr_y, ssim_y
 from srgan_core.models import Generator
 from srgan_core.paths import default_data_root
@@ -49,6 +52,9 @@ def running_app(tmp: Path, random_weights: tuple[str, ...] = RANDOM_WEIGHTS) -> 
             torch.manual_seed(0)
             for name in random_weights:
                 save_file(Generator().state_dict(), str(models_dir / f"{name}.safetensors"))
+            if set(KNOB_ENDS) <= set(random_weights):  # the knob's alpha-1 end says it was fine-tuned from the other
+                init = {"method": KNOB_ENDS[0], "sha256": sha256_file(models_dir / f"{KNOB_ENDS[0]}.safetensors"), "iterations": 10}
+                (models_dir / f"{KNOB_ENDS[1]}.json").write_text(json.dumps({"method": KNOB_ENDS[1], "init": init}))
             patch.setattr(method_specs, "MODELS_DIR", models_dir)
         app = create_app(default_data_root(), tmp / "study.sqlite", "test-token", tmp / "results")
         app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
@@ -355,3 +361,14 @@ def test_the_footer_says_where_weights_and_data_come_from(tmp_path: Path) -> Non
     assert "`python -m srgan_core.data download`" in app.footer(tmp_path)  # no benchmarks there
     (tmp_path / "benchmarks").mkdir()
     assert f"read from `{tmp_path / 'benchmarks'}`" in app.footer(tmp_path)
+
+
+def test_the_knob_says_what_it_blends_or_why_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo.compare import knob_explained
+    from tests.test_methods import write_fine_tuned
+
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
+    write_fine_tuned(tmp_path, Generator())
+    assert "(1 - alpha) x srresnet-mse at 100 iterations + alpha x srgan-vgg54" in knob_explained()
+    (tmp_path / "starts" / "srresnet-mse-100.safetensors").unlink()
+    assert "**Unavailable here**: the srresnet-mse weights srgan-vgg54 was fine-tuned from" in knob_explained()

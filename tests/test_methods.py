@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,20 @@ import torch
 from safetensors.torch import save_file
 
 from srgan_core import method_specs
-from srgan_core.paths import REPO_ROOT
+from srgan_core.download import sha256_file
 from srgan_core.images import to_tensor
 from srgan_core.inference import generate, generate_tiled, prepare_generator
-from srgan_core.methods import MethodUnavailable, interpolate_generators, list_methods, load_method
+from srgan_core.methods import (
+    MethodUnavailable,
+    interpolate_generators,
+    interpolated_upscaler,
+    knob_problem,
+    knob_start,
+    list_methods,
+    load_method,
+)
 from srgan_core.models import Generator
+from srgan_core.paths import REPO_ROOT
 from tests.test_models import randomise_batchnorm
 
 
@@ -134,3 +144,56 @@ def test_network_interpolation_endpoints_and_midpoint() -> None:
     torch.testing.assert_close(interpolate_generators(a, b, 1.0).state_dict()[key], b.state_dict()[key])
     with pytest.raises(ValueError, match="alpha"):
         interpolate_generators(a, b, 1.5)
+
+
+def write_fine_tuned(models_dir: Path, start: Generator, **init: object) -> Path:
+    """A random srgan-vgg54 whose model card says it was fine-tuned from `start` (saved in `models_dir/starts`)."""
+    (models_dir / "starts").mkdir(exist_ok=True)
+    path = models_dir / "starts" / "srresnet-mse-100.safetensors"
+    save_file(start.state_dict(), str(path))
+    save_file(Generator().state_dict(), str(models_dir / "srgan-vgg54.safetensors"))
+    card = {"method": "srgan-vgg54", "init": {"method": "srresnet-mse", "sha256": sha256_file(path), "iterations": 100, **init}}
+    (models_dir / "srgan-vgg54.json").write_text(json.dumps(card))
+    return path
+
+
+def test_the_knob_blends_from_the_weights_the_srgan_was_fine_tuned_from(models_dir: Path, photo: np.ndarray) -> None:
+    torch.manual_seed(0)
+    start = Generator()
+    randomise_batchnorm(start)
+    write_fine_tuned(models_dir, start)
+    save_file(Generator().state_dict(), str(models_dir / "srresnet-mse.safetensors"))  # trained on past the start
+    assert knob_start().path == models_dir / "starts" / "srresnet-mse-100.safetensors" and knob_problem() is None
+    assert knob_start().label == "srresnet-mse at 100 iterations"
+    with torch.no_grad():
+        expected = ((start.eval()(to_tensor(photo)) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    at_zero = interpolated_upscaler(0.0, "cpu").upscale(photo).astype(float)
+    assert np.abs(at_zero - expected).max() <= 0.5 + 1e-3  # the start, not the shipped srresnet-mse
+    (models_dir / "srresnet-mse.safetensors").write_bytes((models_dir / "starts" / "srresnet-mse-100.safetensors").read_bytes())
+    assert knob_start().path == models_dir / "srresnet-mse.safetensors"  # while the shipped weights are the start
+
+
+def test_the_knob_without_its_start_says_how_to_get_it(models_dir: Path) -> None:
+    torch.manual_seed(0)
+    copy = write_fine_tuned(models_dir, Generator(), git_show="git show abc:results/models/srresnet-mse.safetensors > runs/x")
+    copy.unlink()
+    save_file(Generator().state_dict(), str(models_dir / "srresnet-mse.safetensors"))
+    problem = knob_problem()
+    assert "fine-tuned from" in problem and "git checkout -- " in problem and "git show abc:" in problem
+    with pytest.raises(MethodUnavailable, match="fine-tuned from"):
+        interpolated_upscaler(0.5, "cpu")
+    (models_dir / "srgan-vgg54.json").write_text(json.dumps({"method": "srgan-vgg54"}))
+    assert "does not record" in knob_problem()
+    (models_dir / "srgan-vgg54.json").write_text("{not json")
+    assert "cannot be read" in knob_problem()
+    (models_dir / "srgan-vgg54.safetensors").unlink()
+    assert knob_problem().startswith("srgan-vgg54: no trained weights")
+
+
+def test_the_shipped_knob_finds_its_start_and_every_kept_start_is_used() -> None:
+    assert knob_problem() is None
+    cards = [json.loads(spec.card_file.read_text()) for spec in method_specs.SPECS.values() if spec.card_file.is_file()]
+    starts = {card["init"]["sha256"] for card in cards if card.get("init")}
+    assert sha256_file(knob_start().path) in starts
+    kept = sorted(method_specs.starts_dir().glob("*.safetensors"))
+    assert all(sha256_file(path) in starts for path in kept)  # none that no shipped network started from
