@@ -630,8 +630,8 @@ def training_section(training: list[dict], data: dict, sizes: Sizes) -> list[str
         " generator's update, default Adam. Project = `srgan_core.train.Trainer.step` (built from a `TrainConfig`):"
         " `Generator.forward` (output conv at half resolution), channels_last, VGG19 truncated at phi with HR under no_grad"
         " (no backward through the HR half), discriminator frozen for the generator's update, fused Adam; `--amp off`"
-        " (float32 throughout) and as it trains (`--amp auto`: the whole step under AMP on CUDA; on CPUs with native"
-        " bfloat16 the VGG loss network and the discriminator in bfloat16, the generator in float32)."
+        " (float32 throughout) and as it trains (`--amp auto`: the whole step under bfloat16 autocast where the device"
+        " computes it natively, CUDA and CPUs with AVX512-BF16 or AMX; float32 elsewhere; the last column says which)."
         f" Both steps include making the LR/HR pair ({data['make_pair']:.1f} ms); sampling the crops costs"
         f" {data['sample']:.1f} ms per batch on top and is not timed here.",
         "",
