@@ -372,9 +372,8 @@ def default_right_panel() -> str:
     return next((name for name in PREFERRED_RIGHT if name in available), "nearest")
 
 
-def knob_explained() -> str:
-    """The knob's line: what it blends, or why it is unavailable here."""
-    problem = knob_problem()
+def knob_explained(problem: str | None) -> str:
+    """The knob's line: what it blends, or why it is unavailable here (`problem`, from `knob_problem`)."""
     if problem:
         return f"Network interpolation of {KNOB_ENDS[1]} with its start. **Unavailable here**: {problem}."
     return (
@@ -493,8 +492,9 @@ def build_tab(data_root: Path | None) -> None:
         slider = gr.ImageSlider(label="Two methods at the same crop", format="png", scale=3)
     downloads = gr.File(label="Full-size outputs (lossless PNG)", file_count="multiple", interactive=False)
     with gr.Accordion("Perception-distortion knob", open=True):
-        gr.Markdown(knob_explained())
-        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="alpha", interactive=knob_problem() is None)
+        problem = knob_problem()
+        gr.Markdown(knob_explained(problem))
+        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="alpha", interactive=problem is None)
         knob_text = gr.Markdown(elem_id="compare-knob-text")
         knob_image = gr.Image(label="Blended network at the same crop", format="png", interactive=False)
 

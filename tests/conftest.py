@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from srgan_core import method_specs
 from srgan_core.paths import REPO_ROOT, default_data_root
 
 RECORD_ENV = "SRGAN_RECORD_RESULTS"
@@ -57,3 +58,10 @@ def tiny_set5(tmp_path_factory: pytest.TempPathFactory) -> Path:
         blocks = np.kron(rng.integers(0, 256, (6, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
         Image.fromarray(blocks).save(root / "benchmarks" / "Set5" / f"img{i}.png")
     return root
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder that the learned methods (and the knob) read their weights and model cards from."""
+    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
+    return tmp_path

@@ -363,12 +363,12 @@ def test_the_footer_says_where_weights_and_data_come_from(tmp_path: Path) -> Non
     assert f"read from `{tmp_path / 'benchmarks'}`" in app.footer(tmp_path)
 
 
-def test_the_knob_says_what_it_blends_or_why_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_knob_says_what_it_blends_or_why_it_cannot(models_dir: Path) -> None:
     from demo.compare import knob_explained
     from tests.test_methods import write_fine_tuned
 
-    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
-    write_fine_tuned(tmp_path, Generator())
-    assert "(1 - alpha) x srresnet-mse at 100 iterations + alpha x srgan-vgg54" in knob_explained()
-    (tmp_path / "starts" / "srresnet-mse-100.safetensors").unlink()
-    assert "**Unavailable here**: the srresnet-mse weights srgan-vgg54 was fine-tuned from" in knob_explained()
+    write_fine_tuned(models_dir, Generator())
+    assert "(1 - alpha) x srresnet-mse at 100 iterations + alpha x srgan-vgg54" in knob_explained(methods.knob_problem())
+    (models_dir / "starts" / "srresnet-mse-100.safetensors").unlink()
+    unavailable = knob_explained(methods.knob_problem())
+    assert "**Unavailable here**: the srresnet-mse weights srgan-vgg54 was fine-tuned from" in unavailable

@@ -28,12 +28,6 @@ from srgan_core.paths import REPO_ROOT
 from tests.test_models import randomise_batchnorm
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
-    return tmp_path
-
-
 def test_every_method_is_listed_with_a_description() -> None:
     infos = {info.name: info for info in list_methods()}
     assert set(infos) == {"nearest", "bicubic", "srresnet-mse", "srgan-vgg22", "srgan-vgg54", "srresnet-vgg22", "srgan-mse"}

@@ -9,19 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from srgan_core import method_specs
 from srgan_core.evaluate import dataset_means, generator_upscale
 from srgan_core.models import Generator
 from tests.test_methods import write_fine_tuned
 from tests.test_models import randomise_batchnorm
 from tools import probe_knob as probe
-
-
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path / "models")
-    (tmp_path / "models").mkdir()
-    return tmp_path / "models"
 
 
 def random_generator(seed: int) -> Generator:
@@ -36,11 +28,11 @@ def table_rows(text: str, dataset: str) -> list[list[str]]:
     return [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ") and not line.startswith("| A ")]
 
 
-def test_both_series_are_scored_and_the_start_series_is_the_apps(models_dir: Path, tiny_set5: Path, tmp_path: Path) -> None:
+def test_both_series_are_scored_and_the_start_series_is_the_apps(models_dir: Path, tiny_set5: Path) -> None:
     start = random_generator(1)
     write_fine_tuned(models_dir, start)
     save_file(random_generator(2).state_dict(), str(models_dir / "srresnet-mse.safetensors"))
-    out = tmp_path / "knob.md"
+    out = models_dir / "report" / "knob.md"
     assert probe.main(["--alphas", "1", "0", "0.5", "--datasets", "Set5", "--data-root", str(tiny_set5), "--out", str(out)]) == 0
     text = out.read_text()
     rows = table_rows(text, "Set5")
