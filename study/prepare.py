@@ -175,7 +175,7 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
         if kind == "trial"
     ]
     plan_config = _plan_config(req, planned)
-    upscalers = _upscalers(req.methods)
+    upscalers = _upscalers(list(dict.fromkeys(method for _, _, _, method, _ in jobs)))  # the anchors too
 
     staging = final_dir.parent / f".{req.name}-partial-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)

@@ -204,7 +204,8 @@ class RateApp:
         }
 
     def start(self, payload: dict) -> dict:
-        """Resume the session of a known token or identity, else join as a new rater; record the viewing."""
+        """Resume the session of a known token (unless another participant id is given) or identity, else join as a
+        new rater; record the viewing."""
         con = self.db.con()
         viewing = _viewing(payload.get("viewing"))
         study = store.latest_study(con)
@@ -219,11 +220,14 @@ class RateApp:
                 f"needs at least {need_w} x {need_h} to show each photo whole at its true size. Please maximise "
                 "the window, set the zoom to 100 % (Ctrl+0), or use a larger screen, then reload."
             )
+        identity, platform = _identity(payload)
         token = payload.get("token")
         try:
-            sessions.rater_of(con, token)
+            rater = sessions.rater_of(con, token)
         except InvalidToken:
-            identity, platform = _identity(payload)
+            rater = None
+        if rater is None or (identity is not None and identity != store.identity_of(con, rater)):
+            # a browser's token resumes only its own participant: someone naming another id on it joins as themselves
             token = sessions.join(con, identity, platform, consent=payload.get("consent") is True)
         with store.transaction(con):
             sessions.record_viewing(con, token, viewing)

@@ -456,6 +456,12 @@ def rater_by_identity(con: sqlite3.Connection, study: str, identity: str) -> str
     return row[0] if row else None
 
 
+def identity_of(con: sqlite3.Connection, rater: str) -> str | None:
+    """The participant id a rater joined under (None if they gave none)."""
+    row = con.execute("SELECT identity FROM identities WHERE rater = ?", (rater,)).fetchone()
+    return row[0] if row else None
+
+
 def add_identity(
     con: sqlite3.Connection, rater: str, study: str, identity: str | None, platform: dict | None, consent_at: str | None
 ) -> None:

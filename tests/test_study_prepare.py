@@ -110,6 +110,16 @@ def test_renders_every_stimulus_once_under_an_opaque_name(data, tmp_path):
     assert [p.name for p in db.parent.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
+def test_anchors_render_when_the_studied_methods_leave_out_nearest(data, tmp_path):
+    """The paper's Table 1 study rates only the networks; its calibration and gold items still need nearest."""
+    db = tmp_path / "study.sqlite"
+    counts = prepare.prepare(request(methods=["bicubic", "hr"]), data, db)
+    assert counts == {"trial": 6, "calibration": 4, "gold": 2}
+    with store.connect(db) as con:
+        anchors = store.study_stimuli(con, "pilot", "calibration") + store.study_stimuli(con, "pilot", "gold")
+    assert sorted({s.method for s in anchors}) == ["hr", "nearest"]
+
+
 def nothing_written(db: Path, name: str = "pilot") -> bool:
     leftovers = [p for p in db.parent.iterdir() if p.name.startswith(".")] if db.parent.exists() else []
     if not db.exists():

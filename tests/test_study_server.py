@@ -109,6 +109,21 @@ def test_identity_resumes_the_same_session_and_prolific_ids_are_kept(db: Path) -
     assert c.post("/api/start", json={"identity": "bad id!", "consent": True, "viewing": VIEW}).status_code == 400
 
 
+def test_a_token_resumes_only_its_own_participant(db: Path) -> None:
+    """A lab browser keeps alice's token; bob, named by his link, must get his own session, not hers."""
+    c = client(db)
+    alice = start(c, identity="alice")
+    answer(c, alice["token"], alice, alice["item"]["expected"])
+    assert start(c, token=alice["token"], identity="alice")["token"] == alice["token"]
+    assert start(c, token=alice["token"])["token"] == alice["token"]  # no id given: the browser's own session
+    bob = start(c, token=alice["token"], identity="bob")
+    assert bob["token"] != alice["token"] and bob["item"]["step"] == 1
+    unnamed = start(c, identity=None)
+    assert start(c, token=unnamed["token"], identity="carol")["token"] not in {unnamed["token"], alice["token"], bob["token"]}
+    refused = c.post("/api/start", json={"token": alice["token"], "identity": "dave", "viewing": VIEW})
+    assert refused.status_code == 409 and "consent" in refused.json()["error"]  # a new person agrees for themselves
+
+
 def test_consent_small_screens_and_a_closed_study_are_refused(db: Path) -> None:
     c = client(db)
     refused = c.post("/api/start", json={"identity": "a", "viewing": VIEW})

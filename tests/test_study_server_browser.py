@@ -170,4 +170,17 @@ def test_rater_from_the_url_and_a_too_small_window_is_refused_saying_why(served:
     wait_image(page)
     with store.connect(db) as con:
         assert con.execute("SELECT count(*) FROM identities WHERE identity = 'bob-7'").fetchone()[0] == 1
+    page.goto(url + "?rater=amy-3")  # the next participant's link on the same browser: her own session, her consent
+    assert page.locator("#consent-block").is_visible() and "Welcome back" not in page.inner_text("#intake-status")
+    page.check("#consent")
+    page.click("#start")
+    wait_image(page)
+    page.goto(url)  # no link: the browser's session (amy's) is offered, and someone else can start afresh
+    assert "Welcome back" in page.inner_text("#intake-status")
+    page.click("#not-me")
+    wait_screen(page, "intake")
+    page.wait_for_function("() => !document.getElementById('consent-block').hidden && localStorage.length === 0")
+    with store.connect(db) as con:
+        raters = dict(con.execute("SELECT identity, rater FROM identities WHERE identity IN ('bob-7', 'amy-3')").fetchall())
+    assert len(set(raters.values())) == 2
     page.close()
