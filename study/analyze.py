@@ -15,7 +15,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -48,11 +48,13 @@ class Settings:
 @dataclass(frozen=True)
 class Completion:
     """Who finished: `table` has one row per rater who answered (rater, answered, planned, finished;
-    planned and finished are missing without the plans); `silent` raters joined but gave no answer."""
+    planned and finished are missing without the plans); `silent` raters joined but gave no answer;
+    `excluded` (rater, reason) are the raters the study admin excluded, whose answers are not in the ratings."""
 
     table: pd.DataFrame
     silent: int
     known: bool
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"rater": [], "reason": []}))
 
 
 @dataclass
@@ -85,8 +87,10 @@ def completion(ratings: pd.DataFrame, planned: pd.DataFrame | None) -> Completio
         return Completion(answered.assign(planned=pd.NA, finished=pd.NA), 0, False)
     table = answered.merge(planned[["rater", "planned"]], on="rater", how="left")
     table["finished"] = table["answered"] >= table["planned"]
-    silent = int((~planned["rater"].isin(answered["rater"])).sum())
-    return Completion(table, silent, True)
+    by_admin = planned["excluded"].notna() if "excluded" in planned else pd.Series(False, index=planned.index)
+    silent = int((~planned["rater"].isin(answered["rater"]) & ~by_admin).sum())
+    excluded = planned.loc[by_admin, ["rater", "excluded"]].rename(columns={"excluded": "reason"})
+    return Completion(table, silent, True, excluded.reset_index(drop=True))
 
 
 def _with_completion(raters: pd.DataFrame, done: Completion, settings: Settings) -> pd.DataFrame:
@@ -325,6 +329,10 @@ def _completion_section(done: Completion, settings: Settings) -> str:
             ) + "."
         if done.silent:
             body += f" {done.silent} more joined without giving an answer."
+    if len(done.excluded):
+        body += f" {len(done.excluded)} excluded by the study admin, their answers left out of everything: " + ", ".join(
+            f"`{r.rater}` ({r.reason})" for r in done.excluded.itertuples()
+        ) + "."
     return "\n".join(["## Completion", "", body, ""])
 
 
@@ -626,6 +634,10 @@ def main(argv: list[str] | None = None) -> int:
         help="exclude raters who fail more gold items than this (default: %(default)s)",
     )
     args = parser.parse_args(argv)
+    if args.resamples < 1:
+        parser.error(f"--resamples {args.resamples}: give 1 or more (the default is {Settings.n_resamples})")
+    if args.max_gold_failures < 0:
+        parser.error(f"--max-gold-failures {args.max_gold_failures}: give 0 or more")
     try:
         planned = None
         if args.ratings is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from study.schema import COLUMNS, ORIGINAL, PHASES, SCORES
-from study.store import StoreError, read_ratings
+from study.store import StoreError, connect_read_only, read_ratings
 
 REQUIRED = ("study", "rater", "stimulus", "dataset", "image", "method", "phase", "score")
 # P.808-style gold items: the scores a rater who is paying attention gives them.
@@ -57,20 +57,25 @@ def read_ratings_db(path: Path) -> pd.DataFrame:
         table = read_ratings(path).reset_index(drop=True)
     except StoreError as err:
         raise RatingsError(str(err)) from None
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:
+        raise RatingsError(f"{path}: cannot read the ratings ({err}); the file may be damaged") from None
     return validate_ratings(table, str(path), lambda i: f"row {i + 1}")
 
 
 def read_planned(path: Path) -> pd.DataFrame:
-    """Per rater of the study database (opened read-only): study, rater and the presentations planned for
-    them, the number a rater must answer to have finished."""
+    """Per rater of the study database (opened read-only): study, rater, the presentations planned for
+    them (the number a rater must answer to have finished) and why the admin excluded them (None if not)."""
     path = Path(path)
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+        with connect_read_only(path) as con:
             return pd.read_sql_query(
-                """SELECT ra.study, ra.id AS rater, count(p.position) AS planned
-                   FROM raters ra LEFT JOIN plan p ON p.rater = ra.id GROUP BY ra.id ORDER BY ra.study, ra.id""",
+                """SELECT ra.study, ra.id AS rater, count(p.position) AS planned, e.reason AS excluded
+                   FROM raters ra LEFT JOIN plan p ON p.rater = ra.id LEFT JOIN exclusions e ON e.rater = ra.id
+                   GROUP BY ra.id ORDER BY ra.study, ra.id""",
                 con,
             )
+    except StoreError as err:
+        raise RatingsError(str(err)) from None
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:
         raise RatingsError(f"{path}: cannot read the raters' plans ({err})") from None
 

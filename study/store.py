@@ -194,6 +194,8 @@ def open_connection(db_path: Path, create: bool = True) -> sqlite3.Connection:
     db_path = Path(db_path)
     if not create and not db_path.is_file():
         raise FileNotFoundError(f"{db_path}: no such study database (create one with `python -m study.prepare`)")
+    if not create and db_path.stat().st_size == 0:
+        raise StoreError(f"{db_path}: an empty file, not a study database")
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
@@ -204,11 +206,39 @@ def open_connection(db_path: Path, create: bool = True) -> sqlite3.Connection:
             raise StoreError(f"{db_path}: not an SQLite database ({err})") from None
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA foreign_keys=ON")
-        _ensure_schema(con, db_path)
+        _ensure_schema(con, db_path, create)
     except BaseException:
         con.close()
         raise
     return con
+
+
+@contextmanager
+def connect_read_only(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection that cannot change the database (for analysing an archived study): nothing is created,
+    converted or migrated. A database in a folder nobody may write to is read as it stands."""
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"{db_path}: no such study database (create one with `python -m study.prepare`)")
+    uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    if not os.access(db_path.parent, os.W_OK):  # WAL readers need a -shm file beside it; none can be made here
+        uri += "&immutable=1"
+    con = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    try:
+        con.row_factory = sqlite3.Row
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{db_path}: not an SQLite database ({err})") from None
+        if version != SCHEMA_VERSION:
+            what = "not a study database" if version == 0 else f"study database schema version {version}"
+            raise StoreError(
+                f"{db_path}: {what}; this code reads version {SCHEMA_VERSION} (an older study database is migrated "
+                "by opening it once with `python -m study.serve` or the app)"
+            )
+        yield con
+    finally:
+        con.close()
 
 
 @contextmanager
@@ -230,7 +260,7 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     con.execute("COMMIT")
 
 
-def _ensure_schema(con: sqlite3.Connection, db_path: Path) -> None:
+def _ensure_schema(con: sqlite3.Connection, db_path: Path, create: bool) -> None:
     version = con.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
@@ -238,7 +268,7 @@ def _ensure_schema(con: sqlite3.Connection, db_path: Path) -> None:
         version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
         if version == 0:
             tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-            if tables:
+            if tables or not create:
                 raise StoreError(f"{db_path}: an SQLite file that is not a study database")
             for statement in _statements(SCHEMA + SCHEMA_V2):  # not executescript: it would COMMIT midway
                 con.execute(statement)
@@ -385,9 +415,9 @@ def read_ratings(db_path: Path) -> pd.DataFrame:
     `position` is the 1-based place in the rater's plan (calibration first); `shown_at` is ISO 8601
     UTC; `response_ms` is the time from serving the image to receiving the answer. An answer the rater
     undid and gave again counts with its second score (and that showing's time); an undone answer not
-    given again keeps its first score. Raters the admin excluded are left out.
+    given again keeps its first score. Raters the admin excluded are left out. Reads without writing.
     """
-    with connect(db_path, create=False) as con:
+    with connect_read_only(db_path) as con:
         table = pd.read_sql_query(
             f"""SELECT s.study, r.rater, r.stimulus, s.dataset, s.image, s.method, r.phase, r.score,
                        r.shown_at, r.response_ms, r.position

@@ -347,6 +347,72 @@ def test_only_finished_raters_by_default_and_the_report_counts_the_rest(tmp_path
     assert pd.read_csv(out / "mos.csv")["n"].sum() == 11 * 30 + 1
 
 
+@needs_store
+def test_admin_excluded_raters_are_named_not_counted_as_silent(tmp_path: Path):
+    from study import store
+
+    ratings = synthetic_ratings()
+    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
+    db = tmp_path / "study.sqlite"
+    store_study(db, ratings, {})
+    with store.connect(db) as con:
+        store.set_excluded(con, "r05", "answered with the screen off")
+    out = tmp_path / "report"
+    assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    report = (out / "report.md").read_text()
+    assert "11 of the 11 raters who answered finished their plan" in report
+    assert "1 excluded by the study admin, their answers left out of everything: `r05` (answered with the screen off)." in report
+    assert "without giving an answer" not in report
+    raters = pd.read_csv(out / "raters.csv")
+    assert "r05" not in set(raters["rater"]) and len(raters) == 11
+    assert (pd.read_csv(out / "mos.csv")["raters"] == (~raters["excluded"]).sum()).all()
+
+
+@needs_store
+def test_analysing_never_writes_to_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import hashlib
+    import os
+
+    from study import store
+
+    db = tmp_path / "study.sqlite"
+    store_study(db, synthetic_ratings(), {})
+    with store.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if mode == os.W_OK else writable(path, mode))
+    assert run(["--db", db, "--out", tmp_path / "report", "--no-metrics", "--resamples", 50]) == 0  # an archive
+    monkeypatch.undo()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    with pytest.raises(store.StoreError, match="not a study database"):
+        store.connect(empty, create=False).__enter__()
+    assert empty.stat().st_size == 0  # not given a schema by a reader
+
+
+@needs_store
+def test_a_damaged_database_and_bad_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from study import store
+
+    db = tmp_path / "study.sqlite"
+    store_study(db, synthetic_ratings(), {})
+    with store.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ratings'").fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(db.read_bytes())
+    data[(page - 1) * size : page * size] = b"\xff" * size
+    db.write_bytes(bytes(data))
+    with pytest.raises(RatingsError, match="may be damaged"):
+        read_ratings_db(db)
+    for flags in (["--resamples", "0"], ["--max-gold-failures", "-1"]):
+        with pytest.raises(SystemExit):
+            run(["--db", db, "--no-metrics", *flags])
+        assert flags[0] in capsys.readouterr().err
+
+
 def tiny_ratings() -> pd.DataFrame:
     """SYNTHETIC: 3 raters, 2 Set5 images x 3 methods each, one repeat each: too little for any test."""
     rows = []
