@@ -43,10 +43,17 @@ class Parts:
     ema: AveragedModel | None = None  # the exported moving average of the generator, when the run keeps one
 
 
-def save(path: Path, parts: Parts, progress: Progress) -> None:
-    """Write the checkpoint atomically: a kill mid-write keeps the previous one."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that belongs to another kind of run."""
+
+
+def save(path: Path, parts: Parts, progress: Progress, method: str, crop: int) -> None:
+    """Write the checkpoint atomically: a kill mid-write keeps the previous one. `method` and `crop` name the run
+    it belongs to, so that another run cannot resume it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
+        "method": method,
+        "crop": crop,
         "iteration": progress.iteration,
         "samples_seen": progress.samples_seen,
         "wall_seconds": progress.wall_seconds,
@@ -72,10 +79,20 @@ def save(path: Path, parts: Parts, progress: Progress) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path, parts: Parts) -> tuple[Progress, bool]:
-    """Restore every part and RNG from a checkpoint. Returns the progress, and whether the crop sampler's state
-    could be restored (not when the checkpoint was written on another kind of device: reseed it then)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must be CPU tensors; load_state_dict moves the rest
+def load(path: Path, parts: Parts, method: str, crop: int) -> tuple[Progress, bool]:
+    """Restore every part and RNG from the checkpoint of a `method` run at HR crop `crop`. Returns the progress, and
+    whether the crop sampler's state could be restored (not when the checkpoint was written on another kind of
+    device: reseed it then)."""
+    try:  # RNG states must be CPU tensors; load_state_dict moves the rest
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err}): it is damaged; move it away to start afresh") from None
+    for key, want in (("method", method), ("crop", crop)):
+        if state.get(key, want) != want:  # checkpoints from before these were recorded cannot be checked
+            raise CheckpointError(
+                f"{path} is the checkpoint of a run with {key} {state[key]}, not {want}: resume it with --{key} "
+                f"{state[key]}, or give this run another --run-dir"
+            )
     progress = recorded_progress(state, state["iteration"], state.get("history", []))
     parts.generator.load_state_dict(state["generator"])
     parts.opt_g.load_state_dict(state["opt_g"])

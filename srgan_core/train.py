@@ -46,17 +46,30 @@ log = logging.getLogger("srgan_core.train")
 AMP_MODES = ("auto", "losses", "off")
 
 
+def positive(kind: type, zero_ok: bool = False):
+    """An argparse type: a number of `kind` above 0 (or at least 0), refused with the flag's name otherwise."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f"{text}: give a number {'of 0 or more' if zero_ok else 'above 0'}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     d = TrainConfig  # the defaults' one home
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--method", required=True, choices=sorted(LEARNED), help="which model to train")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
-    p.add_argument("--iters", type=int, help="stop at this iteration (total, counting earlier runs); default: the preset's")
-    p.add_argument("--lr", type=float, help="learning rate; default: the preset's, moved to --batch-size by the square-root rule (lr x sqrt(batch / 16))")
-    p.add_argument("--decay-at", type=int, help="iteration where the learning rate drops 10x (0 = never); default: the preset's")
-    p.add_argument("--batch-size", type=int, help="global batch size; default: the preset's (16, the paper's)")
-    p.add_argument("--crop", type=int, help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
-    p.add_argument("--resume", action="store_true", help="continue from runs/<method>/checkpoint.pt, or from the shipped weights and model card (fresh optimiser) when there is no checkpoint")
+    p.add_argument("--iters", type=positive(int), help="stop at this iteration (total, counting earlier runs); default: the preset's")
+    p.add_argument("--lr", type=positive(float), help="learning rate; default: the preset's, moved to --batch-size by the square-root rule (lr x sqrt(batch / 16))")
+    p.add_argument("--decay-at", type=positive(int, zero_ok=True), help="iteration where the learning rate drops 10x (0 = never); default: the preset's")
+    p.add_argument("--batch-size", type=positive(int), help="global batch size; default: the preset's (16, the paper's)")
+    p.add_argument("--crop", type=positive(int), help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt, or from the shipped weights and model card (--out's, else results/models/<method>; fresh optimiser) when there is no checkpoint; without it a RUN_DIR that holds a checkpoint or log is refused")
     p.add_argument("--init", dest="init_weights", type=Path, help="generator weights to start from; default for SRGAN: results/models/srresnet-mse.safetensors")
     p.add_argument("--data-root", type=Path, help="data folder with train/ and benchmarks/ (default: SRGAN_DATA or ../shared/data)")
     p.add_argument(
@@ -69,11 +82,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds model init and the crop sampler")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="iterations per CSV log row")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="iterations between Set5 PSNR evaluations (0 = never)")
-    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="minutes between checkpoints")
+    p.add_argument("--log-every", type=positive(int), default=d.log_every, help="iterations per CSV log row")
+    p.add_argument("--eval-every", type=positive(int, zero_ok=True), default=d.eval_every, help="iterations between Set5 PSNR evaluations (0 = never)")
+    p.add_argument("--checkpoint-minutes", type=positive(float), default=d.checkpoint_minutes, help="minutes between checkpoints")
     p.add_argument(
-        "--snapshot-every", type=int, default=d.snapshot_every,
+        "--snapshot-every", type=positive(int, zero_ok=True), default=d.snapshot_every,
         help="keep the generator's weights every this many iterations as RUN_DIR/snapshots/ITERATION.safetensors, to pick "
         "or average later (`python -m tools.probe_weight_average`); the generator being trained, not its moving average; 0 = never",
     )
@@ -83,8 +96,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "iteration, e.g. 0.999), and export and validate it instead of the generator itself; the training is unchanged. "
         "Not in the paper (results/training/weight_average_srgan-vgg54.md); 0 = off",
     )
-    p.add_argument("--time-budget", type=float, help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--time-budget", type=positive(float), help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
+    p.add_argument("--threads", type=positive(int), help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
         "--amp", choices=AMP_MODES, default=d.amp,
         help="mixed precision. auto: the whole step under bfloat16 autocast where the device computes it natively (CUDA; "
@@ -202,21 +215,27 @@ class Trainer:
     def initialise(self) -> None:
         """Resume (from the run's checkpoint, else from the shipped weights), or start from --init / the recipe's
         starting method."""
+        shipped = self.out if self.out.is_file() else SPECS[self.method].weights_file  # --out, else the shipped weights
+        if not self.config.resume and (self.checkpoint_path.is_file() or (self.run_dir / "log.csv").is_file()):
+            raise SystemExit(
+                f"{self.run_dir} holds another run's checkpoint or log: pass --resume to continue it, or another "
+                "--run-dir (or remove that folder) to start afresh"
+            )
         if self.config.resume and self.checkpoint_path.is_file():
-            self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts)
+            self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts, self.method, self.schedule.crop)
             if not sampler_restored:  # a checkpoint from another kind of device: its crop sampler cannot continue here
                 log.info("the checkpoint's crop sampler is another device's: reseeding it for iteration %d", self.progress.iteration)
                 self.sampler.manual_seed(self.sampler_seed)
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.progress.iteration)
-        elif self.config.resume and self.out.is_file() and self.out.with_suffix(".json").is_file():
-            self.progress, shipped_log = checkpoint.load_shipped(self.out, self.generator)
+        elif self.config.resume and shipped.is_file() and shipped.with_suffix(".json").is_file():
+            self.progress, shipped_log = checkpoint.load_shipped(shipped, self.generator)
             self.sampler.manual_seed(self.sampler_seed)
             if self.rank == 0 and shipped_log:
                 start_from_shipped_log(self.run_dir / "log.csv", REPO_ROOT / shipped_log, self.progress.iteration)
-            log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", self.out, self.progress.iteration)
+            log.info("no checkpoint: continuing the shipped weights %s from iteration %d with a fresh optimiser", shipped, self.progress.iteration)
         else:
             if self.config.resume:
-                log.info("--resume: nothing to resume for %s, starting fresh", self.method)
+                log.warning("--resume: no checkpoint in %s and no weights with a card at %s: starting %s afresh", self.run_dir, shipped, self.method)
             start = self.config.init_weights or (SPECS[self.recipe.init_method].weights_file if self.recipe.init_method else None)
             if start is not None:
                 if not Path(start).is_file():
@@ -237,7 +256,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.rank == 0:
-            checkpoint.save(self.checkpoint_path, self.parts, self.progress)
+            checkpoint.save(self.checkpoint_path, self.parts, self.progress, self.method, self.schedule.crop)
 
     # ----- the step -----
     @property
@@ -325,6 +344,7 @@ class Trainer:
         self.progress.runs.append(this_run)
         images = TrainImages.load(train_folders(self.config.data_root), self.schedule.crop, self.device)
         log_path = self.run_dir / "log.csv"
+        new_log = not log_path.is_file()
         logger = CsvLog(log_path) if self.rank == 0 else None
         stop = StopFlag()
         started = last_ckpt = time.monotonic()
@@ -362,8 +382,13 @@ class Trainer:
                 self.export()
                 last_ckpt = time.monotonic()
         bar.close()
-        self.save_checkpoint()
-        if self.rank == 0:
+        if self.progress.iteration == this_run["from_iteration"]:  # nothing trained: every file stays as it was
+            log.warning("no training step ran (iteration %d): nothing checkpointed or exported", self.progress.iteration)
+            if logger and new_log:
+                log_path.unlink()
+        else:
+            self.save_checkpoint()
+        if self.rank == 0 and self.progress.iteration > this_run["from_iteration"]:
             self.export(final_eval=self.config.final_eval and not stop.requested)
             log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if stop.requested else "done")
             if stop.requested and self.config.final_eval:
@@ -402,14 +427,14 @@ class Trainer:
         """Weights (safetensors) + a JSON model card saying how they were made."""
         if self.rank != 0:
             return
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.save_weights(self.exported, self.out)
         data = [f"train/{p.name}" for p in train_folders(self.config.data_root)]
         card = model_card(self.config, self.recipe, self.schedule, self.progress, self.device, self.world, data)
-        if final_eval:
+        if final_eval:  # scored before anything is written: weights and card change together or not at all
             from srgan_core.evaluate import card_benchmarks
 
             card["benchmarks"] = card_benchmarks(self.exported, self.config.data_root, self.device)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.save_weights(self.exported, self.out)
         write_card(self.out.with_suffix(".json"), card)
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
@@ -454,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(config.threads)
     try:
         Trainer(config).run()
-    except FileNotFoundError as exc:  # data, VGG19 or NIQE model, starting weights: the message names the fix
+    except (FileNotFoundError, checkpoint.CheckpointError) as exc:  # data, VGG19, NIQE, starting weights, checkpoint
         raise SystemExit(f"error: {exc}") from None
 
 

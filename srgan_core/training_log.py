@@ -60,6 +60,7 @@ class CsvLog:
         self.writer = csv.DictWriter(self.file, self.FIELDS, lineterminator="\n")
         if new:
             self.writer.writeheader()
+            self.file.flush()
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

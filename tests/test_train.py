@@ -223,6 +223,50 @@ def test_time_budget_stops_cleanly_and_exports(tiny_data: Path, tmp_path: Path) 
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["iteration"] == card["iterations"]
 
 
+def test_runs_never_overwrite_work_they_did_not_do(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fresh run over a checkpoint, a checkpoint of another method or crop, bad numbers, and a run that trains
+    nothing each leave the checkpoint, weights, card and log as they were."""
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"),
+              "--out", str(tmp_path / "w.safetensors")]
+    run(common + ["--iters", "3"])
+    kept = {p: p.read_bytes() for p in [tmp_path / "w.safetensors", tmp_path / "w.json", tmp_path / "r" / "checkpoint.pt", tmp_path / "r" / "log.csv"]}
+
+    with pytest.raises(SystemExit, match="pass --resume to continue it, or another --run-dir"):
+        run(common + ["--iters", "2"])
+    with pytest.raises(SystemExit, match="run with crop 32, not 48"):
+        train.main(common + ["--iters", "5", "--resume", "--batch-size", "2", "--crop", "48", "--no-final-eval"])
+    for flag, value in [("--iters", "-5"), ("--iters", "0"), ("--time-budget", "0"), ("--log-every", "0"), ("--batch-size", "-2")]:
+        with pytest.raises(SystemExit):
+            train.parse_args(["--method", "srresnet-mse", flag, value])
+        assert f"argument {flag}: {value}: give a number above 0" in capsys.readouterr().err
+    run(common + ["--iters", "3", "--resume"])  # already at --iters: nothing to train, nothing rewritten
+    assert {p: p.read_bytes() for p in kept} == kept
+
+    damaged = tmp_path / "d"
+    damaged.mkdir()
+    (damaged / "checkpoint.pt").write_bytes(kept[tmp_path / "r" / "checkpoint.pt"][:1000])
+    with pytest.raises(SystemExit, match="cannot be read .* it is damaged"):
+        run([*common[:6], "--run-dir", str(damaged), "--out", str(tmp_path / "w.safetensors"), "--iters", "5", "--resume"])
+    assert {p: p.read_bytes() for p in kept} == kept
+
+
+def test_a_checkpoint_resumes_only_as_its_own_method(tiny_data: Path, vgg_weights: Path, tmp_path: Path) -> None:
+    common = ["--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
+    run(["--method", "srresnet-mse", *common, "--iters", "2"])
+    with pytest.raises(SystemExit, match="run with method srresnet-mse, not srresnet-vgg22"):
+        run(["--method", "srresnet-vgg22", *common, "--vgg-weights", str(vgg_weights), "--iters", "4", "--resume"])
+
+
+def test_resume_with_a_new_out_continues_the_shipped_weights(tiny_data: Path, tmp_path: Path, models_dir: Path) -> None:
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--iters", "2",
+         "--run-dir", str(tmp_path / "first"), "--out", str(models_dir / "srresnet-mse.safetensors")])
+    out = tmp_path / "elsewhere.safetensors"
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--iters", "3", "--resume",
+         "--run-dir", str(tmp_path / "second"), "--out", str(out)])
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["iterations"] == 3 and [r["from_iteration"] for r in card["runs"]] == [0, 2]
+
+
 def test_vgg_losses_refuse_the_torchvision_fallback_unless_asked(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SRGAN_DATA", str(tiny_data))  # a data folder without VGG19 weights
     monkeypatch.delenv("SRGAN_VGG19_WEIGHTS", raising=False)
@@ -309,10 +353,10 @@ def test_ema_starts_at_the_weights_a_run_resumes(tiny_data: Path, tmp_path: Path
               "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
     run(common)
     before = load_file(str(tmp_path / "w.safetensors"))
-    run(common + ["--resume", "--ema-decay", "0.9"])  # nothing left to train: the average is the resumed generator
-    after = load_file(str(tmp_path / "w.safetensors"))
+    trainer = train.Trainer(train.parse_args(common + ["--resume", "--ema-decay", "0.9", "--batch-size", "2", "--crop", "32"]))
+    trainer.initialise()  # a checkpoint without an average: it starts at the resumed generator
+    after = trainer.exported.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert json.loads((tmp_path / "w.json").read_text())["ema_decay"] == 0.9
     with pytest.raises(SystemExit, match="--ema-decay must be in"):
         train.Trainer(train.parse_args(["--method", "srresnet-mse", "--ema-decay", "1", "--device", "cpu"]))
 
