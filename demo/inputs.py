@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from srgan_core.images import SCALE, ImageError, downscale_x4, modcrop
+from srgan_core.images import (
+    SCALE,
+    ImageError,
+    downscale_x4,
+    modcrop,
+    transparent_fraction,
+)
 
 MAX_LR_PIXELS = 256 * 256
 MIN_LR_SIDE = 8  # smaller inputs carry too little to upscale, and PSNR/SSIM need 4-pixel borders and 11x11 windows
@@ -45,6 +51,7 @@ def prepare(image: np.ndarray, mode: str) -> Prepared:
     notes = []
     limit = MAX_LR_PIXELS * per_lr**2
     if height * width > limit:
+        check_shrinkable(height, width, mode)
         image = shrink_to(image, limit)
         side = math.isqrt(limit)
         notes.append(
@@ -75,29 +82,42 @@ def fitting_mode(image: np.ndarray, mode: str) -> tuple[str, str | None]:
             f"It is smaller than {smallest}x{smallest}, too small to downscale as a high-resolution photo: "
             "it will be upscaled as the low-resolution input."
         )
+    check_shrinkable(height, width, mode)
     return mode, None
+
+
+def check_shrinkable(height: int, width: int, mode: str) -> None:
+    """ImageError for an image so elongated that, shrunk to this app's limit, its short side would be too small."""
+    per_lr = SCALE if mode == HR_MODE else 1
+    limit = MAX_LR_PIXELS * per_lr**2
+    if height * width <= limit:
+        return
+    new_w, new_h = shrunk_size(height, width, limit)
+    if min(new_w, new_h) < MIN_LR_SIDE * per_lr:
+        raise ImageError(
+            f"the image is {width}x{height} pixels: too elongated for this app. Shrunk to its limit for a {mode} "
+            f"({limit:,} pixels) it would be {new_w}x{new_h}, under the smallest input of {MIN_LR_SIDE * per_lr} pixels "
+            "across. Crop it first, or upscale it with `python -m srgan_core.upscale`, which has no size limit."
+        )
 
 
 def transparency_note(path: str) -> str | None:
     """A line saying that transparent parts are shown on white (as every method sees them), or None when opaque."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
-                return None
-            alpha = np.asarray(img.convert("RGBA"))[:, :, 3]
-    except (OSError, ValueError):  # load_image read it; anything Pillow cannot convert to RGBA has no alpha to report
-        return None
-    if alpha.min() == 255:
+    fraction = transparent_fraction(path)
+    if not fraction:
         return None
     return (
-        f"It has transparency ({np.mean(alpha < 255):.0%} of its pixels): it was flattened onto a white background, "
+        f"It has transparency ({fraction:.0%} of its pixels): it was flattened onto a white background, "
         "which is what every method sees."
     )
 
 
 def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """The image downscaled (Lanczos, aspect kept) to at most `max_pixels` pixels."""
-    height, width = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize(shrunk_size(*image.shape[:2], max_pixels), Image.Resampling.LANCZOS))
+
+
+def shrunk_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image scaled down, aspect kept, to at most `max_pixels` pixels."""
     factor = math.sqrt(max_pixels / (height * width))
-    size = (max(1, math.floor(width * factor)), max(1, math.floor(height * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+    return max(1, math.floor(width * factor)), max(1, math.floor(height * factor))

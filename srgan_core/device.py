@@ -13,10 +13,25 @@ import torch
 PRECISIONS = ("float32", "bfloat16")
 
 
+class DeviceError(RuntimeError):
+    """A device this machine does not have, with a message a user can act on."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device asked for (checked to exist here), else CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        picked = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"{device!r} is not a device name (cpu, cuda, cuda:1 ...)") from None
+    if picked.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"{device}: this machine has no CUDA GPU that torch can use; run on cpu")
+        if picked.index is not None and picked.index >= count:
+            raise DeviceError(f"{device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return picked
 
 
 @functools.cache

@@ -33,6 +33,8 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
                 raise ImageError(f"{name} is {img.width}x{img.height}: larger than the {MAX_PIXELS:,}-pixel limit")
             img.load()
             return _pil_to_rgb(img)
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, at twice its pixel limit, before ours can look
+        raise ImageError(f"{name} is larger than the {MAX_PIXELS:,}-pixel limit ({exc})") from None
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -41,6 +43,19 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
         raise ImageError(f"{name} is not an image that Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
     except (OSError, SyntaxError) as exc:
         raise ImageError(f"{name} could not be read: {exc}") from None
+
+
+def transparent_fraction(path: str | Path) -> float:
+    """The share of an image file's pixels that are not fully opaque (0.0 for an opaque image or one without alpha);
+    `load_image` flattens them onto white."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
+                return 0.0
+            alpha = np.asarray(img.convert("RGBA"))[:, :, 3]
+    except (OSError, ValueError):  # anything Pillow cannot convert to RGBA has no alpha to report
+        return 0.0
+    return float(np.mean(alpha < 255))
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -65,19 +80,20 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
-    if arr.shape[2] == 4:
-        alpha = arr[:, :, 3:].astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
-        arr = arr[:, :, :3] * alpha + (65535 if arr.dtype == np.uint16 else 255) * (1 - alpha)
-        arr = arr.astype(np.uint16 if arr.max() > 255 else np.uint8)
-    if arr.dtype == np.uint16:
-        arr = np.round(arr / 65535.0 * 255)
-    elif arr.dtype.kind == "f":
-        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
-            raise ImageError("a float image must hold values in [0, 1]")
-        arr = np.round(arr * 255)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError("the image is empty (0 pixels)")
-    return np.ascontiguousarray(arr.clip(0, 255).astype(np.uint8))
+    if arr.dtype == np.uint8 and arr.shape[2] == 3:
+        return np.array(arr, order="C")  # a writable copy (Pillow's arrays are read-only)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ImageError("a float image must hold finite values in [0, 1]")
+        unit = arr.astype(np.float64)
+    else:  # 16-bit on its full range, any other integer type on 8-bit levels
+        unit = arr.astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+    if unit.shape[2] == 4:  # composite over white, in [0, 1] whatever the type
+        alpha = unit[:, :, 3:].clip(0, 1)
+        unit = unit[:, :, :3] * alpha + (1 - alpha)
+    return np.ascontiguousarray(np.round(unit * 255).clip(0, 255).astype(np.uint8))
 
 
 def modcrop(img: np.ndarray, mod: int = SCALE) -> np.ndarray:

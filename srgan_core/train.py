@@ -29,7 +29,7 @@ from tqdm import tqdm
 from srgan_core import checkpoint, losses
 from srgan_core.checkpoint import Parts, Progress
 from srgan_core.data import TrainImages, make_pair, require_data_root, train_folders
-from srgan_core.device import amp_dtype, pick_device
+from srgan_core.device import DeviceError, amp_dtype, pick_device
 from srgan_core.losses import ADVERSARIAL_REDUCTIONS, DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
 from srgan_core.method_specs import LEARNED, SPECS
 from srgan_core.models import Discriminator, Generator
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(config.threads)
     try:
         Trainer(config).run()
-    except (FileNotFoundError, checkpoint.CheckpointError) as exc:  # data, VGG19, NIQE, starting weights, checkpoint
+    except (FileNotFoundError, checkpoint.CheckpointError, DeviceError) as exc:  # data, weights, checkpoint, --device
         raise SystemExit(f"error: {exc}") from None
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import IMAGE_SUFFIXES
-from srgan_core.images import ImageError, load_image, save_png
+from srgan_core.images import ImageError, load_image, save_png, transparent_fraction
 from srgan_core.device import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
 from srgan_core.method_specs import METHODS
 from srgan_core.methods import MethodUnavailable, load_method
@@ -37,6 +37,16 @@ def output_path(src: Path, out: Path, many: bool, method: str) -> Path:
     if many or out.is_dir() or out.suffix == "":
         return out / f"{src.stem}_{method}_x4.png"
     return out
+
+
+def check_output(out: Path, count: int) -> None:
+    """Refuse an -o that cannot hold what is written: a file name not ending .png, or one file name for many inputs."""
+    if out.is_dir() or out.suffix == "":
+        return
+    if out.suffix.lower() != ".png":
+        raise SystemExit(f"error: -o {out}: upscale writes lossless PNG only; name the output .png, or give a folder")
+    if count > 1:
+        raise SystemExit(f"error: -o {out}: {count} inputs need a folder to write into, not one file name")
 
 
 def clashing_outputs(files: list[Path], out: Path, many: bool, method: str) -> list[str]:
@@ -73,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = pick_device(args.device)
     except RuntimeError as exc:
-        print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+        print(f"error: --device {exc}", file=sys.stderr)
         return 2
     precision = args.precision or default_precision(device)
     if precision == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
@@ -84,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             upscaler = ColourFixedUpscaler(upscaler)
         files = collect_inputs(args.inputs)
         many = len(files) > 1
+        check_output(args.output, len(files))
         clashes = clashing_outputs(files, args.output, many, upscaler.name)
         if clashes:
             raise SystemExit("error: nothing written, as outputs would overwrite each other or an input (upscale these "
@@ -101,9 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             image = load_image(src)
         except ImageError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
             failures += 1
             continue
+        transparent = transparent_fraction(src)
+        if transparent:
+            tqdm.write(f"note: {src} has transparency ({transparent:.0%} of its pixels): it was flattened onto white, "
+                       "and the output has no alpha", file=sys.stderr)
         with tqdm(total=100, desc=src.name, leave=False, disable=many) as bar:
             sr = upscaler.upscale(image, progress=lambda f: bar.update(round(f * 100) - bar.n))
         dest = output_path(src, args.output, many, upscaler.name)
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        print(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]}, {upscaler.precision})")
+        tqdm.write(f"{src} ({image.shape[1]}x{image.shape[0]}) -> {dest} ({sr.shape[1]}x{sr.shape[0]}, {upscaler.precision})")
     return 1 if failures else 0
 
 

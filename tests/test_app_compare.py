@@ -234,6 +234,11 @@ def test_an_image_too_small_for_any_mode_is_refused_at_upload(client: Client, tm
     assert preview is None and "1x1 pixels: too small" in status and "8x8" in status
 
 
+def test_an_image_too_elongated_to_shrink_to_the_limit_is_refused_at_upload(client: Client, tmp_path: Path) -> None:
+    preview, _, status = load(client, save(np.full((32, 40000, 3), 90, np.uint8), tmp_path / "strip.png"), HR_MODE)
+    assert preview is None and "40000x32 pixels: too elongated" in status and "srgan_core.upscale" in status
+
+
 def test_an_image_too_small_for_a_photo_is_read_as_the_low_resolution_input(client: Client, tmp_path: Path) -> None:
     _, mode, status = load(client, save(np.full((20, 24, 3), 90, np.uint8), tmp_path / "small.png"), HR_MODE)
     assert mode == LR_MODE and "upscaled as the low-resolution input" in status

@@ -141,6 +141,16 @@ def test_upscale_files_and_folders(photo: np.ndarray, tmp_path: Path) -> None:
         assert out.shape == (photo.shape[0] * 4, photo.shape[1] * 4, 3)
 
 
+def test_upscale_says_when_transparency_is_flattened(photo: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:, : photo.shape[1] // 4, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "logo.png")
+    Image.fromarray(photo).convert("RGBA").save(tmp_path / "opaque.png")
+    assert upscale.main([str(tmp_path / "logo.png"), str(tmp_path / "opaque.png"), "--method", "nearest", "-o", str(tmp_path / "out")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "logo.png has transparency (25% of its pixels)" in notes[0]
+
+
 def test_upscale_single_file_to_named_output(photo: np.ndarray, tmp_path: Path) -> None:
     Image.fromarray(photo).save(tmp_path / "a.jpg")
     assert upscale.main([str(tmp_path / "a.jpg"), "--method", "nearest", "-o", str(tmp_path / "big.png")]) == 0

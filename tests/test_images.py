@@ -40,6 +40,26 @@ def test_16bit_is_scaled_to_8bit() -> None:
     assert out[..., 0].tolist() == [[0, 255], [128, 1]]
 
 
+def test_arrays_with_alpha_are_composited_on_their_own_scale() -> None:
+    half_grey = np.zeros((2, 2, 4))
+    half_grey[..., :3], half_grey[..., 3] = 0.5, 1.0
+    assert (load_image(half_grey) == 128).all()  # float in [0, 1], opaque
+    dark = np.zeros((2, 2, 4), np.uint16)
+    dark[..., :3], dark[..., 3] = 100, 65535
+    assert (load_image(dark) == 0).all()  # 100 of 65535 is black, not 100 of 255
+    clear = np.zeros((2, 2, 4), np.float32)
+    assert (load_image(clear) == 255).all()  # fully transparent: white
+    with pytest.raises(ImageError, match="finite values in"):
+        load_image(np.full((2, 2, 3), np.nan))
+
+
+def test_a_decompression_bomb_is_refused_with_the_limit(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (15000, 15000)).save(bomb)  # a few KB on disk, 225 megapixels once decoded
+    with pytest.raises(ImageError, match="larger than the 64,000,000-pixel limit"):
+        load_image(bomb)
+
+
 def test_cmyk_is_converted(photo: np.ndarray) -> None:
     cmyk = Image.fromarray(photo).convert("CMYK")
     out = load_image(encode(cmyk, "JPEG", quality=95))
