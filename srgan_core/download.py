@@ -35,7 +35,6 @@ import hashlib
 import http.client
 import io
 import json
-import os
 import re
 import struct
 import sys
@@ -523,9 +522,9 @@ def download(
 
 
 def default_target() -> Path:
-    """`SRGAN_DATA`, else `data/` inside this clone (gitignored): folders the project reads by default."""
-    env = os.environ.get("SRGAN_DATA")
-    return Path(env) if env else CLONE_DATA
+    """The data folder the project reads now (`SRGAN_DATA`, `data/` in this clone, or `../shared/data`), else `data/`:
+    a missing part is added where the others are, never into a new `data/` that would hide `../shared/data`."""
+    return default_data_root() or CLONE_DATA
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -540,8 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="data folder to fill (default: $SRGAN_DATA, else data/ inside this clone, which "
-        "the project reads without further settings)",
+        help="data folder to fill (default: the one the project reads: $SRGAN_DATA, else data/ inside this clone when "
+        "it has data, else ../shared/data when it exists, else data/, which the project then reads without settings)",
     )
     parser.add_argument(
         "--only",
@@ -582,8 +581,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             entries = download(to, args.only)
-    except (DownloadError, OSError) as exc:
+    except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc} (choose another data folder with --to DIR)", file=sys.stderr)
         return 1
     print(f"{len(entries)} files verified in {to}")
     found = default_data_root()

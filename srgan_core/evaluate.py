@@ -262,14 +262,20 @@ def main(argv: list[str] | None = None) -> None:
         "needs --out",
     )
     p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png and the NIQE model (default: SRGAN_DATA or ../shared/data)")
-    p.add_argument("--out", type=Path, help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/)")
+    p.add_argument("--out", type=Path, help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/, for a run of every method on all three benchmarks only)")
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")
     args = p.parse_args(argv)
     if args.folders and args.out is None:
         raise SystemExit("error: --folders needs --out DIR (the default, results/, holds the shipped benchmark report)")
-    args.out = args.out or REPO_ROOT / "results"
     datasets = args.datasets if args.datasets is not None else [] if args.folders else list(BENCHMARKS)
+    partial = set(args.methods) != set(METHODS) or set(datasets) != set(BENCHMARKS) or args.no_niqe
+    if partial and args.out is None:
+        raise SystemExit(
+            "error: a run of some methods, datasets or columns needs --out DIR: the default, results/, holds the shipped "
+            "report of every method on all three benchmarks, which it would replace"
+        )
+    args.out = args.out or REPO_ROOT / "results"
     if not args.no_niqe:
         try:
             pristine_model(args.data_root)

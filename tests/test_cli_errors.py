@@ -72,6 +72,7 @@ CASES = [
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--out", "/proc/nope"), "/proc/nope"),
     Case("srgan_core.evaluate", ("--methods", "srresnet-mse", "--out", "{tmp}/r"), "git checkout -- ", models="truncated"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe"), "needs --out"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--datasets", "Set5"), "needs --out DIR: the default, results/"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/nowhere", "--no-niqe", "--out", "{tmp}/r"),
          "no such folder"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/empty", "--no-niqe", "--out", "{tmp}/r"),

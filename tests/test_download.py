@@ -412,6 +412,23 @@ def test_niqe_model_is_fetched_as_a_checksummed_file(tmp_path):
         srv.close()
 
 
+def test_a_missing_part_goes_where_the_project_reads_the_others(tmp_path, monkeypatch):
+    """`--only niqe` beside ../shared/data must not start a data/ in the clone that would hide the shared folder."""
+    from srgan_core import paths
+
+    shared, clone = tmp_path / "shared", tmp_path / "clone-data"
+    (shared / "benchmarks").mkdir(parents=True)
+    monkeypatch.delenv("SRGAN_DATA", raising=False)
+    monkeypatch.setattr(paths, "SHARED_DATA", shared)
+    monkeypatch.setattr(paths, "CLONE_DATA", clone)
+    monkeypatch.setattr(dl, "CLONE_DATA", clone)
+    assert dl.default_target() == shared
+    shared.rename(tmp_path / "gone")
+    assert dl.default_target() == clone  # nothing anywhere: the clone's data/
+    monkeypatch.setenv("SRGAN_DATA", str(tmp_path / "mine"))
+    assert dl.default_target() == tmp_path / "mine"
+
+
 def test_shipped_niqe_entry_is_basicsrs_file():
     entry = next(e for e in dl.read_manifest() if e.part == "niqe")
     assert entry.path == "niqe/niqe_pris_params.npz"
