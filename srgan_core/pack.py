@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image, JpegImagePlugin
 
 from srgan_core.compact import read_weights, write_compact_bf16
-from srgan_core.data import list_images, require_data_root, train_folders
+from srgan_core.data import benchmark_images, list_images, require_data_root, train_folders
 from srgan_core.download import sha256_file
 from srgan_core.images import ImageError, load_image
 from srgan_core.method_specs import SPECS
@@ -49,8 +49,10 @@ def chroma_subsampling(path: Path) -> int:
 
 
 def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, command: str) -> dict:
-    """Write the bundle into `out` (which must not exist yet) and return its manifest."""
+    """Write the bundle into `out` (which must not exist yet) and return its manifest. Everything is checked first
+    and written into a hidden folder renamed at the end, so a failure leaves no half bundle."""
     root = require_data_root(data_root)
+    benchmark_images(VALIDATION_SET, root)  # the run validates on it: missing, it says how to fetch it
     vgg = resolve_vgg_weights(data_root=root)
     if vgg is None:
         raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: {GET_WEIGHTS} fetches them")
@@ -63,7 +65,23 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
         if path.stem not in SPECS or not path.with_suffix(".json").is_file():
             raise ValueError(f"starting weights {path}: the campaign continues a method's <method>.safetensors from its "
                              f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
-    out.mkdir(parents=True)
+        try:
+            read_weights(path)
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise ValueError(f"starting weights {path} cannot be read ({exc}): `git checkout -- {path}` restores shipped ones") from None
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)  # what an earlier failed pack left
+    staging.mkdir(parents=True)
+    try:
+        manifest = _write_bundle(staging, root, vgg, niqe_model, weights, quality, command)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.rename(out)
+    return manifest
+
+
+def _write_bundle(out: Path, root: Path, vgg: Path, niqe_model: Path, weights: list[Path], quality: int, command: str) -> dict:
     for folder in train_folders(root):
         target = out / "train" / folder.name
         target.mkdir(parents=True)
@@ -76,7 +94,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
             Image.fromarray(pixels).save(target / f"{path.stem}.jpg", quality=quality, subsampling=chroma_subsampling(path))
     validation = out / "benchmarks" / VALIDATION_SET
     validation.mkdir(parents=True)
-    for path in list_images(root / "benchmarks" / VALIDATION_SET):
+    for path in benchmark_images(VALIDATION_SET, root):
         shutil.copyfile(path, validation / path.name)
     (out / NIQE_MODEL).parent.mkdir(parents=True)
     shutil.copyfile(niqe_model, out / NIQE_MODEL)

@@ -32,9 +32,8 @@ MIB = 2**20
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> Path:
-    """A bundle made from a data folder of a few synthetic images, the real VGG19, and the shipped SRResNet-MSE and
-    SRGAN-VGG54."""
+def tiny_data_root(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> Path:
+    """A data folder of a few synthetic images, with the real VGG19 and NIQE model."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     for folder, count, size, suffix in [("train/T91", 3, 48, "png"), ("train/BSDS500_train", 2, 40, "jpg"), ("benchmarks/Set5", 2, 32, "png")]:
@@ -46,8 +45,14 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, vgg_weights: Path) -> 
     (root / "vgg19" / vgg_weights.name).symlink_to(vgg_weights)
     (root / NIQE_MODEL).parent.mkdir()
     (root / NIQE_MODEL).symlink_to(model_path(vgg_weights.parents[1]))  # the real data folder's
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data_root: Path) -> Path:
+    """A bundle made from the tiny data folder and the shipped SRResNet-MSE and SRGAN-VGG54."""
     bundle = tmp_path_factory.mktemp("bundles") / "bundle"
-    assert pack.main([str(bundle), "--data-root", str(root), "--weights", str(START), str(CARRIED_SRGAN)]) == 0
+    assert pack.main([str(bundle), "--data-root", str(tiny_data_root), "--weights", str(START), str(CARRIED_SRGAN)]) == 0
     return bundle
 
 
@@ -88,6 +93,26 @@ def test_the_bundle_takes_only_a_methods_weights_with_their_card(data_root: Path
         assert pack.main([str(tmp_path / "bundle"), "--data-root", str(data_root), "--weights", str(weights)]) == 1
         assert f"starting weights {weights}: the campaign continues" in capsys.readouterr().err
         assert not (tmp_path / "bundle").exists()
+
+
+def test_a_failed_pack_leaves_no_half_bundle(tiny_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    damaged = tmp_path / "srgan-vgg54.safetensors"
+    damaged.write_bytes(CARRIED_SRGAN.read_bytes()[:5000])
+    shutil.copyfile(CARRIED_SRGAN.with_suffix(".json"), damaged.with_suffix(".json"))
+    data = tiny_data_root
+    assert pack.main([str(tmp_path / "bundle"), "--data-root", str(data), "--weights", str(damaged)]) == 1
+    assert f"starting weights {damaged} cannot be read" in capsys.readouterr().err
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pack, "write_compact_bf16", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        pack.pack(tmp_path / "bundle", data, [START], 90, "test")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([damaged.name, damaged.with_suffix(".json").name])
+    monkeypatch.undo()
+    assert pack.main([str(tmp_path / "bundle"), "--data-root", str(data), "--weights", str(START)]) == 0  # nothing in the way
+    assert pack.verify(tmp_path / "bundle") == []
 
 
 def test_a_campaign_needs_srresnet_mse_for_an_srgan_the_bundle_does_not_carry(tmp_path: Path) -> None:
