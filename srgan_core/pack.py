@@ -25,9 +25,15 @@ import sys
 from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
+from safetensors import SafetensorError
 
 from srgan_core.compact import read_weights, write_compact_bf16
-from srgan_core.data import benchmark_images, list_images, require_data_root, train_folders
+from srgan_core.data import (
+    benchmark_images,
+    list_images,
+    require_data_root,
+    train_folders,
+)
 from srgan_core.download import sha256_file
 from srgan_core.images import ImageError, load_image
 from srgan_core.method_specs import SPECS
@@ -67,7 +73,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
                              f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
         try:
             read_weights(path)
-        except Exception as exc:  # safetensors raises its own error types for a damaged file
+        except (SafetensorError, OSError, ValueError) as exc:
             raise ValueError(f"starting weights {path} cannot be read ({exc}): `git checkout -- {path}` restores shipped ones") from None
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)  # what an earlier failed pack left
