@@ -92,9 +92,11 @@ def _version(path: Path) -> tuple[int, int]:
 def _read_weights(path: Path, version: tuple[int, int]) -> dict[str, torch.Tensor] | str:
     """The file's tensors, or why it cannot be read (one line saying how to restore it)."""
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         return _damaged(path, exc)
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    return _damaged(path, f"{broken} holds NaN or infinite values") if broken else state
 
 
 def _damaged(path: Path, reason: object) -> str:

@@ -353,18 +353,22 @@ class Trainer:
         window_start = time.monotonic()
         self.generator.train()
         bar = tqdm(total=self.schedule.iters, initial=self.progress.iteration, desc=self.method, disable=None if self.rank == 0 else True, dynamic_ncols=True)  # None: no bar when not on a terminal
+        last_loss: torch.Tensor | None = None
         while self.progress.iteration < self.schedule.iters and not stop.requested:
             if budget is not None and time.monotonic() - started >= budget:
                 log.info("time budget of %.0f s spent at iteration %d", budget, self.progress.iteration)
                 break
             t0 = time.monotonic()
             window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
+            last_loss = window[-1]["loss_g"]
             self.progress.iteration += 1
             self.progress.samples_seen += self.schedule.batch_size
             self.progress.wall_seconds += time.monotonic() - t0
             this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
             self.set_lr()
             bar.update(1)
+            if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"], everywhere=True):
+                self.stop_diverged()
             validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
             if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
                 now = time.monotonic()
@@ -377,7 +381,7 @@ class Trainer:
                 window, window_start = [], time.monotonic()
             if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
                 self.save_snapshot()
-            if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60:
+            if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60 and not self.diverged(window[-1]["loss_g"] if window else None):
                 self.save_checkpoint()
                 self.export()
                 last_ckpt = time.monotonic()
@@ -386,6 +390,8 @@ class Trainer:
             log.warning("no training step ran (iteration %d): nothing checkpointed or exported", self.progress.iteration)
             if logger and new_log:
                 log_path.unlink()
+        elif self.diverged(last_loss):
+            self.stop_diverged()
         else:
             self.save_checkpoint()
         if self.rank == 0 and self.progress.iteration > this_run["from_iteration"]:
@@ -395,6 +401,25 @@ class Trainer:
                 log.info("the card has no benchmarks block: `python -m srgan_core.provenance --score %s` adds it", self.out.with_suffix(".json"))
         if self.world > 1:
             dist.destroy_process_group()
+
+    def diverged(self, loss: torch.Tensor | None, everywhere: bool = False) -> bool:
+        """Whether a step's loss is NaN or infinite: on this process, or with `everywhere` on any process (every
+        process must then ask at the same iteration, and all of them stop together)."""
+        if loss is None:
+            return False
+        bad = (~torch.isfinite(loss.detach().float())).float()
+        if everywhere and self.world > 1:
+            dist.all_reduce(bad)
+        return bool(bad.item())
+
+    def stop_diverged(self) -> None:
+        """End a run whose loss became NaN or infinite without writing anything: checkpoint, weights and card keep
+        the last good state."""
+        log.error(
+            "the generator loss is no longer finite at iteration %d: stopping without a checkpoint or export, so %s "
+            "and %s keep the last good state; resume with a lower --lr", self.progress.iteration, self.checkpoint_path, self.out,
+        )
+        raise SystemExit(1)
 
     def validate(self) -> dict[str, float]:
         """Mean Set5 PSNR (Y, the paper's protocol), colour shift and sub-pixel grid (levels) and NIQE of the current

@@ -53,6 +53,8 @@ def test_missing_weights_make_a_method_unavailable(models_dir: Path) -> None:
         (lambda weights: weights[: len(weights) // 2], "incomplete metadata"),  # a download or copy cut short
         (lambda weights: b"", "header"),
         (lambda weights: save_file_bytes({"x": torch.zeros(2)}), "not a generator"),  # a readable file of other tensors
+        (lambda weights: save_file_bytes({**load(weights), "head.0.weight": torch.full((64, 3, 9, 9), float("nan"))}),
+         "head.0.weight holds NaN or infinite values"),  # e.g. exported by a run that diverged: black images otherwise
     ],
 )
 def test_damaged_weights_make_a_method_unavailable_saying_how_to_restore_them(models_dir: Path, content, problem) -> None:
@@ -64,6 +66,12 @@ def test_damaged_weights_make_a_method_unavailable_saying_how_to_restore_them(mo
     with pytest.raises(MethodUnavailable, match=problem) as refused:
         load_method("srresnet-mse")
     assert "git checkout -- " in str(refused.value) and "\n" not in str(refused.value)
+
+
+def load(weights: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load as load_bytes
+
+    return load_bytes(weights)
 
 
 def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -250,6 +250,26 @@ def test_runs_never_overwrite_work_they_did_not_do(tiny_data: Path, tmp_path: Pa
     assert {p: p.read_bytes() for p in kept} == kept
 
 
+def test_a_run_whose_loss_turns_nan_stops_and_keeps_the_last_good_state(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"),
+              "--out", str(tmp_path / "w.safetensors")]
+    run(common + ["--iters", "2"])
+    kept = {p: p.read_bytes() for p in [tmp_path / "w.safetensors", tmp_path / "w.json", tmp_path / "r" / "checkpoint.pt"]}
+    step = train.Trainer.step
+
+    def diverging(self: train.Trainer, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        stats = step(self, batch)
+        if self.progress.iteration >= 3:
+            stats["loss_g"] = torch.tensor(float("nan"))
+        return stats
+
+    monkeypatch.setattr(train.Trainer, "step", diverging)
+    with pytest.raises(SystemExit) as stopped:
+        run(common + ["--iters", "8", "--resume"])
+    assert stopped.value.code == 1
+    assert {p: p.read_bytes() for p in kept} == kept
+
+
 def test_a_checkpoint_resumes_only_as_its_own_method(tiny_data: Path, vgg_weights: Path, tmp_path: Path) -> None:
     common = ["--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
     run(["--method", "srresnet-mse", *common, "--iters", "2"])
