@@ -503,17 +503,7 @@ def build_tab(data_root: Path | None) -> None:
     loads = [source, comparison, preview, example, mode, status, *results]
     frame = dict(fn=framed_preview, inputs=[source, comparison, mode, cx, cy, zoom], outputs=preview,
                  api_visibility="private", show_progress="hidden")
-    upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal")
-    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden")
-    example.input(
-        lambda choice, *args: choose_example(choice, *args, data_root),
-        [example, mode, cx, cy, zoom],
-        loads,
-        api_name="compare_load_example",
-        show_progress="minimal",
-    )
-    mode.input(**frame)
-    run.click(
+    comparing = run.click(
         run_comparison,
         [source, mode, cx, cy, zoom, left, right, force_float32, colour_fix],
         [comparison, table, gallery, slider, downloads, status, knob_image, knob_text],
@@ -521,7 +511,23 @@ def build_tab(data_root: Path | None) -> None:
         concurrency_limit=1,
         concurrency_id=UPSCALE_QUEUE,
         show_progress="minimal",  # each method's result shows as soon as it is ready, not under a spinner
-    ).then(**frame)
+    )
+    # The run drew its views at the window of its start: redraw them where the window is now.
+    comparing.then(update_views, [source, comparison, mode, cx, cy, zoom, left, right], [preview, *views],
+                   api_visibility="private", show_progress="hidden")
+    # A new image stops a comparison still running on the old one, which would otherwise come back beside it.
+    upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal",
+                  cancels=[comparing])
+    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden", cancels=[comparing])
+    example.input(
+        lambda choice, *args: choose_example(choice, *args, data_root),
+        [example, mode, cx, cy, zoom],
+        loads,
+        api_name="compare_load_example",
+        show_progress="minimal",
+        cancels=[comparing],
+    )
+    mode.input(**frame)
     preview.select(
         select_crop, [source, comparison, mode, zoom, left, right], [cx, cy, preview, *views], api_visibility="private",
         show_progress="hidden",

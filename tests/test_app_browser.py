@@ -187,3 +187,32 @@ def test_a_bad_file_says_why_in_the_status_without_error_badges(page, photo_file
     assert page.locator(".error").count() == 0  # Gradio's red "Error" badges (on the status, preview, examples)
     sync_api.expect(page.locator("#compare-preview img")).to_have_count(0)
     sync_api.expect(page.locator("#compare-gallery img")).to_have_count(0)  # the old results are gone
+
+
+def test_a_new_image_stops_a_comparison_still_running_on_the_old_one(page, photo_file: Path, tmp_path: Path, monkeypatch) -> None:
+    """Otherwise the old comparison's table, gallery and downloads come back beside the new image's preview."""
+    from demo import compare as compare_tab
+
+    load_method = compare_tab.load_method
+
+    class Slow:  # every method takes 2 s more, so the run is still going when the next image comes
+        def __init__(self, upscaler) -> None:
+            self.upscaler, self.name, self.precision = upscaler, upscaler.name, upscaler.precision
+
+        def upscale(self, lr: np.ndarray, *args, **kwargs) -> np.ndarray:
+            __import__("time").sleep(2)
+            return self.upscaler.upscale(lr, *args, **kwargs)
+
+    monkeypatch.setattr(compare_tab, "load_method", lambda *args, **kwargs: Slow(load_method(*args, **kwargs)))
+    upload(page, photo_file, "Loaded astronaut.png")
+    page.locator("#compare-run").click()
+    status = page.locator("#compare-status")
+    sync_api.expect(status).to_contain_text("methods done", timeout=60_000)
+    page.locator("#compare-upload button[aria-label='Clear']").click()
+    other = tmp_path / "grey.png"
+    Image.fromarray(np.full((96, 128, 3), 90, np.uint8)).save(other)
+    upload(page, other, "Loaded grey.png")
+    page.wait_for_timeout(12_000)  # longer than the rest of the old run would have taken
+    sync_api.expect(status).to_contain_text("Loaded grey.png")
+    sync_api.expect(page.locator("#compare-gallery img")).to_have_count(0)
+    assert page.locator("#compare-table").inner_text().count("ok") == 0
