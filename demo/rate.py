@@ -174,6 +174,8 @@ def build_tab(study_db: Path) -> None:
         try:
             sessions.status(db, tok)
         except InvalidToken:
+            if sessions.closed_to_new_raters(db):
+                raise _refuse("This study is closed to new participants.") from None
             try:
                 tok = sessions.new_rater(db)
             except NoStudy as err:
@@ -183,7 +185,7 @@ def build_tab(study_db: Path) -> None:
 
     def on_rate(tok: str | None, tkt: str | None, value: float | None) -> dict:
         try:
-            st = sessions.answer(db, tok, tkt, value)
+            st = sessions.answer(db, tok, tkt, value, replay_ok=True)  # a double click: the first is stored, the second acknowledged
         except (InvalidToken, RatingRefused) as err:
             raise _refuse(f"Answer not saved: {err}") from None
         kind = st.interlude()

@@ -191,6 +191,13 @@ def join(db: Db, identity: str | None = None, platform: dict | None = None, cons
         return token
 
 
+def closed_to_new_raters(db: Db) -> bool:
+    """Whether the open (latest) study takes no new raters (the admin closed it)."""
+    with _connected(db) as con:
+        study = store.latest_study(con)
+        return study is not None and store.study_settings(con, study).get("closed") == "1"
+
+
 def record_viewing(db: Db, token: object, viewing: dict) -> None:
     """Store the rater's viewing conditions (see `store.add_viewing`)."""
     with _connected(db) as con, _transaction(con):

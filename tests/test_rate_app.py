@@ -401,16 +401,27 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
         out = api("rate", token, ticket, 4)  # the genuine answer is taken
         assert stored(study_db, rater) == [(position, ticket.split(":")[1], 4)]
         assert shown(out["ticket"]) and out["ticket"] != ticket
+        assert api("rate", token, ticket, 4)["ticket"] == out["ticket"]  # a double click: acknowledged, the same next photo
+        assert stored(study_db, rater) == [(position, ticket.split(":")[1], 4)]  # and stored once
         after = dump(study_db)
-        for score in (4, 1):  # the same request replayed, or replayed with another score
-            with pytest.raises(Refused, match="already been rated"):
-                api("rate", token, ticket, score)
-            refused[f"replayed answer (score {score})"] = "already been rated"
+        with pytest.raises(Refused, match="already been rated"):
+            api("rate", token, ticket, 1)  # replayed with another score: the first answer stands
+        refused["replayed answer with another score"] = "already been rated"
         with pytest.raises(Refused, match="Wrong admin token"):
             api.raw("rate_admin", "not-the-token")
         refused["wrong admin token"] = "Wrong admin token."
         unchanged &= dump(study_db) == after
         assert unchanged
+        with store.connect(study_db) as con:  # closed by the rate server's admin: no new rater here either
+            store.set_setting(con, store.latest_study(con), "closed", "1")
+        try:
+            with pytest.raises(Refused, match="closed to new participants"):
+                api("rate_start", None)
+            assert api("rate_start", token)["token"] == token  # who joined before goes on
+        finally:
+            with store.connect(study_db) as con:
+                store.set_setting(con, store.latest_study(con), "closed", None)
+        refused["new rater of a closed study"] = "closed to new participants"
     record(results_dir, "bad_input", {"requests_refused": len(refused), "database_unchanged": unchanged, "refusals": refused})
 
 
