@@ -182,7 +182,7 @@ def join(db: Db, identity: str | None = None, platform: dict | None = None, cons
         known = store.rater_by_identity(con, study, identity) if identity else None
         if known:
             return f"{known}.{_sign(store.token_secret(con), known)}"
-        if store.study_settings(con, study).get("closed") == "1":
+        if closed_to_new_raters(con):
             raise JoinRefused("this study is closed to new participants")
         if not consent:
             raise JoinRefused("please read the consent text and agree to it before you start")
