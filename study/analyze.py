@@ -456,6 +456,9 @@ def _dataset_section(
         "95 % CI (bootstrap)": [
             _interval(lo, hi, few) for lo, hi, few in zip(mos["boot_low"], mos["boot_high"], mos["few"])
         ],
+        "95 % CI (raters resampled)": [
+            _interval(lo, hi, few) for lo, hi, few in zip(mos["rater_low"], mos["rater_high"], mos["few"])
+        ],
         "Ratings": mos["n"].astype(str),
         "Raters": mos["raters"].astype(str),
         "Images": mos["images"].astype(str),
@@ -550,9 +553,14 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         "## Notes",
         "",
         f"- Confidence intervals of the MOS: Student t, and BCa bootstrap ({settings.n_resamples} resamples, "
-        f"seed {settings.seed}); both treat the ratings of a (dataset, method) as independent samples, and "
-        f"both are clipped to the 1..5 scale. `*`: from fewer than {stats.MIN_CI_RATINGS} ratings, too few "
-        "for the interval to mean much.",
+        f"seed {settings.seed}), both treating the ratings of a (dataset, method) as independent samples; and a "
+        "percentile bootstrap that resamples raters, each with all their ratings (same resamples and seed). One "
+        "rater's ratings are not independent (a strict rater scores everything low), so when raters rate many "
+        "images the first two are too narrow and the raters-resampled one is the interval to quote; it needs at "
+        "least 2 raters. All are clipped to the 1..5 scale. "
+        f"`*`: from fewer than {stats.MIN_CI_RATINGS} ratings, too few for the interval to mean much.",
+        "- The paired tests treat every (rater, image) block as independent, so blocks of the same rater count as "
+        "separate evidence: with few raters, read their p-values as optimistic.",
     ]
     if metrics is None:
         lines.append("- PSNR / SSIM / NIQE not computed (`--no-metrics`).")

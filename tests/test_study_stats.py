@@ -204,6 +204,20 @@ def test_mos_intervals_are_clipped_to_the_scale_and_flagged_when_few():
     assert not many["clipped"] and not many["few"]
 
 
+def test_the_raters_resampled_interval_counts_raters_not_ratings():
+    # Two raters, 50 images each: one scores everything 1, the other 5. Over ratings the MOS of 3 looks precise;
+    # over raters it is anything from 1 (both draws the strict one) to 5.
+    trial = long_table({f"i{k}": {"strict": 1, "lenient": 5} for k in range(50)})
+    row = stats.mos_table(trial, n_resamples=2000, seed=0).iloc[0]
+    assert row["t_high"] - row["t_low"] < 1 and (row["rater_low"], row["rater_high"]) == (1.0, 5.0)
+    assert all(math.isnan(v) for v in stats.rater_bootstrap(np.array([3, 4]), np.array(["r", "r"]), 100, 0))
+    # With one rating per rater it is the ordinary percentile bootstrap of the ratings.
+    scores = np.random.default_rng(1).integers(1, 6, 40).astype(float)
+    ours = stats.rater_bootstrap(scores, np.array([f"r{k}" for k in range(40)]), 20_000, 0)
+    reference = sps.bootstrap((scores,), np.mean, n_resamples=20_000, method="percentile", rng=np.random.default_rng(2)).confidence_interval
+    assert ours == pytest.approx((reference.low, reference.high), abs=0.05)
+
+
 def agreement_table(scores: np.ndarray) -> pd.DataFrame:
     """raters x stimuli scores (NaN: not rated) in long format."""
     return pd.DataFrame(
