@@ -282,10 +282,11 @@ def main(argv: list[str] | None = None) -> None:
         except NiqeModelMissing as exc:
             raise SystemExit(f"error: {exc} (or pass --no-niqe)") from None
 
-    try:  # refuse an unwritable --out before minutes of scoring
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SystemExit(f"error: cannot write to {args.out}: {exc.strerror or exc}") from None
+    for folder in filter(None, (args.out, args.save_images)):  # refuse an unwritable folder before minutes of scoring
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SystemExit(f"error: cannot write to {folder}: {exc.strerror or exc}") from None
     upscalers, skipped = {}, []
     for name in args.methods:
         try:

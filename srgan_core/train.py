@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -147,6 +148,8 @@ class Trainer:
         )
         if self.schedule.crop % 16:
             raise SystemExit(f"--crop must be a multiple of 16 (the discriminator halves it 4 times), got {self.schedule.crop}")
+        if config.data_root is not None:  # a --data-root that is not there is named before anything is read from it
+            require_data_root(config.data_root)
         self.run_dir = config.run_dir or RUNS_DIR / config.method
         self.out = config.out or SPECS[config.method].weights_file
         self.world, self.rank = setup_distributed()
@@ -240,7 +243,10 @@ class Trainer:
             if start is not None:
                 if not Path(start).is_file():
                     raise SystemExit(f"{self.method} starts from {start}, which does not exist: train {self.recipe.init_method} first or pass --init PATH")
-                self.generator.load_state_dict(load_file(str(start)))
+                try:
+                    self.generator.load_state_dict(load_file(str(start)))
+                except (SafetensorError, OSError, RuntimeError) as exc:  # damaged, or not a generator's weights
+                    raise SystemExit(f"error: {start} is not a readable generator ({str(exc).splitlines()[0]})") from None
                 self.progress.starting_weights = describe_init(Path(start))
                 log.info("generator initialised from %s", start)
         if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
