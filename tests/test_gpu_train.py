@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -260,6 +261,17 @@ def test_a_campaign_cut_off_mid_stage_has_already_written_the_stages_before(tiny
     with tarfile.open(out / "cards_and_logs.tar.gz") as tar:
         plan = json.load(tar.extractfile("plan.json"))
     assert plan["outcome"] == {"srresnet-mse": "done"}
+
+
+def test_a_stage_the_trainer_exits_on_fails_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """train.main exits (SystemExit) on a diverged loss or a refused flag: that stage fails, the campaign goes on."""
+
+    def diverged(*args: object) -> None:
+        raise SystemExit(1)
+
+    monkeypatch.setattr(gpu_train, "run_stage", diverged)
+    args = argparse.Namespace(bundle=tmp_path, work=tmp_path, crop=96)
+    assert gpu_train.attempt_stage("srgan-vgg54", {}, args).startswith("failed: SystemExit")
 
 
 def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def attempt_stage(method: str, stage: dict, args: argparse.Namespace) -> str:
     try:
         run_stage(method, stage, args.bundle, args.work, args.crop)
         return "done"
-    except Exception:
+    except (Exception, SystemExit):  # the trainer exits on what it refuses (a diverged loss, a bad flag): one stage
         log.error("stage %s failed:\n%s", method, traceback.format_exc())
         return "failed: " + traceback.format_exc(limit=1).strip().splitlines()[-1]
 
