@@ -78,6 +78,7 @@ def fitting_mode(image: np.ndarray, mode: str) -> tuple[str, str | None]:
         )
     if mode == HR_MODE and min(height, width) < SCALE * MIN_LR_SIDE:
         smallest = SCALE * MIN_LR_SIDE
+        check_shrinkable(height, width, LR_MODE)
         return LR_MODE, (
             f"It is smaller than {smallest}x{smallest}, too small to downscale as a high-resolution photo: "
             "it will be upscaled as the low-resolution input."

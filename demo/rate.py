@@ -24,7 +24,7 @@ from srgan_core.markdown import markdown_table
 from study import sessions, store
 from study.schema import SCORE_LABELS, SCORES
 from study.server import AdminRefused, authorize_admin
-from study.sessions import InvalidToken, NoStudy, RatingRefused
+from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
@@ -164,6 +164,8 @@ def build_tab(study_db: Path) -> None:
                 open_study = store.latest_study(con) is not None
             if not open_study:
                 return "*No study is open yet.*", gr.Button(visible=False)
+            if sessions.closed_to_new_raters(db):
+                return "*This study is closed to new participants.*", gr.Button(visible=False)
             return "Press **Start** when you are ready.", gr.Button("Start", visible=True)
         if st.finished:
             return f"You have rated all {st.total} photos (rater id `{st.rater}`). Thank you!", gr.Button(visible=False)
@@ -174,13 +176,13 @@ def build_tab(study_db: Path) -> None:
         try:
             sessions.status(db, tok)
         except InvalidToken:
-            if sessions.closed_to_new_raters(db):
-                raise _refuse("This study is closed to new participants.") from None
             try:
                 tok = sessions.new_rater(db)
             except NoStudy as err:
                 log.warning("Rate: Start pressed but %s has no study: %s", db, err)
                 raise _refuse(str(err)) from None
+            except JoinRefused:
+                raise _refuse("This study is closed to new participants.") from None
         return {token: tok} | next_image(tok)
 
     def on_rate(tok: str | None, tkt: str | None, value: float | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ def load(path: Path, parts: Parts, method: str, crop: int) -> tuple[Progress, bo
     device: reseed it then)."""
     try:  # RNG states must be CPU tensors; load_state_dict moves the rest
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{path} cannot be read ({err}): it is damaged; move it away to start afresh") from None
     for key, want in (("method", method), ("crop", crop)):
         if state.get(key, want) != want:  # checkpoints from before these were recorded cannot be checked

@@ -33,8 +33,8 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
                 raise ImageError(f"{name} is {img.width}x{img.height}: larger than the {MAX_PIXELS:,}-pixel limit")
             img.load()
             return _pil_to_rgb(img)
-    except Image.DecompressionBombError as exc:  # Pillow's own refusal, at twice its pixel limit, before ours can look
-        raise ImageError(f"{name} is larger than the {MAX_PIXELS:,}-pixel limit ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's own refusal, at twice its pixel limit, before ours can look
+        raise ImageError(f"{name} is larger than the {MAX_PIXELS:,}-pixel limit") from None
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import shlex
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,14 +33,25 @@ from srgan_core import checkpoint, losses
 from srgan_core.checkpoint import Parts, Progress
 from srgan_core.data import TrainImages, make_pair, require_data_root, train_folders
 from srgan_core.device import DeviceError, amp_dtype, pick_device
-from srgan_core.losses import ADVERSARIAL_REDUCTIONS, DISCRIMINATOR_BATCHES, adversarial_scale, discriminate
+from srgan_core.losses import (
+    ADVERSARIAL_REDUCTIONS,
+    DISCRIMINATOR_BATCHES,
+    adversarial_scale,
+    discriminate,
+)
 from srgan_core.method_specs import LEARNED, SPECS
 from srgan_core.models import Discriminator, Generator
 from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import describe_init, hardware, model_card, write_card
-from srgan_core.train_config import PRESETS, TrainConfig, recipe_for, scaled_lr, schedule_for
+from srgan_core.train_config import (
+    PRESETS,
+    TrainConfig,
+    recipe_for,
+    scaled_lr,
+    schedule_for,
+)
 from srgan_core.training_log import VALIDATION_METRICS, CsvLog, start_from_shipped_log
 from srgan_core.vgg import VGGFeatures
 
@@ -47,12 +60,12 @@ log = logging.getLogger("srgan_core.train")
 AMP_MODES = ("auto", "losses", "off")
 
 
-def positive(kind: type, zero_ok: bool = False):
-    """An argparse type: a number of `kind` above 0 (or at least 0), refused with the flag's name otherwise."""
+def positive(kind: type[int | float], zero_ok: bool = False) -> Callable[[str], int | float]:
+    """An argparse type: a finite number of `kind` above 0 (or at least 0), refused with the flag's name otherwise."""
 
-    def parse(text: str):
+    def parse(text: str) -> int | float:
         value = kind(text)
-        if value < 0 or (value == 0 and not zero_ok):
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
             raise argparse.ArgumentTypeError(f"{text}: give a number {'of 0 or more' if zero_ok else 'above 0'}")
         return value
 
@@ -221,7 +234,7 @@ class Trainer:
         shipped = self.out if self.out.is_file() else SPECS[self.method].weights_file  # --out, else the shipped weights
         if not self.config.resume and (self.checkpoint_path.is_file() or (self.run_dir / "log.csv").is_file()):
             raise SystemExit(
-                f"{self.run_dir} holds another run's checkpoint or log: pass --resume to continue it, or another "
+                f"error: {self.run_dir} holds another run's checkpoint or log: pass --resume to continue it, or another "
                 "--run-dir (or remove that folder) to start afresh"
             )
         if self.config.resume and self.checkpoint_path.is_file():
@@ -242,7 +255,7 @@ class Trainer:
             start = self.config.init_weights or (SPECS[self.recipe.init_method].weights_file if self.recipe.init_method else None)
             if start is not None:
                 if not Path(start).is_file():
-                    raise SystemExit(f"{self.method} starts from {start}, which does not exist: train {self.recipe.init_method} first or pass --init PATH")
+                    raise SystemExit(f"error: {self.method} starts from {start}, which does not exist: train {self.recipe.init_method} first or pass --init PATH")
                 try:
                     self.generator.load_state_dict(load_file(str(start)))
                 except (SafetensorError, OSError, RuntimeError) as exc:  # damaged, or not a generator's weights
@@ -359,21 +372,19 @@ class Trainer:
         window_start = time.monotonic()
         self.generator.train()
         bar = tqdm(total=self.schedule.iters, initial=self.progress.iteration, desc=self.method, disable=None if self.rank == 0 else True, dynamic_ncols=True)  # None: no bar when not on a terminal
-        last_loss: torch.Tensor | None = None
         while self.progress.iteration < self.schedule.iters and not stop.requested:
             if budget is not None and time.monotonic() - started >= budget:
                 log.info("time budget of %.0f s spent at iteration %d", budget, self.progress.iteration)
                 break
             t0 = time.monotonic()
             window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
-            last_loss = window[-1]["loss_g"]
             self.progress.iteration += 1
             self.progress.samples_seen += self.schedule.batch_size
             self.progress.wall_seconds += time.monotonic() - t0
             this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
             self.set_lr()
             bar.update(1)
-            if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"], everywhere=True):
+            if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"]):
                 self.stop_diverged()
             validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
             if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
@@ -387,7 +398,7 @@ class Trainer:
                 window, window_start = [], time.monotonic()
             if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
                 self.save_snapshot()
-            if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60 and not self.diverged(window[-1]["loss_g"] if window else None):
+            if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60 and self.weights_finite():
                 self.save_checkpoint()
                 self.export()
                 last_ckpt = time.monotonic()
@@ -396,7 +407,7 @@ class Trainer:
             log.warning("no training step ran (iteration %d): nothing checkpointed or exported", self.progress.iteration)
             if logger and new_log:
                 log_path.unlink()
-        elif self.diverged(last_loss):
+        elif not self.weights_finite():
             self.stop_diverged()
         else:
             self.save_checkpoint()
@@ -408,21 +419,25 @@ class Trainer:
         if self.world > 1:
             dist.destroy_process_group()
 
-    def diverged(self, loss: torch.Tensor | None, everywhere: bool = False) -> bool:
-        """Whether a step's loss is NaN or infinite: on this process, or with `everywhere` on any process (every
-        process must then ask at the same iteration, and all of them stop together)."""
-        if loss is None:
-            return False
+    def diverged(self, loss: torch.Tensor) -> bool:
+        """Whether a step's loss is NaN or infinite on any process (every process asks at the same iterations, and
+        all of them stop together)."""
         bad = (~torch.isfinite(loss.detach().float())).float()
-        if everywhere and self.world > 1:
+        if self.world > 1:
             dist.all_reduce(bad)
         return bool(bad.item())
+
+    def weights_finite(self) -> bool:
+        """Whether every weight and statistic of the generator (and of its moving average) is finite: what a checkpoint
+        or an export may write. The processes hold the same weights, so each can ask on its own."""
+        states = [self.generator.state_dict()] + ([self.ema.module.state_dict()] if self.ema is not None else [])
+        return all(bool(torch.isfinite(t).all()) for state in states for t in state.values() if t.is_floating_point())
 
     def stop_diverged(self) -> None:
         """End a run whose loss became NaN or infinite without writing anything: checkpoint, weights and card keep
         the last good state."""
         log.error(
-            "the generator loss is no longer finite at iteration %d: stopping without a checkpoint or export, so %s "
+            "the generator's loss or weights are no longer finite at iteration %d: stopping without a checkpoint or export, so %s "
             "and %s keep the last good state; resume with a lower --lr", self.progress.iteration, self.checkpoint_path, self.out,
         )
         raise SystemExit(1)

@@ -40,12 +40,13 @@ def output_path(src: Path, out: Path, many: bool, method: str) -> Path:
 
 
 def check_output(out: Path, count: int) -> None:
-    """Refuse an -o that cannot hold what is written: a file name not ending .png, or one file name for many inputs."""
+    """Refuse an -o that cannot hold what is written: for one input a file name not ending .png, for several a .png
+    file name (any other -o is the folder they go into)."""
     if out.is_dir() or out.suffix == "":
         return
-    if out.suffix.lower() != ".png":
-        raise SystemExit(f"error: -o {out}: upscale writes lossless PNG only; name the output .png, or give a folder")
-    if count > 1:
+    if count == 1 and out.suffix.lower() != ".png":
+        raise SystemExit(f"error: -o {out}: upscale writes lossless PNG only; name the output .png, or give an existing folder")
+    if count > 1 and out.suffix.lower() == ".png":
         raise SystemExit(f"error: -o {out}: {count} inputs need a folder to write into, not one file name")
 
 

@@ -457,7 +457,7 @@ def _dataset_section(
             _interval(lo, hi, few) for lo, hi, few in zip(mos["boot_low"], mos["boot_high"], mos["few"])
         ],
         "95 % CI (raters resampled)": [
-            _interval(lo, hi, few) for lo, hi, few in zip(mos["rater_low"], mos["rater_high"], mos["few"])
+            _interval(lo, hi, few) for lo, hi, few in zip(mos["rater_low"], mos["rater_high"], mos["few"] | mos["few_raters"])
         ],
         "Ratings": mos["n"].astype(str),
         "Raters": mos["raters"].astype(str),
@@ -556,9 +556,10 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         f"seed {settings.seed}), both treating the ratings of a (dataset, method) as independent samples; and a "
         "percentile bootstrap that resamples raters, each with all their ratings (same resamples and seed). One "
         "rater's ratings are not independent (a strict rater scores everything low), so when raters rate many "
-        "images the first two are too narrow and the raters-resampled one is the interval to quote; it needs at "
-        "least 2 raters. All are clipped to the 1..5 scale. "
-        f"`*`: from fewer than {stats.MIN_CI_RATINGS} ratings, too few for the interval to mean much.",
+        "images the first two are too narrow; the raters-resampled one allows for that (it still takes the images "
+        "as fixed) and needs at least 2 raters. All are clipped to the 1..5 scale. "
+        f"`*`: from fewer than {stats.MIN_CI_RATINGS} ratings (or, raters resampled, fewer than "
+        f"{stats.MIN_CI_RATERS} raters), too few for the interval to mean much.",
         "- The paired tests treat every (rater, image) block as independent, so blocks of the same rater count as "
         "separate evidence: with few raters, read their p-values as optimistic.",
     ]

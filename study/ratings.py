@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +85,9 @@ def read_study_names(path: Path) -> list[str]:
     if not path.is_file() or path.stat().st_size == 0:
         return []
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+        with connect_read_only(path) as con:
             return sorted(row[0] for row in con.execute("SELECT name FROM studies"))
-    except sqlite3.DatabaseError:
+    except (StoreError, sqlite3.DatabaseError):
         return []
 
 

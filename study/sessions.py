@@ -134,12 +134,14 @@ def _sign(secret: bytes, rater: str) -> str:
 
 
 def new_rater(db_path: Db, study: str | None = None) -> str:
-    """Register a rater in `study` (default: the latest prepared) with a fresh plan; returns their token.
-    Given a connection already in a transaction, it joins that transaction."""
+    """Register a rater in `study` (default: the latest prepared) with a fresh plan; returns their token. JoinRefused
+    once the admin has closed the study. Given a connection already in a transaction, it joins that transaction."""
     with _connected(db_path, create=True) as con, _transaction(con):
         study = study or store.latest_study(con)
         if study is None:
             raise NoStudy("no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
+        if store.study_settings(con, study).get("closed") == "1":  # checked in the transaction that adds the rater
+            raise JoinRefused("this study is closed to new participants")
         config = store.study_config(con, study)
         seq = store.next_rater_seq(con, study)
         plan = design.rater_plan(

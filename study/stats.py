@@ -30,6 +30,7 @@ MIN_PAIRS = 10  # paired Wilcoxon tests and the test-retest correlation and test
 MIN_BLOCKS = 10  # complete (rater, image) blocks for the Friedman test
 MIN_UNITS = 10  # stimuli behind an agreement statistic
 MIN_CI_RATINGS = 10  # a MOS interval from fewer ratings is flagged
+MIN_CI_RATERS = 5  # below this the raters-resampled interval has too few raters to draw from to mean much
 
 
 def shortfall(have: int, need: int, what: str) -> str:
@@ -158,7 +159,7 @@ def rater_bootstrap(scores: np.ndarray, raters: np.ndarray, n_resamples: int, se
 def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     """One row per (dataset, method): ratings, raters, images, MOS, std and three 95 % intervals (t and bootstrap over
     ratings, bootstrap over raters), clipped to the 1..5 scale (``clipped``); ``few`` flags intervals from fewer than
-    `MIN_CI_RATINGS` ratings."""
+    `MIN_CI_RATINGS` ratings, ``few_raters`` the raters-resampled interval from fewer than `MIN_CI_RATERS` raters."""
     rows = []
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
         summary = summarize_scores(group["score"].to_numpy(), n_resamples, seed)
@@ -170,7 +171,8 @@ def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
         rows.append({"dataset": dataset, "method": method, "raters": group["rater"].nunique(),
                      "images": group["image"].nunique(), **summary,
                      "clipped": any(a != b for a, b in zip(bounds, clipped) if not math.isnan(a)),
-                     "few": summary["n"] < MIN_CI_RATINGS})
+                     "few": summary["n"] < MIN_CI_RATINGS,
+                     "few_raters": group["rater"].nunique() < MIN_CI_RATERS})
     return pd.DataFrame(rows)
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -216,24 +218,35 @@ def open_connection(db_path: Path, create: bool = True) -> sqlite3.Connection:
 @contextmanager
 def connect_read_only(db_path: Path) -> Iterator[sqlite3.Connection]:
     """A connection that cannot change the database (for analysing an archived study): nothing is created,
-    converted or migrated. A database in a folder nobody may write to is read as it stands."""
+    converted or migrated. A database in a folder this process may not write to is read from a temporary copy (with
+    its write-ahead log), as SQLite cannot read a WAL database in place there."""
     db_path = Path(db_path)
     if not db_path.is_file():
         raise FileNotFoundError(f"{db_path}: no such study database (create one with `python -m study.prepare`)")
-    uri = f"{db_path.resolve().as_uri()}?mode=ro"
-    if not os.access(db_path.parent, os.W_OK):  # WAL readers need a -shm file beside it; none can be made here
-        uri += "&immutable=1"
-    con = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    with ExitStack() as stack:
+        read = db_path
+        if not os.access(db_path.parent, os.W_OK):  # a WAL reader makes a -shm file beside the database: not here
+            read = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="study-db-"))) / db_path.name
+            for suffix in ("", "-wal"):  # answers still in the write-ahead log are part of the database
+                if Path(f"{db_path}{suffix}").is_file():
+                    shutil.copyfile(f"{db_path}{suffix}", f"{read}{suffix}")
+        yield stack.enter_context(_read_only(read, db_path))
+
+
+@contextmanager
+def _read_only(path: Path, shown: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to `path`, checked to be a study database of this schema (`shown` names it in errors)."""
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     try:
         con.row_factory = sqlite3.Row
         try:
             version = con.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as err:
-            raise StoreError(f"{db_path}: not an SQLite database ({err})") from None
+            raise StoreError(f"{shown}: not an SQLite database ({err})") from None
         if version != SCHEMA_VERSION:
             what = "not a study database" if version == 0 else f"study database schema version {version}"
             raise StoreError(
-                f"{db_path}: {what}; this code reads version {SCHEMA_VERSION} (an older study database is migrated "
+                f"{shown}: {what}; this code reads version {SCHEMA_VERSION} (an older study database is migrated "
                 "by opening it once with `python -m study.serve` or the app)"
             )
         yield con

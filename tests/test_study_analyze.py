@@ -393,6 +393,26 @@ def test_analysing_never_writes_to_the_database(tmp_path: Path, monkeypatch: pyt
 
 
 @needs_store
+def test_a_database_in_a_folder_it_cannot_write_is_read_with_its_write_ahead_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import os
+    import sqlite3
+
+    db = tmp_path / "study.sqlite"
+    store_study(db, synthetic_ratings(), {})
+    writer = sqlite3.connect(db)  # a live server: its last commits are still in study.sqlite-wal
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    everyone = len(read_ratings_db(db))
+    writer.execute("INSERT INTO exclusions VALUES ('r00', '2026-12-01', 'test')")
+    writer.commit()
+    assert (tmp_path / "study.sqlite-wal").stat().st_size > 0
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if mode == os.W_OK else writable(path, mode))
+    kept = read_ratings_db(db)
+    assert "r00" not in set(kept["rater"]) and len(kept) < everyone
+    writer.close()
+
+
+@needs_store
 def test_a_damaged_database_and_bad_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from study import store
 

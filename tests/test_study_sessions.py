@@ -220,3 +220,13 @@ def test_no_study_and_finished_sessions(tmp_path, db):
     with pytest.raises(sessions.RatingRefused, match="complete"):
         sessions.answer(db, token, last, 3)
     assert sessions.status(db, token).rater == token.split(".")[0]
+
+
+def test_a_closed_study_takes_no_new_rater_but_keeps_the_ones_it_has(db):
+    token = sessions.new_rater(db)
+    with store.connect(db) as con:
+        store.set_setting(con, store.latest_study(con), "closed", "1")
+    assert sessions.closed_to_new_raters(db)
+    with pytest.raises(sessions.JoinRefused, match="closed to new participants"):
+        sessions.new_rater(db)
+    assert sessions.present(db, token) is not None  # who joined before goes on

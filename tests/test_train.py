@@ -250,7 +250,10 @@ def test_runs_never_overwrite_work_they_did_not_do(tiny_data: Path, tmp_path: Pa
     assert {p: p.read_bytes() for p in kept} == kept
 
 
-def test_a_run_whose_loss_turns_nan_stops_and_keeps_the_last_good_state(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("broken", ["loss", "weights"])
+def test_a_run_whose_loss_or_weights_turn_nan_stops_and_keeps_the_last_good_state(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
     common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"),
               "--out", str(tmp_path / "w.safetensors")]
     run(common + ["--iters", "2"])
@@ -259,8 +262,11 @@ def test_a_run_whose_loss_turns_nan_stops_and_keeps_the_last_good_state(tiny_dat
 
     def diverging(self: train.Trainer, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         stats = step(self, batch)
-        if self.progress.iteration >= 3:
+        if broken == "loss" and self.progress.iteration >= 3:
             stats["loss_g"] = torch.tensor(float("nan"))
+        if broken == "weights" and self.progress.iteration == 7:  # the last step: its loss was still finite
+            with torch.no_grad():
+                self.generator.head[0].weight.fill_(float("nan"))
         return stats
 
     monkeypatch.setattr(train.Trainer, "step", diverging)
