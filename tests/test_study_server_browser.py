@@ -76,6 +76,11 @@ def wait_image(page, not_src: str | None = None, src: str | None = None) -> str:
     return page.evaluate("document.getElementById('stimulus').src")
 
 
+def intake_says(page, text: str) -> None:
+    """Wait until the intake's status line (filled by the page's script after it loads) says `text`."""
+    page.wait_for_function("t => document.getElementById('intake-status').textContent.includes(t)", arg=text, timeout=30_000)
+
+
 def answered(db: Path) -> int:
     with store.connect(db) as con:
         return con.execute("SELECT count(*) FROM ratings").fetchone()[0] - con.execute(
@@ -133,7 +138,7 @@ def test_whole_session_at_1366x768_fits_undoes_resumes_and_is_blind(served: tupl
         elif shown == 8:  # reload in the middle: the same photo again after "Welcome back"
             page.reload()
             wait_screen(page, "intake")
-            assert "Welcome back" in page.inner_text("#intake-status")
+            intake_says(page, "Welcome back")
             page.click("#start")
             assert wait_image(page, src=src) == src
             page.keyboard.press("5")
@@ -171,16 +176,49 @@ def test_rater_from_the_url_and_a_too_small_window_is_refused_saying_why(served:
     with store.connect(db) as con:
         assert con.execute("SELECT count(*) FROM identities WHERE identity = 'bob-7'").fetchone()[0] == 1
     page.goto(url + "?rater=amy-3")  # the next participant's link on the same browser: her own session, her consent
+    page.wait_for_function("() => document.getElementById('consent-text').textContent !== ''")  # the page's script ran
     assert page.locator("#consent-block").is_visible() and "Welcome back" not in page.inner_text("#intake-status")
     page.check("#consent")
     page.click("#start")
     wait_image(page)
     page.goto(url)  # no link: the browser's session (amy's) is offered, and someone else can start afresh
-    assert "Welcome back" in page.inner_text("#intake-status")
+    intake_says(page, "Welcome back")
     page.click("#not-me")
     wait_screen(page, "intake")
     page.wait_for_function("() => !document.getElementById('consent-block').hidden && localStorage.length === 0")
     with store.connect(db) as con:
         raters = dict(con.execute("SELECT identity, rater FROM identities WHERE identity IN ('bob-7', 'amy-3')").fetchall())
     assert len(set(raters.values())) == 2
+    page.close()
+
+
+def test_a_closed_study_lets_its_participants_go_on_and_the_next_person_starts_afresh(served: tuple[str, Path], browser) -> None:
+    url, db = served
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(url + "?rater=erin-1")
+    page.check("#consent")
+    page.click("#start")
+    first = wait_image(page)
+    page.goto(url + "?rater=erin-1")  # her link again: her session, and "Not you?" for anyone else
+    intake_says(page, "Welcome back")
+    page.click("#not-me")
+    wait_screen(page, "intake")
+    page.wait_for_function("() => location.search === '' && !document.getElementById('identity-row').hidden")
+    with store.connect(db) as con:
+        store.set_setting(con, store.latest_study(con), "closed", "1")
+    try:
+        other = browser.new_page(viewport={"width": 1366, "height": 768})  # another browser, nothing stored
+        other.goto(url + "?rater=erin-1")
+        intake_says(other, "closed to new participants")
+        other.click("#start")
+        assert wait_image(other, src=first) == first  # erin goes on where she stopped
+        other.goto(url + "?rater=newcomer")
+        other.evaluate("localStorage.clear()")
+        other.reload()
+        other.click("#start")
+        intake_says(other, "Not saved: this study is closed to new participants")
+        other.close()
+    finally:
+        with store.connect(db) as con:
+            store.set_setting(con, store.latest_study(con), "closed", None)
     page.close()
