@@ -274,6 +274,22 @@ def test_a_stage_the_trainer_exits_on_fails_alone(monkeypatch: pytest.MonkeyPatc
     assert gpu_train.attempt_stage("srgan-vgg54", {}, args).startswith("failed: SystemExit")
 
 
+def test_the_results_tool_says_what_came_back_cut_off(campaign: Path, tiny_bundle: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(campaign, out)
+    weights = out / "srgan-vgg54.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4000])
+    report = tmp_path / "report.md"
+    assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--report", str(report)]) == 0
+    assert "srgan-vgg54.safetensors cannot be read" in capsys.readouterr().err
+    assert "| srgan-vgg54 | returned |" not in report.read_text()
+    archive = out / "cards_and_logs.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(SystemExit, match="cannot be read .* cut off"):
+        gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--report", str(report)])
+    assert not list(campaign.glob(".*.partial"))  # the campaign left no half-written file
+
+
 def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(campaign, out)

@@ -22,6 +22,7 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from srgan_core.data import BENCHMARKS
@@ -54,8 +55,11 @@ def unpack(out: Path) -> Path:
     if not archive.is_file():
         raise SystemExit(f"error: {archive} not found: is {out} the OUTDIR of tools/gpu_train.sh?")
     target = out / "unpacked"
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SystemExit(f"error: {archive} cannot be read ({exc}): it came back cut off; a later call's copy may be whole") from None
     for name in ("probe.json", "plan.json"):
         if not (target / name).is_file():
             raise SystemExit(f"error: {archive} has no {name}: the campaign stopped before its plan")
@@ -103,7 +107,11 @@ def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe:
         if not weights.is_file():
             continue
         returned = Generator()
-        returned.load_state_dict(load_file(str(weights)), strict=True)
+        try:
+            returned.load_state_dict(load_file(str(weights)), strict=True)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            print(f"warning: {weights} cannot be read ({str(exc).splitlines()[0]}): not scored", file=sys.stderr)
+            continue
         scores[method, "returned"] = dataset_means(generator_upscale(returned.eval()), datasets, data_root, with_niqe)
         try:
             scores[method, "shipped"] = dataset_means(generator_upscale(load_generator(method)), datasets, data_root, with_niqe)
@@ -222,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
     p.add_argument("--report", type=Path, default=CAMPAIGN_REPORT, help="where the report goes")
-    p.add_argument("--performance", type=Path, default=PERFORMANCE, help="the performance report whose lent-GPU section gets the training speed")
+    p.add_argument("--performance", type=Path,
+                   help=f"the performance report whose lent-GPU section gets the training speed (default: {PERFORMANCE.relative_to(REPO_ROOT)} "
+                   "when --report is its default too; with another --report, none unless given)")
     args = p.parse_args(argv)
     unpacked = unpack(args.out)
     scores = score_all(args.out, args.datasets, args.data_root, not args.no_niqe)
@@ -230,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args.out, unpacked, scores, args.datasets, command)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
-    update_performance(args.performance, lent_gpu_section(args.report))
+    performance = args.performance or (PERFORMANCE if args.report == CAMPAIGN_REPORT else None)
+    if performance is not None:  # a trial report elsewhere leaves the shipped performance report alone
+        update_performance(performance, lent_gpu_section(args.report))
     print(text)
     return 0
 

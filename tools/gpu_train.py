@@ -26,6 +26,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import shutil
 import tarfile
 import time
@@ -200,11 +201,13 @@ def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, di
     logs and `extras` (as JSON) in one archive."""
     written = []
     archive = out / "cards_and_logs.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+    partial = out / ".cards_and_logs.tar.gz.partial"  # a call cut off mid-write keeps the previous archive whole
+    with tarfile.open(partial, "w:gz") as tar:
         for method in STAGES:
             weights, card, run_log = work / f"{method}.safetensors", work / f"{method}.json", work / "runs" / method / "log.csv"
             if weights.is_file() and outcome.get(method, "").startswith("done"):
-                shutil.copyfile(weights, out / weights.name)
+                shutil.copyfile(weights, out / f".{weights.name}.partial")
+                os.replace(out / f".{weights.name}.partial", out / weights.name)
                 written.append(out / weights.name)
             if card.is_file():
                 tar.add(card, arcname=card.name)
@@ -214,6 +217,7 @@ def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, di
             path = work / f"{name}.json"
             path.write_text(json.dumps(content, indent=2) + "\n")
             tar.add(path, arcname=path.name)
+    os.replace(partial, archive)
     return [*written, archive]
 
 
