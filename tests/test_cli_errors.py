@@ -99,6 +99,9 @@ CASES = [
     Case("tools.figures", ("compare", "--methods", "nearest", "-o", "/proc/nope/f.png"), "/proc/nope"),
     # benchmark: a report it could not write must be refused before minutes of measuring
     Case("tools.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
+    Case("tools.benchmark", ("--quick",), "--quick is a smoke test: give --out FILE"),
+    Case("tools.heldout", ("--methods", "bicubic"), "needs --out DIR"),
+    Case("tools.heldout", ("--images-to", "{tmp}", "--out", "{tmp}/held"), "holds other files too"),
     Case("tools.benchmark", ("--threads", "many"), "invalid int value"),
 ]
 

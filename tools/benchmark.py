@@ -729,7 +729,7 @@ def run_device(sizes: Sizes, device: torch.device, amp: bool, vgg_weights: Path 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (a smoke test, not a measurement)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "performance.md", help="Markdown report to write")
+    p.add_argument("--out", type=Path, help="Markdown report to write (default: results/performance.md; --quick needs --out)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice, one per core)")
     p.add_argument(
         "--vgg-weights", type=Path,
@@ -741,6 +741,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.out is None:
+        if args.quick:
+            raise SystemExit("error: --quick is a smoke test: give --out FILE (results/performance.md keeps the measured figures)")
+        args.out = REPO_ROOT / "results" / "performance.md"
+    if args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out} is a folder: name the Markdown file to write")
     try:  # refuse an unwritable report before minutes of measuring
         args.out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

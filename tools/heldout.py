@@ -33,6 +33,10 @@ def write_images(folder: Path) -> list[Path]:
     folders = []
     for name, images in HELD_OUT.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
+        others = sorted(p.name for p in (folder / name).iterdir() if p.stem not in images)
+        if others:  # evaluate --folders scores every image in the folder
+            raise SystemExit(f"error: {folder / name} holds other files too ({', '.join(others[:3])}): they would be scored "
+                             "as held-out images; give --images-to an empty or earlier heldout folder")
         for image in images:
             save_png(load_image(getattr(samples, image)()), folder / name / f"{image}.png")
         folders.append(folder / name)
@@ -49,10 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument("--images-to", type=Path, default=REPO_ROOT / "runs" / "heldout", help="where the images are written (default: runs/heldout)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "heldout", help="folder for the report and CSVs (default: results/heldout)")
+    p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for a run of every method "
+                   "with NIQE only)")
     p.add_argument("--data-root", type=Path, help="data folder holding the NIQE model (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column")
     args = p.parse_args(argv)
+    if args.out is None:
+        if set(args.methods) != set(METHODS) or args.no_niqe:
+            p.error("a run of some methods or without NIQE needs --out DIR: results/heldout holds the shipped report of all")
+        args.out = REPO_ROOT / "results" / "heldout"
     folders = write_images(args.images_to)
     evaluate_args = ["--methods", *args.methods, "--folders", *map(shown, folders), "--out", shown(args.out)]
     evaluate_args += ["--data-root", shown(args.data_root)] if args.data_root else []

@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from srgan_core.methods import load_generator
 from srgan_core.models import Generator
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
-from tools.reports import command_line, publish
+from tools.reports import command_line, publish, report_path
 
 LEVEL = 2 / 255  # one 8-bit level in the [-1, 1] range the losses see
 CONTENT_LOSSES = ("mse", *(f"vgg{layer}" for layer in LAYERS))
@@ -164,13 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-statistics", action="store_true",
                    help="run the generators in training mode (BatchNorm on batch statistics), as the losses see them in a step")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(TRAINING_DIR / "artefact_probe.md"), help="Markdown report to write")
+    p.add_argument("--out", type=Path, help="Markdown report to write (default: results/training/artefact_probe.md, for the shipped settings only)")
     args = p.parse_args(argv)
     if args.crop % SCALE:
         p.error(f"--crop must be a multiple of {SCALE}, got {args.crop}")
     names = args.generators or [name for name in LEARNED if SPECS[name].weights_file.is_file()]
     if not names:
         p.error("no shipped generator weights in results/models; train one first or pass --generators")
+    args.out = report_path(p, args, TRAINING_DIR / "artefact_probe.md")
 
     images = TrainImages.load(train_folders(args.data_root), args.crop)
     # Loaded once, as a running training may re-export them. Shipped models run in eval mode.

@@ -30,7 +30,7 @@ from srgan_core.methods import load_generator
 from srgan_core.models import Discriminator, Generator, signed_to_unit, unit_to_signed
 from srgan_core.paths import TRAINING_DIR
 from srgan_core.vgg import VGGFeatures
-from tools.reports import command_line, publish
+from tools.reports import command_line, publish, report_path
 
 BORDER = 8  # HR pixels: the band where the generator's zero padding shows
 
@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--discriminator-batch", choices=DISCRIMINATOR_BATCHES, default="joint", help="how HR and SR reach D, as in train.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10, help="steps between rows of the training table")
-    p.add_argument("--out", type=Path, default=TRAINING_DIR / "discriminator_probe.md", help="Markdown report to write")
+    p.add_argument("--out", type=Path, help="Markdown report to write (default: results/training/discriminator_probe.md, for the shipped settings only)")
     args = p.parse_args(argv)
+    args.out = report_path(p, args, TRAINING_DIR / "discriminator_probe.md")
 
     generator = load_generator("srresnet-mse")  # eval mode: BN running statistics, as the shipped model runs
     iterations = json.loads(SPECS["srresnet-mse"].weights_file.with_suffix(".json").read_text())["iterations"]

@@ -39,7 +39,7 @@ from srgan_core.paths import TRAINING_DIR
 from srgan_core.provenance import hardware
 from srgan_core.vgg import VGGFeatures
 from tools.probe_discriminator import train_discriminator
-from tools.reports import command_line, publish
+from tools.reports import command_line, publish, report_path
 
 CROP = 96  # the training crop
 BATCH = 16  # the paper's batch
@@ -158,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=TRAINING_DIR / "tone_pull.md", help="Markdown report to write")
+    p.add_argument("--out", type=Path, help="Markdown report to write (default: results/training/tone_pull.md, for the shipped settings only)")
     args = p.parse_args(argv)
     if args.batches < 1 or args.discriminator_steps < 1:
         raise SystemExit("--batches and --discriminator-steps must be at least 1")
+    args.out = report_path(p, args, TRAINING_DIR / "tone_pull.md")
 
     images = TrainImages.load(train_folders(args.data_root), CROP)
     vgg = {layer: losses.VGGLoss(VGGFeatures(layer, args.vgg_weights, data_root=args.data_root)) for layer in ("22", "54")}

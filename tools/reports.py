@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from pathlib import Path
+
+from srgan_core.paths import shown_path
 
 
 def command_line(module: str, argv: list[str] | None) -> str:
@@ -18,3 +21,14 @@ def publish(text: str, out: Path | str | None) -> None:
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
+
+
+def report_path(parser: argparse.ArgumentParser, args: argparse.Namespace, shipped: Path) -> Path:
+    """--out, else the shipped report: which only a run with the shipped run's settings may replace (a smaller trial
+    run would overwrite the figures the README quotes)."""
+    if args.out is not None:
+        return Path(args.out)
+    changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items() if name != "out" and value != parser.get_default(name)]
+    if changed:
+        parser.error(f"{', '.join(changed)}: settings other than the shipped report's need --out FILE ({shown_path(shipped)} keeps the shipped figures)")
+    return shipped
