@@ -250,10 +250,18 @@ def build_admin(study_db: Path, admin_token: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = Path(tempfile.mkdtemp(prefix="srgan-ratings-")) / f"ratings-{stamp}.csv"  # handed to the browser, not kept beside the study
         store.export_csv(db, out)
+        with store.connect(db) as con:
+            study = store.latest_study(con)
         per_rater = store.rater_progress(db)
+        per_rater = per_rater[per_rater["study"] == study].reset_index(drop=True)  # the open study's only
         per_stimulus = store.stimulus_progress(db)
+        per_stimulus = per_stimulus[per_stimulus["study"] == study].reset_index(drop=True)
         done = int((per_rater["answered"] == per_rater["planned"]).sum())
-        text = f"{len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored; the CSV below downloads them all."
+        text = (
+            f"Study {study}: {len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored. The CSV "
+            "below holds every study's answers but those of raters the admin excluded, and no plans: "
+            "`python -m study.analyze --db` tells finished raters from unfinished ones."
+        )
         return text, per_rater, per_stimulus, str(out)
 
     show.click(on_admin, inputs=[entered], outputs=[summary, raters, stimuli, export], api_name="rate_admin")

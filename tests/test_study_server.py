@@ -191,6 +191,16 @@ def test_admin_view_progress_export_download_and_exclusion(db: Path) -> None:
     assert len(store.read_ratings(db)) == 1
 
 
+
+def test_the_admin_view_shows_the_open_study_only(db: Path, data: Path) -> None:
+    c = client(db)
+    start(c, identity="first-study")
+    prepare.prepare(prepare.Request(name="second", **STUDY), data, db)  # a new study in the same database
+    overview = c.get("/admin/api/overview", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert overview["study"] == "second" and overview["raters"] == []
+    assert {row["study"] for row in overview["stimuli"]} == {"second"}
+
+
 def test_admin_tokens_short_wrong_and_absent(db: Path) -> None:
     with pytest.raises(server.AdminTokenError, match="at least 16"):
         server.create_app(db, "short")
