@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def footer(data_root: Path | None) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
-    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    parser.add_argument("--port", type=port_number, default=7860, help="port to listen on (default 7860)")
     parser.add_argument(
         "--data-root",
         type=Path,
@@ -104,19 +105,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: a port is 1-65535")
+    return port
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         check_admin_token(args.admin_token)
     except AdminTokenError as err:
         raise SystemExit(f"app.py: {err}") from None
-    app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir, args.rate_only)
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise SystemExit(f"app.py: --data-root {args.data_root} is not a folder")
+    try:
+        app = create_app(args.data_root, args.study_db, args.admin_token, args.results_dir, args.rate_only)
+    except (OSError, sqlite3.Error, store.StoreError) as err:  # the study database: its folder missing or not writable
+        raise SystemExit(f"app.py: --study-db {args.study_db}: {err}") from None
     # run_history off: Gradio would otherwise keep every event's inputs (the admin token too) in localStorage.
     # quiet: Gradio's banner suggests share=True, and this app never makes a share link; it says where it runs itself.
-    app.launch(
-        server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False,
-        quiet=True, prevent_thread_lock=True, footer_links=FOOTER_LINKS,
-    )
+    try:
+        app.launch(
+            server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_UPLOAD, run_history=False,
+            quiet=True, prevent_thread_lock=True, footer_links=FOOTER_LINKS,
+        )
+    except OSError as err:  # Gradio's message names its environment variable, not this command's flags
+        raise SystemExit(f"app.py: cannot listen on {args.host}:{args.port} ({str(err).split('. ')[0]}): choose "
+                         "another --port, or --host") from None
     if not args.rate_only:
         threading.Thread(target=compare.warm_up, name="warm-up", daemon=True).start()
     if args.rate_only and args.admin_token:

@@ -30,3 +30,17 @@ def test_the_console_names_the_local_url_and_never_suggests_a_share_link(tmp_pat
         rest, _ = process.communicate(timeout=60)
     console = "".join(lines) + rest
     assert "share=True" not in console and "public link" not in console and "Traceback" not in console, console
+
+
+def test_bad_start_up_settings_get_one_line_and_no_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cases = {
+        ("--port", "99999"): "a port is 1-65535",
+        ("--data-root", str(tmp_path / "nowhere")): "is not a folder",
+        ("--study-db", str(blocker / "study.sqlite"), "--port", str(free_port())): "--study-db",
+    }
+    for args, expected in cases.items():
+        result = subprocess.run([sys.executable, "app.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert expected in result.stderr.strip().splitlines()[-1], result.stderr  # after argparse's usage, if any
