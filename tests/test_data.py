@@ -89,7 +89,7 @@ def test_the_data_folder_is_found_in_the_clone_then_beside_it(tmp_path: Path, mo
     monkeypatch.setenv("SRGAN_DATA", str(tmp_path / "elsewhere"))
     assert paths.default_data_root() == tmp_path / "elsewhere" == download.default_target()
     monkeypatch.delenv("SRGAN_DATA")
-    assert download.default_target() == paths.REPO_ROOT / "data"  # the download fills the clone's data/ by default
+    assert download.default_target() == clone  # the download fills the folder the project reads
 
 
 def test_without_data_the_error_names_the_download_command(tmp_path: Path) -> None:
