@@ -44,6 +44,13 @@ def test_both_series_are_scored_and_the_start_series_is_the_apps(models_dir: Pat
     assert "starts/srresnet-mse-100.safetensors" in text
 
 
+def test_without_both_ends_no_verdict_is_given(models_dir: Path, tiny_set5: Path) -> None:
+    write_fine_tuned(models_dir, random_generator(1))
+    out = models_dir / "knob.md"
+    assert probe.main(["--alphas", "0.5", "--datasets", "Set5", "--data-root", str(tiny_set5), "--out", str(out)]) == 0
+    assert "- Not judged: it needs alpha 0 and 1 scored." in out.read_text() and "- None." not in out.read_text()
+
+
 def test_one_series_when_the_shipped_base_is_the_start(models_dir: Path, tiny_set5: Path) -> None:
     copy = write_fine_tuned(models_dir, random_generator(1))
     (models_dir / "srresnet-mse.safetensors").write_bytes(copy.read_bytes())

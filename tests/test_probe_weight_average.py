@@ -62,3 +62,10 @@ def test_probe_refuses_a_folder_without_two_snapshots_and_can_stop_at_an_iterati
     with pytest.raises(SystemExit, match="holds 1 snapshot"):
         probe.main([str(tmp_path / "one")])
     assert list(probe.snapshot_files(tmp_path / "snaps", up_to=100)) == [50, 100]
+
+
+def test_a_window_of_no_snapshots_and_an_unknown_dataset_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for flags, said in ((["--windows", "0"], "1 or more"), (["--datasets", "Foo"], "invalid choice")):
+        with pytest.raises(SystemExit):
+            probe.main([str(tmp_path), *flags])
+        assert said in capsys.readouterr().err

@@ -97,7 +97,8 @@ def report(rows: pd.DataFrame, ends: dict[str, Path], datasets: list[str], comma
         ]
         lines += ["", f"## {dataset}", "", markdown_table(["A", "alpha", *METRICS], table)]
     worse = [line for dataset in datasets for line in below_both_ends(rows, dataset)]
-    lines += ["", "## Blends worse than both ends (PSNR)", "", *(worse or ["- None."])]
+    judged = {0.0, 1.0} <= set(rows["alpha"])
+    lines += ["", "## Blends worse than both ends (PSNR)", "", *(worse or ["- None." if judged else "- Not judged: it needs alpha 0 and 1 scored."])]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from srgan_core.data import BENCHMARKS
 from srgan_core.evaluate import METRIC_DIGITS, METRICS, dataset_means, fmt, generator_upscale
 from srgan_core.markdown import markdown_table
 from srgan_core.models import Generator
@@ -84,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("snapshots", type=Path, help="a run's snapshot folder (RUN_DIR/snapshots)")
     p.add_argument("--to", dest="up_to", type=int, help="only the snapshots up to this iteration (e.g. before a learning-rate drop)")
     p.add_argument("--windows", type=int, nargs="+", default=[4, 8, 16], help="average the last K snapshots, for each K")
-    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14"])
+    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14"], choices=BENCHMARKS)
     p.add_argument("--data-root", type=Path)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--out", type=Path, help="write the report here (Markdown) as well as printing it")
     args = p.parse_args(argv)
+    if min(args.windows) < 1:
+        p.error("--windows: each K is a number of snapshots, 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     files = snapshot_files(args.snapshots, args.up_to)
