@@ -76,15 +76,15 @@ def fitting_mode(image: np.ndarray, mode: str) -> tuple[str, str | None]:
             f"pixels (read as the low-resolution input), {SCALE * MIN_LR_SIDE}x{SCALE * MIN_LR_SIDE} as a "
             "high-resolution photo."
         )
+    note = None
     if mode == HR_MODE and min(height, width) < SCALE * MIN_LR_SIDE:
         smallest = SCALE * MIN_LR_SIDE
-        check_shrinkable(height, width, LR_MODE)
-        return LR_MODE, (
+        mode, note = LR_MODE, (
             f"It is smaller than {smallest}x{smallest}, too small to downscale as a high-resolution photo: "
             "it will be upscaled as the low-resolution input."
         )
     check_shrinkable(height, width, mode)
-    return mode, None
+    return mode, note
 
 
 def check_shrinkable(height: int, width: int, mode: str) -> None:

@@ -252,10 +252,7 @@ def build_admin(study_db: Path, admin_token: str) -> None:
         store.export_csv(db, out)
         with store.connect(db) as con:
             study = store.latest_study(con)
-        per_rater = store.rater_progress(db)
-        per_rater = per_rater[per_rater["study"] == study].reset_index(drop=True)  # the open study's only
-        per_stimulus = store.stimulus_progress(db)
-        per_stimulus = per_stimulus[per_stimulus["study"] == study].reset_index(drop=True)
+        per_rater, per_stimulus = store.rater_progress(db, study), store.stimulus_progress(db, study)  # the open study's only
         done = int((per_rater["answered"] == per_rater["planned"]).sum())
         text = (
             f"Study {study}: {len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored. The CSV "

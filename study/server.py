@@ -324,16 +324,14 @@ class RateApp:
     def overview(self) -> dict:
         con = self.db.con()
         study = store.latest_study(con)
-        raters = store.rater_overview(con)
-        raters = raters[raters["study"] == study].reset_index(drop=True)  # the open study's, not earlier ones in the database
+        raters = store.rater_overview(con, study)  # the open study's, not earlier ones in the database
         raters["completion_code"] = [
             store.study_settings(con, s).get("completion_code") or sessions.rater_code(con, r) for s, r in zip(raters["study"], raters["rater"])
         ]
-        stimuli = store.stimulus_progress(self.db.path)
-        stimuli = stimuli[stimuli["study"] == study].reset_index(drop=True)
+        stimuli = store.stimulus_progress(self.db.path, study)
         return {
             "study": study,
-            "closed": bool(study) and store.study_settings(con, study).get("closed") == "1",
+            "closed": bool(study) and store.is_closed(con, study),
             "raters": _records(raters),
             "stimuli": _records(stimuli),
         }

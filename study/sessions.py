@@ -140,7 +140,7 @@ def new_rater(db_path: Db, study: str | None = None) -> str:
         study = study or store.latest_study(con)
         if study is None:
             raise NoStudy("no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
-        if store.study_settings(con, study).get("closed") == "1":  # checked in the transaction that adds the rater
+        if store.is_closed(con, study):  # checked in the transaction that adds the rater
             raise JoinRefused("this study is closed to new participants")
         config = store.study_config(con, study)
         seq = store.next_rater_seq(con, study)
@@ -184,7 +184,7 @@ def join(db: Db, identity: str | None = None, platform: dict | None = None, cons
         known = store.rater_by_identity(con, study, identity) if identity else None
         if known:
             return f"{known}.{_sign(store.token_secret(con), known)}"
-        if closed_to_new_raters(con):
+        if store.is_closed(con, study):  # before the consent check: no consent makes a closed study open
             raise JoinRefused("this study is closed to new participants")
         if not consent:
             raise JoinRefused("please read the consent text and agree to it before you start")
@@ -197,7 +197,7 @@ def closed_to_new_raters(db: Db) -> bool:
     """Whether the open (latest) study takes no new raters (the admin closed it)."""
     with _connected(db) as con:
         study = store.latest_study(con)
-        return study is not None and store.study_settings(con, study).get("closed") == "1"
+        return study is not None and store.is_closed(con, study)
 
 
 def record_viewing(db: Db, token: object, viewing: dict) -> None:

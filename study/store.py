@@ -448,30 +448,37 @@ def export_csv(db_path: Path, out: Path) -> Path:
     return Path(out)
 
 
-def rater_progress(db_path: Path) -> pd.DataFrame:
-    """One row per rater: study, rater, answered / planned, started and last answer (UTC)."""
+def rater_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
+    """One row per rater (of `study` only, when given): study, rater, answered / planned, started and last answer (UTC)."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
             """SELECT ra.study, ra.id AS rater, count(r.position) AS answered,
                       (SELECT count(*) FROM plan p WHERE p.rater = ra.id) AS planned,
                       ra.created_at AS started, max(r.answered_at) AS last_answer
-               FROM raters ra LEFT JOIN ratings r ON r.rater = ra.id
+               FROM raters ra LEFT JOIN ratings r ON r.rater = ra.id WHERE ? IS NULL OR ra.study = ?
                GROUP BY ra.id ORDER BY ra.study, ra.seq""",
             con,
+            params=(study, study),
         )
 
 
-def stimulus_progress(db_path: Path) -> pd.DataFrame:
-    """One row per stimulus: what it is, how often it is planned and how often it was rated."""
+def stimulus_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
+    """One row per stimulus (of `study` only, when given): what it is, how often it is planned and rated."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
             """SELECT s.study, s.id AS stimulus, s.kind, s.dataset, s.image, s.method,
                       (SELECT count(*) FROM plan p WHERE p.stimulus = s.id) AS planned,
                       (SELECT count(*) FROM ratings r WHERE r.stimulus = s.id) AS rated,
                       (SELECT round(avg(r.score), 2) FROM ratings r WHERE r.stimulus = s.id) AS mean_score
-               FROM stimuli s ORDER BY s.study, s.kind, s.dataset, s.image, s.method""",
+               FROM stimuli s WHERE ? IS NULL OR s.study = ? ORDER BY s.study, s.kind, s.dataset, s.image, s.method""",
             con,
+            params=(study, study),
         )
+
+
+def is_closed(con: sqlite3.Connection, study: str) -> bool:
+    """Whether the admin closed the study to new raters."""
+    return study_settings(con, study).get("closed") == "1"
 
 
 def study_settings(con: sqlite3.Connection, study: str) -> dict[str, str]:
@@ -600,8 +607,8 @@ def record_admin_attempt(con: sqlite3.Connection, client: str, ok: bool) -> None
         )
 
 
-def rater_overview(con: sqlite3.Connection) -> pd.DataFrame:
-    """One row per rater for the admin view: identity, progress, finished, gold failures, test-retest
+def rater_overview(con: sqlite3.Connection, study: str | None = None) -> pd.DataFrame:
+    """One row per rater (of `study` only, when given) for the admin view: identity, progress, finished, gold failures, test-retest
     (mean |repeat - first showing|), median response time, latest viewing conditions, excluded."""
     table = pd.read_sql_query(
         f"""WITH answers AS ({EFFECTIVE_RATINGS}),
@@ -620,8 +627,10 @@ def rater_overview(con: sqlite3.Connection) -> pd.DataFrame:
                    (SELECT max(answered_at) FROM answers a WHERE a.rater = ra.id) AS last_answer
             FROM raters ra LEFT JOIN identities i ON i.rater = ra.id LEFT JOIN latest_view lv ON lv.rater = ra.id
             LEFT JOIN exclusions e ON e.rater = ra.id
+            WHERE ? IS NULL OR ra.study = ?
             ORDER BY ra.study, ra.seq""",
         con,
+        params=(study, study),
     )
     medians = pd.read_sql_query(f"SELECT rater, response_ms FROM ({EFFECTIVE_RATINGS})", con).groupby("rater")["response_ms"].median()
     table.insert(5, "finished", table["answered"] >= table["planned"])

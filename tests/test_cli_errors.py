@@ -100,7 +100,7 @@ CASES = [
     # benchmark: a report it could not write must be refused before minutes of measuring
     Case("tools.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
     Case("tools.benchmark", ("--quick",), "--quick is a smoke test: give --out FILE"),
-    Case("tools.heldout", ("--methods", "bicubic"), "needs --out DIR"),
+    Case("tools.heldout", ("--methods", "bicubic"), "--methods: settings other than the shipped report's need --out"),
     Case("tools.heldout", ("--images-to", "{tmp}", "--out", "{tmp}/held"), "holds other files too"),
     Case("tools.benchmark", ("--threads", "many"), "invalid int value"),
 ]

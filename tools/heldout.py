@@ -20,7 +20,7 @@ from srgan_core import evaluate
 from srgan_core.images import load_image, save_png
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT
-from tools.reports import command_line
+from tools.reports import command_line, report_path
 
 HELD_OUT = {
     "photos": ("astronaut", "coffee", "chelsea", "rocket"),
@@ -53,15 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument("--images-to", type=Path, default=REPO_ROOT / "runs" / "heldout", help="where the images are written (default: runs/heldout)")
-    p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for a run of every method "
-                   "with NIQE only)")
+    p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for the shipped settings only)")
     p.add_argument("--data-root", type=Path, help="data folder holding the NIQE model (default: SRGAN_DATA or ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column")
     args = p.parse_args(argv)
-    if args.out is None:
-        if set(args.methods) != set(METHODS) or args.no_niqe:
-            p.error("a run of some methods or without NIQE needs --out DIR: results/heldout holds the shipped report of all")
-        args.out = REPO_ROOT / "results" / "heldout"
+    args.out = report_path(p, args, REPO_ROOT / "results" / "heldout")
     folders = write_images(args.images_to)
     evaluate_args = ["--methods", *args.methods, "--folders", *map(shown, folders), "--out", shown(args.out)]
     evaluate_args += ["--data-root", shown(args.data_root)] if args.data_root else []

@@ -30,5 +30,5 @@ def report_path(parser: argparse.ArgumentParser, args: argparse.Namespace, shipp
         return Path(args.out)
     changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items() if name != "out" and value != parser.get_default(name)]
     if changed:
-        parser.error(f"{', '.join(changed)}: settings other than the shipped report's need --out FILE ({shown_path(shipped)} keeps the shipped figures)")
+        parser.error(f"{', '.join(changed)}: settings other than the shipped report's need --out ({shown_path(shipped)} keeps the shipped figures)")
     return shipped
