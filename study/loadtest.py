@@ -38,7 +38,7 @@ import numpy as np
 import psutil
 
 from srgan_core.paths import REPO_ROOT, default_data_root
-from study import prepare
+from study import prepare, sessions
 from study.schema import ORIGINAL
 
 VIEWING = {"viewport_w": 1366, "viewport_h": 768, "dpr": 1, "zoom": 1, "screen_w": 1366, "screen_h": 768}
@@ -50,7 +50,7 @@ RETRIES = 50  # attempts per call when the connection fails or a worker dies und
 class Tally:
     """What the simulated raters saw."""
 
-    acked: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)  # (rater, position) -> (stimulus, score)
+    acked: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)  # (rater, position) -> (ticket, score)
     latencies: list[float] = field(default_factory=list)  # seconds per answer call
     image_latencies: list[float] = field(default_factory=list)
     undos: int = 0
@@ -231,8 +231,7 @@ async def _answer(client: httpx.AsyncClient, tally: Tally, token: str, rater_id:
         tally.refused.append(f"answer: {response.status_code} {response.text}")
         return None
     tally.latencies.append(time.perf_counter() - began)
-    position, stimulus = ticket.split(":")
-    tally.acked[(rater_id, int(position))] = (stimulus, score)
+    tally.acked[(rater_id, int(ticket.split(":")[0]))] = (ticket, score)
     return response.json()
 
 
@@ -306,7 +305,7 @@ def check(db: Path, tally: Tally) -> dict:
             """SELECT r.rater, r.position, r.stimulus, r.phase, coalesce(v.score, r.score)
                FROM ratings r LEFT JOIN revisions v ON v.rater = r.rater AND v.position = r.position"""
         ).fetchall()
-    stored = {(rater, position): (stimulus, score) for rater, position, stimulus, _, score in rows}
+        stored = {(rater, position): (sessions.ticket_of(con, rater, position, stimulus), score) for rater, position, stimulus, _, score in rows}
     per_item = {}
     for rater, _, stimulus, phase, _ in rows:
         per_item[(rater, stimulus, phase)] = per_item.get((rater, stimulus, phase), 0) + 1

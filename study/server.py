@@ -7,8 +7,9 @@ study database (SQLite, WAL), so several worker processes can serve one study an
 take any request; an answer is acknowledged only after its transaction committed.
 
 Nothing a rater's page receives names a method: the JSON calls carry tickets, opaque image URLs,
-sizes and the rater's own progress; the admin view (its own page and endpoints, behind the token)
-is the only place that does.
+sizes and the rater's own progress, and every method of one original image arrives as a file of the
+same length; the admin view (its own page and endpoints, behind the token) is the only place that
+names methods.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import io
 import math
 import os
 import sqlite3
+import struct
 import threading
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ WEB = Path(__file__).parent / "web"
 # rate.html's layout: the photo at the top left, the controls in a column beside it.
 SIDE_PX = 320  # page padding + gap + control column, beside the photo
 MARGIN_PX = 16  # page padding above and below the photo
+PNG_CHUNK_BYTES = 12  # a PNG chunk's length, type and CRC fields
+PAD_CHUNK = b"paDd"  # the padding chunk's type: ancillary, private, safe to copy
 ADMIN_TOKEN_ENV = "SRGAN_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
 FREE_ATTEMPTS = 3  # wrong admin tokens a client may send before being slowed down
@@ -172,6 +177,18 @@ def _identity(payload: dict) -> tuple[str | None, dict | None]:
     return identity, platform or None
 
 
+def padded_png(data: bytes, length: int) -> bytes:
+    """A PNG grown to `length` bytes by a private ancillary chunk before IEND, which every decoder skips:
+    the file's length then tells nothing of the method that made it (PNG sizes differ by method)."""
+    fill = length - len(data) - PNG_CHUNK_BYTES
+    end = data.rfind(b"IEND") - 4
+    if fill < 0 or end < 8:
+        raise ValueError(f"cannot pad a {len(data)}-byte PNG to {length} bytes")
+    body = PAD_CHUNK + bytes(fill)
+    chunk = struct.pack(">I", fill) + body + struct.pack(">I", zlib.crc32(body))
+    return data[:end] + chunk + data[end:]
+
+
 class RateApp:
     """The request handlers, bound to one database (and the admin token, if any)."""
 
@@ -250,8 +267,7 @@ class RateApp:
         with store.transaction(con):
             st = sessions.answer(con, token, ticket, payload.get("score"), replay_ok=True)
             state = self._state(con, token, st)
-            last = store.last_answer(con, st.rater)
-            if last is not None and f"{last['position']}:{last['stimulus']}" == ticket and not last["revisions"]:
+            if sessions.undoable(con, token) == ticket:
                 state["undo"] = {"ticket": ticket, "seconds": sessions.UNDO_SECONDS}
             return state
 
@@ -299,17 +315,22 @@ class RateApp:
         code = sessions.completion_code(con, token)
         return {"completion": {"code": code, "url": url.replace("{code}", code) if url else None}}
 
-    def image(self, rater: str, position: int, sig: str) -> Path:
+    def image(self, rater: str, position: int, sig: str) -> bytes:
+        """The PNG shown at `position` of the rater's plan, padded to the size of the largest file of its
+        scene, so that every method of one original image (and its repeats) arrives the same length."""
         con = self.db.con()
         if not hmac.compare_digest(sig, _image_sig(store.token_secret(con), rater, position)):
             raise HTTPException(404)
-        row = con.execute(
-            "SELECT s.file FROM plan p JOIN stimuli s ON s.id = p.stimulus WHERE p.rater = ? AND p.position = ?", (rater, position)
-        ).fetchone()
-        path = self.db.path.parent / row["file"] if row else None
-        if path is None or not path.is_file():
+        stimulus = store.planned_stimulus(con, rater, position)
+        folder = self.db.path.parent
+        try:
+            data = (folder / stimulus.file).read_bytes() if stimulus else None
+            scene = max((folder / file).stat().st_size for file in store.scene_files(con, stimulus)) if data else 0
+        except OSError:
+            data = None
+        if data is None:
             raise HTTPException(404, "no such photo on this server")
-        return path
+        return padded_png(data, scene + PNG_CHUNK_BYTES)
 
     # --- the admin view ---------------------------------------------------------------------
     def authorize(self, client: str, presented: str | None) -> None:
@@ -343,11 +364,13 @@ class RateApp:
 
     def exclude(self, payload: dict) -> dict:
         con = self.db.con()
-        rater, excluded = payload.get("rater"), payload.get("excluded", True)
+        rater, excluded, reason = payload.get("rater"), payload.get("excluded", True), payload.get("reason")
+        if not isinstance(excluded, bool) or not (reason is None or isinstance(reason, str) and len(reason) <= 500):
+            raise HTTPException(400, "excluded is true or false, and a reason at most 500 characters of text")
         with store.transaction(con):
             if not isinstance(rater, str) or store.rater_study(con, rater) is None:
                 raise HTTPException(404, "no such rater")
-            store.set_excluded(con, rater, str(payload.get("reason") or "excluded by the admin") if excluded else None)
+            store.set_excluded(con, rater, ((reason or "").strip() or "excluded by the admin") if excluded else None)
         return {"rater": rater, "excluded": bool(excluded)}
 
     def close(self, payload: dict) -> dict:
@@ -409,8 +432,7 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
 
     async def image(request: Request) -> Response:
         params = request.path_params
-        path = await run_in_threadpool(handlers.image, params["rater"], params["position"], params["sig"])
-        data = await run_in_threadpool(path.read_bytes)
+        data = await run_in_threadpool(handlers.image, params["rater"], params["position"], params["sig"])
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400, immutable"})
 
     routes = [

@@ -9,8 +9,10 @@ equally often.
 
 The token a rater keeps (in the browser) is ``<rater id>.<HMAC of the id>`` under a secret stored in
 the database, so nobody can act on another rater's session without holding that rater's token. An
-answer names the presentation it answers (the *ticket*, ``<position>:<stimulus id>``, handed out
-with the image); only the rater's next unanswered presentation, after it was shown, is accepted.
+answer names the presentation it answers (the *ticket*, ``<position>:<MAC>``, handed out with the
+image); only the rater's next unanswered presentation, after it was shown, is accepted. A ticket names
+neither the image nor its method, and a repeated image gets a ticket of its own, so nothing the page
+receives tells a repeat (or a gold item) from a first showing.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-
 from study import design, store
 from study.schema import SCORES
 
 UNDO_SECONDS = 10  # how long after an answer the rater can take it back (once per answer)
 Db = Path | sqlite3.Connection  # a database file, or a connection the caller keeps open
 _TOKEN = re.compile(r"([0-9a-f]{16})\.([0-9a-f]{32})")
-_TICKET = re.compile(r"([1-9][0-9]{0,6}):([0-9a-f]{16,64})")
+_TICKET = re.compile(r"([1-9][0-9]{0,6}):[0-9a-f]{24}")
 
 
 class InvalidToken(ValueError):
@@ -93,9 +94,11 @@ class Status:
 
 @dataclass(frozen=True)
 class Item:
-    """One presentation as the rater sees it. `expected` is set for calibration images only."""
+    """One presentation. The rater's page gets all but `stimulus` and `path`; `expected` is set for calibration
+    images only."""
 
     ticket: str
+    stimulus: str
     path: Path
     width: int
     height: int
@@ -234,7 +237,8 @@ def _present(con: sqlite3.Connection, rater: str) -> Item | None:
     st = _status(con, rater)
     calibrating = row["phase"] == "calibration"
     return Item(
-        ticket=f"{row['position']}:{s.id}",
+        ticket=ticket_of(con, rater, row["position"], s.id),
+        stimulus=s.id,
         path=_db_folder(con) / s.file,
         width=s.width,
         height=s.height,
@@ -261,11 +265,22 @@ def valid_score(score: object) -> int:
     return int(score)
 
 
-def _ticket(ticket: object) -> tuple[int, str]:
+def ticket_of(con: sqlite3.Connection, rater: str, position: int, stimulus: str) -> str:
+    """The ticket of one presentation: its position and a MAC of the rater, position and stimulus."""
+    mac = hmac.new(store.token_secret(con), f"ticket:{rater}:{position}:{stimulus}".encode(), hashlib.sha256)
+    return f"{position}:{mac.hexdigest()[:24]}"
+
+
+def _presentation(con: sqlite3.Connection, rater: str, ticket: object) -> tuple[int, str]:
+    """(position, stimulus id) of the rater's presentation a ticket names; RatingRefused for any other ticket."""
     match = _TICKET.fullmatch(ticket) if isinstance(ticket, str) else None
     if match is None:
         raise RatingRefused(f"not an image ticket: {ticket!r}")
-    return int(match.group(1)), match.group(2)
+    position = int(match.group(1))
+    planned = store.planned_stimulus(con, rater, position)
+    if planned is None or not hmac.compare_digest(ticket, ticket_of(con, rater, position, planned.id)):
+        raise RatingRefused("that ticket names no image of this session")
+    return position, planned.id
 
 
 def _elapsed_ms(since: str, until: str) -> int:
@@ -278,11 +293,9 @@ def answer(db_path: Db, token: object, ticket: object, score: object, replay_ok:
     the rater's next open presentation after it was shown. With `replay_ok`, the same answer sent again
     (a client retrying after a lost reply) is acknowledged without storing anything."""
     score = valid_score(score)
-    position, stimulus = _ticket(ticket)
     with _connected(db_path) as con, _transaction(con):
         rater = _rater_of(con, token)
-        if store.get_stimulus(con, stimulus) is None:
-            raise RatingRefused(f"unknown image {stimulus!r}")
+        position, stimulus = _presentation(con, rater, ticket)
         row = _next_open(con, rater)
         stored = store.stored_score(con, rater, position, stimulus)
         if row is None or (position, stimulus) != (row["position"], row["stimulus"]):
@@ -317,9 +330,9 @@ def answer(db_path: Db, token: object, ticket: object, score: object, replay_ok:
 def undo(db_path: Db, token: object, ticket: object) -> Item:
     """Take back the rater's last answer (the one `ticket` names), within `UNDO_SECONDS` and once per
     answer: that image is shown again and its next answer replaces the first in `store.read_ratings`."""
-    position, stimulus = _ticket(ticket)
     with _connected(db_path) as con, _transaction(con):
         rater = _rater_of(con, token)
+        position, stimulus = _presentation(con, rater, ticket)
         last = store.last_answer(con, rater)
         if last is None or (last["position"], last["stimulus"]) != (position, stimulus) or store.open_revision(con, rater):
             raise RatingRefused("only the last answer can be undone")
@@ -330,6 +343,19 @@ def undo(db_path: Db, token: object, ticket: object) -> Item:
             raise RatingRefused(f"an answer can be undone within {UNDO_SECONDS} seconds only")
         store.reopen(con, rater, position, now)
         return _present(con, rater)
+
+
+def undoable(db: Db, token: object) -> str | None:
+    """The ticket of the rater's last answer while `undo` may take it back (answered once, nothing undone
+    and open), else None."""
+    with _connected(db) as con:
+        rater = _rater_of(con, token)
+        last = store.last_answer(con, rater)
+        if last is None or last["revisions"] or store.open_revision(con, rater):
+            return None
+        if _elapsed_ms(last["answered_at"], store.utc_now()) > UNDO_SECONDS * 1000:
+            return None
+        return ticket_of(con, rater, last["position"], last["stimulus"])
 
 
 def completion_code(db: Db, token: object) -> str:

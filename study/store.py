@@ -379,6 +379,20 @@ def next_unanswered(con: sqlite3.Connection, rater: str) -> sqlite3.Row | None:
     ).fetchone()
 
 
+def planned_stimulus(con: sqlite3.Connection, rater: str, position: int) -> Stimulus | None:
+    """The stimulus at `position` of the rater's plan (None past its end)."""
+    row = con.execute(
+        "SELECT s.* FROM plan p JOIN stimuli s ON s.id = p.stimulus WHERE p.rater = ? AND p.position = ?", (rater, position)
+    ).fetchone()
+    return Stimulus(**dict(row)) if row else None
+
+
+def scene_files(con: sqlite3.Connection, s: Stimulus) -> list[str]:
+    """The files of every stimulus showing the same original image as `s` (its other methods, itself included)."""
+    rows = con.execute("SELECT file FROM stimuli WHERE study = ? AND dataset = ? AND image = ?", (s.study, s.dataset, s.image))
+    return [row[0] for row in rows]
+
+
 def plan_counts(con: sqlite3.Connection, rater: str) -> tuple[int, int, int]:
     """(answered, planned, planned calibration items) of one rater."""
     answered = con.execute("SELECT count(*) FROM ratings WHERE rater = ?", (rater,)).fetchone()[0]

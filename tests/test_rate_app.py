@@ -34,7 +34,7 @@ import pytest
 
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT, default_data_root
-from study import prepare, store
+from study import prepare, sessions, store
 from study.schema import COLUMNS
 from tests.test_study_prepare import png_chunks, synthetic_data_root
 
@@ -180,7 +180,7 @@ class Session:
     """What one simulated rater did: every answer the server acknowledged."""
 
     token: str
-    answers: list[tuple[int, str, int]] = field(default_factory=list)  # (position, stimulus, score)
+    answers: list[tuple[int, str, int]] = field(default_factory=list)  # (position, ticket, score)
     latencies: list[float] = field(default_factory=list)  # seconds per rate call
     calls: int = 1  # events sent, counting the start
     finished: bool = False
@@ -211,8 +211,7 @@ def rate_on(
             began = time.perf_counter()
             out = api("rate", session.token, ticket, score)
             session.latencies.append(time.perf_counter() - began)
-            position, stimulus = ticket.split(":")
-            session.answers.append((int(position), stimulus, score))
+            session.answers.append((int(ticket.split(":")[0]), ticket, score))
             if on_answer:
                 on_answer()
         else:
@@ -223,9 +222,20 @@ def rate_on(
 
 
 def stored(db: Path, rater: str) -> list[tuple[int, str, int]]:
+    """The rater's answers in the database: (position, the ticket it answered, score)."""
     table = store.read_ratings(db)
     mine = table[table["rater"] == rater].sort_values("position")
-    return list(zip(mine["position"].astype(int), mine["stimulus"], mine["score"].astype(int)))
+    with store.connect(db, create=False) as con:
+        return [
+            (position, sessions.ticket_of(con, rater, position, stimulus), score)
+            for position, stimulus, score in zip(mine["position"].astype(int), mine["stimulus"], mine["score"].astype(int))
+        ]
+
+
+def stimulus_of(db: Path, rater: str, ticket: str) -> store.Stimulus:
+    """The stimulus a rater's ticket names (looked up: the ticket itself does not say)."""
+    with store.connect(db, create=False) as con:
+        return store.planned_stimulus(con, rater, int(ticket.split(":")[0]))
 
 
 def rater_of(token: str) -> str:
@@ -381,7 +391,7 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
             "score -1": (token, ticket, -1),
             "score 2.5": (token, ticket, 2.5),
             "no score": (token, ticket, None),
-            "unknown stimulus id": (token, f"{position}:{'ab' * 16}", 3),
+            "forged ticket": (token, f"{position}:{'ab' * 12}", 3),
             "malformed ticket": (token, "1; DROP TABLE ratings", 3),
             "tampered token": (f"{rater}.{mac[::-1]}", ticket, 3),
             "forged token for another rater": (f"{rater_of(bob['token'])}.{mac}", ticket, 3),
@@ -395,14 +405,14 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
             refused[name] = str(err.value)
         unchanged = dump(study_db) == before
         assert unchanged
-        assert "whole number from 1 to 5" in refused["score 6"] and "unknown image" in refused["unknown stimulus id"]
-        assert "not valid" in refused["tampered token"] and "not the image" in refused["another rater's token on this image"]
+        assert "whole number from 1 to 5" in refused["score 6"] and "names no image" in refused["forged ticket"]
+        assert "not valid" in refused["tampered token"] and "names no image" in refused["another rater's token on this image"]
 
         out = api("rate", token, ticket, 4)  # the genuine answer is taken
-        assert stored(study_db, rater) == [(position, ticket.split(":")[1], 4)]
+        assert stored(study_db, rater) == [(position, ticket, 4)]
         assert shown(out["ticket"]) and out["ticket"] != ticket
         assert api("rate", token, ticket, 4)["ticket"] == out["ticket"]  # a double click: acknowledged, the same next photo
-        assert stored(study_db, rater) == [(position, ticket.split(":")[1], 4)]  # and stored once
+        assert stored(study_db, rater) == [(position, ticket, 4)]  # and stored once
         after = dump(study_db)
         with pytest.raises(Refused, match="already been rated"):
             api("rate", token, ticket, 1)  # replayed with another score: the first answer stands

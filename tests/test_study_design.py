@@ -203,7 +203,7 @@ def test_a_complete_block_pilot_gives_every_paired_test_and_friedman(tmp_path):
             item = sessions.present(db, token)
             if item is None:
                 break
-            score = truth[method[item.ticket.split(":")[1]]] + int(rng.integers(-1, 2))
+            score = truth[method[item.stimulus]] + int(rng.integers(-1, 2))
             sessions.answer(db, token, item.ticket, min(max(score, 1), 5))
     out = tmp_path / "report"
     assert analyze.main(["--db", str(db), "--out", str(out), "--no-metrics", "--resamples", "50"]) == 0

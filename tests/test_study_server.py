@@ -4,20 +4,23 @@ never a MOS result)."""
 
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, server, sessions, store
 from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
-from tests.test_rate_app import METHOD_NAME
+from tests.test_rate_app import METHOD_NAME, stimulus_of
 from tests.test_study_prepare import synthetic_data_root
 
 ADMIN = "admin-token-for-the-tests-0123"
@@ -65,21 +68,41 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     bodies = [c.get("/").text, c.get("/api/study").text]
     state = start(c, identity="rater-1")
     token = state["token"]
+    lengths, sizes = defaultdict(set), defaultdict(set)  # per original image: what arrived, what is on disk
     while state["screen"] != "end":
         bodies.append(str(state))
         if state["screen"] == "trial":
             image = c.get("/" + state["item"]["image"])
             assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
             bodies.append(str(dict(image.headers)))
+            stimulus = stimulus_of(db, token[:16], state["item"]["ticket"])
+            file = db.parent / stimulus.file
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.content))), np.asarray(Image.open(file)))
+            lengths[stimulus.image].add(int(image.headers["content-length"]))
+            sizes[stimulus.image].add(file.stat().st_size)
             state = answer(c, token, state, state["item"]["expected"] or 3)
         else:
             state = advance(c, token, state)
     bodies.append(str(state))
     assert not any(METHOD_NAME.search(b) for b in bodies), [METHOD_NAME.search(b) for b in bodies if METHOD_NAME.search(b)]
+    assert any(len(v) > 1 for v in sizes.values())  # the methods' files differ in size ...
+    assert all(len(v) == 1 for v in lengths.values()), lengths  # ... but every method of one image arrives alike
     with store.connect(db) as con:
         assert state["completion"] == {"code": sessions.rater_code(con, token.split(".")[0]), "url": None}
     page = bodies[0].lower()
     assert "admin" not in page and "gradio" not in page and "/api/" not in page.replace('"api/', "")
+
+
+def test_padding_keeps_the_png_and_refuses_to_shrink_it(db: Path) -> None:
+    data = next(db.parent.rglob("*.png")).read_bytes()
+    padded = server.padded_png(data, len(data) + 100)
+    assert len(padded) == len(data) + 100 and padded.endswith(data[-12:])  # IEND stays last
+    image = Image.open(io.BytesIO(padded))
+    image.load()  # Pillow checks every chunk's CRC
+    assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(data))))
+    assert server.padded_png(data, len(data) + 12)[: len(data) - 12] == data[:-12]  # an empty padding chunk
+    with pytest.raises(ValueError, match="cannot pad"):
+        server.padded_png(data, len(data) + 11)
 
 
 def test_the_page_and_the_consent_use_the_study_scale(db: Path) -> None:
@@ -152,7 +175,7 @@ def test_undo_takes_back_the_last_answer_once(db: Path) -> None:
     twice = c.post("/api/undo", json={"token": token, "ticket": first["item"]["ticket"]})
     assert twice.status_code == 409
     table = store.read_ratings(db)
-    assert table.loc[table["stimulus"] == first["item"]["ticket"].split(":")[1], "score"].tolist() == [1]
+    assert table.loc[table["stimulus"] == stimulus_of(db, token[:16], first["item"]["ticket"]).id, "score"].tolist() == [1]
     with store.connect(db) as con:  # the first answer is kept for the record
         assert con.execute("SELECT score FROM ratings WHERE rater = ?", (token[:16],)).fetchall()[0][0] == 4
     state = answer(c, token, again, again["item"]["expected"])
@@ -185,6 +208,9 @@ def test_admin_view_progress_export_download_and_exclusion(db: Path) -> None:
     export = c.get("/admin/api/export", headers=auth)
     assert export.headers["content-disposition"].startswith("attachment") and export.text.splitlines()[0] == ",".join(COLUMNS)
     assert not (db.parent / "exports").exists()  # nothing written on the server
+    for bad in ({"excluded": "false"}, {"excluded": 1}, {"reason": 5}, {"reason": "x" * 501}):
+        assert c.post("/admin/api/exclude", json={"rater": row["rater"]} | bad, headers=auth).status_code == 400
+    assert len(store.read_ratings(db)) == 1  # a malformed request excludes nobody
     c.post("/admin/api/exclude", json={"rater": row["rater"], "excluded": True}, headers=auth)
     assert store.read_ratings(db).empty
     c.post("/admin/api/exclude", json={"rater": row["rater"], "excluded": False}, headers=auth)
@@ -281,8 +307,7 @@ def test_pilot_set5_all_methods_three_raters_through_the_api_then_analyze(data_r
         token = state["token"]
         while state["screen"] != "end":
             if state["screen"] == "trial":  # attentive on calibration and gold items (looked up: the page cannot tell)
-                with store.connect(db) as con:
-                    expected = store.get_stimulus(con, state["item"]["ticket"].split(":")[1]).expected
+                expected = stimulus_of(db, token[:16], state["item"]["ticket"]).expected
                 state = answer(c, token, state, expected or int(rng.integers(1, 6)))
             else:
                 state = advance(c, token, state)

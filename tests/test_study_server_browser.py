@@ -1,6 +1,7 @@
 """The rate server's page in headless Chromium: a whole Set14 session at 1366x768 (every photo whole and
 1:1 without scrolling, keys debounced, undo, reload and resume, completion code, nothing names a method,
-no admin element), and intake through `?rater=` with a too-small window refused. Simulated raters only."""
+no admin element), intake through `?rater=` with a too-small window refused, and the admin page's buttons.
+Simulated raters only."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 
 from srgan_core.paths import REPO_ROOT
 from study import prepare, sessions, store
-from tests.test_rate_app import CHROMIUM, CHROMIUM_ARGS, METHOD_NAME, free_port
+from tests.test_rate_app import CHROMIUM, CHROMIUM_ARGS, METHOD_NAME, free_port, stimulus_of
 
+ADMIN = "browser-admin-token-0123"
 STUDY = dict(datasets=["Set14"], methods=["nearest", "hr"], per_rater=None, repeats=1, seed=0, calibration=1, gold=2, pause_every=6)
 VISIBLE = "() => ['intake','trial','interlude','end','refused'].find(id => !document.getElementById(id).hidden)"
 
@@ -32,7 +34,7 @@ def served(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     port = free_port()
     log = open(folder / "serve.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "study.serve", "--db", str(db), "--port", str(port)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "study.serve", "--db", str(db), "--port", str(port), "--admin-token", ADMIN], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -146,10 +148,11 @@ def test_whole_session_at_1366x768_fits_undoes_resumes_and_is_blind(served: tupl
             page.keyboard.press("5")
         page.wait_for_function(f"() => ({VISIBLE})() !== 'trial' || document.getElementById('stimulus').src !== {src!r}", timeout=30_000)
         assert answered(db) == before + 1
-    table = store.read_ratings(db)
-    assert table.loc[table["stimulus"] == undone.split(":")[1], "score"].tolist() == [4]
     with store.connect(db) as con:
         rater = con.execute("SELECT rater FROM identities WHERE identity = 'prolific:pp1'").fetchone()[0]
+    table = store.read_ratings(db)
+    assert table.loc[table["stimulus"] == stimulus_of(db, rater, undone).id, "score"].tolist() == [4]
+    with store.connect(db) as con:
         assert page.inner_text("#code") == sessions.rater_code(con, rater)
         view = con.execute("SELECT viewport_w, viewport_h, dpr, fits, one_to_one FROM viewings WHERE rater = ?", (rater,)).fetchone()
     assert tuple(view) == (1366, 768, 1.0, 1, 1)
@@ -218,6 +221,56 @@ def test_a_closed_study_lets_its_participants_go_on_and_the_next_person_starts_a
         other.click("#start")
         intake_says(other, "Not saved: this study is closed to new participants")
         other.close()
+    finally:
+        with store.connect(db) as con:
+            store.set_setting(con, store.latest_study(con), "closed", None)
+    page.close()
+
+
+def test_the_admin_page_excludes_with_a_reason_closes_and_shows_every_failure(served: tuple[str, Path], browser) -> None:
+    url, db = served
+    rater = sessions.join(db, "admin-page-rater", consent=True).split(".")[0]
+    page = browser.new_page()
+    page.goto(url + "admin")
+    status = page.locator("#status")
+
+    def says(text: str, error: bool) -> None:
+        page.wait_for_function(
+            "([t, e]) => { const s = document.getElementById('status'); return s.textContent.includes(t) && (s.className === 'error') === e; }",
+            arg=[text, error],
+            timeout=30_000,
+        )
+
+    page.fill("#token", "not-the-admin-token")
+    page.click("#load")
+    says("wrong admin token", error=True)
+    page.fill("#token", ADMIN)
+    page.click("#load")
+    says("Study browser:", error=False)
+    row = page.locator("#raters tr", has_text=rater)
+    page.once("dialog", lambda dialog: dialog.accept("answered in 1 s each"))
+    row.locator("button").click()
+    page.wait_for_function("r => [...document.querySelectorAll('#raters tr.excluded')].some(tr => tr.textContent.includes(r))", arg=rater)
+    with store.connect(db) as con:
+        assert con.execute("SELECT reason FROM exclusions WHERE rater = ?", (rater,)).fetchone()[0] == "answered in 1 s each"
+    row.locator("button", has_text="Include").click()
+    page.wait_for_function("r => ![...document.querySelectorAll('#raters tr.excluded')].some(tr => tr.textContent.includes(r))", arg=rater)
+    page.once("dialog", lambda dialog: dialog.dismiss())  # cancelling the reason excludes nobody
+    row.locator("button", has_text="Exclude").click()
+    page.fill("#token", "a-wrong-token-typed-later")  # a failing call says so, and changes nothing
+    page.click("#close")
+    says("wrong admin token", error=True)
+    assert page.locator("#close").is_enabled()
+    with store.connect(db) as con:
+        assert not store.is_closed(con, store.latest_study(con))
+        assert con.execute("SELECT count(*) FROM exclusions").fetchone()[0] == 0
+    page.fill("#token", ADMIN)
+    try:
+        page.click("#close")
+        says("closed to new raters", error=False)
+        assert status.text_content().startswith("Study browser:")
+        page.click("#close")
+        says("open.", error=False)
     finally:
         with store.connect(db) as con:
             store.set_setting(con, store.latest_study(con), "closed", None)

@@ -86,11 +86,26 @@ def test_new_rater_plan_is_stored_and_replayed_exactly(db):
     st = sessions.status(db, token)
     assert st.finished and st.answered == st.total == 4 + 12 + 2 + 2
     with store.connect(db) as con:
-        planned = [f"{r['position']}:{r['stimulus']}" for r in con.execute("SELECT * FROM plan ORDER BY position")]
+        planned = [sessions.ticket_of(con, r["rater"], r["position"], r["stimulus"]) for r in con.execute("SELECT * FROM plan ORDER BY position")]
     assert tickets == planned
     table = store.read_ratings(db)
     assert table["phase"].value_counts().to_dict() == {"trial": 12, "calibration": 4, "repeat": 2, "gold": 2}
     assert (table["response_ms"] >= 0).all()
+
+
+def test_tickets_tell_neither_the_image_nor_a_repeat(db):
+    token = sessions.new_rater(db)
+    seen = []
+    while (item := sessions.present(db, token)) is not None:
+        seen.append(item)
+        sessions.answer(db, token, item.ticket, 3)
+    repeats = [i for i in seen if i.phase == "repeat"]
+    assert repeats and len({i.ticket for i in seen}) == len(seen)  # a ticket of its own for each presentation
+    for item in seen:
+        assert item.stimulus not in item.ticket
+    for repeat in repeats:
+        first = next(i for i in seen if i.stimulus == repeat.stimulus and i.phase == "trial")
+        assert first.ticket.split(":")[1] != repeat.ticket.split(":")[1]
 
 
 def test_items_show_progress_and_calibration_anchor_only(db):
@@ -143,7 +158,8 @@ def test_answers_only_the_current_shown_image(db):
     token = sessions.new_rater(db)
     with store.connect(db) as con:
         plan = [tuple(r) for r in con.execute("SELECT position, stimulus FROM plan ORDER BY position")]
-    ticket1 = f"{plan[0][0]}:{plan[0][1]}"
+    with store.connect(db) as con:
+        ticket1, ticket2 = (sessions.ticket_of(con, token[:16], position, stimulus) for position, stimulus in plan[:2])
     before = dump(db)
     with pytest.raises(sessions.RatingRefused, match="not been shown"):
         sessions.answer(db, token, ticket1, 3)
@@ -151,7 +167,7 @@ def test_answers_only_the_current_shown_image(db):
     item = sessions.present(db, token)
     assert item.ticket == ticket1
     with pytest.raises(sessions.RatingRefused, match="not the image"):  # skipping ahead
-        sessions.answer(db, token, f"{plan[1][0]}:{plan[1][1]}", 3)
+        sessions.answer(db, token, ticket2, 3)
     sessions.answer(db, token, ticket1, 3)
     after_first = dump(db)
     with pytest.raises(sessions.RatingRefused, match="already been rated"):  # replay
@@ -193,20 +209,22 @@ def test_forged_tampered_and_foreign_tokens_are_refused(db, tmp_path):
             sessions.answer(db, token, item.ticket, 3)
         with pytest.raises(sessions.InvalidToken):
             sessions.present(db, token)
-    with pytest.raises(sessions.RatingRefused, match="not the image"):  # bob answering alice's image
+    with pytest.raises(sessions.RatingRefused, match="names no image"):  # bob answering alice's image
         sessions.answer(db, bob, item.ticket, 3)
     assert dump(db) == before
 
 
-@pytest.mark.parametrize("ticket", ["", "1", "1:", "0:" + "a" * 32, "1:" + "g" * 32, "1:abc", None, 5])
+@pytest.mark.parametrize("ticket", ["", "1", "1:", "0:" + "a" * 24, "1:" + "g" * 24, "1:abc", "1:" + "a" * 32, None, 5])
 def test_malformed_and_unknown_tickets_are_refused(db, ticket):
     token = sessions.new_rater(db)
     sessions.present(db, token)
     before = dump(db)
     with pytest.raises(sessions.RatingRefused):
         sessions.answer(db, token, ticket, 3)
-    with pytest.raises(sessions.RatingRefused, match="unknown image"):
-        sessions.answer(db, token, "1:" + "a" * 32, 3)
+    with pytest.raises(sessions.RatingRefused, match="names no image"):  # well formed, but not this presentation's
+        sessions.answer(db, token, "1:" + "a" * 24, 3)
+    with pytest.raises(sessions.RatingRefused, match="names no image"):  # past the end of the plan
+        sessions.answer(db, token, "9999:" + "a" * 24, 3)
     assert dump(db) == before
 
 
