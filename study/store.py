@@ -477,14 +477,18 @@ def rater_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
 
 
 def stimulus_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
-    """One row per stimulus (of `study` only, when given): what it is, how often it is planned and rated."""
+    """One row per stimulus (of `study` only, when given): what it is, how often it is planned and rated, and its
+    mean score, counted as the analysis counts: an undone answer by its new score (not while it is open again),
+    and no rater the admin excluded."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
-            """SELECT s.study, s.id AS stimulus, s.kind, s.dataset, s.image, s.method,
-                      (SELECT count(*) FROM plan p WHERE p.stimulus = s.id) AS planned,
-                      (SELECT count(*) FROM ratings r WHERE r.stimulus = s.id) AS rated,
-                      (SELECT round(avg(r.score), 2) FROM ratings r WHERE r.stimulus = s.id) AS mean_score
-               FROM stimuli s WHERE ? IS NULL OR s.study = ? ORDER BY s.study, s.kind, s.dataset, s.image, s.method""",
+            f"""WITH answers AS ({EFFECTIVE_RATINGS} WHERE r.rater NOT IN (SELECT rater FROM exclusions)
+                                  AND (v.position IS NULL OR v.score IS NOT NULL))
+                SELECT s.study, s.id AS stimulus, s.kind, s.dataset, s.image, s.method,
+                       (SELECT count(*) FROM plan p WHERE p.stimulus = s.id AND p.rater NOT IN (SELECT rater FROM exclusions)) AS planned,
+                       (SELECT count(*) FROM answers a WHERE a.stimulus = s.id) AS rated,
+                       (SELECT round(avg(a.score), 2) FROM answers a WHERE a.stimulus = s.id) AS mean_score
+                FROM stimuli s WHERE ? IS NULL OR s.study = ? ORDER BY s.study, s.kind, s.dataset, s.image, s.method""",
             con,
             params=(study, study),
         )
