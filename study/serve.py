@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import uvicorn
 
 from study import store
 from study.server import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN, AdminTokenError, check_admin_token, default_admin_token
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,12 +61,26 @@ def configure(db: Path, consent_file: Path | None, completion_code: str | None, 
     return study
 
 
+def check_port(host: str, port: int) -> None:
+    """OSError unless `host:port` can be listened on now (so the banner is not followed by uvicorn's bind error)."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port {port}: a port is 1-65535")
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise OSError(f"cannot listen on {host}:{port} ({err.strerror}): choose another --port, or --host") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.workers < 1:
             raise ValueError("--workers must be at least 1")
         check_admin_token(args.admin_token)
+        check_port(args.host, args.port)
         study = configure(args.db, args.consent_file, args.completion_code, args.completion_url)
     except (AdminTokenError, ValueError, LookupError, OSError, store.StoreError) as err:
         print(f"study.serve: {err}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
-from study import loadtest, prepare, server, sessions, store
+from study import loadtest, prepare, serve, server, sessions, store
 from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
 from tests.test_rate_app import METHOD_NAME, stimulus_of
 from tests.test_study_prepare import synthetic_data_root
@@ -259,6 +260,17 @@ def test_serve_without_a_study_says_so_in_one_line(tmp_path: Path) -> None:
                 pass
         cli = subprocess.run([sys.executable, "-m", "study.serve", "--db", str(db)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and "study.prepare" in cli.stderr, cli.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner(db: Path, capsys: pytest.CaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve.main(["--db", str(db), "--port", str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert serve.main(["--db", str(db), "--port", "70000"]) == 1 and "a port is 1-65535" in capsys.readouterr().err
 
 
 def test_a_version_1_database_is_migrated_without_touching_its_rows(tmp_path: Path) -> None:
