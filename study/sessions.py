@@ -288,6 +288,13 @@ def _elapsed_ms(since: str, until: str) -> int:
     return max(round(elapsed.total_seconds() * 1000), 0)
 
 
+def stimulus_of(db: Db, rater: str, ticket: object) -> store.Stimulus:
+    """What a rater's ticket shows, for the study's own tools (the ticket itself does not say); RatingRefused for a
+    ticket that is not one of the rater's."""
+    with _connected(db) as con:
+        return store.get_stimulus(con, _presentation(con, rater, ticket)[1])
+
+
 def answer(db_path: Db, token: object, ticket: object, score: object, replay_ok: bool = False) -> Status:
     """Store one answer, committed before returning; RatingRefused (nothing stored) unless it answers
     the rater's next open presentation after it was shown. With `replay_ok`, the same answer sent again

@@ -232,12 +232,6 @@ def stored(db: Path, rater: str) -> list[tuple[int, str, int]]:
         ]
 
 
-def stimulus_of(db: Path, rater: str, ticket: str) -> store.Stimulus:
-    """The stimulus a rater's ticket names (looked up: the ticket itself does not say)."""
-    with store.connect(db, create=False) as con:
-        return store.planned_stimulus(con, rater, int(ticket.split(":")[0]))
-
-
 def rater_of(token: str) -> str:
     return token.split(".")[0]
 

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, serve, server, sessions, store
 from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
-from tests.test_rate_app import METHOD_NAME, stimulus_of
+from tests.test_rate_app import METHOD_NAME
 from tests.test_study_prepare import synthetic_data_root
 
 ADMIN = "admin-token-for-the-tests-0123"
@@ -76,7 +76,7 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
             image = c.get("/" + state["item"]["image"])
             assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
             bodies.append(str(dict(image.headers)))
-            stimulus = stimulus_of(db, token[:16], state["item"]["ticket"])
+            stimulus = sessions.stimulus_of(db, token[:16], state["item"]["ticket"])
             file = db.parent / stimulus.file
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.content))), np.asarray(Image.open(file)))
             lengths[stimulus.image].add(int(image.headers["content-length"]))
@@ -176,7 +176,7 @@ def test_undo_takes_back_the_last_answer_once(db: Path) -> None:
     twice = c.post("/api/undo", json={"token": token, "ticket": first["item"]["ticket"]})
     assert twice.status_code == 409
     table = store.read_ratings(db)
-    assert table.loc[table["stimulus"] == stimulus_of(db, token[:16], first["item"]["ticket"]).id, "score"].tolist() == [1]
+    assert table.loc[table["stimulus"] == sessions.stimulus_of(db, token[:16], first["item"]["ticket"]).id, "score"].tolist() == [1]
     with store.connect(db) as con:  # the first answer is kept for the record
         assert con.execute("SELECT score FROM ratings WHERE rater = ?", (token[:16],)).fetchall()[0][0] == 4
     state = answer(c, token, again, again["item"]["expected"])
@@ -319,7 +319,7 @@ def test_pilot_set5_all_methods_three_raters_through_the_api_then_analyze(data_r
         token = state["token"]
         while state["screen"] != "end":
             if state["screen"] == "trial":  # attentive on calibration and gold items (looked up: the page cannot tell)
-                expected = stimulus_of(db, token[:16], state["item"]["ticket"]).expected
+                expected = sessions.stimulus_of(db, token[:16], state["item"]["ticket"]).expected
                 state = answer(c, token, state, expected or int(rng.integers(1, 6)))
             else:
                 state = advance(c, token, state)

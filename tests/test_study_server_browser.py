@@ -16,7 +16,7 @@ import pytest
 
 from srgan_core.paths import REPO_ROOT
 from study import prepare, sessions, store
-from tests.test_rate_app import CHROMIUM, CHROMIUM_ARGS, METHOD_NAME, free_port, stimulus_of
+from tests.test_rate_app import CHROMIUM, CHROMIUM_ARGS, METHOD_NAME, free_port
 
 ADMIN = "browser-admin-token-0123"
 STUDY = dict(datasets=["Set14"], methods=["nearest", "hr"], per_rater=None, repeats=1, seed=0, calibration=1, gold=2, pause_every=6)
@@ -151,7 +151,7 @@ def test_whole_session_at_1366x768_fits_undoes_resumes_and_is_blind(served: tupl
     with store.connect(db) as con:
         rater = con.execute("SELECT rater FROM identities WHERE identity = 'prolific:pp1'").fetchone()[0]
     table = store.read_ratings(db)
-    assert table.loc[table["stimulus"] == stimulus_of(db, rater, undone).id, "score"].tolist() == [4]
+    assert table.loc[table["stimulus"] == sessions.stimulus_of(db, rater, undone).id, "score"].tolist() == [4]
     with store.connect(db) as con:
         assert page.inner_text("#code") == sessions.rater_code(con, rater)
         view = con.execute("SELECT viewport_w, viewport_h, dpr, fits, one_to_one FROM viewings WHERE rater = ?", (rater,)).fetchone()

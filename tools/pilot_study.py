@@ -37,7 +37,8 @@ from srgan_core.data import BENCHMARKS
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT
-from study import analyze, prepare, store
+from srgan_core.train import positive
+from study import analyze, prepare, sessions, store
 from study.loadtest import free_port
 from study.schema import ORIGINAL
 
@@ -119,12 +120,14 @@ def serving(db: Path, log_path: Path, admin_token: str) -> Iterator[str]:
             proc.wait(timeout=30)
 
 
-def _score(db: Path, ticket: str, view: dict, rng: np.random.Generator) -> int:
-    """The simulated rater's score: as asked on calibration, as expected on gold items, else random."""
+def _score(db: Path, identity: str, view: dict, rng: np.random.Generator) -> int:
+    """The simulated rater's score: as asked on calibration, as expected on gold items (looked up: the page
+    cannot tell), else random."""
     if view["calibration"]:
         return int(view["expected"])
     with store.connect(db, create=False) as con:
-        stimulus = store.get_stimulus(con, ticket.split(":")[1])
+        rater = store.rater_by_identity(con, store.latest_study(con), identity)
+        stimulus = sessions.stimulus_of(con, rater, view["ticket"])
     return int(stimulus.expected) if stimulus.kind == "gold" else int(rng.integers(1, 6))
 
 
@@ -161,7 +164,7 @@ def _step(rater: Rater, db: Path, rng: np.random.Generator) -> bool:
             rater.not_whole += not view["whole"]
             rater.not_one_to_one += not view["one_to_one"]
             rater.answers += 1
-        rater.page.keyboard.press(str(_score(db, view["ticket"], view, rng)))
+        rater.page.keyboard.press(str(_score(db, rater.identity, view, rng)))
     else:
         rater.page.keyboard.press("Enter")
     rater.acted, rater.acted_at = key, time.perf_counter()
@@ -320,13 +323,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=["Set5", "Set14"], choices=BENCHMARKS, metavar="DATASET", help="default: Set5 Set14")
     parser.add_argument("--methods", nargs="+", default=[*METHODS, ORIGINAL], metavar="METHOD", help="default: every method and hr")
     parser.add_argument("--per-rater", type=int, default=None, help="stimuli per rater, a multiple of the methods (default: all)")
-    parser.add_argument("--raters", type=int, default=3, help="simulated raters (default 3)")
+    parser.add_argument("--raters", type=positive(int), default=3, help="simulated raters (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="as study.prepare (default 10)")
     parser.add_argument("--calibration", type=int, default=20, help="as study.prepare (default 20)")
     parser.add_argument("--gold", type=int, default=4, help="as study.prepare (default 4)")
     parser.add_argument("--pause-every", type=int, default=50, help="as study.prepare (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the study and of the simulated scores (default 0)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds the raters may take in all (default 1800)")
+    parser.add_argument("--timeout", type=positive(float), default=1800, help="seconds the raters may take in all (default 1800)")
     parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
     return parser.parse_args(argv)
 

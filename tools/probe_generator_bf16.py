@@ -53,9 +53,9 @@ def generator_gradient(trainer: train.Trainer, hr_uint8: torch.Tensor) -> tuple[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--batches", type=int, default=3, help="batches compared for the gradients")
-    p.add_argument("--rounds", type=int, default=4, help="timed steps of each mode, alternated")
+    p.add_argument("--batch", type=train.positive(int), default=16)
+    p.add_argument("--batches", type=train.positive(int), default=3, help="batches compared for the gradients")
+    p.add_argument("--rounds", type=train.positive(int), default=4, help="timed steps of each mode, alternated")
     p.add_argument("--out", type=Path, help="write the report here (Markdown) as well as printing it")
     args = p.parse_args(argv)
     load_before = os.getloadavg()[0]
