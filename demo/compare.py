@@ -23,10 +23,10 @@ from demo.inputs import (
     MAX_LR_PIXELS,
     MIN_LR_SIDE,
     Prepared,
+    file_notes,
     fitting_mode,
     prepare,
     shrink_to,
-    transparency_note,
 )
 from srgan_core.colour_fix import SUFFIX as COLOUR_FIX_SUFFIX
 from srgan_core.colour_fix import ColourFixedUpscaler
@@ -150,7 +150,7 @@ def load_upload(path: str | None, mode: str, px: float = 50, py: float = 50, zoo
         mode, mode_note = fitting_mode(image, mode)
     except ImageError as exc:
         return not_loaded(str(exc).replace(path, name), None, mode)
-    return loaded(Source.of(name, image), mode, (px, py, zoom), None, name, [transparency_note(path), mode_note])
+    return loaded(Source.of(name, image), mode, (px, py, zoom), None, name, [*file_notes(path), mode_note])
 
 
 def choose_example(

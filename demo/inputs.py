@@ -18,8 +18,8 @@ from srgan_core.images import (
     SCALE,
     ImageError,
     downscale_x4,
+    input_notes,
     modcrop,
-    transparent_fraction,
 )
 
 MAX_LR_PIXELS = 256 * 256
@@ -102,15 +102,9 @@ def check_shrinkable(height: int, width: int, mode: str) -> None:
         )
 
 
-def transparency_note(path: str) -> str | None:
-    """A line saying that transparent parts are shown on white (as every method sees them), or None when opaque."""
-    fraction = transparent_fraction(path)
-    if not fraction:
-        return None
-    return (
-        f"It has transparency ({fraction:.0%} of its pixels): it was flattened onto a white background, "
-        "which is what every method sees."
-    )
+def file_notes(path: str) -> list[str]:
+    """Sentences on what reading the file changed (frames dropped, bit depth reduced, transparency flattened)."""
+    return [f"It {note}." for note in input_notes(path)]
 
 
 def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:

@@ -58,6 +58,31 @@ def transparent_fraction(path: str | Path) -> float:
     return float(np.mean(alpha < 255))
 
 
+def input_notes(path: str | Path) -> list[str]:
+    """What `load_image` changes in an image file beyond decoding it, each as a clause after the file's name
+    ("has 3 frames: ..."): frames it drops, bits it drops, transparency it flattens. Empty when it changes nothing."""
+    try:
+        with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            rawmode = img.tile[0].args if img.tile else None
+            rawmode = rawmode[0] if isinstance(rawmode, tuple) and rawmode else rawmode
+            deep = img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or (isinstance(rawmode, str) and ";16" in rawmode)
+    except (OSError, ValueError):  # not readable: load_image says why
+        return []
+    notes = []
+    if frames > 1:
+        notes.append(f"has {frames} frames: only the first is used")
+    if deep:
+        notes.append("has more than 8 bits per channel: it is read at 8 bits, as every method works on 8-bit images")
+    fraction = transparent_fraction(path)
+    if fraction:
+        notes.append(
+            f"has transparency ({fraction:.0%} of its pixels): it is flattened onto a white background, which is what "
+            "every method sees, and the result has no alpha"
+        )
+    return notes
+
+
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):

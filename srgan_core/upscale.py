@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import IMAGE_SUFFIXES
-from srgan_core.images import ImageError, load_image, save_png, transparent_fraction
 from srgan_core.device import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
+from srgan_core.images import ImageError, input_notes, load_image, save_png
 from srgan_core.method_specs import METHODS
 from srgan_core.methods import MethodUnavailable, load_method
 
@@ -116,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"skipped: {exc}", file=sys.stderr)
             failures += 1
             continue
-        transparent = transparent_fraction(src)
-        if transparent:
-            tqdm.write(f"note: {src} has transparency ({transparent:.0%} of its pixels): it was flattened onto white, "
-                       "and the output has no alpha", file=sys.stderr)
+        for note in input_notes(src):
+            tqdm.write(f"note: {src} {note}", file=sys.stderr)
         with tqdm(total=100, desc=src.name, leave=False, disable=many) as bar:
             sr = upscaler.upscale(image, progress=lambda f: bar.update(round(f * 100) - bar.n))
         dest = output_path(src, args.output, many, upscaler.name)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_core.images import ImageError, downscale_x4, load_image, modcrop
+from srgan_core.images import ImageError, downscale_x4, input_notes, load_image, modcrop
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -100,3 +102,33 @@ def test_downscale_modcrops_and_refuses_tiny_images(photo: np.ndarray) -> None:
     assert modcrop(photo[:47, :63]).shape == (44, 60, 3)
     with pytest.raises(ImageError, match="too small"):
         downscale_x4(photo[:1, :1])
+
+
+def _png_rgb16(path: Path, pixels: np.ndarray) -> None:
+    """A 16-bit RGB PNG (Pillow cannot write one; it reads it as 8-bit RGB)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_input_notes_name_dropped_frames_bits_and_transparency(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(tmp_path / "gray16.png")
+    _png_rgb16(tmp_path / "rgb16.png", np.full((16, 16, 3), 40000, np.uint16))
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[:4, :, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "quarter.png")
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "plain.png")
+    notes = {name: input_notes(tmp_path / name) for name in ("anim.gif", "gray16.png", "rgb16.png", "quarter.png", "plain.png")}
+    assert notes["anim.gif"] == ["has 3 frames: only the first is used"]
+    assert [len(notes[n]) for n in ("gray16.png", "rgb16.png")] == [1, 1] and all("8 bits" in notes[n][0] for n in ("gray16.png", "rgb16.png"))
+    assert load_image(tmp_path / "rgb16.png")[0, 0].tolist() == [156] * 3  # its top byte (40000 = 0x9C40)
+    assert notes["quarter.png"] == [
+        "has transparency (75% of its pixels): it is flattened onto a white background, which is what every method sees, "
+        "and the result has no alpha"
+    ]
+    assert notes["plain.png"] == [] and input_notes(tmp_path / "missing.png") == []
