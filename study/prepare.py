@@ -199,6 +199,8 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
             **plan_config,
         }
         with store.connect(db_path) as con, store.transaction(con):
+            if store.has_study(con, req.name):  # prepared by another run while this one rendered
+                raise PrepareError(f"study {req.name!r} already exists in {db_path}; choose another --name")
             store.add_study(con, req.name, config)
             for s in stimuli:
                 store.add_stimulus(con, s)
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     db_path = args.db or store.default_db()
     try:
+        with store.connect(db_path) as con:
+            earlier = store.latest_study(con)
         counts = prepare(req, args.data_root, db_path, show_progress=True)
     except (PrepareError, FileNotFoundError, store.StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -259,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{counts['gold']} gold items under {store.stimuli_dir(db_path, req.name)}"
     )
     print(describe_plan(config))
+    if earlier is not None:
+        print(
+            f"note: {req.name!r} is now the open study: new raters join it, and the raters of {earlier!r} go on with theirs. "
+            "A running `study.serve` set its --consent-file, --completion-code and --completion-url on the study open "
+            f"when it started ({earlier!r}); restart it with this study's to give them to {req.name!r}."
+        )
     return 0
 
 

@@ -52,6 +52,8 @@ def configure(db: Path, consent_file: Path | None, completion_code: str | None, 
         study = store.latest_study(con)
         if study is None:
             raise LookupError(f"{db}: no study has been prepared yet: run `python -m study.prepare --name NAME ...`")
+        if not store.stimuli_dir(db, study).is_dir():
+            raise FileNotFoundError(f"the photos of study {study!r} are missing: no folder {store.stimuli_dir(db, study)}")
         if consent_file is not None:
             store.set_setting(con, study, "consent", consent_file.read_text(encoding="utf-8").strip())
         if completion_code is not None:

@@ -189,6 +189,12 @@ def padded_png(data: bytes, length: int) -> bytes:
     return data[:end] + chunk + data[end:]
 
 
+def _needs(con: sqlite3.Connection, study: str) -> dict:
+    """What the page needs to show one study's largest photo whole at 1:1: its size and the layout around it."""
+    width, height = store.largest_stimulus(con, study)
+    return {"width": width, "height": height, "side": SIDE_PX, "margin": MARGIN_PX}
+
+
 class RateApp:
     """The request handlers, bound to one database (and the admin token, if any)."""
 
@@ -206,7 +212,6 @@ class RateApp:
             return {"open": False, "message": "No study is open yet."}
         settings = store.study_settings(con, study)
         config = store.study_config(con, study)
-        width, height = store.largest_stimulus(con, study)
         counts = dict(con.execute("SELECT kind, count(*) FROM stimuli WHERE study = ? GROUP BY kind", (study,)).fetchall())
         length = counts.get("calibration", 0) + (config.get("per_rater") or counts.get("trial", 0)) + config.get("repeats", 0) + counts.get("gold", 0)
         minutes = max(5, math.ceil(length * 6 / 60 / 5) * 5)  # about 6 s a photo, rounded up to 5 minutes
@@ -215,7 +220,7 @@ class RateApp:
             "open": settings.get("closed") != "1",
             "message": "This study is closed to new participants." if settings.get("closed") == "1" else "",
             "consent": consent,
-            "needs": {"width": width, "height": height, "side": SIDE_PX, "margin": MARGIN_PX},
+            "needs": _needs(con, study),
             "calibration": counts.get("calibration", 0),
             "undo_seconds": sessions.UNDO_SECONDS,
         }
@@ -225,7 +230,15 @@ class RateApp:
         new rater; record the viewing."""
         con = self.db.con()
         viewing = _viewing(payload.get("viewing"))
-        study = store.latest_study(con)
+        identity, platform = _identity(payload)
+        token = payload.get("token")
+        try:
+            rater = sessions.rater_of(con, token)
+        except InvalidToken:
+            rater = None
+        # a browser's token resumes only its own participant: someone naming another id on it joins as themselves
+        resuming = rater is not None and (identity is None or identity == store.identity_of(con, rater))
+        study = store.rater_study(con, rater) if resuming else store.latest_study(con)  # a returning rater's own study
         if study is None:
             raise NoStudy("No study is open yet.")
         largest = store.largest_stimulus(con, study)
@@ -237,14 +250,7 @@ class RateApp:
                 f"needs at least {need_w} x {need_h} to show each photo whole at its true size. Please maximise "
                 "the window, set the zoom to 100 % (Ctrl+0), or use a larger screen, then reload."
             )
-        identity, platform = _identity(payload)
-        token = payload.get("token")
-        try:
-            rater = sessions.rater_of(con, token)
-        except InvalidToken:
-            rater = None
-        if rater is None or (identity is not None and identity != store.identity_of(con, rater)):
-            # a browser's token resumes only its own participant: someone naming another id on it joins as themselves
+        if not resuming:
             token = sessions.join(con, identity, platform, consent=payload.get("consent") is True)
         with store.transaction(con):
             sessions.record_viewing(con, token, viewing)
@@ -253,7 +259,7 @@ class RateApp:
     def status(self, payload: dict) -> dict:
         con = self.db.con()
         st = sessions.status(con, payload.get("token"))
-        return {"progress": self._progress(st)} | self._completion(con, payload["token"], st)
+        return {"progress": self._progress(st), "needs": _needs(con, st.study)} | self._completion(con, payload["token"], st)
 
     def next(self, payload: dict) -> dict:
         con = self.db.con()

@@ -168,6 +168,25 @@ def test_refuses_an_existing_study_name(data, tmp_path):
     assert sorted(store.stimuli_dir(db, "pilot").iterdir()) == before
 
 
+def test_a_study_of_the_same_name_prepared_meanwhile_is_refused_cleanly(data, tmp_path, monkeypatch):
+    """Two runs with one --name at once: the one that registers second says so, and leaves the first's files."""
+    db = tmp_path / "study.sqlite"
+    save = prepare.save_png
+
+    def save_after_a_rival(img, path):
+        monkeypatch.setattr(prepare, "save_png", save)
+        prepare.prepare(request(methods=["hr"]), data, db)  # the rival run, done while this one renders
+        save(img, path)
+
+    monkeypatch.setattr(prepare, "save_png", save_after_a_rival)
+    with pytest.raises(prepare.PrepareError, match="already exists"):
+        prepare.prepare(request(), data, db)
+    with store.connect(db) as con:
+        assert {s.method for s in store.study_stimuli(con, "pilot", "trial")} == {"hr"}
+    assert len(list(store.stimuli_dir(db, "pilot").iterdir())) == len(list(Path(data, "benchmarks", "Set5").iterdir())) + 2 + 2 * 2
+    assert [p.name for p in store.stimuli_dir(db, "pilot").parent.parent.iterdir() if p.name.startswith(".")] == []
+
+
 def test_a_failure_midway_leaves_nothing_behind(data, tmp_path, monkeypatch):
     calls = []
 
@@ -193,6 +212,9 @@ def test_cli(data, tmp_path, capsys):
     assert "6 stimuli, 2 calibration and 2 gold items" in out and "each rater answers 9" in out
     assert prepare.main(["--name", "cli2", "--methods", "nearest", "--repeats", "9", *common]) == 2
     assert "--repeats 9" in capsys.readouterr().err
+    assert prepare.main(["--name", "cli3", "--methods", "nearest", "hr", "--repeats", "1", *common]) == 0
+    out = capsys.readouterr().out  # a second study in one database: what that means for a running server
+    assert "note: 'cli3' is now the open study" in out and "the raters of 'cli' go on" in out and "--completion-code" in out
     with pytest.raises(SystemExit):
         prepare.main(["--name", "x", "--datasets", "Set99", "--methods", "hr", "--db", str(db)])
 

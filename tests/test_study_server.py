@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -104,6 +105,22 @@ def test_padding_keeps_the_png_and_refuses_to_shrink_it(db: Path) -> None:
     assert server.padded_png(data, len(data) + 12)[: len(data) - 12] == data[:-12]  # an empty padding chunk
     with pytest.raises(ValueError, match="cannot pad"):
         server.padded_png(data, len(data) + 11)
+
+
+def test_a_returning_rater_is_checked_against_their_own_study_not_a_newer_one(db: Path, data: Path) -> None:
+    c = client(db)
+    early = start(c, identity="early")
+    with store.connect(db) as con:
+        own = store.largest_stimulus(con, "pilot")
+    prepare.prepare(prepare.Request(name="second", **STUDY), data, db)  # prepared while the first is being rated
+    with store.connect(db) as con:
+        con.execute("UPDATE stimuli SET width = 3000 WHERE study = 'second'")  # too wide for VIEW
+    assert c.post("/api/status", json={"token": early["token"]}).json()["needs"]["width"] == own[0]
+    again = start(c, token=early["token"])  # the same window goes on with the first study
+    assert again["token"] == early["token"] and again["item"]["ticket"] == early["item"]["ticket"]
+    late = c.post("/api/start", json={"consent": True, "viewing": VIEW, "identity": "late"})
+    assert late.status_code == 409 and "needs at least" in late.json()["error"]  # a newcomer joins the new study
+    assert c.get("/api/study").json()["needs"]["width"] == 3000
 
 
 def test_the_page_and_the_consent_use_the_study_scale(db: Path) -> None:
@@ -271,6 +288,15 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner(db: Path, 
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert serve.main(["--db", str(db), "--port", "70000"]) == 1 and "a port is 1-65535" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_study_whose_photos_are_missing(db: Path, capsys: pytest.CaptureFixture) -> None:
+    shutil.rmtree(store.stimuli_dir(db, "pilot"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert serve.main(["--db", str(db), "--port", str(port)]) == 1
+    assert "the photos of study 'pilot' are missing" in capsys.readouterr().err
 
 
 def test_a_version_1_database_is_migrated_without_touching_its_rows(tmp_path: Path) -> None:
