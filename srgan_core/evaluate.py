@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "under its folder name: downscaled x4 the paper's way, upscaled by every method and compared with the original; "
         "needs --out",
     )
-    p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png and the NIQE model (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png and the NIQE model (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     p.add_argument("--out", type=Path, help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/, for a run of every method on all three benchmarks only)")
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")

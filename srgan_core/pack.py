@@ -142,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
-    p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     p.add_argument("--weights", type=Path, nargs="*", default=[SPECS[m].weights_file for m in ("srgan-vgg54", "srgan-vgg22")],
                    help="<method>.safetensors files to continue, each with its .json model card beside it (carried in bfloat16)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")

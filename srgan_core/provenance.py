@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("cards", type=Path, nargs="+", help="model cards (results/models/*.json)")
     p.add_argument("--score", action="store_true", help="write each card's benchmarks block (PSNR/SSIM of the .safetensors beside it)")
-    p.add_argument("--data-root", type=Path, help="folder with benchmarks/Set5, Set14, BSD100 (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="folder with benchmarks/Set5, Set14, BSD100 (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     args = p.parse_args(argv)
     status = 0
     for path in args.cards:

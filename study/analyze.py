@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", help="the study to analyse (needed when the ratings hold several)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/study/NAME)")
     parser.add_argument(
-        "--data-root", type=Path, help="data folder with benchmarks/ (default: $SRGAN_DATA or ../shared/data)"
+        "--data-root", type=Path, help="data folder with benchmarks/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)"
     )
     parser.add_argument("--no-metrics", action="store_true", help="skip PSNR / SSIM / NIQE")
     parser.add_argument(

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="the campaign's OUTDIR, as brought back from the lent machine")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
-    p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
     p.add_argument("--report", type=Path, default=CAMPAIGN_REPORT, help="where the report goes")
     p.add_argument("--performance", type=Path,

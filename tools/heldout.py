@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument("--images-to", type=Path, default=REPO_ROOT / "runs" / "heldout", help="where the images are written (default: runs/heldout)")
     p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for the shipped settings only)")
-    p.add_argument("--data-root", type=Path, help="data folder holding the NIQE model (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="data folder holding the NIQE model (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column")
     args = p.parse_args(argv)
     args.out = report_path(p, args, REPO_ROOT / "results" / "heldout")

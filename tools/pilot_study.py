@@ -330,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pause-every", type=int, default=50, help="as study.prepare (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the study and of the simulated scores (default 0)")
     parser.add_argument("--timeout", type=positive(float), default=1800, help="seconds the raters may take in all (default 1800)")
-    parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA or ../shared/data)")
+    parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     return parser.parse_args(argv)
 
 

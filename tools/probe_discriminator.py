@@ -1,4 +1,4 @@
-"""What a fresh discriminator keys on: `python -m tools.probe_discriminator [--steps 150]`.
+"""What a fresh discriminator keys on: `python -m tools.probe_discriminator [--steps 200]`.
 
 SRGAN starts a new discriminator against a generator pre-trained on MSE, and D(G(z)) then drops towards 0
 within a few hundred iterations. This probe asks why: it trains the paper's discriminator from scratch on
@@ -133,11 +133,11 @@ def report(command: str, args: argparse.Namespace, iterations: int, curve: list[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=150, help="discriminator updates")
+    p.add_argument("--steps", type=int, default=200, help="discriminator updates (the shipped report: 200)")
     p.add_argument("--batch", type=int, default=16, help="crops per batch")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (a multiple of 16)")
     p.add_argument("--eval-batches", type=int, default=4, help="held-out batches per variant")
-    p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--discriminator-batch", choices=DISCRIMINATOR_BATCHES, default="joint", help="how HR and SR reach D, as in train.py")
     p.add_argument("--seed", type=int, default=0)

@@ -24,6 +24,7 @@ from srgan_core.data import TrainImages, make_pair, train_folders
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import SPECS
 from srgan_core.provenance import hardware
+from tools.reports import command_line, publish
 
 MODES = ("losses", "auto")
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# The generator under bfloat16 autocast on the CPU",
         "",
-        f"Made by `python -m tools.probe_generator_bf16 --batches {args.batches} --rounds {args.rounds}` on {hardware(torch.device('cpu'))}, "
+        f"Made by `{command_line('tools.probe_generator_bf16', argv)}` on {hardware(torch.device('cpu'))}, "
         f"torch {torch.__version__}; SRGAN-VGG54 from the shipped SRResNet-MSE, batch {args.batch} of 96 px crops. Load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes on the machine slow both modes alike).",
         "",
@@ -98,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Best step: {best['losses'] / best['auto']:.2f}x faster with the generator in bfloat16 too.",
     ]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    publish("\n".join(lines) + "\n", args.out)
     return 0
 
 
