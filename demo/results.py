@@ -18,10 +18,11 @@ from markdown_it import MarkdownIt
 from study.ratings import read_study_names
 
 FIGURE_LINE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<file>[^)/\\]+\.png)\)\s*$")
+FIGURE_MARK = "@figure-{}@"  # where a figure stood in the report: `report_html` puts it back there
 SOURCE = re.compile(r"^Ratings from `(?P<source>[^`]+)`", re.MULTILINE)
 Figures = list[tuple[Path, str]]
 # Raw HTML, links and images in a report are shown as text: only the study's own figures are embedded.
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table").disable(["image", "link"])
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table").disable(["image", "link", "autolink"])
 # Tables scroll sideways instead of breaking words ("MO S"); figures keep their aspect and fit the width.
 REPORT_CSS = """
 .results-report .table-scroll { overflow-x: auto; max-width: 100%; }
@@ -49,33 +50,36 @@ def analyze_command(study: str, study_db: Path, results_dir: Path) -> str:
 
 
 def load_report(results_dir: Path, study: str | None, study_db: Path | None = None) -> tuple[str, Figures]:
-    """The report's Markdown (figure lines taken out) and its figures with captions, in report order.
-    With `study_db`, a note when the report was made from another database, and the database's studies
+    """The report's Markdown (each figure line replaced by `FIGURE_MARK`) and its figures with captions, in report
+    order. With `study_db`, notes first: when the report was made from another database, and the database's studies
     that have no report yet."""
     studies = list_studies(results_dir)
     waiting = _waiting(results_dir, study_db, studies)
     if not studies:
-        text = (
-            f"No study reports yet under `{reports_dir(results_dir)}`. Collect ratings in the Rate tab, "
-            "then run `python -m study.analyze --study NAME`."
-        )
+        command = analyze_command("NAME", study_db, results_dir) if study_db else f"python -m study.analyze --study NAME --out {reports_dir(results_dir)}/NAME"
+        text = f"No study reports yet under `{reports_dir(results_dir)}`. Collect ratings, then run `{command}`."
         return "\n\n".join([text, *waiting]), []
     if study not in studies:
         return "\n\n".join([f"Choose a study: {', '.join(studies)}.", *waiting]), []
     folder = reports_dir(results_dir) / study
+    try:
+        report = (folder / "report.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return "\n\n".join([f"The report of study `{study}` cannot be read ({err}): run `study.analyze` again.", *waiting]), []
     text, figures = [], []
-    report = (folder / "report.md").read_text(encoding="utf-8")
     for line in report.splitlines():
         match = FIGURE_LINE.match(line)
         if match is None:
             text.append(line)
         elif (folder / match["file"]).is_file():
+            text.append(f"\n{FIGURE_MARK.format(len(figures))}\n")
             figures.append((folder / match["file"], match["caption"]))
     source = SOURCE.search(report)
+    notes = list(waiting)
     if study_db is not None and source and Path(source["source"]).resolve() != Path(study_db).resolve():
-        text.insert(0, f"> This report was made from `{source['source']}`; this app's study database is "
-                       f"`{study_db}`. To report on it: `{analyze_command(study, study_db, results_dir)}`\n")
-    return "\n".join([*text, "", *waiting]), figures
+        notes.insert(0, f"> This report was made from `{source['source']}`; this app's study database is "
+                        f"`{study_db}`. To report on it: `{analyze_command(study, study_db, results_dir)}`")
+    return "\n\n".join([*notes, "\n".join(text)]), figures
 
 
 def _waiting(results_dir: Path, study_db: Path | None, reported: list[str]) -> list[str]:
@@ -89,12 +93,25 @@ def _waiting(results_dir: Path, study_db: Path | None, reported: list[str]) -> l
 def report_html(markdown: str, figures: Figures) -> str:
     """The report as HTML: wide tables scroll, figures whole (embedded, at most the page's width)."""
     body = re.sub(r"(<table>.*?</table>)", r'<div class="table-scroll">\1</div>', _MARKDOWN.render(markdown), flags=re.S)
-    shown = []
-    for path, caption in figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    left = []  # figures whose place the Markdown does not mark: after the report
+    for k, (path, caption) in enumerate(figures):
         alt = html.escape(caption, quote=True)
-        shown.append(f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption>{alt}</figcaption></figure>')
-    return f'<div class="results-report">{body}{"".join(shown)}</div>'
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            data, problem = b"", str(err)
+        else:
+            problem = None if data.startswith(b"\x89PNG\r\n\x1a\n") else "not a PNG file"
+        if problem:
+            figure = f"<p>Figure <em>{alt}</em> cannot be shown: {html.escape(problem)}.</p>"
+        else:
+            figure = f'<figure><img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
+        mark = f"<p>{FIGURE_MARK.format(k)}</p>"
+        if mark in body:
+            body = body.replace(mark, figure, 1)
+        else:
+            left.append(figure)
+    return f'<div class="results-report">{body}{"".join(left)}</div>'
 
 
 def build_tab(results_dir: Path, study_db: Path | None = None) -> None:

@@ -81,6 +81,29 @@ def test_the_tab_follows_the_apps_study_database(results_dir: Path, tmp_path: Pa
     assert results.load_report(results_dir, "alpha", tmp_path / "absent.sqlite")[0].count("no report yet") == 0
 
 
+def test_figures_stay_in_place_and_a_bad_file_is_named_not_fatal(results_dir: Path, tmp_path: Path):
+    from tests.test_study_store import make_study
+
+    alpha = results_dir / "study" / "alpha"
+    (alpha / "report.md").write_text("# MOS study `alpha`\n\n## Set5\n\n![scores on Set5](fig5_Set5.png)\n\n## Notes\n\n"
+                                     "See <https://example.com>.\n\n![a broken figure](broken.png)\n")
+    (alpha / "broken.png").write_bytes(b"not a png")
+    db = tmp_path / "db" / "study.sqlite"
+    make_study(db, name="gamma")
+    make_study(db, name="delta")
+    markdown, figures = results.load_report(results_dir, "alpha", db)
+    assert markdown.index("`delta`") < markdown.index("`gamma`") < markdown.index("# MOS study")  # notes first,
+    assert "no report yet: " in markdown.split("\n\n")[0] and "no report yet: " in markdown.split("\n\n")[1]  # each its own
+    page = results.report_html(markdown, figures)
+    assert page.index("<h2>Set5</h2>") < page.index("<figure>") < page.index("<h2>Notes</h2>")  # where the report put it
+    assert "Figure <em>a broken figure</em> cannot be shown: not a PNG file." in page and page.count("<figure>") == 1
+    assert "<a " not in page and "https://example.com" in page  # an autolink is text too
+    (alpha / "report.md").write_bytes("# MOS study `alpha` \u2014 r\u00e9sum\u00e9\n".encode("latin-1", "replace"))
+    markdown, figures = results.load_report(results_dir, "alpha")
+    assert markdown.startswith("The report of study `alpha` cannot be read") and figures == []
+    assert results.list_studies(results_dir) == ["alpha", "zeta"]  # the other reports stay reachable
+
+
 def test_unknown_or_forged_study_names(results_dir: Path, tmp_path: Path):
     for name in ["beta", "../alpha", "/etc", None]:
         markdown, figures = results.load_report(results_dir, name)
