@@ -25,6 +25,7 @@ from demo.inputs import (
     Prepared,
     file_notes,
     fitting_mode,
+    output_shape,
     prepare,
     shrink_to,
 )
@@ -281,9 +282,8 @@ def framed_preview(source: Source | None, comparison: Comparison | None, mode: s
         return None
     if comparison is not None and comparison.panels():
         shape = next(iter(comparison.panels().values())).shape
-    else:  # before a comparison: the outputs will be the photo's size, or 4x the low-resolution input's
-        per_side = 1 if mode == HR_MODE else 4
-        shape = (source.image.shape[0] * per_side, source.image.shape[1] * per_side)
+    else:  # before a comparison: the size the outputs will have
+        shape = output_shape(*source.image.shape[:2], mode)
     box = crop_box(shape, (px / 100, py / 100), int(zoom))
     height, width = source.preview.shape[:2]
     sy, sx = height / shape[0], width / shape[1]
@@ -515,17 +515,29 @@ def build_tab(data_root: Path | None) -> None:
     # The run drew its views at the window of its start: redraw them where the window is now.
     comparing.then(update_views, [source, comparison, mode, cx, cy, zoom, left, right], [preview, *views],
                    api_visibility="private", show_progress="hidden")
-    # A new image stops a comparison still running on the old one, which would otherwise come back beside it.
+    knobbing = alpha.release(
+        run_knob,
+        [comparison, alpha, cx, cy, zoom, force_float32],
+        [comparison, knob_image, knob_text],
+        api_name="compare_knob",
+        concurrency_limit=1,
+        concurrency_id=UPSCALE_QUEUE,
+    )
+    # The knob drew its view at the window of its start too.
+    knobbing.then(update_views, [source, comparison, mode, cx, cy, zoom, left, right], [preview, *views],
+                  api_visibility="private", show_progress="hidden")
+    # A new image stops a comparison or knob run still going on the old one, which would otherwise come back beside it.
     upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal",
-                  cancels=[comparing])
-    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden", cancels=[comparing])
+                  cancels=[comparing, knobbing])
+    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden",
+                 cancels=[comparing, knobbing])
     example.input(
         lambda choice, *args: choose_example(choice, *args, data_root),
         [example, mode, cx, cy, zoom],
         loads,
         api_name="compare_load_example",
         show_progress="minimal",
-        cancels=[comparing],
+        cancels=[comparing, knobbing],
     )
     mode.input(**frame)
     preview.select(
@@ -539,12 +551,4 @@ def build_tab(data_root: Path | None) -> None:
         [preview, *views],
         api_name="compare_view",
         show_progress="hidden",
-    )
-    alpha.release(
-        run_knob,
-        [comparison, alpha, cx, cy, zoom, force_float32],
-        [comparison, knob_image, knob_text],
-        api_name="compare_knob",
-        concurrency_limit=1,
-        concurrency_id=UPSCALE_QUEUE,
     )

@@ -107,6 +107,18 @@ def file_notes(path: str) -> list[str]:
     return [f"It {note}." for note in input_notes(path)]
 
 
+def output_shape(height: int, width: int, mode: str) -> tuple[int, int]:
+    """(height, width) of the 4x outputs `prepare` leads to for an image of this size in `mode` (shrunk to the limit,
+    the photo mod-4 cropped), before anything is computed."""
+    per_lr = SCALE if mode == HR_MODE else 1
+    limit = MAX_LR_PIXELS * per_lr**2
+    if height * width > limit:
+        width, height = shrunk_size(height, width, limit)
+    if mode == HR_MODE:
+        return height - height % SCALE, width - width % SCALE
+    return height * SCALE, width * SCALE
+
+
 def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """The image downscaled (Lanczos, aspect kept) to at most `max_pixels` pixels."""
     return np.asarray(Image.fromarray(image).resize(shrunk_size(*image.shape[:2], max_pixels), Image.Resampling.LANCZOS))

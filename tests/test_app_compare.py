@@ -20,7 +20,7 @@ from skimage import data as skdata
 
 from app import create_app
 from demo.crops import crop_box, zoomed
-from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, prepare
+from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, output_shape, prepare
 from srgan_core import method_specs, methods
 from srgan_core.download import sha256_file
 from srgan_core.evaluate import score_images
@@ -377,3 +377,22 @@ def test_the_knob_says_what_it_blends_or_why_it_cannot(models_dir: Path) -> None
     (models_dir / "starts" / "srresnet-mse-100.safetensors").unlink()
     unavailable = knob_explained(methods.knob_problem())
     assert "**Unavailable here**: the srresnet-mse weights srgan-vgg54 was fine-tuned from" in unavailable
+
+
+@pytest.mark.parametrize("mode", [HR_MODE, LR_MODE])
+@pytest.mark.parametrize("size", [(2048, 2048), (1023, 770), (600, 41), (300, 300), (64, 33)])
+def test_the_outline_before_compare_has_the_size_the_outputs_will_have(mode: str, size: tuple[int, int]) -> None:
+    image = np.zeros((*size, 3), np.uint8)
+    assert output_shape(*size, mode) == tuple(4 * side for side in prepare(image, mode).lr.shape[:2])
+
+
+def test_a_new_image_stops_runs_on_the_old_one_and_each_run_redraws_at_the_current_window(tmp_path: Path) -> None:
+    blocks = create_app(None, tmp_path / "study.sqlite", None, tmp_path / "results")
+    deps = blocks.config["dependencies"]
+    named = {d["api_name"]: d for d in deps}
+    runs = {named["compare_run"]["id"], named["compare_knob"]["id"]}
+    for loading in ("compare_load_file", "compare_load_example"):  # Gradio cancels through a twin event on the same trigger
+        assert any(set(d["cancels"]) >= runs and d["targets"] == named[loading]["targets"] for d in deps), loading
+    for run in runs:  # a run drew at the window of its start: the views are redrawn where the window is now
+        (after,) = [d for d in deps if d["trigger_after"] == run]
+        assert blocks.fns[after["id"]].name == "update_views"
