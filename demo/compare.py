@@ -97,6 +97,7 @@ class Comparison:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     knob: np.ndarray | None = None
+    knob_alpha: float | None = None
     colour_fix: bool = False  # the learned methods' outputs (and the knob's) went through srgan_core.colour_fix
 
     def fixed(self, name: str) -> bool:
@@ -329,21 +330,22 @@ def run_knob(
     force_float32: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):
-    """Upscale the compared input with the generator blended at `alpha`; PSNR/SSIM when the original is known."""
+    """Upscale the compared input with the generator blended at `alpha`; PSNR/SSIM when the original is known, and
+    the downloads again with the blended output among them."""
     if comparison is None:
-        return comparison, None, "**Run the comparison first**: the knob upscales the same input."
+        return comparison, None, "**Run the comparison first**: the knob upscales the same input.", gr.skip()
     precision = compare_precision(force_float32)
     try:
         blended_from = knob_start()
         upscaler = knob_upscaler(alpha, precision)
     except MethodUnavailable as exc:
-        return comparison, None, f"**The knob is unavailable here**: {exc}"
+        return comparison, None, f"**The knob is unavailable here**: {exc}", gr.skip()
     if comparison.colour_fix:
         upscaler = ColourFixedUpscaler(upscaler)
     start = time.perf_counter()
     sr = upscaler.upscale(comparison.prepared.lr, progress=lambda done: progress(done, desc=f"alpha {alpha:.2f}"))
     seconds = time.perf_counter() - start
-    comparison.knob = sr
+    comparison.knob, comparison.knob_alpha = sr, round(float(alpha), 2)
     text = f"alpha = {alpha:.2f} (0: {blended_from.label}, {KNOB_ENDS[1]}'s start; 1: {KNOB_ENDS[1]}) · {seconds:.2f} s · {precision}"
     if comparison.colour_fix:
         text += " · colour fix"
@@ -351,7 +353,7 @@ def run_knob(
     if hr is not None:
         text += f" · PSNR {psnr_y(sr, hr):.2f} dB · SSIM {ssim_y(sr, hr):.4f}"
     box = crop_box(sr.shape, (px / 100, py / 100), int(zoom))
-    return comparison, zoomed(sr, box, int(zoom)), text
+    return comparison, zoomed(sr, box, int(zoom)), text, write_downloads(comparison)
 
 
 def warm_up() -> None:
@@ -383,15 +385,18 @@ def knob_explained(problem: str | None) -> str:
 
 
 def write_downloads(comparison: Comparison) -> list[str]:
-    """Every full-size output (and the low-resolution input) as a lossless PNG, named after the image."""
+    """Every full-size output (the knob's last one too), and the low-resolution input the methods saw, as lossless
+    PNGs named after the image."""
     prune_downloads()
     folder = Path(tempfile.mkdtemp(dir=DOWNLOAD_ROOT))
     images = {
         f"{comparison.name}_{name}{COLOUR_FIX_SUFFIX if comparison.fixed(name) else ''}_x4": sr
         for name, sr in comparison.outputs.items()
     }
-    if comparison.prepared.hr is not None:
-        images[f"{comparison.name}_lr_input"] = comparison.prepared.lr
+    if comparison.knob is not None:
+        fix = COLOUR_FIX_SUFFIX if comparison.colour_fix else ""
+        images[f"{comparison.name}_knob-alpha{comparison.knob_alpha:.2f}{fix}_x4"] = comparison.knob
+    images[f"{comparison.name}_lr_input"] = comparison.prepared.lr
     paths = []
     for stem, image in images.items():
         save_png(image, folder / f"{stem}.png")
@@ -518,7 +523,7 @@ def build_tab(data_root: Path | None) -> None:
     knobbing = alpha.release(
         run_knob,
         [comparison, alpha, cx, cy, zoom, force_float32],
-        [comparison, knob_image, knob_text],
+        [comparison, knob_image, knob_text, downloads],
         api_name="compare_knob",
         concurrency_limit=1,
         concurrency_id=UPSCALE_QUEUE,
@@ -531,10 +536,10 @@ def build_tab(data_root: Path | None) -> None:
                   cancels=[comparing, knobbing])
     upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden",
                  cancels=[comparing, knobbing])
-    example.input(
-        lambda choice, *args: choose_example(choice, *args, data_root),
+    example.input(  # the upload box is emptied: it would go on showing the file the example replaced
+        lambda choice, *args: (*choose_example(choice, *args, data_root), None),
         [example, mode, cx, cy, zoom],
-        loads,
+        [*loads, upload],
         api_name="compare_load_example",
         show_progress="minimal",
         cancels=[comparing, knobbing],

@@ -121,7 +121,8 @@ def test_every_available_method_returns_a_4x_image_and_the_rest_say_why(client: 
             assert row["status"].startswith("unavailable: no trained weights at ") and f"{name}.safetensors" in row["status"]
             assert "git checkout -- " in row["status"]
     outputs = {Path(p).name: read(p) for p in result["downloads"]}
-    assert set(outputs) == {f"cat_{name}_x4.png" for name in available}
+    assert set(outputs) == {f"cat_{name}_x4.png" for name in available} | {"cat_lr_input.png"}
+    assert np.array_equal(outputs.pop("cat_lr_input.png"), lr)  # the input as the methods saw it
     assert all(image.shape == (120, 160, 3) for image in outputs.values())
     # The download is lossless: exactly the array the method produced.
     assert np.array_equal(outputs["cat_bicubic_x4.png"], methods.load_method("bicubic").upscale(lr))
@@ -144,7 +145,8 @@ def test_scores_shown_equal_the_metrics_of_the_paper_protocol(client: Client, tm
 
 
 def test_psnr_shown_equals_evaluate_on_a_benchmark_image(client: Client, data_root: Path) -> None:
-    client.predict("Set5 / baby", HR_MODE, 50, 50, 4, api_name="/compare_load_example")
+    loaded = client.predict("Set5 / baby", HR_MODE, 50, 50, 4, api_name="/compare_load_example")
+    assert loaded[-1] is None  # the upload box is emptied, not left showing an earlier file
     result = run(client, HR_MODE)
     expected = score_images(["nearest", "bicubic"], "Set5", data_root, images=["baby"]).set_index("method")
     for name in ("nearest", "bicubic"):
@@ -167,10 +169,14 @@ def test_the_crop_is_the_same_window_of_every_output(client: Client, tmp_path: P
 def test_knob_at_alpha_0_is_srresnet_mse(client: Client, tmp_path: Path, photo_hr) -> None:
     load(client, save(photo_hr, tmp_path / "a.png"))
     result = run(client, HR_MODE)
-    _, text = client.predict(0.0, 50, 50, 4, False, api_name="/compare_knob")
+    _, text, _ = client.predict(0.0, 50, 50, 4, False, api_name="/compare_knob")
     assert re.search(r"PSNR ([\d.]+) dB", text).group(1) == result["rows"]["srresnet-mse"]["PSNR (dB)"]
-    image, text = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
+    image, text, files = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
     assert "alpha = 0.50" in text and read(image).shape == (384, 384, 3)  # a 96-px window of the 96x128 output, 4x
+    downloads = {Path(f).name: read(f) for f in files}  # the blended output, full size, beside every method's
+    assert set(downloads) == {Path(f).name for f in result["downloads"]} | {"a_knob-alpha0.50_x4.png"}
+    assert downloads["a_knob-alpha0.50_x4.png"].shape == (96, 128, 3)
+    assert np.array_equal(np.repeat(np.repeat(downloads["a_knob-alpha0.50_x4.png"], 4, 0), 4, 1)[:, 64:448], read(image))
 
 
 @pytest.mark.parametrize(
@@ -204,7 +210,7 @@ def test_a_large_image_is_shown_smaller_but_kept_whole(client: Client, tmp_path:
 
 def test_bad_inputs_are_refused_in_the_status_line_and_clear_the_old_results(client: Client, tmp_path: Path, photo_hr) -> None:
     assert "Upload an image or pick an example first" in run(client, HR_MODE)["status"]
-    _, text = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
+    _, text, _ = client.predict(0.5, 50, 50, 4, False, api_name="/compare_knob")
     assert "Run the comparison first" in text
     png = save(photo_hr, tmp_path / "good.png").read_bytes()
     with pytest.raises(AppError, match="Invalid file type"):  # refused by Gradio before the app sees it
@@ -286,7 +292,7 @@ def test_precision_is_shown_per_result_and_float32_can_be_forced(client: Client,
         assert result["rows"]["bicubic"]["precision"] == "float64"
         assert result["rows"]["srresnet-mse"]["precision"] == learned
         assert result["gallery"][2]["caption"].endswith(f"· {learned}")
-        _, text = client.predict(0.5, 50, 50, 4, float32, api_name="/compare_knob")
+        _, text, _ = client.predict(0.5, 50, 50, 4, float32, api_name="/compare_knob")
         assert f"· {learned}" in text
 
 
@@ -303,7 +309,8 @@ def test_colour_fix_applies_to_the_learned_methods_and_says_so(client: Client, t
     assert "a_bicubic_x4.png" in outputs and "a_srresnet-mse_x4.png" not in outputs  # a fixed output is named so
     fixed = ColourFixedUpscaler(methods.load_method("srresnet-mse", precision="float32")).upscale(downscale_x4(photo_hr))
     assert np.array_equal(outputs["a_srresnet-mse+colour-fix_x4.png"], fixed)
-    _, text = client.predict(0.5, 50, 50, 4, True, api_name="/compare_knob")
+    _, text, files = client.predict(0.5, 50, 50, 4, True, api_name="/compare_knob")
+    assert "a_knob-alpha0.50+colour-fix_x4.png" in {Path(f).name for f in files}
     assert text.endswith("· colour fix") or "· colour fix ·" in text
 
 
