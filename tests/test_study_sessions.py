@@ -93,12 +93,18 @@ def test_new_rater_plan_is_stored_and_replayed_exactly(db):
     assert (table["response_ms"] >= 0).all()
 
 
-def test_tickets_tell_neither_the_image_nor_a_repeat(db):
+def whole_session(db, score: int) -> list[sessions.Item]:
+    """Every presentation of a new rater's session, each answered with `score`."""
     token = sessions.new_rater(db)
     seen = []
     while (item := sessions.present(db, token)) is not None:
         seen.append(item)
-        sessions.answer(db, token, item.ticket, 3)
+        sessions.answer(db, token, item.ticket, score)
+    return seen
+
+
+def test_tickets_tell_neither_the_image_nor_a_repeat(db):
+    seen = whole_session(db, 3)
     repeats = [i for i in seen if i.phase == "repeat"]
     assert repeats and len({i.ticket for i in seen}) == len(seen)  # a ticket of its own for each presentation
     for item in seen:
@@ -109,11 +115,7 @@ def test_tickets_tell_neither_the_image_nor_a_repeat(db):
 
 
 def test_items_show_progress_and_calibration_anchor_only(db):
-    token = sessions.new_rater(db)
-    seen = []
-    while (item := sessions.present(db, token)) is not None:
-        seen.append(item)
-        sessions.answer(db, token, item.ticket, 2)
+    seen = whole_session(db, 2)
     calibration = [i for i in seen if i.phase == "calibration"]
     rating = [i for i in seen if i.phase != "calibration"]
     assert sorted(i.expected for i in calibration) == [1, 1, 5, 5]
