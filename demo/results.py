@@ -66,12 +66,13 @@ def load_report(results_dir: Path, study: str | None, study_db: Path | None = No
         report = (folder / "report.md").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return "\n\n".join([f"The report of study `{study}` cannot be read ({err}): run `study.analyze` again.", *waiting]), []
-    text, figures = [], []
+    text, figures, fenced = [], [], False
     for line in report.splitlines():
-        match = FIGURE_LINE.match(line)
+        fenced ^= line.lstrip().startswith(("```", "~~~"))
+        match = None if fenced else FIGURE_LINE.match(line)
         if match is None:
             text.append(line)
-        elif (folder / match["file"]).is_file():
+        else:
             text.append(f"\n{FIGURE_MARK.format(len(figures))}\n")
             figures.append((folder / match["file"], match["caption"]))
     source = SOURCE.search(report)
@@ -98,6 +99,8 @@ def report_html(markdown: str, figures: Figures) -> str:
         alt = html.escape(caption, quote=True)
         try:
             data = path.read_bytes()
+        except FileNotFoundError:
+            data, problem = b"", f"{path.name} was not written"
         except OSError as err:
             data, problem = b"", str(err)
         else:

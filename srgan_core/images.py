@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from srgan_core.imresize import imresize
 from srgan_core.method_specs import SCALE
 
 MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
+SIXTEEN_BIT = re.compile(r"(I|L|LA|RGB|RGBA|RGBX|CMYK);16[BLN]?")  # Pillow's raw modes of 16 bits per channel
 
 
 class ImageError(ValueError):
@@ -66,7 +68,9 @@ def input_notes(path: str | Path) -> list[str]:
             frames = getattr(img, "n_frames", 1)
             rawmode = img.tile[0].args if img.tile else None
             rawmode = rawmode[0] if isinstance(rawmode, tuple) and rawmode else rawmode
-            deep = img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or (isinstance(rawmode, str) and ";16" in rawmode)
+            sixteen = isinstance(rawmode, str) and SIXTEEN_BIT.fullmatch(rawmode) is not None  # not RGB565's "BGR;16"
+            # a 32-bit integer image is read without loss while its values fit in 8 bits
+            deep = img.mode.startswith("I;16") or img.mode == "F" or sixteen or (img.mode == "I" and np.asarray(img).max() > 255)
     except (OSError, ValueError):  # not readable: load_image says why
         return []
     notes = []

@@ -250,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     db_path = args.db or store.default_db()
     try:
-        with store.connect(db_path) as con:
-            earlier = store.latest_study(con)
+        earlier = None
+        if Path(db_path).is_file():  # nothing is created before the request is checked
+            with store.connect(db_path, create=False) as con:
+                earlier = store.latest_study(con)
         counts = prepare(req, args.data_root, db_path, show_progress=True)
     except (PrepareError, FileNotFoundError, store.StoreError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -331,12 +331,20 @@ class RateApp:
         folder = self.db.path.parent
         try:
             data = (folder / stimulus.file).read_bytes() if stimulus else None
-            scene = max((folder / file).stat().st_size for file in store.scene_files(con, stimulus)) if data else 0
         except OSError:
             data = None
         if data is None:
             raise HTTPException(404, "no such photo on this server")
-        return padded_png(data, scene + PNG_CHUNK_BYTES)
+        sizes = [len(data)]
+        for file in store.scene_files(con, stimulus):  # another method's file missing must not hide this one
+            try:
+                sizes.append((folder / file).stat().st_size)
+            except OSError:
+                continue
+        try:
+            return padded_png(data, max(sizes) + PNG_CHUNK_BYTES)
+        except ValueError:
+            raise HTTPException(404, "this photo's file on the server is damaged") from None
 
     # --- the admin view ---------------------------------------------------------------------
     def authorize(self, client: str, presented: str | None) -> None:

@@ -11,8 +11,8 @@ The token a rater keeps (in the browser) is ``<rater id>.<HMAC of the id>`` unde
 the database, so nobody can act on another rater's session without holding that rater's token. An
 answer names the presentation it answers (the *ticket*, ``<position>:<MAC>``, handed out with the
 image); only the rater's next unanswered presentation, after it was shown, is accepted. A ticket names
-neither the image nor its method, and a repeated image gets a ticket of its own, so nothing the page
-receives tells a repeat (or a gold item) from a first showing.
+neither the image nor its method, and a repeated image gets a ticket of its own, so no ticket tells a
+repeat from its first showing.
 """
 
 from __future__ import annotations

@@ -478,12 +478,11 @@ def rater_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
 
 def stimulus_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
     """One row per stimulus (of `study` only, when given): what it is, how often it is planned and rated, and its
-    mean score, counted as the analysis counts: an undone answer by its new score (not while it is open again),
-    and no rater the admin excluded."""
+    mean score, counted as `read_ratings` (hence the analysis) counts: an undone answer by its new score once given
+    (by its first until then), and no rater the admin excluded."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
-            f"""WITH answers AS ({EFFECTIVE_RATINGS} WHERE r.rater NOT IN (SELECT rater FROM exclusions)
-                                  AND (v.position IS NULL OR v.score IS NOT NULL))
+            f"""WITH answers AS ({EFFECTIVE_RATINGS} WHERE r.rater NOT IN (SELECT rater FROM exclusions))
                 SELECT s.study, s.id AS stimulus, s.kind, s.dataset, s.image, s.method,
                        (SELECT count(*) FROM plan p WHERE p.stimulus = s.id AND p.rater NOT IN (SELECT rater FROM exclusions)) AS planned,
                        (SELECT count(*) FROM answers a WHERE a.stimulus = s.id) AS rated,

@@ -46,11 +46,12 @@ def test_report_tables_and_figures(results_dir: Path):
     assert "| bicubic | 2.00 |" in markdown
     assert "fig5_Set5.png" not in markdown and "missing.png" not in markdown
     assert "../beta/fig.png" in markdown  # not a figure of this study: left as text, never opened
-    assert [caption for _, caption in figures] == ["alpha: distribution of scores per method"]
+    assert [caption for _, caption in figures] == ["alpha: distribution of scores per method", "a figure that was not written"]
     assert figures[0][0] == results_dir / "study" / "alpha" / "fig5_Set5.png"
     page = results.report_html(markdown, figures)
     assert '<div class="table-scroll"><table>' in page and "<th>MOS</th>" in page
     assert page.count('<img src="data:image/png;base64,') == 1 and 'alt="alpha: distribution' in page
+    assert "Figure <em>a figure that was not written</em> cannot be shown: missing.png was not written." in page
 
 
 def test_html_in_a_report_is_shown_as_text(results_dir: Path):
@@ -86,7 +87,7 @@ def test_figures_stay_in_place_and_a_bad_file_is_named_not_fatal(results_dir: Pa
 
     alpha = results_dir / "study" / "alpha"
     (alpha / "report.md").write_text("# MOS study `alpha`\n\n## Set5\n\n![scores on Set5](fig5_Set5.png)\n\n## Notes\n\n"
-                                     "See <https://example.com>.\n\n![a broken figure](broken.png)\n")
+                                     "See <https://example.com>.\n\n![a broken figure](broken.png)\n\n```\n![quoted](fig5_Set5.png)\n```\n")
     (alpha / "broken.png").write_bytes(b"not a png")
     db = tmp_path / "db" / "study.sqlite"
     make_study(db, name="gamma")
@@ -98,6 +99,7 @@ def test_figures_stay_in_place_and_a_bad_file_is_named_not_fatal(results_dir: Pa
     assert page.index("<h2>Set5</h2>") < page.index("<figure>") < page.index("<h2>Notes</h2>")  # where the report put it
     assert "Figure <em>a broken figure</em> cannot be shown: not a PNG file." in page and page.count("<figure>") == 1
     assert "<a " not in page and "https://example.com" in page  # an autolink is text too
+    assert "<code>![quoted](fig5_Set5.png)\n</code>" in page  # a figure line quoted in a code block stays text
     (alpha / "report.md").write_bytes("# MOS study `alpha` \u2014 r\u00e9sum\u00e9\n".encode("latin-1", "replace"))
     markdown, figures = results.load_report(results_dir, "alpha")
     assert markdown.startswith("The report of study `alpha` cannot be read") and figures == []

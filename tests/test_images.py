@@ -132,3 +132,14 @@ def test_input_notes_name_dropped_frames_bits_and_transparency(tmp_path: Path) -
         "and the result has no alpha"
     ]
     assert notes["plain.png"] == [] and input_notes(tmp_path / "missing.png") == []
+
+
+def test_input_notes_say_nothing_of_files_read_without_loss(tmp_path: Path) -> None:
+    """16 bits per pixel (RGB565) is not 16 bits per channel, and 32-bit integers holding 8-bit values lose nothing."""
+    header = struct.pack("<IiiHHIIiiII", 40, 4, -4, 1, 16, 3, 32, 2835, 2835, 0, 0) + struct.pack("<III", 0xF800, 0x07E0, 0x001F)
+    offset = 14 + len(header)
+    (tmp_path / "rgb565.bmp").write_bytes(b"BM" + struct.pack("<IHHI", offset + 32, 0, 0, offset) + header + bytes(32))
+    Image.fromarray(np.full((8, 8), 200, np.int32)).save(tmp_path / "small.tif")
+    Image.fromarray(np.full((8, 8), 2000, np.int32)).save(tmp_path / "large.tif")
+    assert Image.open(tmp_path / "rgb565.bmp").mode == "RGB" and input_notes(tmp_path / "rgb565.bmp") == []
+    assert input_notes(tmp_path / "small.tif") == [] and "8 bits" in input_notes(tmp_path / "large.tif")[0]

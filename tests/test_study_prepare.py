@@ -212,6 +212,9 @@ def test_cli(data, tmp_path, capsys):
     assert "6 stimuli, 2 calibration and 2 gold items" in out and "each rater answers 9" in out
     assert prepare.main(["--name", "cli2", "--methods", "nearest", "--repeats", "9", *common]) == 2
     assert "--repeats 9" in capsys.readouterr().err
+    elsewhere = tmp_path / "new" / "study.sqlite"  # a refused request creates no database
+    assert prepare.main(["--name", "x", "--methods", "hr", "--repeats", "99", *common[:-1], str(elsewhere)]) == 2
+    assert not elsewhere.parent.exists()
     assert prepare.main(["--name", "cli3", "--methods", "nearest", "hr", "--repeats", "1", *common]) == 0
     out = capsys.readouterr().out  # a second study in one database: what that means for a running server
     assert "note: 'cli3' is now the open study" in out and "the raters of 'cli' go on" in out and "--completion-code" in out

@@ -95,6 +95,19 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     assert "admin" not in page and "gradio" not in page and "/api/" not in page.replace('"api/', "")
 
 
+def test_a_missing_or_damaged_photo_file_is_a_404_and_hides_no_other(db: Path) -> None:
+    c = client(db, admin=None)
+    state = start(c, identity="r")
+    stimulus = sessions.stimulus_of(db, state["token"][:16], state["item"]["ticket"])
+    with store.connect(db) as con:
+        others = [file for file in store.scene_files(con, stimulus) if file != stimulus.file]
+    (db.parent / others[0]).unlink()  # another method's file of the same original image
+    assert c.get("/" + state["item"]["image"]).status_code == 200
+    (db.parent / stimulus.file).write_bytes(b"")
+    damaged = c.get("/" + state["item"]["image"])
+    assert damaged.status_code == 404 and "damaged" in damaged.json()["error"]
+
+
 def test_padding_keeps_the_png_and_refuses_to_shrink_it(db: Path) -> None:
     data = next(db.parent.rglob("*.png")).read_bytes()
     padded = server.padded_png(data, len(data) + 100)
@@ -279,7 +292,17 @@ def test_serve_without_a_study_says_so_in_one_line(tmp_path: Path) -> None:
         assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and "study.prepare" in cli.stderr, cli.stderr
 
 
-def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner(db: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """study.serve in-process: a check that let it through fails the test instead of serving forever."""
+
+    def started(*args, **kwargs) -> None:
+        raise AssertionError("study.serve started serving")
+
+    monkeypatch.setattr(serve.uvicorn, "run", started)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner(db: Path, capsys: pytest.CaptureFixture, no_uvicorn) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -290,7 +313,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner(db: Path, 
     assert serve.main(["--db", str(db), "--port", "70000"]) == 1 and "a port is 1-65535" in capsys.readouterr().err
 
 
-def test_serve_refuses_a_study_whose_photos_are_missing(db: Path, capsys: pytest.CaptureFixture) -> None:
+def test_serve_refuses_a_study_whose_photos_are_missing(db: Path, capsys: pytest.CaptureFixture, no_uvicorn) -> None:
     shutil.rmtree(store.stimuli_dir(db, "pilot"))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
