@@ -98,6 +98,7 @@ class Comparison:
     captions: dict[str, str] = field(default_factory=dict)
     knob: np.ndarray | None = None
     knob_alpha: float | None = None
+    downloads: list[str] = field(default_factory=list)  # the run's files (`write_downloads`), the knob's apart
     colour_fix: bool = False  # the learned methods' outputs (and the knob's) went through srgan_core.colour_fix
 
     def fixed(self, name: str) -> bool:
@@ -353,7 +354,7 @@ def run_knob(
     if hr is not None:
         text += f" · PSNR {psnr_y(sr, hr):.2f} dB · SSIM {ssim_y(sr, hr):.4f}"
     box = crop_box(sr.shape, (px / 100, py / 100), int(zoom))
-    return comparison, zoomed(sr, box, int(zoom)), text, write_downloads(comparison)
+    return comparison, zoomed(sr, box, int(zoom)), text, with_knob_download(comparison)
 
 
 def warm_up() -> None:
@@ -385,23 +386,31 @@ def knob_explained(problem: str | None) -> str:
 
 
 def write_downloads(comparison: Comparison) -> list[str]:
-    """Every full-size output (the knob's last one too), and the low-resolution input the methods saw, as lossless
-    PNGs named after the image."""
+    """Every full-size output and the low-resolution input the methods saw, as lossless PNGs named after the image."""
     prune_downloads()
     folder = Path(tempfile.mkdtemp(dir=DOWNLOAD_ROOT))
     images = {
         f"{comparison.name}_{name}{COLOUR_FIX_SUFFIX if comparison.fixed(name) else ''}_x4": sr
         for name, sr in comparison.outputs.items()
     }
-    if comparison.knob is not None:
-        fix = COLOUR_FIX_SUFFIX if comparison.colour_fix else ""
-        images[f"{comparison.name}_knob-alpha{comparison.knob_alpha:.2f}{fix}_x4"] = comparison.knob
     images[f"{comparison.name}_lr_input"] = comparison.prepared.lr
-    paths = []
     for stem, image in images.items():
         save_png(image, folder / f"{stem}.png")
-        paths.append(str(folder / f"{stem}.png"))
-    return paths
+    comparison.downloads = [str(folder / f"{stem}.png") for stem in images]
+    return comparison.downloads
+
+
+def with_knob_download(comparison: Comparison) -> list[str]:
+    """The run's downloads and the knob's latest output, written beside them (replacing the one before)."""
+    folder = Path(comparison.downloads[0]).parent if comparison.downloads else None
+    if folder is None or not folder.is_dir():  # pruned since the run: write them again
+        folder = Path(write_downloads(comparison)[0]).parent
+    for earlier in folder.glob(f"{comparison.name}_knob-alpha*"):
+        earlier.unlink()
+    fix = COLOUR_FIX_SUFFIX if comparison.colour_fix else ""
+    path = folder / f"{comparison.name}_knob-alpha{comparison.knob_alpha:.2f}{fix}_x4.png"
+    save_png(comparison.knob, path)
+    return [*comparison.downloads, str(path)]
 
 
 def prune_downloads() -> None:

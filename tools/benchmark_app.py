@@ -133,7 +133,7 @@ def app_compare_run(folder: Path) -> dict:
         knob = []
         for alpha in KNOB_ALPHAS:
             start = time.perf_counter()
-            _, text = client.predict(alpha, 50, 50, 4, False, api_name="/compare_knob")
+            _, text, _ = client.predict(alpha, 50, 50, 4, False, api_name="/compare_knob")
             knob.append({"alpha": alpha, "seconds": time.perf_counter() - start, "text": text})
     finally:
         process.terminate()
