@@ -3,6 +3,7 @@ writes its report (tiny sizes: a smoke test, not a measurement)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +69,18 @@ def test_conv_flops_are_counted_from_the_layer_shapes() -> None:
     assert benchmark.conv_flops(strided, (2, 4, 10, 10)) == 2 * (2 * 8 * 5 * 5) * 4 * 9
 
 
-def test_load_warning_only_when_busy() -> None:
-    cores = benchmark.psutil.cpu_count()
-    assert benchmark.load_warning(0.0) is None
-    assert "pessimistic" in benchmark.load_warning(float(cores))
+def test_busy_warning_only_when_other_processes_held_the_cpus() -> None:
+    assert benchmark.busy_warning(0.1) is None
+    assert "other processes used 60% of the CPUs" in benchmark.busy_warning(0.6)
+
+
+def test_own_cpu_seconds_are_told_from_the_machines() -> None:
+    busy, own = benchmark.cpu_seconds()
+    start = benchmark.time.process_time()
+    while benchmark.time.process_time() - start < 0.3:  # this process busy for 0.3 s
+        pass
+    busy_after, own_after = benchmark.cpu_seconds()
+    assert own_after - own >= 0.25 and busy_after - busy >= 0.25  # the machine's busy time includes ours
 
 
 def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> None:
@@ -79,7 +88,7 @@ def test_quick_benchmark_writes_the_report(tmp_path: Path, one_thread: None) -> 
     assert benchmark.main(["--quick", "--threads", "1", "--out", str(out), "--note", "smoke test"]) == 0
     report = out.read_text()
     assert "python -m tools.benchmark --quick --threads 1 --out " in report
-    assert f"| CPU | {benchmark.cpu_model()} |" in report and "Load average (1 min) at start" in report
+    assert f"| CPU | {benchmark.cpu_model()} |" in report and re.search(r"during the run, other processes used \d+% of the CPUs", report)
     assert "> smoke test" in report
     assert "Reference peak (best of the above): **" in report
     for row in ("| 16x16 -> 64x64 |", "| 24x24 -> 96x96 |", "| 160x96 -> 640x384 | 48 / 8 |", "| srresnet-mse |", "| srgan-vgg54 |"):

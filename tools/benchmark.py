@@ -143,14 +143,23 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def load_warning(load: float) -> str | None:
-    cores = psutil.cpu_count() or 1
-    if load >= 0.5 * cores:
+def busy_warning(share: float) -> str | None:
+    """A warning when other processes held `share` (0-1) of the machine's CPUs: the timings are then pessimistic."""
+    if share >= 0.25:
         return (
-            f"load average {load:.2f} on {cores} logical CPUs: other work was running, so these timings are "
-            "pessimistic and noisy; re-run on a quiet machine for reference figures"
+            f"other processes used {share:.0%} of the CPUs: these timings are pessimistic and noisy; re-run on a "
+            "quiet machine for reference figures"
         )
     return None
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its finished children), so far: their
+    difference over a run is the other processes' share (the load average would count this benchmark's own work)."""
+    machine = psutil.cpu_times()
+    busy = sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system + own.children_user + own.children_system
 
 
 def matmul_peak(sizes: tuple[int, ...], repeats: int, device: torch.device) -> list[dict]:
@@ -680,8 +689,9 @@ def render(meta: dict, runs: dict[str, dict], sizes: Sizes) -> str:
     out = ["# Performance", "", f"Made on {meta['date']} in {meta['minutes']:.1f} min by:", "", "```sh", meta["command"], "```", ""]
     out += ["## Machine", ""]
     out.append(markdown_table(["", ""], [[k, v] for k, v in meta["machine"].items()]))
-    out += ["", f"Load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}."]
-    warning = load_warning(max(meta["load_start"], meta["load_end"]))
+    out += ["", f"Load average (1 min) at the start {meta['load_start']:.2f}; during the run, other processes used "
+                f"{meta['other_share']:.0%} of the CPUs."]
+    warning = busy_warning(meta["other_share"])
     if warning:
         out += ["", f"> **Warning:** {warning}."]
     for note in meta["notes"]:
@@ -756,21 +766,23 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     vgg_weights = resolve_vgg_weights(args.vgg_weights)  # never downloads: a missing file skips the VGG rows
     load_start = os.getloadavg()[0]
-    warning = load_warning(load_start)
+    warning = busy_warning(load_start / (psutil.cpu_count() or 1))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    started = time.monotonic()
+    started, (busy_start, own_start) = time.monotonic(), cpu_seconds()
     cpu = torch.device("cpu")
     runs = {"CPU": run_device(sizes, cpu, amp=False, vgg_weights=vgg_weights)}
     if torch.cuda.is_available():
         runs["CUDA with AMP"] = run_device(sizes, pick_device("cuda"), amp=True, vgg_weights=vgg_weights)
+    busy_end, own_end = cpu_seconds()
+    others = (busy_end - busy_start) - (own_end - own_start)
     meta = {
         "command": shlex.join(["python", "-m", "tools.benchmark", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "minutes": (time.monotonic() - started) / 60,
         "machine": machine_info(),
         "load_start": load_start,
-        "load_end": os.getloadavg()[0],
+        "other_share": max(others, 0.0) / ((time.monotonic() - started) * (psutil.cpu_count() or 1)),
         "notes": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
