@@ -60,6 +60,13 @@ log = logging.getLogger("srgan_core.train")
 AMP_MODES = ("auto", "losses", "off")
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, except a switch's: "--no-final-eval (default: True)" reads as the opposite."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.nargs == 0 else super()._get_help_string(action)
+
+
 def positive(kind: type[int | float], zero_ok: bool = False) -> Callable[[str], int | float]:
     """An argparse type: a finite number of `kind` above 0 (or at least 0), refused with the flag's name otherwise."""
 
@@ -75,7 +82,7 @@ def positive(kind: type[int | float], zero_ok: bool = False) -> Callable[[str], 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     d = TrainConfig  # the defaults' one home
-    p = argparse.ArgumentParser(prog="python -m srgan_core.train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.train", description=__doc__, formatter_class=DefaultsShown)
     p.add_argument("--method", required=True, choices=sorted(LEARNED), help="which model to train")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="paper = the paper's schedule; cpu = the 2-core budget")
     p.add_argument("--iters", type=positive(int), help="stop at this iteration (total, counting earlier runs); default: the preset's")

@@ -411,3 +411,11 @@ def test_provenance_score_without_data_leaves_the_card_as_it_was(tmp_path: Path,
     assert provenance.main(["--score", str(card), "--data-root", str(tmp_path / "no-data")]) == 1
     assert card.read_text() == '{"method": "srresnet-mse", "iterations": 2}'
     assert "w.json: not scored" in capsys.readouterr().err
+
+
+def test_help_gives_defaults_but_not_a_switchs_own(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "adds it later)" in text and "(default: True)" not in text and "(default: False)" not in text
+    assert "crop sampler (default: 0)" in text  # other options keep theirs
