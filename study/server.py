@@ -356,24 +356,37 @@ class RateApp:
             headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
             raise HTTPException(err.status, str(err), headers=headers) from None
 
-    def overview(self) -> dict:
+    @staticmethod
+    def _chosen_study(con: sqlite3.Connection, query: dict) -> str | None:
+        """The study an admin call names (`?study=`), else the open one; HTTP 404 for a study not in the database."""
+        study = query.get("study") or store.latest_study(con)
+        if study is not None and not store.has_study(con, study):
+            raise HTTPException(404, f"no study {study!r} in this database")
+        return study
+
+    def overview(self, query: dict) -> dict:
+        """Progress of the open study, or of the one `?study=` names (its raters may still be finishing)."""
         con = self.db.con()
-        study = store.latest_study(con)
-        raters = store.rater_overview(con, study)  # the open study's, not earlier ones in the database
+        study = self._chosen_study(con, query)
+        raters = store.rater_overview(con, study)
         raters["completion_code"] = [
             store.study_settings(con, s).get("completion_code") or sessions.rater_code(con, r) for s, r in zip(raters["study"], raters["rater"])
         ]
         stimuli = store.stimulus_progress(self.db.path, study)
         return {
             "study": study,
+            "studies": store.study_names(con),  # the open one first
             "closed": bool(study) and store.is_closed(con, study),
             "raters": _records(raters),
             "stimuli": _records(stimuli),
         }
 
-    def export(self) -> bytes:
+    def export(self, query: dict) -> bytes:
+        """The ratings as CSV: of every study, or of the one `?study=` names."""
+        study = self._chosen_study(self.db.con(), query) if query.get("study") else None
+        table = store.read_ratings(self.db.path)
         buffer = io.StringIO()
-        store.read_ratings(self.db.path).to_csv(buffer, index=False)
+        (table if study is None else table[table["study"] == study]).to_csv(buffer, index=False)
         return buffer.getvalue().encode()
 
     def exclude(self, payload: dict) -> dict:
@@ -475,7 +488,7 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
                         return _json_error(400, "the request body is not JSON")
                     result = await run_in_threadpool(method, payload if isinstance(payload, dict) else {})
                 else:
-                    result = await run_in_threadpool(method)
+                    result = await run_in_threadpool(method, dict(request.query_params))
                 if isinstance(result, bytes):
                     return Response(
                         result,

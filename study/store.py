@@ -324,6 +324,11 @@ def latest_study(con: sqlite3.Connection) -> str | None:
     return row[0] if row else None
 
 
+def study_names(con: sqlite3.Connection) -> list[str]:
+    """Every study of the database, the open (latest prepared) one first."""
+    return [row[0] for row in con.execute("SELECT name FROM studies ORDER BY created_at DESC, rowid DESC")]
+
+
 def study_config(con: sqlite3.Connection, name: str) -> dict:
     row = con.execute("SELECT config FROM studies WHERE name = ?", (name,)).fetchone()
     if row is None:

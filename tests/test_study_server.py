@@ -249,13 +249,23 @@ def test_admin_view_progress_export_download_and_exclusion(db: Path) -> None:
 
 
 
-def test_the_admin_view_shows_the_open_study_only(db: Path, data: Path) -> None:
+def test_the_admin_view_shows_the_open_study_or_the_one_named(db: Path, data: Path) -> None:
     c = client(db)
-    start(c, identity="first-study")
+    first = start(c, identity="first-study")
+    answer(c, first["token"], first, first["item"]["expected"])
     prepare.prepare(prepare.Request(name="second", **STUDY), data, db)  # a new study in the same database
-    overview = c.get("/admin/api/overview", headers={"Authorization": f"Bearer {ADMIN}"}).json()
-    assert overview["study"] == "second" and overview["raters"] == []
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    overview = c.get("/admin/api/overview", headers=auth).json()
+    assert overview["study"] == "second" and overview["studies"] == ["second", "pilot"] and overview["raters"] == []
     assert {row["study"] for row in overview["stimuli"]} == {"second"}
+    earlier = c.get("/admin/api/overview", params={"study": "pilot"}, headers=auth).json()  # its raters may still be rating
+    assert earlier["study"] == "pilot" and [row["identity"] for row in earlier["raters"]] == ["first-study"]
+    assert {row["study"] for row in earlier["stimuli"]} == {"pilot"}
+    assert c.get("/admin/api/overview", params={"study": "nope"}, headers=auth).status_code == 404
+    start(c, identity="second-study")  # a rater of the open study, with no answer yet
+    assert len(c.get("/admin/api/export", params={"study": "second"}, headers=auth).text.splitlines()) == 1  # the header
+    assert len(c.get("/admin/api/export", params={"study": "pilot"}, headers=auth).text.splitlines()) == 2
+    assert c.get("/admin/api/export", params={"study": "nope"}, headers=auth).status_code == 404
 
 
 def test_admin_tokens_short_wrong_and_absent(db: Path) -> None:

@@ -247,6 +247,7 @@ def test_the_admin_page_excludes_with_a_reason_closes_and_shows_every_failure(se
     page.fill("#token", ADMIN)
     page.click("#load")
     says("Study browser:", error=False)
+    assert page.locator("#study option").all_text_contents() == ["browser (open)"] and page.locator("#close").is_enabled()
     row = page.locator("#raters tr", has_text=rater)
     page.once("dialog", lambda dialog: dialog.accept("answered in 1 s each"))
     row.locator("button").click()
