@@ -229,36 +229,42 @@ def build_tab(study_db: Path) -> None:
 
 
 def build_admin(study_db: Path, admin_token: str) -> None:
-    """Progress per rater and per stimulus, and the CSV export, for whoever holds the admin token; call
-    inside a tab of its own (`app.py` adds it only when started with an admin token)."""
+    """Progress per rater and per stimulus of the open study (or an earlier one chosen), and its ratings as CSV, for
+    whoever holds the admin token; call inside a tab of its own (`app.py` adds it only when started with an admin
+    token)."""
     db = Path(study_db)
     with gr.Column(elem_id="study-admin"):
-        entered = gr.Textbox(label="Admin token", type="password")
+        with gr.Row():
+            entered = gr.Textbox(label="Admin token", type="password", scale=3)
+            chosen = gr.Dropdown(label="Study", choices=[], value=None, scale=2, info="the open study until you choose")
         show = gr.Button("Show progress and export ratings")
         summary = gr.Markdown()
         raters = gr.Dataframe(label="Progress per rater", interactive=False)
         stimuli = gr.Dataframe(label="Ratings per stimulus", interactive=False)
         export = gr.File(label="All ratings (CSV, long format)")
 
-    def on_admin(value: str | None, request: gr.Request):
+    def on_admin(value: str | None, choice: str | None, request: gr.Request):
         client = request.client.host if request.client else "unknown"
         with store.connect(db) as con:
             try:
                 authorize_admin(con, client, value if isinstance(value, str) else None, admin_token)
             except AdminRefused as err:
                 raise _refuse("Wrong admin token." if err.status == 401 else f"Admin view: {err}.") from None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = Path(tempfile.mkdtemp(prefix="srgan-ratings-")) / f"ratings-{stamp}.csv"  # handed to the browser, not kept beside the study
-        store.export_csv(db, out)
         with store.connect(db) as con:
-            study = store.latest_study(con)
-        per_rater, per_stimulus = store.rater_progress(db, study), store.stimulus_progress(db, study)  # the open study's only
+            names = store.study_names(con)  # the open one first
+        study = choice if choice in names else (names[0] if names else None)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(tempfile.mkdtemp(prefix="srgan-ratings-")) / f"ratings-{study}-{stamp}.csv"  # handed to the browser only
+        out.write_text(store.ratings_csv(db, study))
+        per_rater, per_stimulus = store.rater_progress(db, study), store.stimulus_progress(db, study)
         done = int((per_rater["answered"] == per_rater["planned"]).sum())
+        which = "the open study" if study == names[0] else f"an earlier study; new raters join {names[0]}"
         text = (
-            f"Study {study}: {len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers stored. The CSV "
-            "below holds every study's answers but those of raters the admin excluded, and no plans: "
+            f"Study {study} ({which}): {len(per_rater)} raters ({done} finished), {int(per_rater['answered'].sum())} answers "
+            "stored. The CSV below holds this study's answers but those of raters the admin excluded, and no plans: "
             "`python -m study.analyze --db` tells finished raters from unfinished ones."
         )
-        return text, per_rater, per_stimulus, str(out)
+        studies = gr.Dropdown(choices=[(f"{n} (open)" if k == 0 else n, n) for k, n in enumerate(names)], value=study)
+        return text, per_rater, per_stimulus, str(out), studies
 
-    show.click(on_admin, inputs=[entered], outputs=[summary, raters, stimuli, export], api_name="rate_admin")
+    show.click(on_admin, inputs=[entered, chosen], outputs=[summary, raters, stimuli, export, chosen], api_name="rate_admin")

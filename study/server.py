@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import math
 import os
 import sqlite3
@@ -384,10 +383,7 @@ class RateApp:
     def export(self, query: dict) -> bytes:
         """The ratings as CSV: of every study, or of the one `?study=` names."""
         study = self._chosen_study(self.db.con(), query) if query.get("study") else None
-        table = store.read_ratings(self.db.path)
-        buffer = io.StringIO()
-        (table if study is None else table[table["study"] == study]).to_csv(buffer, index=False)
-        return buffer.getvalue().encode()
+        return store.ratings_csv(self.db.path, study).encode()
 
     def exclude(self, payload: dict) -> dict:
         con = self.db.con()

@@ -461,10 +461,10 @@ def read_ratings(db_path: Path) -> pd.DataFrame:
     return table.loc[:, list(COLUMNS)]
 
 
-def export_csv(db_path: Path, out: Path) -> Path:
-    """`read_ratings` written as CSV."""
-    read_ratings(db_path).to_csv(out, index=False)
-    return Path(out)
+def ratings_csv(db_path: Path, study: str | None = None) -> str:
+    """`read_ratings` as CSV text: every study's, or `study`'s only."""
+    table = read_ratings(db_path)
+    return (table if study is None else table[table["study"] == study]).to_csv(index=False)
 
 
 def rater_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:

@@ -103,8 +103,8 @@ def test_the_admin_tab_slows_down_a_client_after_three_wrong_tokens(tmp_path: Pa
         with Api(blocks.local_url) as api:
             for _ in range(3):
                 with pytest.raises(Refused, match="Wrong admin token"):
-                    api.raw("rate_admin", "wrong-but-long-enough-token")
+                    api.raw("rate_admin", "wrong-but-long-enough-token", None)
             with pytest.raises(Refused, match=r"too many wrong admin tokens: try again in \d+ s"):
-                api.raw("rate_admin", TOKEN)  # even the right one waits now
+                api.raw("rate_admin", TOKEN, None)  # even the right one waits now
     finally:
         blocks.close()

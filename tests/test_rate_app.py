@@ -412,7 +412,7 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
             api("rate", token, ticket, 1)  # replayed with another score: the first answer stands
         refused["replayed answer with another score"] = "already been rated"
         with pytest.raises(Refused, match="Wrong admin token"):
-            api.raw("rate_admin", "not-the-token")
+            api.raw("rate_admin", "not-the-token", None)
         refused["wrong admin token"] = "Wrong admin token."
         unchanged &= dump(study_db) == after
         assert unchanged
@@ -431,11 +431,11 @@ def test_bad_input_is_refused_and_changes_nothing(app: AppProcess, study_db: Pat
 
 def test_admin_view_exports_the_long_format(app: AppProcess, study_db: Path) -> None:
     with Api(app.url) as api:
-        summary, per_rater, per_stimulus, csv_file = api.raw("rate_admin", ADMIN_TOKEN)
+        summary, per_rater, per_stimulus, csv_file, studies = api.raw("rate_admin", ADMIN_TOKEN, None)
         exported = pd.read_csv(StringIO(api.http.get(csv_file["url"]).text))
     assert tuple(exported.columns) == COLUMNS
-    assert len(exported) == len(store.read_ratings(study_db))
-    assert "raters" in summary
+    assert len(exported) == len(store.read_ratings(study_db))  # the one study here
+    assert "raters" in summary and "(the open study)" in summary and studies["value"] == exported["study"].iloc[0]
     assert per_rater["headers"][:4] == ["study", "rater", "answered", "planned"]
     assert "method" in per_stimulus["headers"]
 
