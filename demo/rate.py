@@ -241,7 +241,7 @@ def build_admin(study_db: Path, admin_token: str) -> None:
         summary = gr.Markdown()
         raters = gr.Dataframe(label="Progress per rater", interactive=False)
         stimuli = gr.Dataframe(label="Ratings per stimulus", interactive=False)
-        export = gr.File(label="All ratings (CSV, long format)")
+        export = gr.File(label="The study's ratings (CSV, long format)")
 
     def on_admin(value: str | None, choice: str | None, request: gr.Request):
         client = request.client.host if request.client else "unknown"
@@ -252,6 +252,8 @@ def build_admin(study_db: Path, admin_token: str) -> None:
                 raise _refuse("Wrong admin token." if err.status == 401 else f"Admin view: {err}.") from None
         with store.connect(db) as con:
             names = store.study_names(con)  # the open one first
+        if not names:
+            return "No study has been prepared yet: `python -m study.prepare --name NAME ...`.", None, None, None, gr.skip()
         study = choice if choice in names else (names[0] if names else None)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = Path(tempfile.mkdtemp(prefix="srgan-ratings-")) / f"ratings-{study}-{stamp}.csv"  # handed to the browser only

@@ -101,6 +101,8 @@ def test_the_admin_tab_slows_down_a_client_after_three_wrong_tokens(tmp_path: Pa
     blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, run_history=False)
     try:
         with Api(blocks.local_url) as api:
+            summary, *_ = api.raw("rate_admin", TOKEN, None)  # a database without a study yet says so
+            assert summary.startswith("No study has been prepared yet")
             for _ in range(3):
                 with pytest.raises(Refused, match="Wrong admin token"):
                     api.raw("rate_admin", "wrong-but-long-enough-token", None)
