@@ -127,10 +127,11 @@ def test_input_notes_name_dropped_frames_bits_and_transparency(tmp_path: Path) -
     assert notes["anim.gif"] == ["has 3 frames: only the first is used"]
     assert [len(notes[n]) for n in ("gray16.png", "rgb16.png")] == [1, 1] and all("8 bits" in notes[n][0] for n in ("gray16.png", "rgb16.png"))
     assert load_image(tmp_path / "rgb16.png")[0, 0].tolist() == [156] * 3  # its top byte (40000 = 0x9C40)
-    assert notes["quarter.png"] == [
+    transparency = (
         "has transparency (75% of its pixels): it is flattened onto a white background, which is what every method sees, "
         "and the result has no alpha"
-    ]
+    )
+    assert notes["quarter.png"] == [transparency]
     assert notes["plain.png"] == [] and input_notes(tmp_path / "missing.png") == []
 
 

@@ -689,8 +689,8 @@ def render(meta: dict, runs: dict[str, dict], sizes: Sizes) -> str:
     out = ["# Performance", "", f"Made on {meta['date']} in {meta['minutes']:.1f} min by:", "", "```sh", meta["command"], "```", ""]
     out += ["## Machine", ""]
     out.append(markdown_table(["", ""], [[k, v] for k, v in meta["machine"].items()]))
-    out += ["", f"Load average (1 min) at the start {meta['load_start']:.2f}; during the run, other processes used "
-                f"{meta['other_share']:.0%} of the CPUs."]
+    share = f"{meta['other_share']:.0%}"
+    out += ["", f"Load average (1 min) at the start {meta['load_start']:.2f}; during the run, other processes used {share} of the CPUs."]
     warning = busy_warning(meta["other_share"])
     if warning:
         out += ["", f"> **Warning:** {warning}."]
