@@ -78,8 +78,9 @@ def load_report(results_dir: Path, study: str | None, study_db: Path | None = No
     source = SOURCE.search(report)
     notes = list(waiting)
     if study_db is not None and source and Path(source["source"]).resolve() != Path(study_db).resolve():
-        notes.insert(0, f"> This report was made from `{source['source']}`; this app's study database is "
-                        f"`{study_db}`. To report on it: `{analyze_command(study, study_db, results_dir)}`")
+        there = study in read_study_names(study_db)  # a report made from a CSV may name a study the database lacks
+        remedy = f"To report on it: `{analyze_command(study, study_db, results_dir)}`" if there else f"It holds no study `{study}`."
+        notes.insert(0, f"> This report was made from `{source['source']}`; this app's study database is `{study_db}`. {remedy}")
     return "\n\n".join([*notes, "\n".join(text)]), figures
 
 

@@ -75,6 +75,11 @@ def test_the_tab_follows_the_apps_study_database(results_dir: Path, tmp_path: Pa
     report.write_text(f"# MOS study `alpha`\n\nRatings from `{tmp_path / 'other.sqlite'}` (sha256 ...)\n")
     markdown, _ = results.load_report(results_dir, "alpha", db)
     assert markdown.startswith(f"> This report was made from `{tmp_path / 'other.sqlite'}`; this app's study database is `{db}`")
+    assert f"To report on it: `python -m study.analyze --db {db} --study alpha" in markdown
+    zeta = results_dir / "study" / "zeta" / "report.md"  # a study the app's database does not hold
+    zeta.write_text(f"# MOS study `zeta`\n\nRatings from `{tmp_path / 'ratings.csv'}` (sha256 ...)\n")
+    markdown, _ = results.load_report(results_dir, "zeta", db)
+    assert f"this app's study database is `{db}`. It holds no study `zeta`." in markdown and "--study zeta" not in markdown
     report.write_text(f"# MOS study `alpha`\n\nRatings from `{db}` (sha256 ...)\n")
     assert "This report was made from" not in results.load_report(results_dir, "alpha", db)[0]
     markdown, _ = results.load_report(tmp_path / "no-results", None, db)
