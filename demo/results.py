@@ -54,7 +54,8 @@ def load_report(results_dir: Path, study: str | None, study_db: Path | None = No
     order. With `study_db`, notes first: when the report was made from another database, and the database's studies
     that have no report yet."""
     studies = list_studies(results_dir)
-    waiting = _waiting(results_dir, study_db, studies)
+    in_db = read_study_names(study_db) if study_db is not None else []
+    waiting = _waiting(results_dir, study_db, in_db, studies)
     if not studies:
         command = analyze_command("NAME", study_db, results_dir) if study_db else f"python -m study.analyze --study NAME --out {reports_dir(results_dir)}/NAME"
         text = f"No study reports yet under `{reports_dir(results_dir)}`. Collect ratings, then run `{command}`."
@@ -78,17 +79,15 @@ def load_report(results_dir: Path, study: str | None, study_db: Path | None = No
     source = SOURCE.search(report)
     notes = list(waiting)
     if study_db is not None and source and Path(source["source"]).resolve() != Path(study_db).resolve():
-        there = study in read_study_names(study_db)  # a report made from a CSV may name a study the database lacks
-        remedy = f"To report on it: `{analyze_command(study, study_db, results_dir)}`" if there else f"It holds no study `{study}`."
+        # a report made from a CSV may name a study the database lacks
+        remedy = f"To report on it: `{analyze_command(study, study_db, results_dir)}`" if study in in_db else f"It holds no study `{study}`."
         notes.insert(0, f"> This report was made from `{source['source']}`; this app's study database is `{study_db}`. {remedy}")
     return "\n\n".join([*notes, "\n".join(text)]), figures
 
 
-def _waiting(results_dir: Path, study_db: Path | None, reported: list[str]) -> list[str]:
-    """A line per study of the database without a report, with the command that writes it."""
-    if study_db is None:
-        return []
-    missing = [s for s in read_study_names(study_db) if s not in reported]
+def _waiting(results_dir: Path, study_db: Path | None, in_db: list[str], reported: list[str]) -> list[str]:
+    """A line per study of the database (`in_db`) without a report, with the command that writes it."""
+    missing = [s for s in in_db if s not in reported]
     return [f"Study `{s}` of `{study_db}` has no report yet: `{analyze_command(s, study_db, results_dir)}`" for s in missing]
 
 

@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from srgan_core.data import BENCHMARKS, benchmark_images, folder_images
-from srgan_core.images import ImageError, downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.device import pick_device
+from srgan_core.images import ImageError, downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.inference import generate_tiled, prepare_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS, ORIGINAL, SPECS
@@ -31,7 +31,7 @@ from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
-from srgan_core.paths import REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "under its folder name: downscaled x4 the paper's way, upscaled by every method and compared with the original; "
         "needs --out",
     )
-    p.add_argument("--data-root", type=Path, help="folder with benchmarks/<name>/*.png and the NIQE model (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"folder with benchmarks/<name>/*.png and the NIQE model (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--out", type=Path, help="folder for benchmarks.md, benchmarks.csv and benchmarks_per_image.csv (default: results/, for a run of every method on all three benchmarks only)")
     p.add_argument("--save-images", type=Path, help="also write every SR image to DIR/<method>/<dataset>/<image>.png")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column (no-reference, lower is better)")

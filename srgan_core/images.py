@@ -47,19 +47,6 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
         raise ImageError(f"{name} could not be read: {exc}") from None
 
 
-def transparent_fraction(path: str | Path) -> float:
-    """The share of an image file's pixels that are not fully opaque (0.0 for an opaque image or one without alpha);
-    `load_image` flattens them onto white."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
-                return 0.0
-            alpha = np.asarray(img.convert("RGBA"))[:, :, 3]
-    except (OSError, ValueError):  # anything Pillow cannot convert to RGBA has no alpha to report
-        return 0.0
-    return float(np.mean(alpha < 255))
-
-
 def input_notes(path: str | Path) -> list[str]:
     """What `load_image` changes in an image file beyond decoding it, each as a clause after the file's name
     ("has 3 frames: ..."): frames it drops, bits it drops, transparency it flattens. Empty when it changes nothing."""
@@ -71,6 +58,8 @@ def input_notes(path: str | Path) -> list[str]:
             sixteen = isinstance(rawmode, str) and SIXTEEN_BIT.fullmatch(rawmode) is not None  # not RGB565's "BGR;16"
             # a 32-bit integer image is read without loss while its values fit in 8 bits
             deep = img.mode.startswith("I;16") or img.mode == "F" or sixteen or (img.mode == "I" and np.asarray(img).max() > 255)
+            alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            fraction = float(np.mean(np.asarray(img.convert("RGBA"))[:, :, 3] < 255)) if alpha else 0.0  # not fully opaque
     except (OSError, ValueError):  # not readable: load_image says why
         return []
     notes = []
@@ -78,7 +67,6 @@ def input_notes(path: str | Path) -> list[str]:
         notes.append(f"has {frames} frames: only the first is used")
     if deep:
         notes.append("has more than 8 bits per channel: it is read at 8 bits, as every method works on 8-bit images")
-    fraction = transparent_fraction(path)
     if fraction:
         notes.append(
             f"has transparency ({fraction:.0%} of its pixels): it is flattened onto a white background, which is what "

@@ -40,6 +40,7 @@ from srgan_core.method_specs import SPECS
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path as niqe_model_path
+from srgan_core.paths import DATA_ROOT_DEFAULT
 from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, resolve_vgg_weights
 
 MANIFEST = "MANIFEST.json"
@@ -142,7 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
-    p.add_argument("--data-root", type=Path, help="data folder to take the images and VGG19 from (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder to take the images and VGG19 from (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--weights", type=Path, nargs="*", default=[SPECS[m].weights_file for m in ("srgan-vgg54", "srgan-vgg22")],
                    help="<method>.safetensors files to continue, each with its .json model card beside it (carried in bfloat16)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the training images (1-100)")

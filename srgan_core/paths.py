@@ -15,6 +15,7 @@ CLONE_DATA = REPO_ROOT / "data"  # where `python -m srgan_core.data download` pu
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # a copy shared by several clones beside each other
 DATA_PARTS = ("benchmarks", "train", "vgg19", "niqe")  # what the download makes (data/ also holds the study's database)
 GET_DATA = "python -m srgan_core.data download"  # the command to name wherever the data is missing
+DATA_ROOT_DEFAULT = "SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data"  # what `default_data_root` picks, as --help says it
 
 
 def default_data_root() -> Path | None:

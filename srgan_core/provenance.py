@@ -18,7 +18,7 @@ from srgan_core.checkpoint import Progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
-from srgan_core.paths import REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
 
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("cards", type=Path, nargs="+", help="model cards (results/models/*.json)")
     p.add_argument("--score", action="store_true", help="write each card's benchmarks block (PSNR/SSIM of the .safetensors beside it)")
-    p.add_argument("--data-root", type=Path, help="folder with benchmarks/Set5, Set14, BSD100 (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"folder with benchmarks/Set5, Set14, BSD100 (default: {DATA_ROOT_DEFAULT})")
     args = p.parse_args(argv)
     status = 0
     for path in args.cards:

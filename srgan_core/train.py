@@ -43,7 +43,7 @@ from srgan_core.method_specs import LEARNED, SPECS
 from srgan_core.models import Discriminator, Generator
 from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.paths import REPO_ROOT, RUNS_DIR, TRAINING_DIR
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import describe_init, hardware, model_card, write_card
 from srgan_core.train_config import (
     PRESETS,
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--crop", type=positive(int), help="HR crop side in pixels, a multiple of 16; default: the preset's (96)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt, or from the shipped weights and model card (--out's, else results/models/<method>; fresh optimiser) when there is no checkpoint; without it a RUN_DIR that holds a checkpoint or log is refused")
     p.add_argument("--init", dest="init_weights", type=Path, help="generator weights to start from; default for SRGAN: results/models/srresnet-mse.safetensors")
-    p.add_argument("--data-root", type=Path, help="data folder with train/ and benchmarks/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder with train/ and benchmarks/ (default: {DATA_ROOT_DEFAULT})")
     p.add_argument(
         "--vgg-weights",
         help="VGG19 features: a safetensors file, or a bundle's bfloat16 .npz (`srgan_core.pack`); default: SRGAN_VGG19_WEIGHTS "

@@ -21,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from srgan_core.markdown import markdown_table
+from srgan_core.method_specs import METHODS
 from srgan_core.paper import published
-from srgan_core.paths import REPO_ROOT, default_data_root
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, default_data_root
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
-from srgan_core.method_specs import METHODS
 from study.schema import ORIGINAL, PHASES, SCORE_RANGE
 
 RESULTS_DIR = REPO_ROOT / "results" / "study"
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", help="the study to analyse (needed when the ratings hold several)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/study/NAME)")
     parser.add_argument(
-        "--data-root", type=Path, help="data folder with benchmarks/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)"
+        "--data-root", type=Path, help=f"data folder with benchmarks/ (default: {DATA_ROOT_DEFAULT})"
     )
     parser.add_argument("--no-metrics", action="store_true", help="skip PSNR / SSIM / NIQE")
     parser.add_argument(

@@ -26,6 +26,7 @@ from srgan_core.data import BENCHMARKS, benchmark_images, list_images, require_d
 from srgan_core.images import downscale_x4, load_image, modcrop, save_png
 from srgan_core.method_specs import METHODS
 from srgan_core.methods import MethodUnavailable, Upscaler, load_method
+from srgan_core.paths import DATA_ROOT_DEFAULT
 from study import design, store
 from study.schema import KINDS, ORIGINAL, SCORES
 
@@ -237,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calibration", type=int, default=20, help="calibration images, each shown twice, as nearest (1) and as the original (5): 2N presentations (default 20)")
     parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
     parser.add_argument("--pause-every", type=int, default=50, help="offer a pause after every N rated images (0: never; default 50)")
-    parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    parser.add_argument("--data-root", type=Path, default=None, help=f"data folder (default: {DATA_ROOT_DEFAULT})")
     parser.add_argument("--db", type=Path, default=None, help=f"study database (default: {store.DB_ENV} or {store.DEFAULT_DB})")
     return parser.parse_args(argv)
 

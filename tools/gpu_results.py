@@ -27,11 +27,11 @@ from safetensors.torch import load_file
 
 from srgan_core.data import BENCHMARKS
 from srgan_core.evaluate import METRIC_DIGITS, METRICS, dataset_means, fmt, generator_upscale
+from srgan_core.losses import PAPER_BATCH
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import REPO_ROOT
-from srgan_core.losses import PAPER_BATCH
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 from srgan_core.train_config import schedule_for
 from tools.gpu_train import STAGES
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="the campaign's OUTDIR, as brought back from the lent machine")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
-    p.add_argument("--data-root", type=Path, help="data folder (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
     p.add_argument("--report", type=Path, default=CAMPAIGN_REPORT, help="where the report goes")
     p.add_argument("--performance", type=Path,

@@ -19,7 +19,7 @@ from skimage import data as samples
 from srgan_core import evaluate
 from srgan_core.images import load_image, save_png
 from srgan_core.method_specs import METHODS
-from srgan_core.paths import REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 from tools.reports import command_line, report_path
 
 HELD_OUT = {
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument("--images-to", type=Path, default=REPO_ROOT / "runs" / "heldout", help="where the images are written (default: runs/heldout)")
     p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for the shipped settings only)")
-    p.add_argument("--data-root", type=Path, help="data folder holding the NIQE model (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder holding the NIQE model (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--no-niqe", action="store_true", help="skip the NIQE column")
     args = p.parse_args(argv)
     args.out = report_path(p, args, REPO_ROOT / "results" / "heldout")

@@ -36,7 +36,7 @@ import pandas as pd
 from srgan_core.data import BENCHMARKS
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
-from srgan_core.paths import REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 from srgan_core.train import positive
 from study import analyze, prepare, sessions, store
 from study.loadtest import free_port
@@ -330,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pause-every", type=int, default=50, help="as study.prepare (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the study and of the simulated scores (default 0)")
     parser.add_argument("--timeout", type=positive(float), default=1800, help="seconds the raters may take in all (default 1800)")
-    parser.add_argument("--data-root", type=Path, default=None, help="data folder (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    parser.add_argument("--data-root", type=Path, default=None, help=f"data folder (default: {DATA_ROOT_DEFAULT})")
     return parser.parse_args(argv)
 
 

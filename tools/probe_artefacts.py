@@ -27,7 +27,7 @@ from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import LEARNED, SCALE, SPECS
 from srgan_core.methods import load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import TRAINING_DIR
+from srgan_core.paths import DATA_ROOT_DEFAULT, TRAINING_DIR
 from srgan_core.vgg import LAYERS, VGGFeatures
 from tools.reports import command_line, publish, report_path
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=4, help="training batches per generator")
     p.add_argument("--batch", type=int, default=16, help="crops per batch")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (a multiple of 4)")
-    p.add_argument("--data-root", help="data folder with train/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", help=f"data folder with train/ (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--vgg-weights", help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--batch-statistics", action="store_true",
                    help="run the generators in training mode (BatchNorm on batch statistics), as the losses see them in a step")

@@ -28,7 +28,7 @@ from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import load_generator
 from srgan_core.models import Discriminator, Generator, signed_to_unit, unit_to_signed
-from srgan_core.paths import TRAINING_DIR
+from srgan_core.paths import DATA_ROOT_DEFAULT, TRAINING_DIR
 from srgan_core.vgg import VGGFeatures
 from tools.reports import command_line, publish, report_path
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="crops per batch")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (a multiple of 16)")
     p.add_argument("--eval-batches", type=int, default=4, help="held-out batches per variant")
-    p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder with train/ (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--discriminator-batch", choices=DISCRIMINATOR_BATCHES, default="joint", help="how HR and SR reach D, as in train.py")
     p.add_argument("--seed", type=int, default=0)

@@ -35,7 +35,7 @@ from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import SPECS
 from srgan_core.methods import load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import TRAINING_DIR
+from srgan_core.paths import DATA_ROOT_DEFAULT, TRAINING_DIR
 from srgan_core.provenance import hardware
 from srgan_core.vgg import VGGFeatures
 from tools.probe_discriminator import train_discriminator
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=GENERATORS, default=list(GENERATORS), help="shipped generators to probe")
     p.add_argument("--batches", type=int, default=12, help=f"batches of {BATCH} crops per generator")
     p.add_argument("--discriminator-steps", type=int, default=150, help="steps of the fresh discriminator against each generator")
-    p.add_argument("--data-root", type=Path, help="data folder with train/ (default: SRGAN_DATA, else data/ in this clone once downloaded, else ../shared/data)")
+    p.add_argument("--data-root", type=Path, help=f"data folder with train/ (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--vgg-weights", type=Path, help="VGG19 features safetensors (default: SRGAN_VGG19_WEIGHTS or the shared copy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="Markdown report to write (default: results/training/tone_pull.md, for the shipped settings only)")
