@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from srgan_core.checkpoint import Progress
@@ -196,11 +198,11 @@ class RunSettings:
 
 def stages(card: dict) -> list[tuple[int, RunSettings]]:
     """(last iteration, settings) of each stretch of the card's runs that kept one setting. A stretch can end only where
-    the next run recorded its first iteration; runs that did not are folded into the stretch before, which takes the
-    last one's settings. One stretch with the card's own settings when the runs end on another moving average than the
-    card's (they disagree)."""
+    the next run recorded its first iteration (or the training log shows it: `runs_begun_from_log`); runs that did
+    not are folded into the stretch before, which takes the last one's settings. One stretch with the card's own
+    settings when the runs end on another moving average than the card's (they disagree)."""
     found: list[tuple[int, RunSettings]] = []  # (iteration the stretch began at, its settings)
-    for run in card["runs"]:
+    for run in runs_begun_from_log(card):
         settings, begun = run_settings(card["method"], run), run.get("from_iteration")
         if found and settings == found[-1][1]:
             continue
@@ -213,6 +215,42 @@ def stages(card: dict) -> list[tuple[int, RunSettings]]:
         return [(card["iterations"], RunSettings(schedule["batch_size"], schedule["lr"], schedule["decay_at"], card.get("ema_decay")))]
     ends = [begun for begun, _ in found[1:]] + [card["iterations"]]
     return [(end, settings) for end, (_, settings) in zip(ends, found)]
+
+
+def runs_begun_from_log(card: dict) -> list[dict]:
+    """The card's runs, where the first ones, which did not record where they began (before session 7), get it from the
+    card's training log when their settings differ: a resumed run restarts its schedule, so the logged rate rises where
+    it began, and drops 10x only at its --decay-at. Each stretch between rises goes to the next of those runs whose rate
+    and drop it shows; the others left nothing in the weights and are left out. The runs as they are when the log is
+    missing or does not fit them."""
+    runs = card["runs"]
+    recorded = next((k for k, run in enumerate(runs) if run.get("from_iteration") is not None), len(runs))
+    settings = [run_settings(card["method"], run) for run in runs[:recorded]]
+    if len(set(settings)) < 2 or not card.get("log"):
+        return runs
+    try:
+        log = pd.read_csv(REPO_ROOT / card["log"], usecols=["iteration", "lr"])
+    except (OSError, ValueError):
+        return runs
+    end = runs[recorded]["from_iteration"] if recorded < len(runs) else card["iterations"]
+    log = log[log["iteration"] <= end].reset_index(drop=True)
+    begins = [0, *(int(log["iteration"][row - 1]) for row in log.index[log["lr"].diff() > 0])]
+    begun: dict[int, int] = {}  # run index -> the iteration it began at
+    for begin, stop in zip(begins, [*begins[1:], end]):
+        stretch = log[(log["iteration"] > begin) & (log["iteration"] <= stop)]
+        if stretch.empty:
+            return runs
+        match = next((k for k in range(max(begun, default=-1) + 1, recorded) if _log_shows(stretch, settings[k])), None)
+        if match is None:
+            return runs
+        begun[match] = begin
+    return [{**runs[k], "from_iteration": begin} for k, begin in begun.items()] + runs[recorded:]
+
+
+def _log_shows(stretch: pd.DataFrame, run: RunSettings) -> bool:
+    """Whether every logged rate of a stretch is the one `run` trains at there (10x lower from --decay-at on)."""
+    dropped = run.decay_at is not None and stretch["iteration"] >= run.decay_at
+    return bool(np.allclose(stretch["lr"], np.where(dropped, run.lr * 0.1, run.lr), rtol=1e-6, atol=0))
 
 
 def run_settings(method: str, run: dict) -> RunSettings:
@@ -267,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.cards:
         try:
             card = json.loads(path.read_text())
+            if not isinstance(card, dict) or not {"method", "schedule", "runs"} <= set(card):
+                raise ValueError("a card of srgan_core.train is a JSON object with method, schedule and runs")
         except (OSError, ValueError) as exc:
             print(f"{path}: not a readable model card ({exc})", file=sys.stderr)
             status = 1
@@ -287,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: its starting weights (sha256 {card['init']['sha256'][:12]}...) are in no commit of "
                   f"results/models/{card['init'].get('method')}.safetensors: commit them first", file=sys.stderr)
             status = 1
+        if card.get("rerun") != rerun(card):  # e.g. made before the log's stretches were read
+            card["rerun"] = rerun(card)
+            write_card(path, card)
+            print(f"{path}: rerun lines re-made")
     return status
 
 

@@ -19,6 +19,8 @@ def read_log(path: Path, required: Iterable[str]) -> pd.DataFrame:
         log = pd.read_csv(path)
     except FileNotFoundError:
         raise SystemExit(f"error: {path}: no such file (a training log: runs/<method>/log.csv)") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: {path} is a folder; pass its training log CSV (runs/<method>/log.csv)") from None
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise SystemExit(f"error: {path} is not a training log CSV ({type(exc).__name__})") from None
     missing = set(required) - set(log.columns)

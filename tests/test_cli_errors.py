@@ -30,7 +30,7 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 @dataclass(frozen=True)
 class Case:
     """`python -m module *args` must exit with an error whose stderr says `expected` (in any of its lines).
-    In `args`, {tmp} is a scratch folder holding image.png (64x48), empty/ (no images) and models/ (see `models`)."""
+    In `args`, {tmp} is a scratch folder holding image.png (64x48), list.json, empty/ (no images) and models/ (see `models`)."""
 
     module: str
     args: tuple[str, ...]
@@ -97,6 +97,10 @@ CASES = [
     Case("tools.figures", ("curves", "{tmp}/image.png", "-o", "{tmp}/c.png"), "image.png"),
     Case("tools.figures", ("compare", "--image", "nosuch", "-o", "{tmp}/f.png"), "nosuch"),
     Case("tools.figures", ("compare", "--methods", "nearest", "-o", "/proc/nope/f.png"), "/proc/nope"),
+    Case("tools.figures", ("curves", "{tmp}", "-o", "{tmp}/c.png"), "is a folder"),
+    Case("tools.figures", ("compare", "--box", "0", "0", "0", "-o", "{tmp}/f.png"), "SIZE above 0"),
+    Case("tools.figures", ("compare", "-o", "{tmp}/f.xyz"), "end the name in one of"),
+    Case("tools.log_summary", ("{tmp}",), "is a folder"),
     # benchmark: a report it could not write must be refused before minutes of measuring
     Case("tools.benchmark", ("--quick", "--out", "/proc/nope/p.md"), "/proc/nope"),
     Case("tools.benchmark", ("--quick",), "--quick is a smoke test: give --out FILE"),
@@ -123,6 +127,8 @@ TRAIN_CASES = [
     Case("srgan_core.pack", ("--verify", "{tmp}/empty"), "MANIFEST.json not found"),
     Case("srgan_core.pack", ("{tmp}/empty",), "exists: pass a new folder"),
     Case("srgan_core.provenance", ("{tmp}/no-card.json",), "no-card.json"),
+    Case("srgan_core.provenance", ("{tmp}/image.png",), "not a readable model card"),
+    Case("srgan_core.provenance", ("{tmp}/list.json",), "a JSON object with method, schedule and runs"),
 ]
 
 HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark", "tools.heldout",
@@ -140,6 +146,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (tmp / folder).mkdir()
         Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp / folder / "image.png")
     (tmp / "photos" / "notes.png").write_bytes(b"not really a png")
+    (tmp / "list.json").write_text("[1]")  # JSON, but not a model card
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp / "photos" / "image.jpg")
     Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()

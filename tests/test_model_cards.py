@@ -100,6 +100,33 @@ def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
     assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
 
 
+def test_rerun_reads_where_unrecorded_runs_began_from_the_log(tmp_path: Path) -> None:
+    """Runs from before `from_iteration` was recorded: each stretch between rises of the logged rate goes to the next
+    run whose rate and drop it shows; a run the log shows nowhere (stopped, its checkpoint not kept) is left out."""
+    rates = [(i, 2e-4 if i < 80 else 2e-5) for i in range(10, 101, 10)] + [(i, 1e-4 if i < 130 else 1e-5) for i in range(110, 151, 10)]
+    log = tmp_path / "log.csv"
+    log.write_text("iteration,lr\n" + "".join(f"{i},{lr}\n" for i, lr in rates))
+
+    def run(flags: str, **recorded) -> dict:
+        return {"command": f"python -m srgan_core.train --method srresnet-mse --preset cpu --resume {flags}", "batch_size": 16, **recorded}
+
+    runs = [run("--lr 2e-4 --decay-at 80"), run("--lr 2e-4 --decay-at 80"), run("--lr 1e-4 --decay-at 190"), run("--lr 1e-4 --decay-at 130"),
+            run("--lr 1e-4 --decay-at 170", from_iteration=150, iterations=200, lr=1e-4)]
+    card = {"method": "srresnet-mse", "preset": "cpu", "seed": 0, "iterations": 200, "ema_decay": None, "runs": runs, "init": None,
+            "log": str(log), "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-4, "decay_at": 170}}
+    assert [(end, s.lr, s.decay_at) for end, s in provenance.stages(card)] == [(100, 2e-4, 80), (150, 1e-4, 130), (200, 1e-4, 170)]
+    log.write_text("iteration,lr\n" + "".join(f"{i},3e-4\n" for i in range(10, 151, 10)))  # a log that fits none: folded as before
+    assert [(end, s.lr, s.decay_at) for end, s in provenance.stages(card)] == [(150, 1e-4, 130), (200, 1e-4, 170)]
+
+
+def test_the_srresnet_rerun_starts_at_the_rate_its_log_shows() -> None:
+    """The shipped card's first 18,000 iterations ran in runs that did not record where they began: 2e-4 to 10,000."""
+    card = json.loads((MODELS_DIR / "srresnet-mse.json").read_text())
+    first = train.parse_args(shlex.split(card["rerun"][0])[3:])
+    assert (first.lr, first.decay_at, first.iters) == (2e-4, 8000, 10000)
+    assert card["rerun"] == provenance.rerun(card)
+
+
 @pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
 def test_card_benchmarks_are_those_of_results_benchmarks(path: Path) -> None:
     """The card's PSNR/SSIM block (the trainer's final evaluation, or `provenance --score`) belongs to the shipped weights

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--colour-fix", action="store_true", help="also show each learned method through the low-frequency colour fix (not in the paper)")
     m.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
     args = p.parse_args(argv)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if args.out.suffix.lower().lstrip(".") not in formats:
+        p.error(f"-o {args.out}: end the name in one of .{', .'.join(sorted(formats))}")
+    if args.command == "compare" and (args.box[2] <= 0 or min(args.box[:2]) < 0):
+        p.error(f"--box {' '.join(map(str, args.box))}: LEFT and TOP are 0 or more, SIZE above 0")
     try:  # refuse an unwritable output before drawing
         args.out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
