@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
