@@ -3,12 +3,13 @@ for a tab of its own (the rating tab has no admin element).
 
 A rater's token lives in the browser (`gr.BrowserState`), so a reload, a lost connection or a server
 restart resumes at the next unanswered image. Nothing the rater's page receives names a method: an
-image is served from Gradio's cache under its opaque stimulus id, with neutral alt text, and every
-other text is about the rater's own progress. Each answer is committed before the next image is sent.
+image arrives inside the page (a data URL, no file URL), padded like the rate server's to the length of the
+largest file of its original image, with neutral alt text, and every other text is about the rater's own progress. Each answer is committed before the next image is sent.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -16,7 +17,6 @@ import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 import gradio as gr
 
@@ -25,6 +25,7 @@ from study import sessions, store
 from study.schema import SCORE_LABELS, SCORES
 from study.server import AdminRefused, authorize_admin
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
+from study.stimulus_png import scene_png
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
@@ -135,9 +136,14 @@ def build_tab(study_db: Path) -> None:
         item = sessions.present(db, tok)
         if item is None:
             return finished(sessions.status(db, tok))
-        if not item.path.is_file():
-            raise _refuse("This photo's file is missing on the server; please tell the study's organiser.")
-        url = "gradio_api/file=" + quote(image.move_resource_to_block_cache(item.path))
+        with store.connect(db) as con:
+            try:
+                png = scene_png(con, db.parent, store.get_stimulus(con, item.stimulus))
+            except OSError:
+                raise _refuse("This photo's file is missing on the server; please tell the study's organiser.") from None
+            except ValueError:
+                raise _refuse("This photo's file on the server is damaged; please tell the study's organiser.") from None
+        url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")  # no URL, file name or length to tell a method by
         if item.expected is None:
             head = "**How good is this photo?**"
         else:

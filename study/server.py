@@ -19,9 +19,7 @@ import hmac
 import math
 import os
 import sqlite3
-import struct
 import threading
-import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,13 +34,12 @@ from starlette.routing import Route
 from study import sessions, store
 from study.schema import SCORE_RANGE
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
+from study.stimulus_png import scene_png
 
 WEB = Path(__file__).parent / "web"
 # rate.html's layout: the photo at the top left, the controls in a column beside it.
 SIDE_PX = 320  # page padding + gap + control column, beside the photo
 MARGIN_PX = 16  # page padding above and below the photo
-PNG_CHUNK_BYTES = 12  # a PNG chunk's length, type and CRC fields
-PAD_CHUNK = b"paDd"  # the padding chunk's type: ancillary, private, safe to copy
 ADMIN_TOKEN_ENV = "SRGAN_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
 FREE_ATTEMPTS = 3  # wrong admin tokens a client may send before being slowed down
@@ -174,18 +171,6 @@ def _identity(payload: dict) -> tuple[str | None, dict | None]:
         if not 1 <= len(identity) <= 128 or not set(identity) <= IDENTITY_CHARS:
             raise HTTPException(400, "a participant id is 1-128 letters, digits or - _ . : @")
     return identity, platform or None
-
-
-def padded_png(data: bytes, length: int) -> bytes:
-    """A PNG grown to `length` bytes by a private ancillary chunk before IEND, which every decoder skips:
-    the file's length then tells nothing of the method that made it (PNG sizes differ by method)."""
-    fill = length - len(data) - PNG_CHUNK_BYTES
-    end = data.rfind(b"IEND") - 4
-    if fill < 0 or end < 8:
-        raise ValueError(f"cannot pad a {len(data)}-byte PNG to {length} bytes")
-    body = PAD_CHUNK + bytes(fill)
-    chunk = struct.pack(">I", fill) + body + struct.pack(">I", zlib.crc32(body))
-    return data[:end] + chunk + data[end:]
 
 
 def _needs(con: sqlite3.Connection, study: str) -> dict:
@@ -321,27 +306,18 @@ class RateApp:
         return {"completion": {"code": code, "url": url.replace("{code}", code) if url else None}}
 
     def image(self, rater: str, position: int, sig: str) -> bytes:
-        """The PNG shown at `position` of the rater's plan, padded to the size of the largest file of its
-        scene, so that every method of one original image (and its repeats) arrives the same length."""
+        """The PNG shown at `position` of the rater's plan, padded (`stimulus_png.scene_png`) so that every method of
+        one original image (and its repeats) arrives the same length."""
         con = self.db.con()
         if not hmac.compare_digest(sig, _image_sig(store.token_secret(con), rater, position)):
             raise HTTPException(404)
         stimulus = store.planned_stimulus(con, rater, position)
-        folder = self.db.path.parent
-        try:
-            data = (folder / stimulus.file).read_bytes() if stimulus else None
-        except OSError:
-            data = None
-        if data is None:
+        if stimulus is None:
             raise HTTPException(404, "no such photo on this server")
-        sizes = [len(data)]
-        for file in store.scene_files(con, stimulus):  # another method's file missing must not hide this one
-            try:
-                sizes.append((folder / file).stat().st_size)
-            except OSError:
-                continue
         try:
-            return padded_png(data, max(sizes) + PNG_CHUNK_BYTES)
+            return scene_png(con, self.db.path.parent, stimulus)
+        except OSError:
+            raise HTTPException(404, "no such photo on this server") from None
         except ValueError:
             raise HTTPException(404, "this photo's file on the server is damaged") from None
 

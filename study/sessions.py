@@ -94,12 +94,11 @@ class Status:
 
 @dataclass(frozen=True)
 class Item:
-    """One presentation. The rater's page gets all but `stimulus` and `path`; `expected` is set for calibration
-    images only."""
+    """One presentation. The rater's page gets all but `stimulus`, and its image by a URL of its own (`study.server`)
+    or as a padded PNG inside the page (the Gradio tab); `expected` is set for calibration images only."""
 
     ticket: str
     stimulus: str
-    path: Path
     width: int
     height: int
     phase: str
@@ -126,10 +125,6 @@ def _transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     else:
         with store.transaction(con):
             yield con
-
-
-def _db_folder(con: sqlite3.Connection) -> Path:
-    return Path(con.execute("PRAGMA database_list").fetchone()["file"]).parent
 
 
 def _sign(secret: bytes, rater: str) -> str:
@@ -239,7 +234,6 @@ def _present(con: sqlite3.Connection, rater: str) -> Item | None:
     return Item(
         ticket=ticket_of(con, rater, row["position"], s.id),
         stimulus=s.id,
-        path=_db_folder(con) / s.file,
         width=s.width,
         height=s.height,
         phase=row["phase"],

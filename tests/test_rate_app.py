@@ -8,6 +8,8 @@ The raters here are simulated: their scores are random and never a MOS result.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -15,6 +17,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -34,7 +37,7 @@ import pytest
 
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT, default_data_root
-from study import prepare, sessions, store
+from study import prepare, sessions, stimulus_png, store
 from study.schema import COLUMNS
 from tests.test_study_prepare import png_chunks, synthetic_data_root
 
@@ -51,6 +54,19 @@ PLAN_LENGTH = 2 * 1 + 5 + 1 + 2  # calibration pair + trials + repeat + gold
 RATERS = 20
 _NAMES = sorted({*METHODS, "hr", "srgan", "srresnet"}, key=len, reverse=True)
 METHOD_NAME = re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, _NAMES)) + r")(?![a-z0-9])", re.IGNORECASE)
+DATA_URL_HEAD = "data:image/png;base64,"
+DATA_URL = re.compile(re.escape(DATA_URL_HEAD) + r"[A-Za-z0-9+/=]+")  # an image's bytes, checked as a PNG, not searched as text
+
+
+def without_padding(png: bytes) -> bytes:
+    """A PNG as its file was, before the padding chunk was added."""
+    i = 8
+    while i < len(png):
+        (length,) = struct.unpack(">I", png[i : i + 4])
+        if png[i + 4 : i + 8] == stimulus_png.PAD_CHUNK:
+            return png[:i] + png[i + 12 + length :]
+        i += 12 + length
+    raise AssertionError("no padding chunk")
 
 
 def record(results_dir: Path, section: str, values: dict) -> None:
@@ -504,6 +520,13 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
     texts: list[tuple[str, str]] = []  # (where, text) of everything the trials received
     pressed: list[int] = []
     checked_images: list[str] = []
+    with store.connect(study_db) as con:
+        stimuli = [store.get_stimulus(con, row["id"]) for row in con.execute("SELECT id FROM stimuli")]
+    stimulus_files = {hashlib.sha256((study_db.parent / s.file).read_bytes()).hexdigest(): s for s in stimuli}
+    scene_length: dict[tuple[str, str], int] = {}  # (dataset, image) -> the length every PNG of it arrives with
+    for s in stimuli:
+        key = (s.dataset, s.image)
+        scene_length[key] = max(scene_length.get(key, 0), (study_db.parent / s.file).stat().st_size + stimulus_png.PNG_CHUNK_BYTES)
     rate_panel = "() => document.getElementById('rate-tab').closest('[role=tabpanel]').outerHTML"
 
     def open_rate_tab() -> None:
@@ -519,7 +542,7 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
 
     def check_trial_screen() -> tuple[int, int]:
         """The image is drawn 1:1 and nothing in the tab names a method; returns (step, steps)."""
-        panel = page.evaluate(rate_panel)
+        panel = DATA_URL.sub("data:", page.evaluate(rate_panel))
         assert not METHOD_NAME.search(panel), METHOD_NAME.search(panel)
         texts.append(("rate tab DOM", panel))
         img = page.locator("#rate-image img.stimulus")
@@ -527,10 +550,12 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
             """i => i.decode().then(() => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width,
                    i.getBoundingClientRect().height, window.devicePixelRatio, i.getAttribute('src'), i.alt])"""
         )
-        stimulus = re.search(r"([0-9a-f]{32})\.png$", src).group(1)
-        checked_images.append(stimulus)
-        with store.connect(study_db) as con:
-            s = store.get_stimulus(con, stimulus)
+        assert src.startswith(DATA_URL_HEAD), src[:80]  # inside the page: no file URL to tell a repeat or a method by
+        shown = base64.b64decode(src.removeprefix(DATA_URL_HEAD))
+        assert set(png_chunks(shown)) == {"IHDR", "IDAT", "paDd", "IEND"}  # padded, and no text or EXIF chunks
+        s = stimulus_files[hashlib.sha256(without_padding(shown)).hexdigest()]
+        checked_images.append(s.id)
+        assert len(shown) == scene_length[(s.dataset, s.image)]  # as long as its original image's largest file, padded
         assert (natural_w, natural_h) == (s.width, s.height)
         assert (round(css_w * ratio), round(css_h * ratio)) == (s.width, s.height)  # one image pixel per device pixel
         assert not METHOD_NAME.search(alt)
@@ -554,10 +579,10 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
                 chunks = png_chunks(body)
                 assert set(chunks) <= {"IHDR", "IDAT", "IEND"}, chunks  # no text or EXIF chunks
             else:
-                texts.append((response.url, body.decode("utf-8", errors="replace")))
+                texts.append((response.url, DATA_URL.sub("data:", body.decode("utf-8", errors="replace"))))
             checked += 1
         for item in page.evaluate("() => window.__drain()"):
-            texts.append((item["url"], item["text"]))
+            texts.append((item["url"], DATA_URL.sub("data:", item["text"])))
         return checked
 
     open_rate_tab()

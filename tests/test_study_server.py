@@ -20,7 +20,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from srgan_core.paths import REPO_ROOT
-from study import loadtest, prepare, serve, server, sessions, store
+from study import loadtest, prepare, serve, server, sessions, stimulus_png, store
 from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
 from tests.test_rate_app import METHOD_NAME
 from tests.test_study_prepare import synthetic_data_root
@@ -110,14 +110,14 @@ def test_a_missing_or_damaged_photo_file_is_a_404_and_hides_no_other(db: Path) -
 
 def test_padding_keeps_the_png_and_refuses_to_shrink_it(db: Path) -> None:
     data = next(db.parent.rglob("*.png")).read_bytes()
-    padded = server.padded_png(data, len(data) + 100)
+    padded = stimulus_png.padded_png(data, len(data) + 100)
     assert len(padded) == len(data) + 100 and padded.endswith(data[-12:])  # IEND stays last
     image = Image.open(io.BytesIO(padded))
     image.load()  # Pillow checks every chunk's CRC
     assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(data))))
-    assert server.padded_png(data, len(data) + 12)[: len(data) - 12] == data[:-12]  # an empty padding chunk
+    assert stimulus_png.padded_png(data, len(data) + 12)[: len(data) - 12] == data[:-12]  # an empty padding chunk
     with pytest.raises(ValueError, match="cannot pad"):
-        server.padded_png(data, len(data) + 11)
+        stimulus_png.padded_png(data, len(data) + 11)
 
 
 def test_a_returning_rater_is_checked_against_their_own_study_not_a_newer_one(db: Path, data: Path) -> None:
