@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import html
 import json
 import os
@@ -251,6 +252,9 @@ class Reply:
         return json.dumps(self.body)
 
 
+DATA_PNG = "data:image/png;base64,"
+
+
 class GradioRateTab:
     """The rate server's calls, made as the Gradio Rate tab's events (POST /gradio_api/call/<event>,
     then its result stream), with the tab's outputs turned into the rate server's states."""
@@ -266,6 +270,8 @@ class GradioRateTab:
 
     async def request(self, method: str, path: str, **kwargs) -> Reply | httpx.Response:
         """`httpx.AsyncClient.request(method, path, json=body)` for the rate server's paths."""
+        if method == "GET" and path.startswith(DATA_PNG):  # the tab's images arrive inside its HTML
+            return Reply(200, content=base64.b64decode(path.removeprefix(DATA_PNG)))
         if method == "GET":
             return await self.http.get(path)
         if path not in self.EVENTS:
