@@ -2,9 +2,13 @@
 for a tab of its own (the rating tab has no admin element).
 
 A rater's token lives in the browser (`gr.BrowserState`), so a reload, a lost connection or a server
-restart resumes at the next unanswered image. Nothing the rater's page receives names a method: an
-image arrives inside the page (a data URL, no file URL), padded like the rate server's to the length of the
-largest file of its original image, with neutral alt text, and every other text is about the rater's own progress. Each answer is committed before the next image is sent.
+restart resumes at the next unanswered image. A new rater starts by agreeing to the study's consent text (the
+rate server's), and a finished one gets the completion code and the link back to the study platform, if any.
+Nothing the rater's page receives names a method: an image arrives inside the page (a data URL, no file URL),
+padded like the rate server's to the length of the largest file of its original image, with neutral alt text,
+and every other text is about the rater's own progress. Each answer is committed before the next image is sent.
+The rate server (`study.serve`) also checks the window's size and offers undo; this tab scrolls a photo larger
+than the window instead.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import gradio as gr
 from srgan_core.markdown import markdown_table
 from study import sessions, store
 from study.schema import SCORE_LABELS, SCORES
-from study.server import AdminRefused, authorize_admin
+from study.server import AdminRefused, authorize_admin, completion, consent_text
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
 from study.stimulus_png import scene_png
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
+START_LABEL = "I agree: start"  # the button a new rater presses, below the study's consent text
 
 LOWEST, HIGHEST = SCORES[0], SCORES[-1]
 INSTRUCTIONS = f"""
@@ -104,6 +109,7 @@ def build_tab(study_db: Path) -> None:
     with gr.Column(elem_id="rate-tab"):
         with gr.Column(visible=True) as intro:
             gr.Markdown(INSTRUCTIONS)
+            consent = gr.Markdown(visible=False, elem_id="rate-consent")
             intro_status = gr.Markdown()
             start = gr.Button("Start", variant="primary", visible=False, elem_id="rate-start")
         with gr.Column(visible=False, elem_id="rate-trial") as trial:
@@ -135,7 +141,7 @@ def build_tab(study_db: Path) -> None:
     def next_image(tok: str) -> dict:
         item = sessions.present(db, tok)
         if item is None:
-            return finished(sessions.status(db, tok))
+            return finished(tok, sessions.status(db, tok))
         with store.connect(db) as con:
             try:
                 png = scene_png(con, db.parent, store.get_stimulus(con, item.stimulus))
@@ -155,35 +161,43 @@ def build_tab(study_db: Path) -> None:
         img = f'<div class="stimulus-frame"><img class="stimulus" src="{escape(url)}" width="{item.width}" height="{item.height}" alt="photo to rate" draggable="false"></div>'
         return show("trial", header=head, progress=bar, image=img) | {ticket: item.ticket}
 
-    def finished(st: sessions.Status) -> dict:
-        return show(
-            "end",
-            end_text=f"## Thank you!\nYou have rated all {st.total} photos. Your rater id: `{st.rater}`. You can close this page.",
-        )
+    def finished(tok: str, st: sessions.Status) -> dict:
+        return show("end", end_text=f"## Thank you!\nYou have rated all {st.total} photos. {completion_note(tok, st)}")
 
-    def on_status(tok: str | None) -> tuple[str, gr.Button]:
-        """The intro's line for whoever holds `tok` (nobody yet, a returning rater, a finished one)."""
+    def completion_note(tok: str, st: sessions.Status) -> str:
+        """The rater id, the completion code, and the link back to the study platform when the study has one."""
+        with store.connect(db) as con:
+            done = completion(con, tok)
+        back = f" [Return to the study platform]({done['url']}) to finish." if done["url"] else " You can close this page."
+        return f"Your rater id: `{st.rater}`. Your completion code: **`{done['code']}`**.{back}"
+
+    def on_status(tok: str | None) -> tuple[str, gr.Button, gr.Markdown]:
+        """The intro's line, button and consent text for whoever holds `tok` (nobody yet, a returning rater, a
+        finished one); only someone new is asked to consent."""
+        no_consent = gr.Markdown(visible=False)
         try:
             st = sessions.status(db, tok)
         except InvalidToken:
             with store.connect(db) as con:
-                open_study = store.latest_study(con) is not None
-            if not open_study:
-                return "*No study is open yet.*", gr.Button(visible=False)
+                study = store.latest_study(con)
+                text = consent_text(con, study) if study is not None else ""
+            if study is None:
+                return "*No study is open yet.*", gr.Button(visible=False), no_consent
             if sessions.closed_to_new_raters(db):
-                return "*This study is closed to new participants.*", gr.Button(visible=False)
-            return "Press **Start** when you are ready.", gr.Button("Start", visible=True)
+                return "*This study is closed to new participants.*", gr.Button(visible=False), no_consent
+            return ("Press **I agree: start** when you are ready.", gr.Button(START_LABEL, visible=True),
+                    gr.Markdown(f"### Consent\n{text}", visible=True))
         if st.finished:
-            return f"You have rated all {st.total} photos (rater id `{st.rater}`). Thank you!", gr.Button(visible=False)
+            return f"You have rated all {st.total} photos. Thank you! {completion_note(tok, st)}", gr.Button(visible=False), no_consent
         note = f"Welcome back (rater id `{st.rater}`): {st.answered} of {st.total} answers given. Press **Continue** to go on where you stopped."
-        return note, gr.Button("Continue", visible=True)
+        return note, gr.Button("Continue", visible=True), no_consent
 
     def on_start(tok: str | None) -> dict:
         try:
             sessions.status(db, tok)
         except InvalidToken:
             try:
-                tok = sessions.new_rater(db)
+                tok = sessions.join(db, consent=True)  # the button a new rater presses is START_LABEL, under the consent text
             except NoStudy as err:
                 log.warning("Rate: Start pressed but %s has no study: %s", db, err)
                 raise _refuse(str(err)) from None
@@ -204,7 +218,7 @@ def build_tab(study_db: Path) -> None:
             text = f"## Time for a short break\n{st.rated} of {st.to_rate} photos rated. Rest your eyes, then continue when ready."
             return show("interlude", interlude_text=text)
         if st.finished:
-            return finished(st)
+            return finished(tok, st)
         return next_image(tok)
 
     def on_continue(tok: str | None) -> dict:
@@ -217,7 +231,7 @@ def build_tab(study_db: Path) -> None:
     # opened: after the page's load event, whose answer (no token yet: "Start") could otherwise arrive after the
     # mount's ("Continue") and stay. One listener for both, run one call at a time, the last with the latest token.
     gr.on(
-        [root.load, token.change], on_status, inputs=[token], outputs=[intro_status, start], api_name="rate_status",
+        [root.load, token.change], on_status, inputs=[token], outputs=[intro_status, start, consent], api_name="rate_status",
         show_progress="hidden", trigger_mode="always_last", concurrency_limit=1,
     )
     quiet = {"outputs": outputs, "show_progress": "hidden"}  # no spinner flashing over the photo at every answer

@@ -173,6 +173,23 @@ def _identity(payload: dict) -> tuple[str | None, dict | None]:
     return identity, platform or None
 
 
+def consent_text(con: sqlite3.Connection, study: str) -> str:
+    """What a new rater of `study` agrees to: `serve --consent-file`'s text, else `prepare`'s, else the default with
+    the study's length in minutes (about 6 s a photo, rounded up to 5 minutes)."""
+    settings, config = store.study_settings(con, study), store.study_config(con, study)
+    counts = dict(con.execute("SELECT kind, count(*) FROM stimuli WHERE study = ? GROUP BY kind", (study,)).fetchall())
+    length = counts.get("calibration", 0) + (config.get("per_rater") or counts.get("trial", 0)) + config.get("repeats", 0) + counts.get("gold", 0)
+    minutes = max(5, math.ceil(length * 6 / 60 / 5) * 5)
+    return settings.get("consent") or config.get("consent") or DEFAULT_CONSENT.format(minutes=minutes)
+
+
+def completion(con: sqlite3.Connection, token: str) -> dict:
+    """A finished rater's completion code, and the URL that takes them back to the study platform (None if not set)."""
+    url = store.study_settings(con, store.rater_study(con, sessions.rater_of(con, token))).get("completion_url")
+    code = sessions.completion_code(con, token)
+    return {"code": code, "url": url.replace("{code}", code) if url else None}
+
+
 def _needs(con: sqlite3.Connection, study: str) -> dict:
     """What the page needs to show one study's largest photo whole at 1:1: its size and the layout around it."""
     width, height = store.largest_stimulus(con, study)
@@ -195,15 +212,11 @@ class RateApp:
         if study is None:
             return {"open": False, "message": "No study is open yet."}
         settings = store.study_settings(con, study)
-        config = store.study_config(con, study)
         counts = dict(con.execute("SELECT kind, count(*) FROM stimuli WHERE study = ? GROUP BY kind", (study,)).fetchall())
-        length = counts.get("calibration", 0) + (config.get("per_rater") or counts.get("trial", 0)) + config.get("repeats", 0) + counts.get("gold", 0)
-        minutes = max(5, math.ceil(length * 6 / 60 / 5) * 5)  # about 6 s a photo, rounded up to 5 minutes
-        consent = settings.get("consent") or config.get("consent") or DEFAULT_CONSENT.format(minutes=minutes)
         return {
             "open": settings.get("closed") != "1",
             "message": "This study is closed to new participants." if settings.get("closed") == "1" else "",
-            "consent": consent,
+            "consent": consent_text(con, study),
             "needs": _needs(con, study),
             "calibration": counts.get("calibration", 0),
             "undo_seconds": sessions.UNDO_SECONDS,
@@ -301,9 +314,7 @@ class RateApp:
     def _completion(con, token: str, st: sessions.Status) -> dict:
         if not st.finished:
             return {}
-        url = store.study_settings(con, st.study).get("completion_url")
-        code = sessions.completion_code(con, token)
-        return {"completion": {"code": code, "url": url.replace("{code}", code) if url else None}}
+        return {"completion": completion(con, token)}
 
     def image(self, rater: str, position: int, sig: str) -> bytes:
         """The PNG shown at `position` of the rater's plan, padded (`stimulus_png.scene_png`) so that every method of

@@ -35,9 +35,10 @@ import pandas as pd
 import psutil
 import pytest
 
+from demo import rate
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import REPO_ROOT, default_data_root
-from study import prepare, sessions, stimulus_png, store
+from study import prepare, server, sessions, stimulus_png, store
 from study.schema import COLUMNS
 from tests.test_study_prepare import png_chunks, synthetic_data_root
 
@@ -360,7 +361,7 @@ def test_sigkill_mid_session_loses_nothing_and_raters_resume(app: AppProcess, st
             assert in_db[: len(session.answers)] == session.answers  # every acknowledged answer survived
             assert len(in_db) - len(session.answers) <= 1  # plus at most the answer in flight at the kill
             mid_session += 0 < len(in_db) < PLAN_LENGTH
-            (status, _button) = api.raw("rate_status", session.token)
+            (status, _button, _consent) = api.raw("rate_status", session.token)
             done = len(in_db) == PLAN_LENGTH
             assert (f"rated all {PLAN_LENGTH} photos" if done else f"{len(in_db)} of {PLAN_LENGTH} answers given") in status
             more = min(2, PLAN_LENGTH - len(in_db))
@@ -586,7 +587,9 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
         return checked
 
     open_rate_tab()
-    expect(page.locator("#rate-start")).to_have_text("Start")
+    expect(page.locator("#rate-start")).to_have_text(rate.START_LABEL)
+    with store.connect(study_db) as con:
+        expect(page.locator("#rate-consent")).to_contain_text(server.consent_text(con, store.latest_study(con)))
     first = len(responses)
     page.evaluate("() => window.__drain()")  # the page load is not part of a trial
     act(lambda: page.locator("#rate-start").click())
@@ -634,7 +637,10 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
             act(lambda: page.keyboard.press(str(key)))
         trials += 1
     expect(page.locator("#rate-end")).to_contain_text("Thank you")
-    rater = re.search(r"rater id: ([0-9a-f]{16})", page.locator("#rate-end").inner_text()).group(1)
+    rater, code = re.search(r"rater id: ([0-9a-f]{16})\. Your completion code: ([0-9A-F]{10})\.", page.locator("#rate-end").inner_text()).groups()
+    with store.connect(study_db) as con:
+        assert code == sessions.rater_code(con, rater)
+        assert con.execute("SELECT consent_at FROM identities WHERE rater = ?", (rater,)).fetchone()[0]  # consent recorded
     network_checked += drain_network(first)
 
     leaks = [(where, m.group(0)) for where, text in texts for m in [METHOD_NAME.search(text)] if m]
@@ -699,7 +705,7 @@ def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_l
     token, is mounted: "Start") and when the token arrives ("Continue"). The load's answer, delayed here by
     3 s, must not land last and offer a returning rater a fresh start (it once did, on busy cores)."""
     with app_with_slow_status(study_db, tmp_path, lambda token: 3.0 if token is None else 0.0) as (_, page, expect):
-        for label in ("Start", "Continue"):  # a new rater starts; after a reload the same one is back
+        for label in (rate.START_LABEL, "Continue"):  # a new rater starts; after a reload the same one is back
             page.reload()
             page.get_by_role("tab", name="Rate").click()
             expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
@@ -729,7 +735,7 @@ def test_start_pressed_before_the_returning_raters_status_arrives_continues_the_
         token_delay["seconds"] = 3.0
         page.reload()
         page.get_by_role("tab", name="Rate").click()
-        expect(page.locator("#rate-start")).to_have_text("Start", timeout=30_000)  # the load's answer
+        expect(page.locator("#rate-start")).to_have_text(rate.START_LABEL, timeout=30_000)  # the load's answer
         page.locator("#rate-start").click()  # before the token's status ("Continue") arrives
         expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
         assert raters() == before + 1  # no new rater
