@@ -33,12 +33,16 @@ def match_low_frequencies(sr: torch.Tensor, lr: torch.Tensor, sigma: float = SIG
     return (sr.float().cpu() + torch.from_numpy(low)).clamp_(0, 1)
 
 
+FIX_BYTES_PER_OUTPUT_PIXEL = 30  # the bicubic reference, the difference and its blur (measured as in `methods`)
+
+
 class ColourFixedUpscaler(Upscaler):
     """Another upscaler's output passed through `match_low_frequencies`."""
 
     def __init__(self, upscaler: Upscaler, sigma: float = SIGMA) -> None:
         self.upscaler, self.sigma = upscaler, sigma
         self.name, self.precision = upscaler.name + SUFFIX, upscaler.precision
+        self.bytes_per_output_pixel = upscaler.bytes_per_output_pixel + FIX_BYTES_PER_OUTPUT_PIXEL
 
     def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
         return match_low_frequencies(self.upscaler.upscale_tensor(lr, progress), lr, self.sigma)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from srgan_core.data import BENCHMARKS, benchmark_images, folder_images
 from srgan_core.device import pick_device
-from srgan_core.images import ImageError, downscale_x4, load_image, modcrop, save_png, to_tensor, to_uint8
+from srgan_core.images import ImageError, downscale_x4, input_notes, load_image, modcrop, save_png, to_tensor, to_uint8
 from srgan_core.inference import generate_tiled, prepare_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS, ORIGINAL, SPECS
@@ -195,7 +195,8 @@ def with_init(own: object, init: object, digits: int) -> str:
 def paper_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean scores per dataset and method, with the paper's published values and our training budget."""
     metrics = [c for c in METRICS if c in scores]
-    table = scores.groupby(["dataset", "method"], sort=False)[metrics].mean().reset_index()
+    finite = scores.assign(psnr=scores["psnr"].replace(np.inf, np.nan))  # an exact output's PSNR is infinite: left out
+    table = finite.groupby(["dataset", "method"], sort=False)[metrics].mean().reset_index()
     for metric in ("psnr", "ssim"):
         table[f"paper_{metric}"] = [published(d, m, metric) for d, m in zip(table["dataset"], table["method"])]
     budget = pd.DataFrame([training_budget(m) for m in table["method"]])
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     if not upscalers:
         raise SystemExit("error: nothing to evaluate: " + "; ".join(skipped))
     sources = image_sources(datasets, args.folders, args.data_root)
+    read_with_changes = [f"{path} {note}" for paths in sources.values() for path in paths for note in input_notes(path)]
+    for line in read_with_changes:
+        print(f"note: {line}", file=sys.stderr)
     frames = []
     for name, upscaler in tqdm(upscalers.items(), desc="methods"):
         for dataset, paths in sources.items():
@@ -325,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     if "niqe" in table:
         hr = table[table["method"] == ORIGINAL].itertuples()
         notes += ["The original HR images score a mean NIQE of " + ", ".join(f"{fmt(r.niqe, 2)} on {r.dataset}" for r in hr) + ".", ""]
+    exact = scores[np.isinf(scores["psnr"])]
+    if len(exact):
+        listed = ", ".join(f"{r.method} on {r.dataset}/{r.image}" for r in exact.itertuples())
+        notes += [f"PSNR is infinite where an output equals its original exactly ({listed}): left out of the mean PSNR.", ""]
+    notes += [f"Read with a change: {line}." for line in read_with_changes] + ([""] if read_with_changes else [])
     notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])
     report = "\n".join(notes) + "\n" + to_markdown(table)
     (args.out / "benchmarks.md").write_text(report)

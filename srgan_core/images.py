@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from srgan_core.imresize import imresize
 from srgan_core.method_specs import SCALE
 
 MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
+# modes converted to sRGB by their ICC profile: the profile's colour space, and the mode converted to
+PROFILED_MODES = {"RGB": ("RGB ", "RGB"), "RGBA": ("RGB ", "RGBA"), "CMYK": ("CMYK", "RGB"), "L": ("GRAY", "RGB")}
+SRGB = ImageCms.createProfile("sRGB")
 SIXTEEN_BIT = re.compile(r"(I|L|LA|RGB|RGBA|RGBX|CMYK);16[BLN]?")  # Pillow's raw modes of 16 bits per channel
 
 
@@ -22,7 +25,7 @@ class ImageError(ValueError):
 
 
 def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
-    """Any image -> HxWx3 uint8 RGB: EXIF rotation applied, grayscale replicated,
+    """Any image -> HxWx3 uint8 sRGB: EXIF rotation and an ICC profile applied, grayscale replicated,
     alpha composited over white, 16-bit and float scaled to 8 bit, CMYK/palette converted."""
     if isinstance(src, np.ndarray):
         return _array_to_rgb(src)
@@ -35,6 +38,10 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
                 raise ImageError(f"{name} is {img.width}x{img.height}: larger than the {MAX_PIXELS:,}-pixel limit")
             img.load()
             return _pil_to_rgb(img)
+    except ImageError as exc:
+        if name in str(exc):
+            raise
+        raise ImageError(f"{name}: {exc}") from None
     except Image.DecompressionBombError:  # Pillow's own refusal, at twice its pixel limit, before ours can look
         raise ImageError(f"{name} is larger than the {MAX_PIXELS:,}-pixel limit") from None
     except FileNotFoundError:
@@ -49,7 +56,8 @@ def load_image(src: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray
 
 def input_notes(path: str | Path) -> list[str]:
     """What `load_image` changes in an image file beyond decoding it, each as a clause after the file's name
-    ("has 3 frames: ..."): frames it drops, bits it drops, transparency it flattens. Empty when it changes nothing."""
+    ("has 3 frames: ..."): frames it drops, bits it drops, transparency it flattens, a colour profile it converts
+    to sRGB. Empty when it changes nothing."""
     try:
         with Image.open(path) as img:
             frames = getattr(img, "n_frames", 1)
@@ -60,6 +68,7 @@ def input_notes(path: str | Path) -> list[str]:
             deep = img.mode.startswith("I;16") or img.mode == "F" or sixteen or (img.mode == "I" and np.asarray(img).max() > 255)
             alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             fraction = float(np.mean(np.asarray(img.convert("RGBA"))[:, :, 3] < 255)) if alpha else 0.0  # not fully opaque
+            profile, description = colour_profile(img)
     except (OSError, ValueError):  # not readable: load_image says why
         return []
     notes = []
@@ -68,15 +77,47 @@ def input_notes(path: str | Path) -> list[str]:
     if deep:
         notes.append("has more than 8 bits per channel: it is read at 8 bits, as every method works on 8-bit images")
     if fraction:
+        share = "under 1%" if fraction < 0.005 else f"{fraction:.0%}"
         notes.append(
-            f"has transparency ({fraction:.0%} of its pixels): it is flattened onto a white background, which is what "
+            f"has transparency ({share} of its pixels): it is flattened onto a white background, which is what "
             "every method sees, and the result has no alpha"
         )
+    if profile is not None:
+        notes.append(f"has a colour profile ({description}): its colours are converted to sRGB, which every method works in")
+    elif description is not None and "srgb" not in description.lower():
+        notes.append(f"has a colour profile ({description}) that could not be applied: its values are read as sRGB")
     return notes
 
 
+def colour_profile(img: Image.Image) -> tuple[ImageCms.ImageCmsProfile | None, str | None]:
+    """The embedded ICC profile to convert `img` from, and its description: (None, None) without one; (None,
+    description) for an sRGB one (nothing to convert), or one that cannot be read or does not fit the image's mode."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return None, None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile).strip() or "unnamed"
+    except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
+        return None, "unreadable"
+    fits = PROFILED_MODES.get(img.mode, ("", ""))[0] == profile.profile.xcolor_space
+    return (profile if fits and "srgb" not in description.lower() else None), description
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """`img` converted from its embedded colour profile to sRGB (what every method and metric assume); unchanged
+    without a profile, with an sRGB one, or with one `colour_profile` does not use."""
+    profile, _ = colour_profile(img)
+    if profile is None:
+        return img
+    try:
+        return ImageCms.profileToProfile(img, profile, SRGB, outputMode=PROFILED_MODES[img.mode][1])
+    except ImageCms.PyCMSError:  # a profile LittleCMS cannot use: the pixels are read as sRGB
+        return img
+
+
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
-    img = ImageOps.exif_transpose(img)
+    img = _to_srgb(ImageOps.exif_transpose(img))
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -126,7 +167,7 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     """1x3xHxW float in [0, 1] -> HxWx3 uint8, rounded."""
-    return t[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return t[0].clamp(0, 1).mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()  # one float copy, not three
 
 
 def downscale_x4(hr: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from torch import nn
 
 from srgan_core.half_resolution import upsample_and_output
 
+
 def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] images -> the [-1, 1] range the generator's output and the discriminator's input use."""
     return x * 2 - 1

@@ -1,7 +1,8 @@
 """Upscale images x4: `python -m srgan_core.upscale IN... --method srresnet-mse -o OUT`.
 
-IN may be files or folders (their images, not recursive). Any size works: large images go through
-overlapping tiles. Output is lossless PNG named after the input.
+IN may be files or folders (their images, not recursive). Large images go through overlapping tiles; an image
+whose 4x output would not fit in the free memory (about 20 bytes per output pixel for a network, 40 for an
+interpolation) is skipped with a message. Output is lossless PNG named after the input.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import psutil
 from tqdm import tqdm
 
 from srgan_core.colour_fix import ColourFixedUpscaler
@@ -21,15 +23,23 @@ from srgan_core.methods import MethodUnavailable, load_method
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
+    """The files given and the images of the folders given (by suffix; the other files of a folder are named on
+    stderr, as a file given by name is read whatever its suffix)."""
     files: list[Path] = []
     for path in inputs:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise SystemExit(f"error: {path}: no images in this folder")
-            files += found
-        else:
+        if not path.is_dir():
             files.append(path)
+            continue
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        found = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+        others = ", ".join(p.name for p in entries if p not in found)
+        if not found:
+            raise SystemExit(f"error: {path}: no images in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+                             + (f"; give other files by name: {others})" if others else ")"))
+        if others:
+            print(f"note: {path}: left out, not {'/'.join(sorted(IMAGE_SUFFIXES))} (give them by name to upscale them): {others}",
+                  file=sys.stderr)
+        files += found
     return files
 
 
@@ -51,16 +61,25 @@ def check_output(out: Path, count: int) -> None:
 
 
 def clashing_outputs(files: list[Path], out: Path, many: bool, method: str) -> list[str]:
-    """Inputs whose output would overwrite an input, or the output of another input, one line each."""
+    """Inputs whose output would overwrite an input (itself or another: an earlier run's output read back from the
+    folder), or the output of another input, one line each."""
     problems, claimed = [], {}
+    inputs = {src.resolve(): src for src in files}
     for src in files:
         dest = output_path(src, out, many, method).resolve()
         if dest == src.resolve():
             problems.append(f"{src}: its output {dest} is the input itself")
+        elif dest in inputs:
+            problems.append(f"{src}: its output would overwrite the input {inputs[dest]}")
         elif dest in claimed:
             problems.append(f"{src} and {claimed[dest]} would both be written to {dest}")
         claimed.setdefault(dest, src)
     return problems
+
+
+def size(count: int) -> str:
+    """Bytes for a message: GiB with one decimal, or MiB below 1 GiB."""
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             image = load_image(src)
         except ImageError as exc:
             tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        needed, free = upscaler.memory_needed(*image.shape[:2]), psutil.virtual_memory().available
+        if needed > free:
+            tqdm.write(f"skipped: {src} ({image.shape[1]}x{image.shape[0]}): its 4x output with {upscaler.name} needs about "
+                       f"{size(needed)} of memory and {size(free)} is free; crop it, or split it into parts", file=sys.stderr)
             failures += 1
             continue
         for note in input_notes(src):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,8 @@ def test_evaluate_writes_paper_table(data_root: Path, tmp_path: Path, monkeypatc
 
 
 def test_evaluate_scores_folders_of_own_images(photo: np.ndarray, tmp_path: Path) -> None:
-    from srgan_core.imresize import imresize
     from srgan_core.images import downscale_x4, to_tensor, to_uint8
+    from srgan_core.imresize import imresize
     from srgan_core.metrics import psnr_y
 
     photos = tmp_path / "my photos"
@@ -65,6 +66,28 @@ def test_evaluate_scores_folders_of_own_images(photo: np.ndarray, tmp_path: Path
     report = (out / "benchmarks.md").read_text()
     assert "### my photos" in report and "paper PSNR" not in report  # no column of dashes for what the paper never scored
     assert Image.open(out / "sr" / "bicubic" / "my photos" / "mirrored grey.png").size == (64, 48)
+
+
+def test_evaluate_leaves_an_exact_output_out_of_the_mean_and_names_what_reading_changed(tmp_path: Path, capsys) -> None:
+    """A flat image comes back exactly (PSNR infinite): the mean PSNR stays that of the others; an image read with a
+    change (here its transparency flattened) is named in the report, as upscale and the app name it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photos / "noise.png")
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(photos / "flat.png")
+    rgba = np.dstack([rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), np.full((48, 64), 255, np.uint8)])
+    rgba[:24, :, 3] = 0
+    Image.fromarray(rgba).save(photos / "half clear.png")
+    evaluate.main(["--methods", "nearest", "--folders", str(photos), "--no-niqe", "--out", str(tmp_path / "out")])
+    per_image = pd.read_csv(tmp_path / "out" / "benchmarks_per_image.csv").set_index("image").psnr
+    assert np.isinf(per_image["flat"]) and np.isfinite(per_image["noise"])
+    mean = pd.read_csv(tmp_path / "out" / "benchmarks.csv").set_index("method").psnr["nearest"]
+    assert mean == pytest.approx(per_image[np.isfinite(per_image)].mean(), abs=1e-3)
+    report = (tmp_path / "out" / "benchmarks.md").read_text()
+    assert "exactly (nearest on photos/flat): left out of the mean PSNR" in report
+    assert f"Read with a change: {photos / 'half clear.png'} has transparency (50% of its pixels)" in report
+    assert f"note: {photos / 'half clear.png'} has transparency" in capsys.readouterr().err
 
 
 def test_the_report_shows_the_paper_columns_only_for_its_benchmarks() -> None:
@@ -215,3 +238,20 @@ def test_discriminator_probe_reports_every_cue(data_root: Path, vgg_weights: Pat
     summed, averaged = verdict["adversarial, batch sum (x 0.016)"], verdict["adversarial, batch mean (x 0.001)"]
     assert averaged > 0 and summed == pytest.approx(16 * averaged, rel=1e-2)  # the sum over the paper's 16, at any batch
     assert "| 1 |" in text and "| 2 |" in text
+
+
+def test_upscale_skips_an_image_whose_output_would_not_fit_in_memory(photo: np.ndarray, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Rather than being killed by the system halfway (no output, no message), it says what it needs and goes on."""
+    import psutil
+
+    from srgan_core.colour_fix import ColourFixedUpscaler
+    from srgan_core.methods import load_method
+
+    Image.fromarray(photo).save(tmp_path / "shot.png")  # 64x48: its 256x192 output needs about 2 MB as bicubic
+    bicubic = load_method("bicubic")
+    assert bicubic.memory_needed(48, 64) == 48 * 64 * 16 * 40 < ColourFixedUpscaler(bicubic).memory_needed(48, 64)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1_000_000))
+    assert upscale.main(["--method", "bicubic", str(tmp_path / "shot.png"), "-o", str(tmp_path / "out.png")]) == 1
+    assert "needs about 2 MiB of memory and 1 MiB is free" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=3_000_000))
+    assert upscale.main(["--method", "bicubic", str(tmp_path / "shot.png"), "-o", str(tmp_path / "out.png")]) == 0

@@ -30,7 +30,7 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 @dataclass(frozen=True)
 class Case:
     """`python -m module *args` must exit with an error whose stderr says `expected` (in any of its lines).
-    In `args`, {tmp} is a scratch folder holding image.png (64x48), list.json, empty/ (no images) and models/ (see `models`)."""
+    In `args`, {tmp} is a scratch folder holding image.png (64x48), float.tif, list.json, gifs/ (anim.gif), rerun/ (cat.png and cat_nearest_x4.png), empty/ (no images) and models/ (see `models`)."""
 
     module: str
     args: tuple[str, ...]
@@ -60,6 +60,9 @@ CASES = [
     Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "--device", "cuda:99", "-o", "{tmp}/o.png"),
          "--device cuda:99: this machine has"),
     Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "-o", "{tmp}/o.jpg"), "writes lossless PNG only"),
+    Case("srgan_core.upscale", ("{tmp}/rerun", "--method", "nearest", "-o", "{tmp}/rerun"), "would overwrite the input"),
+    Case("srgan_core.upscale", ("{tmp}/float.tif", "--method", "nearest", "-o", "{tmp}/f.png"), "float.tif: a float image must hold"),
+    Case("srgan_core.upscale", ("{tmp}/gifs", "--method", "nearest", "-o", "{tmp}/g"), "give other files by name: anim.gif"),
     Case("srgan_core.upscale", ("{tmp}/photos", "--method", "bicubic", "-o", "{tmp}/all.png"), "inputs need a folder"),
     Case("srgan_core.upscale", ("{tmp}/image.png", "--method", "bicubic", "-o", "{tmp}/image.png"), "is the input itself"),
     Case("srgan_core.upscale", ("{tmp}/photos", "--method", "bicubic", "-o", "{tmp}/out"),
@@ -147,6 +150,12 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp / folder / "image.png")
     (tmp / "photos" / "notes.png").write_bytes(b"not really a png")
     (tmp / "list.json").write_text("[1]")  # JSON, but not a model card
+    Image.fromarray(np.full((8, 8), 2.0, np.float32)).save(tmp / "float.tif")  # a float image outside [0, 1]
+    (tmp / "gifs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp / "gifs" / "anim.gif")
+    (tmp / "rerun").mkdir()  # a folder upscaled into itself before: its output is read back as an input
+    for name in ("cat.png", "cat_nearest_x4.png"):
+        Image.fromarray(np.full((40, 48, 3), 120, np.uint8)).save(tmp / "rerun" / name)
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp / "photos" / "image.jpg")
     Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from srgan_core.images import ImageError, downscale_x4, input_notes, load_image, modcrop
 
@@ -144,3 +144,59 @@ def test_input_notes_say_nothing_of_files_read_without_loss(tmp_path: Path) -> N
     Image.fromarray(np.full((8, 8), 2000, np.int32)).save(tmp_path / "large.tif")
     assert Image.open(tmp_path / "rgb565.bmp").mode == "RGB" and input_notes(tmp_path / "rgb565.bmp") == []
     assert input_notes(tmp_path / "small.tif") == [] and "8 bits" in input_notes(tmp_path / "large.tif")[0]
+
+
+def rgb_profile(description: str, primaries: tuple[tuple[float, float, float], ...], gamma: float) -> bytes:
+    """A minimal ICC v2 RGB matrix/TRC profile (D50 white point, one gamma for all three channels)."""
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    text = description.encode() + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), *((name, xyz(*p)) for name, p in zip((b"rXYZ", b"gXYZ", b"bXYZ"), primaries)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    table, data, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for name, body in tags:
+        body += bytes(-len(body) % 4)
+        table += name + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (struct.pack(">I", 128 + len(body)) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(28) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48))
+    return header + body
+
+
+# Display P3's primaries adapted to D50 (as in Apple's profile), with a plain 2.2 gamma
+P3 = rgb_profile("Display P3 (test)", ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841)), 2.2)
+
+
+def test_a_colour_profile_is_converted_to_srgb_and_named(tmp_path: Path) -> None:
+    """Wide-gamut pixels read as sRGB would shift colours by tens of levels: they are converted, and the note says so."""
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[:4], pixels[4:] = (40, 180, 60), (200, 60, 40)
+    Image.fromarray(pixels).save(tmp_path / "p3.png", icc_profile=P3)
+    Image.fromarray(pixels).save(tmp_path / "p3.jpg", quality=100, icc_profile=P3)
+    Image.fromarray(pixels[:, :, 0]).save(tmp_path / "gray.png", icc_profile=P3)  # an RGB profile on a grayscale image
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(tmp_path / "srgb.png", icc_profile=srgb)
+    converted = load_image(tmp_path / "p3.png")
+    assert np.abs(converted[0, 0].astype(int) - (0, 185, 23)).max() <= 2  # P3 green is outside sRGB: clipped to its gamut
+    assert np.abs(converted[-1, 0].astype(int) - (219, 37, 13)).max() <= 2
+    jpeg = load_image(tmp_path / "p3.jpg").astype(int)  # the corners: away from the edge JPEG's chroma blurs
+    assert np.abs(jpeg[[0, -1], 0] - converted[[0, -1], 0]).max() <= 3
+    assert input_notes(tmp_path / "p3.png") == ["has a colour profile (Display P3 (test)): its colours are converted to sRGB, which every method works in"]
+    assert np.array_equal(load_image(tmp_path / "srgb.png"), pixels) and input_notes(tmp_path / "srgb.png") == []
+    assert np.array_equal(load_image(tmp_path / "gray.png")[:, :, 0], pixels[:, :, 0])
+    assert input_notes(tmp_path / "gray.png") == ["has a colour profile (Display P3 (test)) that could not be applied: its values are read as sRGB"]
+
+
+def test_a_transparency_note_never_says_0_percent(tmp_path: Path) -> None:
+    rgba = np.full((40, 48, 4), 255, np.uint8)
+    rgba[0, :8, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "few.png")
+    assert "has transparency (under 1% of its pixels)" in input_notes(tmp_path / "few.png")[0]

@@ -32,6 +32,7 @@ class Remembered(Upscaler):
 
     def __init__(self, upscaler: Upscaler) -> None:
         self.upscaler, self.name, self.precision = upscaler, upscaler.name, upscaler.precision
+        self.bytes_per_output_pixel = upscaler.bytes_per_output_pixel
         self.outputs: dict[bytes, torch.Tensor] = {}
 
     def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
