@@ -108,9 +108,13 @@ class TrainImages:
 
     def batch(self, size: int, crop: int, generator: torch.Generator) -> torch.Tensor:
         """A batch of random HR crops (uint8, Bx3xcropxcrop, on the images' device), each under a random
-        flip / 90-degree rotation. `generator` must live on the images' device."""
+        flip / 90-degree rotation, of distinct images as in the paper (while there are `size` of them).
+        `generator` must live on the images' device."""
         device = self.pixels.device
-        pick = torch.randint(len(self), (size,), generator=generator, device=device)
+        if len(self) >= size:
+            pick = torch.randperm(len(self), generator=generator, device=device)[:size]
+        else:
+            pick = torch.randint(len(self), (size,), generator=generator, device=device)
         room = self.sizes[pick] - crop + 1  # B x 2: how many top / left positions each image offers
         top, left = (torch.rand(size, 2, generator=generator, device=device) * room).long().unbind(1)
         span = torch.arange(crop, device=device)

@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.cards:
         try:
             card = json.loads(path.read_text())
-            if not isinstance(card, dict) or not {"method", "schedule", "runs"} <= set(card):
-                raise ValueError("a card of srgan_core.train is a JSON object with method, schedule and runs")
+            if not isinstance(card, dict) or "method" not in card:
+                raise ValueError("a card of srgan_core.train is a JSON object with its method")
         except (OSError, ValueError) as exc:
             print(f"{path}: not a readable model card ({exc})", file=sys.stderr)
             status = 1
@@ -327,8 +327,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: its starting weights (sha256 {card['init']['sha256'][:12]}...) are in no commit of "
                   f"results/models/{card['init'].get('method')}.safetensors: commit them first", file=sys.stderr)
             status = 1
-        if card.get("rerun") != rerun(card):  # e.g. made before the log's stretches were read
-            card["rerun"] = rerun(card)
+        try:
+            fresh = rerun(card) if "rerun" in card else None
+        except (KeyError, TypeError, ValueError) as exc:
+            print(f"{path}: its rerun lines cannot be re-made ({type(exc).__name__}: {exc})", file=sys.stderr)
+            status = 1
+            continue
+        if fresh is not None and fresh != card["rerun"]:  # e.g. made before the log's stretches were read
+            card["rerun"] = fresh
             write_card(path, card)
             print(f"{path}: rerun lines re-made")
     return status

@@ -131,7 +131,7 @@ TRAIN_CASES = [
     Case("srgan_core.pack", ("{tmp}/empty",), "exists: pass a new folder"),
     Case("srgan_core.provenance", ("{tmp}/no-card.json",), "no-card.json"),
     Case("srgan_core.provenance", ("{tmp}/image.png",), "not a readable model card"),
-    Case("srgan_core.provenance", ("{tmp}/list.json",), "a JSON object with method, schedule and runs"),
+    Case("srgan_core.provenance", ("{tmp}/list.json",), "a JSON object with its method"),
 ]
 
 HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark", "tools.heldout",

@@ -46,6 +46,15 @@ def test_crop_positions_and_the_eight_dihedral_transforms_are_all_drawn() -> Non
     assert seen == expected and len(expected) == 3 * 8
 
 
+def test_a_batch_takes_distinct_images_while_there_are_enough() -> None:
+    """The paper's 16 crops per mini-batch are "of distinct training images"; with fewer images, some repeat."""
+    images = TrainImages.from_tensors([torch.full((3, 20, 20), i, dtype=torch.uint8) for i in range(20)])
+    for seed in range(50):
+        picked = images.batch(16, 8, torch.Generator().manual_seed(seed))[:, 0, 0, 0].tolist()
+        assert len(set(picked)) == 16
+    assert len(set(images.batch(30, 8, torch.Generator().manual_seed(0))[:, 0, 0, 0].tolist())) <= 20
+
+
 def test_batches_are_reproducible_crops(tmp_path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     images = TrainImages.load([tmp_path], crop=16)
