@@ -30,9 +30,11 @@ from study.schema import ORIGINAL, PHASES, SCORE_RANGE
 
 RESULTS_DIR = REPO_ROOT / "results" / "study"
 PAIRING = (
-    "Paired tests use blocks formed by **rater and image**: a pair is the two scores one rater gave "
-    "two methods' versions of the same image. Only first showings (phase `trial`) enter the MOS and "
-    "the tests; second showings of repeated items (phase `repeat`) serve the test-retest check only."
+    "The tests between methods take the **rater as the unit**: a pair is the two scores one rater gave two methods' "
+    "versions of the same image, and each rater contributes one value per test, the mean over their pairs (Wilcoxon: "
+    "the mean difference; Friedman: the mean score of each method over the images they rated with every method), "
+    "so a rater's many images do not count as independent evidence. Only first showings (phase `trial`) enter the "
+    "MOS and the tests; second showings of repeated items (phase `repeat`) serve the test-retest check only."
 )
 
 
@@ -81,7 +83,8 @@ def dataset_order(datasets: Iterable[str]) -> list[str]:
 
 
 def completion(ratings: pd.DataFrame, planned: pd.DataFrame | None) -> Completion:
-    """Answers against plans: a rater finished when they answered every presentation planned for them."""
+    """Answers against plans: a rater finished when they answered every presentation planned for them (an answer
+    they undid and did not give again is not in `ratings`: `store.read_ratings`)."""
     answered = ratings.groupby("rater").size().rename("answered").reset_index()
     if planned is None:
         return Completion(answered.assign(planned=pd.NA, finished=pd.NA), 0, False)
@@ -219,7 +222,7 @@ def analyze(
         reasons = "; ".join(f"{r.rater}: {r.reason}" for r in raters.itertuples() if r.excluded)
         raise RatingsError(f"study {study!r}: every rater with trial ratings was excluded ({reasons})")
     repeat = ratings[(ratings["phase"] == "repeat") & ratings["rater"].isin(included)]
-    retest = stats.retest_reliability(stats.retest_pairs(trial, repeat))
+    retest = stats.retest_reliability(stats.retest_pairs(trial, repeat), seed=settings.seed)
 
     mos = stats.mos_table(trial, settings.n_resamples, settings.seed)
     metrics = metrics_fn(studied) if metrics_fn is not None else None
@@ -243,16 +246,17 @@ def analyze(
         subset = trial[trial["dataset"] == dataset]
         methods = [m for m in order if m in set(subset["method"])]
         paired = stats.paired_scores(subset)
-        pairwise = stats.pairwise_wilcoxon(paired, methods, settings.alpha)
+        pairwise = stats.pairwise_wilcoxon(paired, methods, settings.alpha, seed=settings.seed)
         omnibus = stats.friedman(paired, methods)
         ranks = stats.mean_ranks(paired, methods)
+        blocks = len(stats.complete_blocks(paired, methods))
         figure = "fig5_" + re.sub(r"[^A-Za-z0-9._-]", "_", dataset) + ".png"
         figures.score_distribution(subset, dataset, methods, out_dir / figure)
         pairwise_all.append(pairwise.assign(dataset=dataset))
         friedman_rows.append({"dataset": dataset, "methods": len(methods), **omnibus})
         rank_rows.append(ranks.rename_axis("method").reset_index().assign(dataset=dataset))
         sections.append(
-            _dataset_section(dataset, mos[mos["dataset"] == dataset], pairwise, omnibus, ranks, methods,
+            _dataset_section(dataset, mos[mos["dataset"] == dataset], pairwise, omnibus, ranks, blocks, methods,
                              figure, metrics, settings)
         )
 
@@ -274,11 +278,11 @@ def analyze(
         [
             _header(given, study, source, raters, trial),
             _completion_section(done, settings),
-            _raters_section(raters, settings),
+            _raters_section(raters, stats.bt500_reach(trial_all), settings),
             _retest_section(retest),
             _agreement_section(agreement),
             *sections,
-            _overview_section(has_psnr, metrics, settings),
+            _overview_section(has_psnr, metrics, settings, _left_out(studied, trial, raters)),
         ]
     )
     path = out_dir / "report.md"
@@ -371,7 +375,7 @@ def _agreement_section(agreement: pd.DataFrame) -> str:
     )
 
 
-def _raters_section(raters: pd.DataFrame, settings: Settings) -> str:
+def _raters_section(raters: pd.DataFrame, reach: dict[str, float], settings: Settings) -> str:
     gold = ", ".join(f"{m} expected {lo}..{hi}" for m, (lo, hi) in GOLD_EXPECTED.items())
     table = pd.DataFrame(
         {
@@ -405,6 +409,8 @@ def _raters_section(raters: pd.DataFrame, settings: Settings) -> str:
             "sides: (P + Q) / N > 0.05 and |P - Q| / (P + Q) < 0.3), and P.808-style gold items "
             f"({gold}); a rater who fails more than {settings.max_gold_failures} gold item(s) is excluded.",
             "",
+            _screening_reach(reach),
+            "",
             _markdown(table),
             "",
             "Excluded raters:",
@@ -413,6 +419,29 @@ def _raters_section(raters: pd.DataFrame, settings: Settings) -> str:
             "",
         ]
     )
+
+
+def _screening_reach(reach: dict[str, float]) -> str:
+    """What the BT.500 screening could flag with the raters each stimulus had, in words."""
+    two, sqrt20, stimuli = stats.OUTLIER_RATERS_2S, stats.OUTLIER_RATERS_SQRT20, int(reach["stimuli"])
+    text = (
+        f"Raters per stimulus (the {stimuli} stimuli screened): min {reach['raters_min']}, median "
+        f"{_fmt(reach['raters_median'], 1)}. Among k scores none lies more than (k - 1) / sqrt(k) standard deviations "
+        f"from their mean, so a score can be an outlier only on a stimulus with {two} or more raters (outside +- 2 s, "
+        f"when its scores count as normal) or {sqrt20} or more (outside +- sqrt(20) s)."
+    )
+    if reach["reach_2s"] == 0:
+        return text + (
+            f" **No stimulus here has {two} raters, so the screening could not flag a single score: it rejected no one "
+            "because it could not, which says nothing about the raters.**"
+        )
+    if reach["reach_sqrt20"] < stimuli:
+        return text + (
+            f" **Here {int(reach['reach_2s'])} of the {stimuli} stimuli have {two} or more raters and "
+            f"{int(reach['reach_sqrt20'])} have {sqrt20} or more: the screening could flag scores only there, so it is "
+            "weaker than BT.500 intends and a rater it keeps is not thereby shown reliable.**"
+        )
+    return text
 
 
 def _retest_section(retest: dict[str, float]) -> str:
@@ -429,10 +458,12 @@ def _retest_section(retest: dict[str, float]) -> str:
             rho = retest["spearman_note"] or (
                 f"{_fmt(retest['spearman_rho'], 3)} (p = {_p(retest['spearman_p'])})"
             )
+            test = retest["wilcoxon_note"] or (
+                f"W = {_fmt(retest['wilcoxon_stat'], 1)}, p = {_p(retest['wilcoxon_p'])}"
+            )
             body += (
                 f"Spearman rho = {rho}; Wilcoxon signed-rank test of first against second showing (two-sided, "
-                f"zero differences dropped): W = {_fmt(retest['wilcoxon_stat'], 1, missing='n/a')}, "
-                f"p = {_p(retest['wilcoxon_p'])}."
+                f"zero differences dropped, pairs as the unit, p from the signs' permutation distribution): {test}."
             )
     return "\n".join(["## Test-retest reliability", "", body, ""])
 
@@ -443,6 +474,7 @@ def _dataset_section(
     pairwise: pd.DataFrame,
     omnibus: dict[str, float],
     ranks: pd.Series,
+    blocks: int,
     methods: list[str],
     figure: str,
     metrics: Metrics | None,
@@ -482,22 +514,27 @@ def _dataset_section(
         friedman = f"Friedman test of {len(methods)} methods: {omnibus['note']}."
     else:
         friedman = (
-            f"Friedman test over {int(omnibus['n_blocks'])} complete (rater, image) blocks of "
-            f"{len(methods)} methods: chi2 = {_fmt(omnibus['statistic'], 2)}, p = {_p(omnibus['p'])}."
+            f"Friedman test with the {int(omnibus['n_raters'])} raters who rated all {len(methods)} methods of an image "
+            f"as blocks (each rater's mean score of each method over those images): chi2 = "
+            f"{_fmt(omnibus['statistic'], 2)}, p = {_p(omnibus['p'])}."
         )
     pairs = pd.DataFrame(
         {
             "A": pairwise["method_a"],
             "B": pairwise["method_b"],
-            "Pairs": pairwise["n_pairs"].astype(str),
+            "Raters": pairwise["n_raters"].astype(str),
+            "(rater, image) pairs": pairwise["n_pairs"].astype(str),
             "Mean A": pairwise["mean_a"].map(lambda v: _fmt(v, 2)),
             "Mean B": pairwise["mean_b"].map(lambda v: _fmt(v, 2)),
-            "W": [note or _fmt(v, 1, missing="n/a") for v, note in zip(pairwise["statistic"], pairwise["note"])],
+            "W+ / W-": [
+                note or f"{_fmt(plus, 1)} / {_fmt(minus, 1)}"
+                for plus, minus, note in zip(pairwise["w_plus"], pairwise["w_minus"], pairwise["note"])
+            ],
             "p": pairwise["p"].map(_p),
             "p (Holm)": pairwise["p_holm"].map(_p),
         }
     )
-    if omnibus["n_blocks"]:
+    if blocks:
         ranks_text = _markdown(
             pd.DataFrame({"Method": ranks.index, "Mean rank (1 = best)": ranks.map(lambda v: _fmt(v, 2))})
         )
@@ -515,10 +552,13 @@ def _dataset_section(
             "### Significance",
             "",
             PAIRING,
-            "Two-sided Wilcoxon signed-rank tests between every pair of methods (zero differences dropped; "
-            f"p = 1 where every pair is tied; from {stats.MIN_PAIRS} pairs on, `n/a` in the matrices below), "
-            f"at p < {alpha}, uncorrected as in the paper and Holm-corrected over the pairs tested. Means in "
-            "this table are over the paired scores only.",
+            "Two-sided Wilcoxon signed-rank tests between every pair of methods over the raters' mean differences "
+            "(raters with a zero mean difference dropped; p from the permutation distribution of the signs, "
+            f"{stats.PERMUTATIONS} seeded sign patterns or all of them, so it holds with zeros and ties; from "
+            f"{stats.MIN_PAIRS} raters with a non-zero difference on, else `n/a` in the matrices below), at p < {alpha}, "
+            "uncorrected as in the paper and Holm-corrected over the pairs tested in this dataset. W+ / W-: the signed-rank "
+            "sums of the raters for whom A scored higher / lower; the larger one gives the direction in the matrices. "
+            "Means in this table are over the paired scores only.",
             "",
             friedman,
             "",
@@ -533,7 +573,7 @@ def _dataset_section(
             "",
             _markdown(stats.significance_matrix(pairwise, methods, "significant_holm").reset_index(names="")),
             "",
-            f"Mean ordinal ranks within the {int(omnibus['n_blocks'])} complete (rater, image) blocks:",
+            f"Mean ordinal ranks within the {blocks} complete (rater, image) blocks (descriptive):",
             "",
             ranks_text,
             "",
@@ -543,8 +583,20 @@ def _dataset_section(
     )
 
 
-def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Settings) -> str:
-    lines = ["## Figures", "", "![MOS with 95 % confidence intervals](mos_ci.png)", ""]
+def _left_out(studied: pd.DataFrame, trial: pd.DataFrame, raters: pd.DataFrame) -> list[str]:
+    """A line for each (dataset, method) that was rated, but only by raters left out of the analysis, naming them and why."""
+    reason = raters.set_index("rater")["reason"]
+    lines = []
+    for (dataset, method), group in studied.groupby(["dataset", "method"], sort=True):
+        if ((trial["dataset"] == dataset) & (trial["method"] == method)).any():
+            continue
+        who = "; ".join(f"`{r}`: {reason[r]}" for r in sorted(group["rater"].unique()))
+        lines.append(f"{dataset} / `{method}`: no MOS and no tests: only raters left out of the analysis rated it ({who}).")
+    return lines
+
+
+def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Settings, left_out: list[str]) -> str:
+    lines = ["## Figures", "", "![MOS with 95 % confidence intervals, raters resampled](mos_ci.png)", ""]
     if has_psnr:
         lines += ["![Perception-distortion: MOS against PSNR](perception_distortion.png)", ""]
     else:
@@ -560,8 +612,10 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         "as fixed) and needs at least 2 raters. All are clipped to the 1..5 scale. "
         f"`*`: from fewer than {stats.MIN_CI_RATINGS} ratings (or, raters resampled, fewer than "
         f"{stats.MIN_CI_RATERS} raters), too few for the interval to mean much.",
-        "- The paired tests treat every (rater, image) block as independent, so blocks of the same rater count as "
-        "separate evidence: with few raters, read their p-values as optimistic.",
+        "- The tests between methods take the rater as the unit (one mean difference, or one mean score per method, "
+        "per rater), so their p-values hold for other raters drawn from the same population, with the images taken "
+        f"as fixed; they need at least {stats.MIN_PAIRS} raters.",
+        *(f"- {line}" for line in left_out),
     ]
     if metrics is None:
         lines.append("- PSNR / SSIM / NIQE not computed (`--no-metrics`).")

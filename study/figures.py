@@ -46,19 +46,26 @@ def score_distribution(trial: pd.DataFrame, dataset: str, methods: list[str], pa
 
 
 def mos_with_intervals(mos: pd.DataFrame, datasets: list[str], methods: list[str], path: Path) -> None:
-    """MOS of each method per dataset, with the t interval (thick) and the bootstrap interval (thin)."""
+    """MOS of each method per dataset with its 95 % interval from resampling raters (``rater_low`` / ``rater_high``,
+    the one that allows for each rater rating many images); a MOS without that interval is marked "n/a"."""
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4.0), squeeze=False, sharey=True)
     for ax, dataset in zip(axes[0], datasets):
         present = mos[mos["dataset"] == dataset].set_index("method")
         rows = present.reindex([m for m in methods if m in present.index])
         x = np.arange(len(rows))
-        ax.errorbar(x, rows["mos"], yerr=_half_widths(rows, "boot"), fmt="none", ecolor="grey", capsize=6, lw=1)
-        ax.errorbar(x, rows["mos"], yerr=_half_widths(rows, "t"), fmt="o", color="tab:blue", capsize=3, lw=2.5)
+        low, high, centre = (rows[c].to_numpy(float) for c in ("rater_low", "rater_high", "mos"))
+        known = ~np.isnan(low)
+        ax.vlines(x[known], low[known], high[known], color="tab:blue", lw=2)
+        ax.plot(np.tile(x[known], 2), np.concatenate([low[known], high[known]]), "_", color="tab:blue", markersize=10)
+        ax.plot(x, centre, "o", color="tab:blue")
+        for k in x[~known]:
+            ax.annotate("n/a", (k, centre[k]), textcoords="offset points", xytext=(6, -3), fontsize=8, color="grey")
         ax.set_xticks(x, rows.index, rotation=30, ha="right")
         ax.set_ylim(1, 5)
         ax.set_title(dataset)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("MOS (95 % CI: t thick, bootstrap thin)")
+    axes[0][0].set_ylabel("MOS, 95 % CI resampling raters")
+    fig.suptitle("MOS with 95 % intervals from resampling raters\n(n/a: fewer than 2 raters)", fontsize=9)
     _save(fig, path)
 
 
@@ -77,12 +84,6 @@ def perception_distortion(mos: pd.DataFrame, datasets: list[str], path: Path) ->
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("MOS (perception: higher is better)")
     _save(fig, path)
-
-
-def _half_widths(rows: pd.DataFrame, kind: str) -> np.ndarray:
-    low, high = rows[f"{kind}_low"].to_numpy(float), rows[f"{kind}_high"].to_numpy(float)
-    centre = rows["mos"].to_numpy(float)
-    return np.nan_to_num(np.vstack([centre - low, high - centre]))
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

@@ -1,8 +1,10 @@
 """The statistics of a MOS study: rater screening, test-retest, MOS with confidence intervals,
 paired significance tests, ranks and inter-rater agreement.
 
-A statistic with too little data behind it is not computed: its value is NaN and its ``note`` says why
-(``not computable: 3 pairs; need >= 10``).
+The tests between methods take the **rater** as the unit: one rater's scores are not independent of each other (a
+strict rater scores everything low), so each rater gives one paired value, and p-values hold for raters drawn anew
+(the images are taken as fixed). A statistic with too little data behind it is not computed: its value is NaN and
+its ``note`` says why (``not computable: 3 raters; need >= 10``).
 
 Every function takes plain long-format frames (columns ``rater, dataset, image, method, score``
 and, where needed, ``stimulus``) so each can be checked on small hand-made tables.
@@ -26,11 +28,13 @@ from study.schema import SCORES
 
 STIMULUS = ["dataset", "image", "method"]
 BLOCK = ["rater", "image"]
-MIN_PAIRS = 10  # paired Wilcoxon tests and the test-retest correlation and test
-MIN_BLOCKS = 10  # complete (rater, image) blocks for the Friedman test
+MIN_PAIRS = 10  # raters (with a non-zero mean difference) behind a Wilcoxon test between methods; retest pairs
+MIN_BLOCKS = 10  # raters behind the Friedman test
 MIN_UNITS = 10  # stimuli behind an agreement statistic
 MIN_CI_RATINGS = 10  # a MOS interval from fewer ratings is flagged
 MIN_CI_RATERS = 5  # below this the raters-resampled interval has too few raters to draw from to mean much
+PERMUTATIONS = 10_000  # sign flips behind a Wilcoxon p-value; every one of them (an exact p) up to 13 non-zero differences
+DECIMALS = 9  # mean differences are rounded to this many places, so that equal means tie despite round-off
 
 
 def shortfall(have: int, need: int, what: str) -> str:
@@ -74,6 +78,27 @@ def bt500_screening(trial: pd.DataFrame) -> pd.DataFrame:
     return per_rater.reset_index().sort_values("rater", ignore_index=True)
 
 
+def fewest_raters_for_outlier(width: float) -> int:
+    """The fewest raters of one stimulus among whose scores one can lie more than `width` standard deviations (ddof=1)
+    from their mean: with k scores none lies further than (k - 1) / sqrt(k) of them (Samuelson's inequality)."""
+    k = 2
+    while (k - 1) / math.sqrt(k) <= width:
+        k += 1
+    return k
+
+
+OUTLIER_RATERS_2S = fewest_raters_for_outlier(2.0)  # 6: BT.500's +- 2 s bound (scores that count as normal)
+OUTLIER_RATERS_SQRT20 = fewest_raters_for_outlier(math.sqrt(20.0))  # 22: its +- sqrt(20) s bound (other scores)
+
+
+def bt500_reach(trial: pd.DataFrame) -> dict[str, float]:
+    """What `bt500_screening` can flag on `trial`: the stimuli, their raters (min, median), and how many stimuli have
+    enough raters for a score to lie outside +- 2 s (``reach_2s``) and +- sqrt(20) s (``reach_sqrt20``)."""
+    raters = trial.groupby(STIMULUS)["rater"].nunique()
+    return {"stimuli": len(raters), "raters_min": int(raters.min()), "raters_median": float(raters.median()),
+            "reach_2s": int((raters >= OUTLIER_RATERS_2S).sum()), "reach_sqrt20": int((raters >= OUTLIER_RATERS_SQRT20).sum())}
+
+
 def gold_failures(gold: pd.DataFrame) -> pd.DataFrame:
     """Per rater: gold items answered and failed (a score outside the range `GOLD_EXPECTED` gives)."""
     low = gold["method"].map(lambda m: GOLD_EXPECTED[m][0])
@@ -95,15 +120,15 @@ def retest_pairs(trial: pd.DataFrame, repeat: pd.DataFrame) -> pd.DataFrame:
     return first.merge(second, on=["rater", "stimulus"]).sort_values(["rater", "stimulus"], ignore_index=True)
 
 
-def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS) -> dict[str, float | str]:
+def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS, seed: int = 0) -> dict[str, float | str]:
     """Reliability of repeated items: mean absolute difference, Spearman rho, and a two-sided Wilcoxon
-    signed-rank test of first against second showing (zero differences dropped); rho and the test only
-    from `min_pairs` pairs on (``note`` says why not)."""
+    signed-rank test of first against second showing (`signed_rank_test`); rho and the test only from `min_pairs`
+    pairs on (``note`` says why not), the test only from `min_pairs` non-zero differences on (``wilcoxon_note``)."""
     n = len(pairs)
     first, second = pairs["first"].to_numpy(float), pairs["second"].to_numpy(float)
     result = {"n_pairs": float(n), "spearman_rho": math.nan, "spearman_p": math.nan,
               "mean_abs_diff": math.nan, "wilcoxon_stat": math.nan, "wilcoxon_p": math.nan,
-              "note": shortfall(n, min_pairs, "pairs"), "spearman_note": ""}
+              "note": shortfall(n, min_pairs, "pairs"), "spearman_note": "", "wilcoxon_note": ""}
     if n:
         result["mean_abs_diff"] = float(np.mean(np.abs(first - second)))
     if result["note"]:
@@ -113,7 +138,11 @@ def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS) -> dict[
         result["spearman_rho"], result["spearman_p"] = float(rho.statistic), float(rho.pvalue)
     else:
         result["spearman_note"] = "not computable: every first or every second showing got the same score"
-    result["wilcoxon_stat"], result["wilcoxon_p"] = _wilcoxon(first, second)
+    nonzero = int(np.count_nonzero(first != second))
+    result["wilcoxon_note"] = shortfall(nonzero, min_pairs, f"non-zero differences (of {n} pairs)")
+    if not result["wilcoxon_note"]:
+        test = signed_rank_test(first - second, seed)
+        result["wilcoxon_stat"], result["wilcoxon_p"] = min(test["w_plus"], test["w_minus"]), test["p"]
     return result
 
 
@@ -177,27 +206,57 @@ def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
 
 
 def paired_scores(trial: pd.DataFrame) -> pd.DataFrame:
-    """Scores of one dataset as a (rater, image) x method table: the blocks the paired tests use."""
+    """Scores of one dataset as a (rater, image) x method table: the pairs the tests between methods are built from."""
     return trial.pivot_table(index=BLOCK, columns="method", values="score", aggfunc="first").sort_index()
 
 
+def rater_differences(paired: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """Per rater, the mean over the images they rated with both methods of (score of `a` - score of `b`)."""
+    both = paired[[a, b]].dropna()
+    return (both[a] - both[b]).groupby(level="rater").mean().round(DECIMALS)
+
+
+def signed_rank_test(differences: np.ndarray, seed: int) -> dict[str, float]:
+    """Two-sided Wilcoxon signed-rank test of `differences` (zeros dropped): the signed-rank sums ``w_plus`` and
+    ``w_minus`` (the side with the larger sum is the higher one) and ``p`` from the permutation distribution of the
+    signs, which holds with zeros and ties (scipy's normal approximation does not): every sign pattern up to 13 non-zero
+    differences, else `PERMUTATIONS` random ones drawn with `seed`. The same p as scipy's, ``scipy.stats.wilcoxon(d,
+    method=PermutationMethod(PERMUTATIONS, rng=default_rng(seed)))`` on the non-zero d, without its per-resample ranking."""
+    d = np.asarray(differences, dtype=float)
+    d = d[d != 0]
+    ranks = stats.rankdata(np.abs(d))  # a sign flip leaves |d| and so the ranks as they are
+
+    def w_plus(signed: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.sum(ranks * (signed > 0), axis=axis)
+
+    test = stats.permutation_test(
+        (d,), w_plus, permutation_type="samples", vectorized=True, n_resamples=PERMUTATIONS,
+        alternative="two-sided", rng=np.random.default_rng(seed),
+    )
+    return {"w_plus": float(test.statistic), "w_minus": float(ranks.sum() - test.statistic), "p": float(test.pvalue)}
+
+
 def pairwise_wilcoxon(
-    paired: pd.DataFrame, methods: list[str], alpha: float = 0.05, min_pairs: int = MIN_PAIRS
+    paired: pd.DataFrame, methods: list[str], alpha: float = 0.05, min_pairs: int = MIN_PAIRS, seed: int = 0
 ) -> pd.DataFrame:
-    """Two-sided Wilcoxon signed-rank test for every pair of methods, on the (rater, image) blocks
-    that rated both (from `min_pairs` pairs on; ``note`` says why not); p-values also Holm-corrected
-    over the pairs tested."""
+    """Two-sided Wilcoxon signed-rank test (`signed_rank_test`) for every pair of methods with the rater as the unit:
+    each rater who rated both methods on some image gives one difference, the mean of (a - b) over those images
+    (`rater_differences`). Tested from `min_pairs` raters with a non-zero difference on (``note`` says why not);
+    p-values also Holm-corrected over the pairs tested. ``n_pairs`` counts the (rater, image) pairs behind the
+    differences, ``mean_a`` / ``mean_b`` are over them."""
     rows = []
     for a, b in itertools.combinations(methods, 2):
         both = paired[[a, b]].dropna()
-        x, y = both[a].to_numpy(float), both[b].to_numpy(float)
-        note = shortfall(len(both), min_pairs, "pairs")
-        stat, p = (math.nan, math.nan) if note else _wilcoxon(x, y)
-        rows.append({"method_a": a, "method_b": b, "n_pairs": len(both),
-                     "mean_a": float(x.mean()) if len(x) else math.nan,
-                     "mean_b": float(y.mean()) if len(y) else math.nan,
-                     "statistic": stat, "p": p, "note": note})
-    columns = ["method_a", "method_b", "n_pairs", "mean_a", "mean_b", "statistic", "p", "note"]
+        differences = rater_differences(paired, a, b)
+        n_raters, nonzero = len(differences), int(np.count_nonzero(differences))
+        note = shortfall(n_raters, min_pairs, "raters") or shortfall(
+            nonzero, min_pairs, f"raters with a non-zero mean difference (of {n_raters})"
+        )
+        test = {"w_plus": math.nan, "w_minus": math.nan, "p": math.nan} if note else signed_rank_test(differences.to_numpy(), seed)
+        rows.append({"method_a": a, "method_b": b, "n_raters": n_raters, "n_nonzero": nonzero, "n_pairs": len(both),
+                     "mean_a": float(both[a].mean()) if len(both) else math.nan,
+                     "mean_b": float(both[b].mean()) if len(both) else math.nan, **test, "note": note})
+    columns = ["method_a", "method_b", "n_raters", "n_nonzero", "n_pairs", "mean_a", "mean_b", "w_plus", "w_minus", "p", "note"]
     table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna()
     table["p_holm"] = math.nan
@@ -210,7 +269,8 @@ def pairwise_wilcoxon(
 
 def significance_matrix(pairwise: pd.DataFrame, methods: list[str], column: str = "significant_holm") -> pd.DataFrame:
     """Method x method: '>' where the row method scored significantly higher than the column method,
-    '<' significantly lower, '=' no significant difference, 'n/a' not tested, '' on the diagonal."""
+    '<' significantly lower, '=' no significant difference, 'n/a' not tested, '' on the diagonal. Higher is
+    the side the test found: the larger signed-rank sum (``w_plus`` for the row's `method_a`), not the larger mean."""
     matrix = pd.DataFrame("", index=methods, columns=methods)
     for row in pairwise.itertuples(index=False):
         a, b = row.method_a, row.method_b
@@ -219,7 +279,7 @@ def significance_matrix(pairwise: pd.DataFrame, methods: list[str], column: str 
         elif not getattr(row, column):
             matrix.loc[a, b] = matrix.loc[b, a] = "="
         else:
-            higher = row.mean_a > row.mean_b
+            higher = row.w_plus > row.w_minus
             matrix.loc[a, b], matrix.loc[b, a] = (">", "<") if higher else ("<", ">")
     return matrix
 
@@ -229,14 +289,20 @@ def complete_blocks(paired: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return paired[methods].dropna()
 
 
+def rater_means(paired: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Per rater with a complete block (an image rated with every one of `methods`), their mean score of each method
+    over those blocks: the blocks of the Friedman test."""
+    return complete_blocks(paired, methods).groupby(level="rater").mean().round(DECIMALS)
+
+
 def friedman(paired: pd.DataFrame, methods: list[str], min_blocks: int = MIN_BLOCKS) -> dict[str, float | str]:
-    """Friedman omnibus test over the complete (rater, image) blocks: 3 or more methods, `min_blocks`
-    blocks, and some variation within them (``note`` says which is missing)."""
-    blocks = complete_blocks(paired, methods)
-    note = shortfall(len(methods), 3, "methods") or shortfall(len(blocks), min_blocks, "complete (rater, image) blocks")
+    """Friedman omnibus test with the rater as the block (`rater_means`): 3 or more methods, `min_blocks`
+    raters, and some variation within them (``note`` says which is missing)."""
+    blocks = rater_means(paired, methods)
+    note = shortfall(len(methods), 3, "methods") or shortfall(len(blocks), min_blocks, "raters who rated every method of an image")
     if not note and (blocks.nunique(axis=1) == 1).all():
-        note = "not computable: every block gave all its methods the same score"
-    result = {"n_blocks": float(len(blocks)), "statistic": math.nan, "p": math.nan, "note": note}
+        note = "not computable: every rater gave all the methods the same mean score"
+    result = {"n_raters": float(len(blocks)), "statistic": math.nan, "p": math.nan, "note": note}
     if note:
         return result
     test = stats.friedmanchisquare(*(blocks[m].to_numpy(float) for m in methods))
@@ -245,7 +311,7 @@ def friedman(paired: pd.DataFrame, methods: list[str], min_blocks: int = MIN_BLO
 
 
 def mean_ranks(paired: pd.DataFrame, methods: list[str]) -> pd.Series:
-    """Mean ordinal rank of each method within the complete blocks: 1 = best, ties share the average rank."""
+    """Mean ordinal rank of each method within the complete (rater, image) blocks: 1 = best, ties share the average rank."""
     blocks = complete_blocks(paired, methods)
     if blocks.empty:
         return pd.Series(math.nan, index=methods, name="mean_rank")
@@ -290,10 +356,3 @@ def agreement(trial: pd.DataFrame, min_units: int = MIN_UNITS) -> dict[str, floa
     result["alpha_note"], result["icc_note"] = alpha_note, icc_note
     return result
 
-
-def _wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Two-sided signed-rank test; (nan, 1.0) when every pair is tied (no evidence of a difference)."""
-    if not np.any(x != y):
-        return math.nan, 1.0
-    test = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
-    return float(test.statistic), float(test.pvalue)

@@ -438,7 +438,8 @@ EFFECTIVE_RATINGS = """
            coalesce(v.response_ms, r.response_ms) AS response_ms,
            v.score IS NOT NULL AS revised
     FROM ratings r LEFT JOIN revisions v ON v.rater = r.rater AND v.position = r.position
-"""
+    WHERE (v.position IS NULL OR v.score IS NOT NULL)
+"""  # an answer taken back and not given again is no answer (the rater's session counts it so too); callers add AND ...
 
 
 def read_ratings(db_path: Path) -> pd.DataFrame:
@@ -446,8 +447,9 @@ def read_ratings(db_path: Path) -> pd.DataFrame:
 
     `position` is the 1-based place in the rater's plan (calibration first); `shown_at` is ISO 8601
     UTC; `response_ms` is the time from serving the image to receiving the answer. An answer the rater
-    undid and gave again counts with its second score (and that showing's time); an undone answer not
-    given again keeps its first score. Raters the admin excluded are left out. Reads without writing.
+    undid and gave again counts with its second score (and that showing's time); an answer undone and not
+    given again is left out, as the rater's session does not count it. Raters the admin excluded are left out.
+    Reads without writing.
     """
     with connect_read_only(db_path) as con:
         table = pd.read_sql_query(
@@ -487,7 +489,7 @@ def stimulus_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
     (by its first until then), and no rater the admin excluded."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
-            f"""WITH answers AS ({EFFECTIVE_RATINGS} WHERE r.rater NOT IN (SELECT rater FROM exclusions))
+            f"""WITH answers AS ({EFFECTIVE_RATINGS} AND r.rater NOT IN (SELECT rater FROM exclusions))
                 SELECT s.study, s.id AS stimulus, s.kind, s.dataset, s.image, s.method,
                        (SELECT count(*) FROM plan p WHERE p.stimulus = s.id AND p.rater NOT IN (SELECT rater FROM exclusions)) AS planned,
                        (SELECT count(*) FROM answers a WHERE a.stimulus = s.id) AS rated,

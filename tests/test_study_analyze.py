@@ -93,13 +93,14 @@ def test_end_to_end_recovers_ordering_and_significant_pairs(synthetic_csv: Path,
     pairwise = pd.read_csv(out / "pairwise.csv")
     not_significant = pairwise.loc[~pairwise["significant_holm"], ["method_a", "method_b"]]
     assert not_significant.values.tolist() == [["srgan-vgg22", "srgan-vgg54"]]
-    assert (pairwise["n_pairs"] == 18 * len(IMAGES)).all()
+    assert (pairwise["n_raters"] == 18).all() and (pairwise["n_pairs"] == 18 * len(IMAGES)).all()
     assert pd.read_csv(out / "friedman.csv")["p"].item() < 1e-10
     ranks = pd.read_csv(out / "ranks.csv").set_index("method")["mean_rank"]
     assert ranks["hr"] < ranks["srresnet-mse"] < ranks["bicubic"] < ranks["nearest"]
 
     report = (out / "report.md").read_text()
-    assert "blocks formed by **rater and image**" in report
+    assert "The tests between methods take the **rater as the unit**" in report
+    assert "![MOS with 95 % confidence intervals, raters resampled](mos_ci.png)" in report
     assert f"`{ERRATIC}`: BT.500 rejection" in report and f"`{CARELESS}`: failed 1 of 1 gold items" in report
     assert "Test-retest" in report and "54 stimuli shown twice" in report
     assert "PSNR / SSIM / NIQE not computed (`--no-metrics`)" in report
@@ -456,15 +457,16 @@ def test_a_tiny_study_says_what_cannot_be_computed(tmp_path: Path):
     report = (out / "report.md").read_text()
     assert "whether each rater finished is unknown: all 3 raters are analysed" in report
     assert "Spearman rho and the Wilcoxon test of first against second showing: not computable: 3 pairs; need >= 10." in report
-    assert "Friedman test of 3 methods: not computable: 6 complete (rater, image) blocks; need >= 10." in report
-    assert report.count("not computable: 6 pairs; need >= 10") == 3
+    assert "Friedman test of 3 methods: not computable: 3 raters who rated every method of an image; need >= 10." in report
+    assert report.count("not computable: 3 raters; need >= 10") == 3
     assert "not computable: 6 stimuli scored by two or more raters; need >= 10" in report
     assert "rho = 1.000" not in report and "0.00e+00" not in report
     mos = pd.read_csv(out / "mos.csv")
     assert mos[["t_low", "boot_low"]].min().min() >= 1 and mos[["t_high", "boot_high"]].max().max() <= 5
     assert mos["few"].all() and "[" in report and "]*" in report
     pairwise = pd.read_csv(out / "pairwise.csv")
-    assert pairwise["p"].isna().all() and (pairwise["note"] == "not computable: 6 pairs; need >= 10").all()
+    assert pairwise["p"].isna().all() and (pairwise["note"] == "not computable: 3 raters; need >= 10").all()
+    assert (pairwise["n_pairs"] == 6).all()
 
 
 def test_complete_blocks_give_every_test_and_agreement(synthetic_csv: Path, tmp_path: Path):
@@ -476,4 +478,68 @@ def test_complete_blocks_give_every_test_and_agreement(synthetic_csv: Path, tmp_
     assert agreement["alpha_note"] == agreement["icc_note"] == ""
     assert pd.read_csv(out / "friedman.csv", keep_default_na=False)["note"].item() == ""
     report = (out / "report.md").read_text()
-    assert "## Inter-rater agreement" in report and "not computable" not in report
+    assert "## Inter-rater agreement" in report and "not computable" not in report[report.index("## Inter-rater agreement"):]
+    # the synthetic repeats copy the first score: no difference between showings, so nothing for the test to test
+    assert "first against second showing (two-sided, zero differences dropped, pairs as the unit, p from the signs' " \
+           "permutation distribution): not computable: 0 non-zero differences (of 54 pairs); need >= 10." in report
+
+
+def test_the_report_says_when_bt500_screening_could_not_flag_anyone(synthetic_csv: Path, tmp_path: Path):
+    path = tmp_path / "tiny.csv"
+    tiny_ratings().to_csv(path, index=False)
+    assert run(["--ratings", path, "--out", tmp_path / "tiny", "--no-metrics", "--resamples", 50]) == 0
+    report = (tmp_path / "tiny" / "report.md").read_text()
+    assert "Raters per stimulus (the 6 stimuli screened): min 3, median 3.0." in report
+    assert "**No stimulus here has 6 raters, so the screening could not flag a single score" in report
+    assert run(["--ratings", synthetic_csv, "--out", tmp_path / "full", "--no-metrics", "--resamples", 50]) == 0
+    report = (tmp_path / "full" / "report.md").read_text()
+    assert "Raters per stimulus (the 30 stimuli screened): min 20, median 20.0." in report
+    assert "**Here 30 of the 30 stimuli have 6 or more raters and 0 have 22 or more" in report
+
+
+@needs_store
+def test_a_rater_who_undid_their_last_answer_and_left_has_not_finished(tmp_path: Path):
+    from study import store
+
+    ratings = synthetic_ratings()
+    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
+    db = tmp_path / "study.sqlite"
+    store_study(db, ratings, {})
+    with store.connect(db) as con, store.transaction(con):
+        last = con.execute("SELECT max(position) FROM ratings WHERE rater = 'r00'").fetchone()[0]
+        store.reopen(con, "r00", last, "2025-01-01T00:00:02.000+00:00")  # undone, never answered again
+    out = tmp_path / "report"
+    assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    raters = pd.read_csv(out / "raters.csv").set_index("rater")
+    assert not raters.loc["r00", "finished"] and raters.loc["r00", "reason"] == "did not finish (answered 35 of 36)"
+    assert "Unfinished: `r00` (35 of 36)." in (out / "report.md").read_text()
+    assert raters.loc["r00", "excluded"] and (pd.read_csv(out / "mos.csv")["raters"] == (~raters["excluded"]).sum()).all()
+
+
+def test_a_method_only_left_out_raters_rated_is_named_with_why(tmp_path: Path):
+    ratings = synthetic_ratings()
+    extra = ratings[(ratings["rater"] == CARELESS) & (ratings["phase"] == "trial") & (ratings["method"] == "bicubic")]
+    extra = extra.assign(method="srgan-mse", stimulus=lambda t: t["image"] + "-srgan-mse", position=lambda t: t["position"] + 100)
+    path = tmp_path / "ratings.csv"
+    pd.concat([ratings, extra]).to_csv(path, index=False)
+    out = tmp_path / "report"
+    assert run(["--ratings", path, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    assert "srgan-mse" not in set(pd.read_csv(out / "mos.csv")["method"])
+    assert ("- Set5 / `srgan-mse`: no MOS and no tests: only raters left out of the analysis rated it "
+            f"(`{CARELESS}`: failed 1 of 1 gold items).") in (out / "report.md").read_text()
+
+
+def test_the_mos_figure_draws_the_raters_resampled_interval_and_marks_a_missing_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from study import figures
+
+    mos = pd.DataFrame({"dataset": ["Set5"] * 2, "method": ["bicubic", "hr"], "mos": [2.0, 4.5],
+                        "t_low": [1.9, 4.4], "t_high": [2.1, 4.6], "boot_low": [1.9, 4.4], "boot_high": [2.1, 4.6],
+                        "rater_low": [1.5, float("nan")], "rater_high": [2.6, float("nan")]})  # hr: one rater
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig))
+    figures.mos_with_intervals(mos, ["Set5"], ["bicubic", "hr"], tmp_path / "mos_ci.png")
+    ax = drawn[0].axes[0]
+    assert "resampling raters" in ax.get_ylabel()
+    segments = [seg.tolist() for c in ax.collections for seg in c.get_segments()]
+    assert segments == [[[0.0, 1.5], [0.0, 2.6]]]  # bicubic's raters-resampled interval only; nothing at hr
+    assert [(t.get_text(), t.xy) for t in ax.texts] == [("n/a", (1, 4.5))]

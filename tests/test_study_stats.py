@@ -80,6 +80,16 @@ def test_bt500_keeps_a_consistently_biased_rater():
     assert h["asymmetry"] == 1 and not bool(h["rejected"])
 
 
+def test_bt500_reach_says_how_many_raters_a_stimulus_needs_for_an_outlier():
+    # Samuelson: among k scores none lies more than (k - 1) / sqrt(k) s from their mean; 5 / sqrt(6) = 2.04 > 2 but
+    # 4 / sqrt(5) = 1.79, and 21 / sqrt(22) = 4.477 > sqrt(20) = 4.472 but 20 / sqrt(21) = 4.364.
+    assert (stats.OUTLIER_RATERS_2S, stats.OUTLIER_RATERS_SQRT20) == (6, 22)
+    five = long_table({"s1": dict(zip("abcde", [1, 1, 1, 1, 5])), "s2": dict(zip("abcde", [5, 5, 5, 5, 1]))})
+    assert (stats.bt500_screening(five)[["above", "below"]] == 0).all().all()  # as far from the rest as can be: no outlier
+    reach = stats.bt500_reach(pd.concat([five, long_table({"s3": S1})]))
+    assert reach == {"stimuli": 3, "raters_min": 5, "raters_median": 5.0, "reach_2s": 1, "reach_sqrt20": 0}
+
+
 def test_gold_failures_use_the_expected_ranges():
     gold = pd.DataFrame(
         {
@@ -102,18 +112,44 @@ def test_retest_reliability_against_hand_values_and_scipy():
     first, second = [1, 2, 3, 4, 5], [1, 3, 3, 5, 5]
     assert result["mean_abs_diff"] == pytest.approx(0.4)  # |0| + |1| + 0 + |1| + 0 over 5
     assert result["spearman_rho"] == pytest.approx(sps.spearmanr(first, second).statistic)
-    expected = sps.wilcoxon(first, second)
-    assert (result["wilcoxon_stat"], result["wilcoxon_p"]) == pytest.approx((expected.statistic, expected.pvalue))
+    assert math.isnan(result["wilcoxon_p"]) and result["wilcoxon_note"] == "not computable: 2 non-zero differences (of 5 pairs); need >= 5"
+    result = stats.retest_reliability(pairs, min_pairs=2)
+    # two differences of -1: of the 4 sign patterns, 2 are as extreme (both + or both -), so p = 2 / 4
+    assert (result["wilcoxon_stat"], result["wilcoxon_p"], result["wilcoxon_note"]) == (0, 0.5, "")
 
 
-def test_retest_with_identical_showings_has_no_difference():
+def test_retest_with_identical_showings_has_no_difference_to_test():
     pairs = pd.DataFrame({"rater": ["a"] * 3, "stimulus": list("xyz"), "first": [1, 3, 5], "second": [1, 3, 5]})
     result = stats.retest_reliability(pairs, min_pairs=3)
-    assert result["mean_abs_diff"] == 0 and result["wilcoxon_p"] == 1.0 and result["spearman_rho"] == pytest.approx(1)
+    assert result["mean_abs_diff"] == 0 and result["spearman_rho"] == pytest.approx(1) and math.isnan(result["wilcoxon_p"])
+    assert result["wilcoxon_note"] == "not computable: 0 non-zero differences (of 3 pairs); need >= 3"
+
+
+def test_wilcoxon_p_counts_non_zero_differences_and_holds_with_zeros_and_ties():
+    # The audit's case: 55 tied pairs and 5 differences of +1. Exactly 2 of the 2**5 sign patterns of the five are as
+    # extreme, so p = 0.0625; scipy's normal approximation over all 60 pairs gave 0.0253.
+    differences = np.array([0.0] * 55 + [1.0] * 5)
+    pairs = pd.DataFrame({"first": 3 + differences, "second": np.full(60, 3.0)})
+    retest = stats.retest_reliability(pairs)
+    assert math.isnan(retest["wilcoxon_p"]) and retest["wilcoxon_note"] == "not computable: 5 non-zero differences (of 60 pairs); need >= 10"
+    assert stats.signed_rank_test(differences, seed=0) == {"w_plus": 15.0, "w_minus": 0.0, "p": 0.0625}
+    # With ties, zeros and more sign patterns than PERMUTATIONS: scipy's own permutation test, same seed, same p.
+    rng = np.random.default_rng(4)
+    tied = rng.integers(-2, 4, size=40) / 2.0
+    ours = stats.signed_rank_test(tied, seed=3)
+    nonzero = tied[tied != 0]
+    method = sps.PermutationMethod(n_resamples=stats.PERMUTATIONS, rng=np.random.default_rng(3))
+    assert ours["p"] == pytest.approx(sps.wilcoxon(nonzero, method=method).pvalue, rel=1e-12)
+    assert min(ours["w_plus"], ours["w_minus"]) == sps.wilcoxon(nonzero).statistic
+    # Distinct non-zero differences, 13 or fewer: every sign pattern, the exact p scipy computes.
+    distinct = np.array([0.3, -1.2, 2.5, 0.7, 1.9, -0.4, 3.1, 1.1, 0.0, 2.2, -2.9, 1.6])
+    exact = sps.wilcoxon(distinct[distinct != 0], method="exact").pvalue
+    assert stats.signed_rank_test(distinct, seed=0)["p"] == pytest.approx(exact, rel=1e-12)
+    assert stats.signed_rank_test(distinct, seed=9) == stats.signed_rank_test(distinct, seed=0)
 
 
 def paired_fixture() -> pd.DataFrame:
-    """Long format: 8 raters x 1 image, methods a, b, c; block (r7, img) misses c."""
+    """Long format: 8 raters x 1 image, methods a, b, c; block (r7, img) misses c: too few raters for any test."""
     a = [5, 4, 5, 4, 3, 5, 4, 5]
     b = [3, 4, 3, 2, 3, 4, 2, 4]
     c = [1, 2, 2, 1, 3, 1, 2]
@@ -123,19 +159,51 @@ def paired_fixture() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
-    paired = stats.paired_scores(paired_fixture())
-    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"], min_pairs=7).set_index(["method_a", "method_b"])
+def raters_fixture(seed: int = 0) -> pd.DataFrame:
+    """Long format: 14 raters x 3 images, methods a > b > c plus noise; (r13, i2) misses c and r12 never rated c."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        {"rater": f"r{r:02d}", "image": f"i{i}", "method": m, "score": int(np.clip(np.rint(q + rng.normal(0, 1)), 1, 5))}
+        for r in range(14) for i in range(3) for m, q in (("a", 3.6), ("b", 3.0), ("c", 2.0))
+    ]
+    table = pd.DataFrame(rows)
+    missing = (table["method"] == "c") & (((table["rater"] == "r13") & (table["image"] == "i2")) | (table["rater"] == "r12"))
+    return table[~missing]
+
+
+def test_pairwise_wilcoxon_tests_raters_mean_differences_like_scipy_and_hand_holm():
+    paired = stats.paired_scores(raters_fixture())
+    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"], seed=5).set_index(["method_a", "method_b"])
     for a, b in [("a", "b"), ("a", "c"), ("b", "c")]:
         both = paired[[a, b]].dropna()
-        expected = sps.wilcoxon(both[a], both[b])
-        assert table.loc[(a, b), "n_pairs"] == len(both)
-        assert table.loc[(a, b), "p"] == pytest.approx(expected.pvalue)
+        per_rater = (both[a] - both[b]).groupby(level="rater").mean()  # one value per rater: the unit of the test
+        nonzero = per_rater[per_rater.round(9) != 0].round(9)
+        method = sps.PermutationMethod(n_resamples=stats.PERMUTATIONS, rng=np.random.default_rng(5))
+        assert table.loc[(a, b), "p"] == pytest.approx(sps.wilcoxon(nonzero, method=method).pvalue, rel=1e-12)
+        assert table.loc[(a, b), ["n_raters", "n_nonzero", "n_pairs"]].tolist() == [len(per_rater), len(nonzero), len(both)]
+    assert table.loc[("a", "b"), ["n_raters", "n_pairs"]].tolist() == [14, 42]
+    assert table.loc[("a", "c"), ["n_raters", "n_pairs"]].tolist() == [13, 38]  # r12 without c; r13 with 2 images
     # Holm by hand: sort ascending, multiply the i-th smallest by (m - i), keep the running maximum.
     p = table["p"].sort_values()
     holm = np.maximum.accumulate(np.minimum(1, p.to_numpy() * [3, 2, 1]))
     assert table.loc[p.index, "p_holm"].to_numpy() == pytest.approx(holm, rel=1e-12)
-    assert table.loc[("a", "b"), "n_pairs"] == 8 and table.loc[("a", "c"), "n_pairs"] == 7
+
+
+def test_method_tests_take_the_rater_as_the_unit_not_the_rater_image_pair():
+    # 12 raters x 10 images: 8 raters prefer a by one point on every image, 4 prefer b. As 120 independent pairs this
+    # looked significant (p = 0.0015); as 12 raters it is 8 against 4: p = 2 * P(Binomial(12, 1/2) >= 8) = 0.388.
+    rows = [
+        {"rater": f"r{r:02d}", "image": f"i{i}", "method": m, "score": 3 + (m == ("a" if r < 8 else "b"))}
+        for r in range(12) for i in range(10) for m in "abc"
+    ]
+    paired = stats.paired_scores(pd.DataFrame(rows))
+    row = stats.pairwise_wilcoxon(paired, ["a", "b"]).iloc[0]
+    assert not row["significant"] and row["p"] == pytest.approx(2 * sps.binom.sf(7, 12, 0.5))
+    assert (row["n_raters"], row["n_pairs"]) == (12, 120)
+    friedman = stats.friedman(paired, ["a", "b", "c"])
+    means = paired.groupby(level="rater").mean()
+    assert friedman["n_raters"] == 12
+    assert friedman["p"] == pytest.approx(sps.friedmanchisquare(means["a"], means["b"], means["c"]).pvalue)
 
 
 def test_significance_matrix_symbols():
@@ -143,8 +211,8 @@ def test_significance_matrix_symbols():
         {
             "method_a": ["a", "a", "b"],
             "method_b": ["b", "c", "c"],
-            "mean_a": [4.0, 4.0, 3.0],
-            "mean_b": [3.0, 4.1, 2.0],
+            "w_plus": [40.0, 20.0, 50.0],
+            "w_minus": [15.0, 35.0, 5.0],
             "significant": [True, False, True],
         }
     )
@@ -154,12 +222,27 @@ def test_significance_matrix_symbols():
     assert matrix.loc["c"].tolist() == ["=", "<", ""]
 
 
-def test_friedman_uses_complete_blocks_like_scipy():
-    paired = stats.paired_scores(paired_fixture())
-    result = stats.friedman(paired, ["a", "b", "c"], min_blocks=7)
-    complete = paired.dropna()
-    expected = sps.friedmanchisquare(complete["a"], complete["b"], complete["c"])
-    assert result["n_blocks"] == 7
+def test_significance_direction_is_the_side_the_test_found_not_the_larger_mean():
+    # 80 raters score a half a point above b (one image +1, one 0), 16 score a four points below: the mean of a is lower
+    # (a - b = -0.25), but the signed ranks favour a (W+ = 1 + ... + 80 = 3240 against W- = 16 * 88.5 = 1416).
+    rows = []
+    for r in range(96):
+        pairs = [(3, 2), (3, 3)] if r < 80 else [(1, 5), (1, 5)]
+        rows += [{"rater": f"r{r:02d}", "image": f"i{i}", "method": m, "score": s}
+                 for i, pair in enumerate(pairs) for m, s in zip("ab", pair)]
+    row = stats.pairwise_wilcoxon(stats.paired_scores(pd.DataFrame(rows)), ["a", "b"]).iloc[0]
+    matrix = stats.significance_matrix(pd.DataFrame([row]), ["a", "b"])
+    assert (matrix.loc["a", "b"], matrix.loc["b", "a"]) == (">", "<")
+    assert row["mean_a"] < row["mean_b"] and (row["w_plus"], row["w_minus"]) == (3240, 1416) and row["significant_holm"]
+
+
+def test_friedman_blocks_are_raters_means_over_their_complete_blocks_like_scipy():
+    paired = stats.paired_scores(raters_fixture())
+    result = stats.friedman(paired, ["a", "b", "c"])
+    means = paired.dropna().groupby(level="rater").mean()  # r12 never rated c; r13 from its 2 complete images
+    assert len(means) == 13 and means.loc["r13", "a"] == paired.loc[[("r13", "i0"), ("r13", "i1")], "a"].mean()
+    expected = sps.friedmanchisquare(means["a"], means["b"], means["c"])
+    assert result["n_raters"] == 13
     assert (result["statistic"], result["p"]) == pytest.approx((expected.statistic, expected.pvalue))
     two = stats.friedman(paired, ["a", "b"], min_blocks=2)
     assert math.isnan(two["p"]) and two["note"] == "not computable: 2 methods; need >= 3"
@@ -185,13 +268,16 @@ def test_too_little_data_is_not_computed_and_says_why():
     assert retest["note"] == "not computable: 3 pairs; need >= 10" and retest["mean_abs_diff"] == pytest.approx(1 / 3)
     paired = stats.paired_scores(paired_fixture())
     table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
-    assert table.loc[("a", "c"), "note"] == "not computable: 7 pairs; need >= 10"
+    assert table.loc[("a", "c"), "note"] == "not computable: 7 raters; need >= 10"
     assert table["p"].isna().all() and table["p_holm"].isna().all() and not table["significant"].any()
     assert stats.significance_matrix(table.reset_index(), ["a", "b", "c"]).loc["a"].tolist() == ["", "n/a", "n/a"]
+    # a - b per rater: 2, 0, 2, 2, 0, 1, 2, 1: eight raters, six of them with a difference
+    few = stats.pairwise_wilcoxon(paired, ["a", "b"], min_pairs=7).iloc[0]
+    assert math.isnan(few["p"]) and few["note"] == "not computable: 6 raters with a non-zero mean difference (of 8); need >= 7"
     result = stats.friedman(paired, ["a", "b", "c"])
-    assert math.isnan(result["p"]) and result["note"] == "not computable: 7 complete (rater, image) blocks; need >= 10"
+    assert math.isnan(result["p"]) and result["note"] == "not computable: 7 raters who rated every method of an image; need >= 10"
     tied = stats.paired_scores(paired_fixture().assign(score=3))
-    assert stats.friedman(tied, ["a", "b", "c"], min_blocks=2)["note"].endswith("the same score")
+    assert stats.friedman(tied, ["a", "b", "c"], min_blocks=2)["note"].endswith("the same mean score")
 
 
 def test_mos_intervals_are_clipped_to_the_scale_and_flagged_when_few():

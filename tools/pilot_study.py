@@ -10,9 +10,11 @@ items are gold), and every other photo a random score from 1 to 5. Then `study.a
 database (without PSNR / SSIM / NIQE) into DIR/analysis.
 
 It prints, and writes to DIR/pilot.json and DIR/pilot.md, what it measured: answers, time per answer,
-photos shown whole and 1:1, refusals, the admin view's finished flags, and per dataset the (rater,
-image) blocks behind each pair of methods and whether each paired test and the Friedman test were
-computed. The scores are simulated: nothing here, DIR/analysis included, is a MOS result.
+photos shown whole and 1:1, refusals, the admin view's finished flags, and per dataset the raters and (rater,
+image) pairs behind each pair of methods and whether each paired test and the Friedman test were computed
+(they take the rater as the unit, so they need `study.stats.MIN_PAIRS` raters: a pilot with fewer says why
+not). It exits 0 when every analysed rater gave every pair of methods and the Friedman test their data.
+The scores are simulated: nothing here, DIR/analysis included, is a MOS result.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
 from srgan_core.train import positive
-from study import analyze, prepare, sessions, store
+from study import analyze, prepare, sessions, stats, store
 from study.loadtest import free_port
 from study.schema import ORIGINAL
 
@@ -200,7 +202,7 @@ def run_raters(url: str, db: Path, n_raters: int, seed: int, timeout_s: float) -
 
 
 def _analysis(db: Path, out: Path) -> dict:
-    """`study.analyze` on the pilot's database; per dataset, what the paired tests and Friedman had."""
+    """`study.analyze` on the pilot's database; per dataset, the raters and pairs the paired tests and Friedman had."""
     code = analyze.main(["--db", str(db), "--study", STUDY_NAME, "--out", str(out), "--no-metrics"])
     if code != 0:
         raise PilotError(f"study.analyze exited with {code}")
@@ -215,10 +217,12 @@ def _analysis(db: Path, out: Path) -> dict:
             "methods": int(row.methods),
             "pairs_of_methods": len(pairs),
             "pairs_tested": len(pairs) - len(untested),
+            "raters_per_pair_min": int(pairs["n_raters"].min()),
+            "raters_per_pair_max": int(pairs["n_raters"].max()),
             "blocks_per_pair_min": int(pairs["n_pairs"].min()),
             "blocks_per_pair_max": int(pairs["n_pairs"].max()),
-            "untested": [f"{r.method_a} vs {r.method_b}: {r.note}" for r in untested.itertuples()],
-            "friedman_blocks": int(row.n_blocks),
+            "untested": {note: [f"{r.method_a} vs {r.method_b}" for r in group.itertuples()] for note, group in untested.groupby("note")},
+            "friedman_raters": int(row.n_raters),
             "friedman_computed": not isinstance(row.note, str),
             "friedman_note": row.note if isinstance(row.note, str) else "",
         }
@@ -306,15 +310,30 @@ def describe(result: dict, command: str) -> str:
         "",
     ]
     datasets = result["analysis"]["datasets"]
-    headers = ["dataset", "methods", "pairs of methods tested (Wilcoxon)", "(rater, image) blocks per pair", "Friedman computed", "Friedman blocks"]
+    headers = ["dataset", "methods", "pairs of methods tested (Wilcoxon)", "raters per pair", "(rater, image) pairs per pair",
+               "Friedman computed", "Friedman raters"]
     rows = [
-        [dataset, d["methods"], f"{d['pairs_tested']} of {d['pairs_of_methods']}", f"{d['blocks_per_pair_min']}-{d['blocks_per_pair_max']}",
-         "yes" if d["friedman_computed"] else "no: " + d["friedman_note"], d["friedman_blocks"]]
+        [dataset, d["methods"], f"{d['pairs_tested']} of {d['pairs_of_methods']}", f"{d['raters_per_pair_min']}-{d['raters_per_pair_max']}",
+         f"{d['blocks_per_pair_min']}-{d['blocks_per_pair_max']}", "yes" if d["friedman_computed"] else "no: " + d["friedman_note"],
+         d["friedman_raters"]]
         for dataset, d in datasets.items()
     ]
     lines.append(markdown_table(headers, rows))
-    lines += [f"- {dataset}, not tested: {x}" for dataset, d in datasets.items() for x in d["untested"]]
+    lines += ["", (f"The tests between methods take the rater as the unit and need {stats.MIN_PAIRS} raters (the Friedman test "
+                   f"{stats.MIN_BLOCKS}); {result['analysis']['raters_analysed']} raters were analysed."), ""]
+    lines += [
+        f"- {dataset}, {len(pairs)} of {d['pairs_of_methods']} pairs not tested "
+        f"({'all' if len(pairs) == d['pairs_of_methods'] else ', '.join(pairs)}): {note}"
+        for dataset, d in datasets.items() for note, pairs in d["untested"].items()
+    ]
     return "\n".join(lines) + "\n"
+
+
+def every_rater_in_every_test(analysis: dict) -> bool:
+    """Whether every analysed rater gave every pair of methods and the Friedman test their data: then whether a test
+    is computed depends on the number of raters alone."""
+    n = analysis["raters_analysed"]
+    return all(d["raters_per_pair_min"] == n and d["friedman_raters"] == n for d in analysis["datasets"].values())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -350,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "pilot.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.out / "pilot.md").write_text(text, encoding="utf-8")
     print(text, end="")
-    computed = all(d["friedman_computed"] and d["pairs_tested"] == d["pairs_of_methods"] for d in result["analysis"]["datasets"].values())
-    return 0 if computed else 1
+    return 0 if every_rater_in_every_test(result["analysis"]) else 1
 
 
 if __name__ == "__main__":
