@@ -526,10 +526,12 @@ def _dataset_section(
             "(rater, image) pairs": pairwise["n_pairs"].astype(str),
             "Mean A": pairwise["mean_a"].map(lambda v: _fmt(v, 2)),
             "Mean B": pairwise["mean_b"].map(lambda v: _fmt(v, 2)),
+            "Mean difference (raters)": pairwise["mean_difference"].map(lambda v: _fmt(v, 2)),
             "W+ / W-": [
                 note or f"{_fmt(plus, 1)} / {_fmt(minus, 1)}"
                 for plus, minus, note in zip(pairwise["w_plus"], pairwise["w_minus"], pairwise["note"])
             ],
+            "r (rank-biserial)": pairwise["rank_biserial"].map(lambda v: _fmt(v, 2, missing="n/a")),
             "p": pairwise["p"].map(_p),
             "p (Holm)": pairwise["p_holm"].map(_p),
         }
@@ -558,7 +560,9 @@ def _dataset_section(
             f"{stats.MIN_PAIRS} raters with a non-zero difference on, else `n/a` in the matrices below), at p < {alpha}, "
             "uncorrected as in the paper and Holm-corrected over the pairs tested in this dataset. W+ / W-: the signed-rank "
             "sums of the raters for whom A scored higher / lower; the larger one gives the direction in the matrices. "
-            "Means in this table are over the paired scores only.",
+            "Means in this table are over the paired scores only; the mean difference is the mean over raters of each "
+            "rater's mean of A - B (the effect in score points), and r = (W+ - W-) / (W+ + W-), the matched-pairs "
+            "rank-biserial correlation (-1: every rater scored B higher; 1: every rater scored A higher).",
             "",
             friedman,
             "",

@@ -243,7 +243,9 @@ def pairwise_wilcoxon(
     each rater who rated both methods on some image gives one difference, the mean of (a - b) over those images
     (`rater_differences`). Tested from `min_pairs` raters with a non-zero difference on (``note`` says why not);
     p-values also Holm-corrected over the pairs tested. ``n_pairs`` counts the (rater, image) pairs behind the
-    differences, ``mean_a`` / ``mean_b`` are over them."""
+    differences, ``mean_a`` / ``mean_b`` are over them. Effect sizes: ``mean_difference``, the mean over raters of
+    their differences (in score points), and ``rank_biserial``, the matched-pairs rank-biserial correlation
+    (W+ - W-) / (W+ + W-), from -1 (every rater scored b higher) to 1 (every rater scored a higher)."""
     rows = []
     for a, b in itertools.combinations(methods, 2):
         both = paired[[a, b]].dropna()
@@ -255,8 +257,11 @@ def pairwise_wilcoxon(
         test = {"w_plus": math.nan, "w_minus": math.nan, "p": math.nan} if note else signed_rank_test(differences.to_numpy(), seed)
         rows.append({"method_a": a, "method_b": b, "n_raters": n_raters, "n_nonzero": nonzero, "n_pairs": len(both),
                      "mean_a": float(both[a].mean()) if len(both) else math.nan,
-                     "mean_b": float(both[b].mean()) if len(both) else math.nan, **test, "note": note})
-    columns = ["method_a", "method_b", "n_raters", "n_nonzero", "n_pairs", "mean_a", "mean_b", "w_plus", "w_minus", "p", "note"]
+                     "mean_b": float(both[b].mean()) if len(both) else math.nan,
+                     "mean_difference": float(differences.mean()) if n_raters else math.nan, **test,
+                     "rank_biserial": (test["w_plus"] - test["w_minus"]) / (test["w_plus"] + test["w_minus"]), "note": note})
+    columns = ["method_a", "method_b", "n_raters", "n_nonzero", "n_pairs", "mean_a", "mean_b", "mean_difference", "w_plus", "w_minus",
+               "rank_biserial", "p", "note"]
     table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna()
     table["p_holm"] = math.nan

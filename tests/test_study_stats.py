@@ -181,6 +181,10 @@ def test_pairwise_wilcoxon_tests_raters_mean_differences_like_scipy_and_hand_hol
         method = sps.PermutationMethod(n_resamples=stats.PERMUTATIONS, rng=np.random.default_rng(5))
         assert table.loc[(a, b), "p"] == pytest.approx(sps.wilcoxon(nonzero, method=method).pvalue, rel=1e-12)
         assert table.loc[(a, b), ["n_raters", "n_nonzero", "n_pairs"]].tolist() == [len(per_rater), len(nonzero), len(both)]
+        assert table.loc[(a, b), "mean_difference"] == pytest.approx(per_rater.mean())  # raters weigh alike, not images
+        ranks = sps.rankdata(nonzero.abs())
+        plus, minus = ranks[nonzero.to_numpy() > 0].sum(), ranks[nonzero.to_numpy() < 0].sum()
+        assert table.loc[(a, b), "rank_biserial"] == pytest.approx((plus - minus) / ranks.sum())
     assert table.loc[("a", "b"), ["n_raters", "n_pairs"]].tolist() == [14, 42]
     assert table.loc[("a", "c"), ["n_raters", "n_pairs"]].tolist() == [13, 38]  # r12 without c; r13 with 2 images
     # Holm by hand: sort ascending, multiply the i-th smallest by (m - i), keep the running maximum.
@@ -199,6 +203,7 @@ def test_method_tests_take_the_rater_as_the_unit_not_the_rater_image_pair():
     paired = stats.paired_scores(pd.DataFrame(rows))
     row = stats.pairwise_wilcoxon(paired, ["a", "b"]).iloc[0]
     assert not row["significant"] and row["p"] == pytest.approx(2 * sps.binom.sf(7, 12, 0.5))
+    assert row["mean_difference"] == pytest.approx((8 - 4) / 12) and row["rank_biserial"] == pytest.approx((8 - 4) / 12)
     assert (row["n_raters"], row["n_pairs"]) == (12, 120)
     friedman = stats.friedman(paired, ["a", "b", "c"])
     means = paired.groupby(level="rater").mean()
