@@ -106,7 +106,7 @@ def _with_completion(raters: pd.DataFrame, done: Completion, settings: Settings)
             reason=[f"did not finish (answered {a} of {p})" for a, p in zip(left_out["answered"], left_out["planned"])],
         )
         raters = pd.concat([raters, left_out], ignore_index=True).sort_values("rater", ignore_index=True)
-    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "retest_pairs"]:
+    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "calibration_items", "calibration_missed", "retest_pairs"]:
         raters[column] = raters[column].fillna(0).astype(int)
     return raters
 
@@ -117,6 +117,7 @@ def screen_raters(ratings: pd.DataFrame, max_gold_failures: int) -> pd.DataFrame
     raters = pd.DataFrame({"rater": sorted(ratings["rater"].unique())})
     raters = raters.merge(stats.bt500_screening(trial), on="rater", how="left")
     raters = raters.merge(stats.gold_failures(ratings[ratings["phase"] == "gold"]), on="rater", how="left")
+    raters = raters.merge(stats.calibration_misses(ratings[ratings["phase"] == "calibration"]), on="rater", how="left")
     pairs = stats.retest_pairs(trial, ratings[ratings["phase"] == "repeat"])
     retest = (
         pairs.assign(diff=(pairs["first"] - pairs["second"]).abs())
@@ -125,7 +126,7 @@ def screen_raters(ratings: pd.DataFrame, max_gold_failures: int) -> pd.DataFrame
         .reset_index()
     )
     raters = raters.merge(retest, on="rater", how="left")
-    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "retest_pairs"]:
+    for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "calibration_items", "calibration_missed", "retest_pairs"]:
         raters[column] = raters[column].fillna(0).astype(int)
     raters["rejected"] = raters["rejected"].astype("boolean").fillna(False).astype(bool)
     reasons = []
@@ -385,6 +386,7 @@ def _raters_section(raters: pd.DataFrame, reach: dict[str, float], settings: Set
             "Outlier rate": raters["outlier_rate"].map(lambda v: _fmt(100 * v, 1, "%")),
             "Asymmetry": raters["asymmetry"].map(lambda v: _fmt(v, 2)),
             "Gold failed / items": [f"{f} / {n}" for f, n in zip(raters["gold_failed"], raters["gold_items"])],
+            "Calibration off / items": [f"{f} / {n}" for f, n in zip(raters["calibration_missed"], raters["calibration_items"])],
             "Answered / planned": [
                 f"{a} / ?" if pd.isna(p) else f"{a} / {int(p)}" for a, p in zip(raters["answered"], raters["planned"])
             ],
@@ -407,7 +409,9 @@ def _raters_section(raters: pd.DataFrame, reach: dict[str, float], settings: Set
             "the beta2 kurtosis test picks mean +- 2 s for normal and +- sqrt(20) s for other score "
             "distributions; a rater is rejected when more than 5 % of their scores lie outside, on both "
             "sides: (P + Q) / N > 0.05 and |P - Q| / (P + Q) < 0.3), and P.808-style gold items "
-            f"({gold}); a rater who fails more than {settings.max_gold_failures} gold item(s) is excluded.",
+            f"({gold}); a rater who fails more than {settings.max_gold_failures} gold item(s) is excluded. "
+            "Calibration off: calibration photos given another score than the one the page asked for (1 for "
+            "nearest-neighbour, 5 for the original): a sign of not reading the page, reported but not a reason to exclude.",
             "",
             _screening_reach(reach),
             "",

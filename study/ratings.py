@@ -20,6 +20,8 @@ from study.store import StoreError, connect_read_only, read_ratings
 REQUIRED = ("study", "rater", "stimulus", "dataset", "image", "method", "phase", "score")
 # P.808-style gold items: the scores a rater who is paying attention gives them.
 GOLD_EXPECTED: dict[str, tuple[int, int]] = {"nearest": (1, 2), ORIGINAL: (4, 5)}
+# Calibration items: the score the page asks for (the paper's anchors, 1 and 5).
+CALIBRATION_EXPECTED: dict[str, int] = {"nearest": 1, ORIGINAL: 5}
 
 RowName = Callable[[int], str]
 

@@ -23,7 +23,7 @@ import pingouin
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from study.ratings import GOLD_EXPECTED
+from study.ratings import CALIBRATION_EXPECTED, GOLD_EXPECTED
 from study.schema import SCORES
 
 STIMULUS = ["dataset", "image", "method"]
@@ -97,6 +97,19 @@ def bt500_reach(trial: pd.DataFrame) -> dict[str, float]:
     raters = trial.groupby(STIMULUS)["rater"].nunique()
     return {"stimuli": len(raters), "raters_min": int(raters.min()), "raters_median": float(raters.median()),
             "reach_2s": int((raters >= OUTLIER_RATERS_2S).sum()), "reach_sqrt20": int((raters >= OUTLIER_RATERS_SQRT20).sum())}
+
+
+def calibration_misses(calibration: pd.DataFrame) -> pd.DataFrame:
+    """Per rater: calibration items answered and those given another score than the one the page asked for (a sign
+    of not reading the page; reported, not a reason to exclude)."""
+    missed = calibration["score"] != calibration["method"].map(CALIBRATION_EXPECTED)
+    table = pd.DataFrame({"rater": calibration["rater"], "missed": missed})
+    return (
+        table.groupby("rater")
+        .agg(calibration_items=("missed", "size"), calibration_missed=("missed", "sum"))
+        .reset_index()
+        .sort_values("rater", ignore_index=True)
+    )
 
 
 def gold_failures(gold: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ def synthetic_ratings(seed: int = 1) -> pd.DataFrame:
     """SYNTHETIC: 20 simulated raters score every Set5 image of every method as the truth plus noise.
 
     r18 answers 1 or 5 at random (BT.500 must reject it); r19 is honest but fails its gold item.
-    Each rater sees 3 stimuli again (phase repeat) and two calibration images.
+    Each rater sees 3 stimuli again (phase repeat) and two calibration images (r19 misses one).
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -41,8 +41,8 @@ def synthetic_ratings(seed: int = 1) -> pd.DataFrame:
 
     for r in range(20):
         rater, position, seen = f"r{r:02d}", 0, []
-        for image in ("cal1", "cal2"):
-            add(rater, f"cal-{image}", image, "nearest", "calibration", 1, position)
+        for image in ("cal1", "cal2"):  # the careless rater gives cal2 a 3 where the page asked for 1
+            add(rater, f"cal-{image}", image, "nearest", "calibration", 3 if rater == CARELESS and image == "cal2" else 1, position)
             position += 1
         for image in IMAGES:
             for method, quality in TRUTH.items():
@@ -80,6 +80,8 @@ def test_end_to_end_recovers_ordering_and_significant_pairs(synthetic_csv: Path,
     raters = pd.read_csv(out / "raters.csv").set_index("rater")
     assert sorted(raters.index[raters["excluded"]]) == [ERRATIC, CARELESS]
     assert bool(raters.loc[ERRATIC, "rejected"]) and raters.loc[CARELESS, "gold_failed"] == 1
+    assert raters["calibration_missed"].to_dict() == {r: int(r == CARELESS) for r in raters.index}
+    assert (raters["calibration_items"] == 2).all() and "| 1 / 2 |" in (out / "report.md").read_text()
 
     mos = pd.read_csv(out / "mos.csv")
     assert mos["method"].tolist() == list(TRUTH)  # srgan_core's order, HR last

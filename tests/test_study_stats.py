@@ -350,3 +350,13 @@ def test_agreement_with_too_few_raters_or_stimuli_says_why():
     assert few["icc_note"] == "not computable: 2 stimuli scored by all 2 raters; need >= 10"
     same = stats.agreement(agreement_table(np.full((2, 10), 3.0)))
     assert same["alpha_note"] == same["icc_note"] == "not computable: every score is the same"
+
+
+def test_calibration_misses_count_answers_other_than_the_anchor_asked_for():
+    calibration = pd.DataFrame({
+        "rater": ["r1", "r1", "r2", "r2", "r2"],
+        "method": ["nearest", "hr", "nearest", "hr", "hr"],
+        "score": [1, 5, 2, 5, 4],
+    })
+    table = stats.calibration_misses(calibration).set_index("rater")
+    assert table.loc["r1"].tolist() == [2, 0] and table.loc["r2"].tolist() == [3, 2]
