@@ -335,28 +335,35 @@ def undo(db_path: Db, token: object, ticket: object) -> Item:
         rater = _rater_of(con, token)
         position, stimulus = _presentation(con, rater, ticket)
         last = store.last_answer(con, rater)
-        if last is None or (last["position"], last["stimulus"]) != (position, stimulus) or store.open_revision(con, rater):
-            raise RatingRefused("only the last answer can be undone")
-        if last["revisions"]:
-            raise RatingRefused("this answer has already been undone once")
         now = store.utc_now()
-        if _elapsed_ms(last["answered_at"], now) > UNDO_SECONDS * 1000:
-            raise RatingRefused(f"an answer can be undone within {UNDO_SECONDS} seconds only")
+        if last is not None and (last["position"], last["stimulus"]) != (position, stimulus):
+            raise RatingRefused("only the last answer can be undone")
+        refusal = _undo_refusal(con, rater, last, now)
+        if refusal:
+            raise RatingRefused(refusal)
         store.reopen(con, rater, position, now)
         return _present(con, rater)
 
 
 def undoable(db: Db, token: object) -> str | None:
-    """The ticket of the rater's last answer while `undo` may take it back (answered once, nothing undone
-    and open), else None."""
+    """The ticket of the rater's last answer while `undo` may take it back, else None."""
     with _connected(db) as con:
         rater = _rater_of(con, token)
         last = store.last_answer(con, rater)
-        if last is None or last["revisions"] or store.open_revision(con, rater):
-            return None
-        if _elapsed_ms(last["answered_at"], store.utc_now()) > UNDO_SECONDS * 1000:
+        if _undo_refusal(con, rater, last, store.utc_now()):
             return None
         return ticket_of(con, rater, last["position"], last["stimulus"])
+
+
+def _undo_refusal(con: sqlite3.Connection, rater: str, last: sqlite3.Row | None, now: str) -> str:
+    """Why the rater's last answer cannot be undone now ('' when it can): the rule `undo` and `undoable` share."""
+    if last is None or store.open_revision(con, rater):
+        return "only the last answer can be undone"
+    if last["revisions"]:
+        return "this answer has already been undone once"
+    if _elapsed_ms(last["answered_at"], now) > UNDO_SECONDS * 1000:
+        return f"an answer can be undone within {UNDO_SECONDS} seconds only"
+    return ""
 
 
 def completion_code(db: Db, token: object) -> str:
