@@ -709,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--resamples {args.resamples}: give 1 or more (the default is {Settings.n_resamples})")
     if args.max_gold_failures < 0:
         parser.error(f"--max-gold-failures {args.max_gold_failures}: give 0 or more")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: give 0 or more")
     try:
         planned = None
         if args.ratings is not None:

@@ -12,9 +12,11 @@ training images, mod-cropped to 4 like the benchmark images (481x321 -> 480x320,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import secrets
 import shutil
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,10 +158,13 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
             f"{req.calibration} calibration + {req.gold} gold images need {req.calibration + req.gold} images in {extra_dir}; found {len(extra)}"
         )
     db_path = Path(db_path)
+    if db_path.is_dir():
+        raise PrepareError(f"--db {db_path} is a folder: give the study database's file name (e.g. {db_path / 'study.sqlite'})")
     final_dir = store.stimuli_dir(db_path, req.name)
-    with store.connect(db_path) as con:
-        if store.has_study(con, req.name):
-            raise PrepareError(f"study {req.name!r} already exists in {db_path}; choose another --name")
+    if db_path.is_file():  # the database is created only once everything is rendered
+        with store.connect(db_path, create=False) as con:
+            if store.has_study(con, req.name):
+                raise PrepareError(f"study {req.name!r} already exists in {db_path}; choose another --name")
     if final_dir.exists():
         raise PrepareError(f"{final_dir} already exists; remove it or choose another --name")
 
@@ -178,6 +183,7 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
     plan_config = _plan_config(req, planned)
     upscalers = _upscalers(list(dict.fromkeys(method for _, _, _, method, _ in jobs)))  # the anchors too
 
+    created = [folder for folder in (final_dir.parent, *final_dir.parent.parents) if not folder.exists()]  # removed on failure
     staging = final_dir.parent / f".{req.name}-partial-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)
     try:
@@ -209,6 +215,9 @@ def prepare(req: Request, data_root: Path | None, db_path: Path, show_progress: 
             staging.rename(final_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # innermost first, and only while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return {k: sum(s.kind == k for s in stimuli) for k in KINDS}
 
@@ -259,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     except (PrepareError, FileNotFoundError, store.StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as err:  # a --db that is a folder, or in a folder this user cannot write
+        print(f"error: --db {db_path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: study {req.name!r} not prepared; nothing was kept", file=sys.stderr)
+        return 130
     with store.connect(db_path, create=False) as con:
         config = store.study_config(con, req.name)
     print(

@@ -60,6 +60,8 @@ def read_ratings_db(path: Path) -> pd.DataFrame:
         raise RatingsError(str(err)) from None
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:
         raise RatingsError(f"{path}: cannot read the ratings ({err}); the file may be damaged") from None
+    if table.empty:
+        raise RatingsError(f"{path}: no ratings stored yet (no rater has answered, or every rater who did is excluded)")
     return validate_ratings(table, str(path), lambda i: f"row {i + 1}")
 
 

@@ -36,16 +36,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=default_admin_token(),
         help=f"secret of the admin view, at least {MIN_ADMIN_TOKEN} characters (env {ADMIN_TOKEN_ENV}; none: no admin view)",
     )
-    parser.add_argument("--consent-file", type=Path, help="text file with the consent text raters agree to before starting")
-    parser.add_argument("--completion-code", help="the code finished raters are given (default: one per rater)")
     parser.add_argument(
-        "--completion-url", help="where finished raters are sent back to, e.g. the platform's URL; '{code}' is replaced by the code"
+        "--consent-file", type=Path,
+        help="text file with the consent text raters agree to before starting; kept for the study until another is "
+        "given (an empty file: back to the default text)",
+    )
+    parser.add_argument(
+        "--completion-code",
+        help="the code finished raters are given; kept for the study until another is given ('': back to one per rater, "
+        "the default)",
+    )
+    parser.add_argument(
+        "--completion-url",
+        help="where finished raters are sent back to, e.g. the platform's URL; '{code}' is replaced by the code; kept for "
+        "the study until another is given ('': none)",
     )
     return parser.parse_args(argv)
 
 
 def configure(db: Path, consent_file: Path | None, completion_code: str | None, completion_url: str | None) -> str:
-    """Check the database holds a study and store the given settings on the latest one; its name."""
+    """Check the database holds a study and store the given settings on the latest one (an empty value clears
+    one); its name. Settings not given stay as an earlier `serve` of the study set them."""
     if not db.is_file():
         raise FileNotFoundError(f"{db}: no study database; prepare a study first: python -m study.prepare --name NAME ...")
     with store.connect(db, create=False) as con, store.transaction(con):
@@ -55,12 +66,28 @@ def configure(db: Path, consent_file: Path | None, completion_code: str | None, 
         if not store.stimuli_dir(db, study).is_dir():
             raise FileNotFoundError(f"the photos of study {study!r} are missing: no folder {store.stimuli_dir(db, study)}")
         if consent_file is not None:
-            store.set_setting(con, study, "consent", consent_file.read_text(encoding="utf-8").strip())
+            try:
+                consent = consent_file.read_text(encoding="utf-8").strip()
+            except UnicodeDecodeError:
+                raise ValueError(f"--consent-file {consent_file}: not UTF-8 text; save it as UTF-8") from None
+            except OSError as err:
+                raise OSError(f"--consent-file {consent_file}: {err.strerror or err}") from None
+            store.set_setting(con, study, "consent", consent or None)
         if completion_code is not None:
-            store.set_setting(con, study, "completion_code", completion_code)
+            store.set_setting(con, study, "completion_code", completion_code.strip() or None)
         if completion_url is not None:
-            store.set_setting(con, study, "completion_url", completion_url)
+            store.set_setting(con, study, "completion_url", completion_url.strip() or None)
     return study
+
+
+def settings_line(db: Path, study: str) -> str:
+    """What raters of `study` get, as the banner says it: the consent text, the completion code and URL in force."""
+    with store.connect(db, create=False) as con:
+        settings = store.study_settings(con, study)
+    consent = "the study's own consent text" if settings.get("consent") else "the default consent text"
+    code = f"completion code {settings['completion_code']!r}" if settings.get("completion_code") else "a completion code per rater"
+    url = f"sent back to {settings['completion_url']}" if settings.get("completion_url") else "no completion URL"
+    return f"raters get {consent}, {code}, {url} (change with --consent-file / --completion-code / --completion-url)"
 
 
 def check_port(host: str, port: int) -> None:
@@ -94,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://{args.host}:{args.port}/"
     admin = f"admin view: {base}admin" if args.admin_token else "no admin view (no --admin-token)"
     print(f"Serving study {study!r} to raters at {base} with {args.workers} worker(s); {admin}", flush=True)
+    print(settings_line(args.db, study), flush=True)
     uvicorn.run(
         "study.server:app_from_environment",
         factory=True,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 import sqlite3
@@ -40,6 +41,7 @@ WEB = Path(__file__).parent / "web"
 # rate.html's layout: the photo at the top left, the controls in a column beside it.
 SIDE_PX = 320  # page padding + gap + control column, beside the photo
 MARGIN_PX = 16  # page padding above and below the photo
+MAX_BODY = 16 * 1024  # bytes of a JSON call's body; the page's largest is well under 1 KB
 ADMIN_TOKEN_ENV = "SRGAN_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
 FREE_ATTEMPTS = 3  # wrong admin tokens a client may send before being slowed down
@@ -154,9 +156,11 @@ def _viewing(payload: Any) -> dict:
             "screen_w": int(payload["screen_w"]) if payload.get("screen_w") is not None else None,
             "screen_h": int(payload["screen_h"]) if payload.get("screen_h") is not None else None,
         }
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         raise HTTPException(400, "viewing conditions malformed") from None
-    if not (0 < viewing["viewport_w"] < 100_000 and 0 < viewing["viewport_h"] < 100_000 and 0 < viewing["dpr"] < 16):
+    sizes = [viewing[k] for k in ("viewport_w", "viewport_h", "screen_w", "screen_h") if viewing[k] is not None]
+    zoom = viewing["zoom"]
+    if not (all(0 < v < 100_000 for v in sizes) and 0 < viewing["dpr"] < 16 and (zoom is None or 0 < zoom < 100)):
         raise HTTPException(400, "viewing conditions out of range")
     return viewing
 
@@ -165,6 +169,8 @@ def _identity(payload: dict) -> tuple[str | None, dict | None]:
     """(identity, platform ids) from the page's intake: Prolific's ids, else `?rater=` or the typed id."""
     platform = payload.get("platform") if isinstance(payload.get("platform"), dict) else None
     platform = {k: str(platform[k]) for k in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID") if platform.get(k)} if platform else {}
+    if any(len(value) > 128 for value in platform.values()):
+        raise HTTPException(400, "a platform id is at most 128 characters")
     identity = f"prolific:{platform['PROLIFIC_PID']}" if "PROLIFIC_PID" in platform else payload.get("identity") or None
     if identity is not None:
         identity = str(identity).strip()
@@ -389,7 +395,9 @@ class RateApp:
             study = store.latest_study(con)
             if study is None:
                 raise HTTPException(404, "no study")
-            closed = payload.get("closed", True) is True
+            closed = payload.get("closed", True)
+            if not isinstance(closed, bool):
+                raise HTTPException(400, '"closed" must be true or false')
             store.set_setting(con, study, "closed", "1" if closed else None)
         return {"study": study, "closed": closed}
 
@@ -401,6 +409,20 @@ def _records(table) -> list[dict]:
 
 def _json_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def _json_object(request: Request) -> dict | JSONResponse:
+    """The request's JSON object, or the error response: 413 past `MAX_BODY` bytes (read no further), 400 otherwise."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return _json_error(413, f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _json_error(400, "the request body is not JSON")
+    return payload if isinstance(payload, dict) else _json_error(400, "the request body is not a JSON object")
 
 
 def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
@@ -418,12 +440,9 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
 
     def rater_call(method):
         async def endpoint(request: Request) -> Response:
-            try:
-                payload = await request.json()
-            except ValueError:
-                return _json_error(400, "the request body is not JSON")
-            if not isinstance(payload, dict):
-                return _json_error(400, "the request body is not a JSON object")
+            payload = await _json_object(request)
+            if isinstance(payload, JSONResponse):
+                return payload
             try:
                 result = await run_in_threadpool(method, payload)
             except (InvalidToken, NoStudy) as err:
@@ -465,11 +484,10 @@ def create_app(db_path: Path, admin_token: str | None = None) -> Starlette:
                 client = request.client.host if request.client else "unknown"
                 await run_in_threadpool(locked(handlers.authorize), client, presented)
                 if needs_body:
-                    try:
-                        payload = await request.json()
-                    except ValueError:
-                        return _json_error(400, "the request body is not JSON")
-                    result = await run_in_threadpool(method, payload if isinstance(payload, dict) else {})
+                    payload = await _json_object(request)
+                    if isinstance(payload, JSONResponse):
+                        return payload
+                    result = await run_in_threadpool(method, payload)
                 else:
                     result = await run_in_threadpool(method, dict(request.query_params))
                 if isinstance(result, bytes):

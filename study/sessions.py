@@ -359,6 +359,9 @@ def _undo_refusal(con: sqlite3.Connection, rater: str, last: sqlite3.Row | None,
     """Why the rater's last answer cannot be undone now ('' when it can): the rule `undo` and `undoable` share."""
     if last is None or store.open_revision(con, rater):
         return "only the last answer can be undone"
+    answered, planned, _ = store.plan_counts(con, rater)
+    if answered >= planned:  # the completion code is out: the session's answers stand
+        return "the session has ended: its answers can no longer be undone"
     if last["revisions"]:
         return "this answer has already been undone once"
     if _elapsed_ms(last["answered_at"], now) > UNDO_SECONDS * 1000:

@@ -198,7 +198,11 @@ def open_connection(db_path: Path, create: bool = True) -> sqlite3.Connection:
         raise FileNotFoundError(f"{db_path}: no such study database (create one with `python -m study.prepare`)")
     if not create and db_path.stat().st_size == 0:
         raise StoreError(f"{db_path}: an empty file, not a study database")
+    if db_path.is_dir():
+        raise StoreError(f"{db_path} is a folder: give the study database's file name (e.g. {db_path / 'study.sqlite'})")
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(db_path.parent, os.W_OK):  # SQLite keeps its write-ahead log and locks beside the database
+        raise StoreError(f"{db_path}: its folder is not writable, and the study database needs to write beside it")
     con = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         con.row_factory = sqlite3.Row

@@ -225,6 +225,9 @@ def test_cli_reports_errors_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert run(["--ratings", path, "--out", tmp_path / "out", "--no-metrics"]) == 2
     assert "line 2: score '9' is not an integer in 1..5" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        run(["--ratings", path, "--seed", "-1"])
+    assert "--seed -1: give 0 or more" in capsys.readouterr().err
 
 
 def test_study_selection(tmp_path: Path):
@@ -292,6 +295,13 @@ def test_missing_empty_or_foreign_database(tmp_path: Path):
         con.execute("CREATE TABLE other (x)")
     with pytest.raises(RatingsError, match="not a study database"):
         read_ratings_db(foreign)
+    from study import store
+
+    fresh = tmp_path / "fresh.sqlite"
+    with store.connect(fresh):
+        pass
+    with pytest.raises(RatingsError, match="no ratings stored yet"):
+        read_ratings_db(fresh)
 
 
 # ---------------------------------------------------------------- completion, tiny studies, agreement

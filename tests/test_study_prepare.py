@@ -150,13 +150,14 @@ def test_refuses_learned_method_without_weights_naming_them(data, tmp_path, monk
         ({"per_rater": 3, "repeats": 4}, "--repeats 4"),
         ({"calibration": 7, "gold": 2}, "need 9 images"),
         ({"gold": -1}, "cannot be negative"),
+        ({"spacing": 99}, "--spacing 99"),
     ],
 )
 def test_refuses_bad_requests_and_writes_nothing(data, tmp_path, overrides, message):
     db = tmp_path / "study.sqlite"
     with pytest.raises(prepare.PrepareError, match=re.escape(message)):
         prepare.prepare(request(**overrides), data, db)
-    assert nothing_written(db, overrides.get("name", "pilot") or "pilot")
+    assert nothing_written(db, overrides.get("name", "pilot") or "pilot") and not db.exists()  # not even an empty database
 
 
 def test_refuses_an_existing_study_name(data, tmp_path):
@@ -201,6 +202,11 @@ def test_a_failure_midway_leaves_nothing_behind(data, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         prepare.prepare(request(), data, db)
     assert nothing_written(db)
+    nested = tmp_path / "new" / "deeper" / "study.sqlite"  # folders the run made are removed with it
+    calls.clear()
+    with pytest.raises(OSError, match="disk full"):
+        prepare.prepare(request(), data, nested)
+    assert not (tmp_path / "new").exists()
 
 
 def test_cli(data, tmp_path, capsys):
@@ -220,6 +226,10 @@ def test_cli(data, tmp_path, capsys):
     assert "note: 'cli3' is now the open study" in out and "the raters of 'cli' go on" in out and "--completion-code" in out
     with pytest.raises(SystemExit):
         prepare.main(["--name", "x", "--datasets", "Set99", "--methods", "hr", "--db", str(db)])
+    capsys.readouterr()
+    assert prepare.main(["--name", "x", "--methods", "hr", "--repeats", "1", *common[:-1], str(tmp_path)]) == 2  # a folder
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--db {tmp_path} is a folder: give the study database's file name" in err
 
 
 def test_real_set5_and_bsds500_calibration(data_root, tmp_path):

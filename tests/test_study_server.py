@@ -5,6 +5,7 @@ never a MOS result)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import socket
@@ -91,6 +92,12 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     assert all(len(v) == 1 for v in lengths.values()), lengths  # ... but every method of one image arrives alike
     with store.connect(db) as con:
         assert state["completion"] == {"code": sessions.rater_code(con, token.split(".")[0]), "url": None}
+    assert "undo" not in state  # the code is out: the session's answers stand
+    last = store.read_ratings(db).iloc[-1]
+    with store.connect(db) as con:
+        ticket = sessions.ticket_of(con, last["rater"], int(last["position"]), last["stimulus"])
+    undone = c.post("/api/undo", json={"token": token, "ticket": ticket})
+    assert undone.status_code == 409 and "session has ended" in undone.json()["error"]
     page = bodies[0].lower()
     assert "admin" not in page and "gradio" not in page and "/api/" not in page.replace('"api/', "")
 
@@ -190,6 +197,17 @@ def test_consent_small_screens_and_a_closed_study_are_refused(db: Path) -> None:
     assert late.status_code == 409 and "closed" in late.json()["error"]
     assert start(c, identity="early")["token"] == known["token"]  # who joined before may go on
     assert c.get("/api/study").json()["open"] is False
+    for value in ("yes", 1, None):  # not "reopen": only true or false
+        bad = c.post("/admin/api/close", json={"closed": value}, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert bad.status_code == 400 and c.get("/api/study").json()["open"] is False
+    huge = c.post("/api/answer", content=json.dumps({"token": "x", "pad": "a" * 50_000}), headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "larger than" in huge.json()["error"]
+    long_id = c.post("/api/start", json={"consent": True, "viewing": VIEW, "platform": {"PROLIFIC_PID": "p", "STUDY_ID": "s" * 200}})
+    assert long_id.status_code == 400 and "at most 128" in long_id.json()["error"]
+    for viewing in ({**VIEW, "viewport_w": float("inf")}, {**VIEW, "screen_w": 10**30}, {**VIEW, "zoom": -1}):
+        response = c.post("/api/start", content=json.dumps({"identity": "odd", "consent": True, "viewing": viewing}),
+                          headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text
 
 
 def test_undo_takes_back_the_last_answer_once(db: Path) -> None:
@@ -330,6 +348,25 @@ def test_serve_refuses_a_study_whose_photos_are_missing(db: Path, capsys: pytest
         port = probe.getsockname()[1]
     assert serve.main(["--db", str(db), "--port", str(port)]) == 1
     assert "the photos of study 'pilot' are missing" in capsys.readouterr().err
+
+
+def test_serve_settings_stay_until_another_serve_changes_them_and_the_banner_says_which(db: Path, tmp_path: Path) -> None:
+    consent = tmp_path / "consent.txt"
+    consent.write_text("Our own consent text.", encoding="utf-8")
+    assert serve.configure(db, consent, "ABC", "https://example.org/done?c={code}") == "pilot"
+    assert "the study's own consent text, completion code 'ABC', sent back to https://example.org" in serve.settings_line(db, "pilot")
+    serve.configure(db, None, None, None)  # a restart without the flags keeps them ...
+    with store.connect(db) as con:
+        assert store.study_settings(con, "pilot") == {"consent": "Our own consent text.", "completion_code": "ABC",
+                                                       "completion_url": "https://example.org/done?c={code}"}
+    consent.write_text("", encoding="utf-8")
+    serve.configure(db, consent, "", "")  # ... and empty values go back to the defaults
+    assert serve.settings_line(db, "pilot").startswith("raters get the default consent text, a completion code per rater, no completion URL")
+    consent.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(ValueError, match="--consent-file .*consent.txt: not UTF-8 text"):
+        serve.configure(db, consent, None, None)
+    with pytest.raises(OSError, match="--consent-file .*nothing.txt: No such file"):
+        serve.configure(db, tmp_path / "nothing.txt", None, None)
 
 
 def test_a_version_1_database_is_migrated_without_touching_its_rows(tmp_path: Path) -> None:
