@@ -120,7 +120,7 @@ def load(path: Path, parts: Parts, method: str, crop: int) -> tuple[Progress, bo
 
 def load_shipped(weights: Path, generator: nn.Module) -> tuple[Progress, str | None]:
     """Load shipped weights into `generator` and read their model card: the progress so far, and the card's
-    training log (relative to the repository) or None."""
+    training log (relative to the repository, or absolute for weights trained with --out) or None."""
     card = json.loads(weights.with_suffix(".json").read_text())
     generator.load_state_dict(load_file(str(weights)))
     return recorded_progress(card, int(card["iterations"]), card.get("commands", [])), card.get("log")

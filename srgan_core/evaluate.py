@@ -25,7 +25,7 @@ from srgan_core.images import ImageError, downscale_x4, input_notes, load_image,
 from srgan_core.inference import generate_tiled, prepare_generator
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS, ORIGINAL, SPECS
-from srgan_core.methods import MethodUnavailable, Upscaler, load_method
+from srgan_core.methods import MethodUnavailable, Upscaler, load_method, upscaler_from_file
 from srgan_core.metrics import colour_shift, psnr_y, ssim_y, subpixel_grid
 from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
@@ -255,6 +255,10 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
+    p.add_argument(
+        "--weights", nargs="+", type=Path, default=[], metavar="FILE",
+        help="also score generators' weights of your own (e.g. from `srgan_core.train --out FILE`), each named after its file",
+    )
     p.add_argument("--datasets", nargs="+", choices=BENCHMARKS, help="benchmarks to score on (default: all three, or none with --folders)")
     p.add_argument(
         "--folders", nargs="+", type=Path, default=[], metavar="DIR",
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.folders and args.out is None:
         raise SystemExit("error: --folders needs --out DIR (the default, results/, holds the shipped benchmark report)")
     datasets = args.datasets if args.datasets is not None else [] if args.folders else list(BENCHMARKS)
-    partial = set(args.methods) != set(METHODS) or set(datasets) != set(BENCHMARKS) or args.no_niqe
+    partial = set(args.methods) != set(METHODS) or set(datasets) != set(BENCHMARKS) or args.no_niqe or bool(args.weights)
     if partial and args.out is None:
         raise SystemExit(
             "error: a run of some methods, datasets or columns needs --out DIR: the default, results/, holds the shipped "
@@ -294,6 +298,13 @@ def main(argv: list[str] | None = None) -> None:
             upscalers[name] = load_method(name)
         except MethodUnavailable as exc:
             skipped.append(str(exc))
+    for path in args.weights:
+        if path.stem in upscalers or path.stem in (ORIGINAL, *METHODS):
+            raise SystemExit(f"error: --weights {path}: its name {path.stem!r} is a method's; rename the file")
+        try:
+            upscalers[path.stem] = upscaler_from_file(path)
+        except MethodUnavailable as exc:
+            raise SystemExit(f"error: --weights {exc}") from None
     if not upscalers:
         raise SystemExit("error: nothing to evaluate: " + "; ".join(skipped))
     sources = image_sources(datasets, args.folders, args.data_root)

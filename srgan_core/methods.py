@@ -150,6 +150,15 @@ def generator_from_file(path: Path) -> Generator:
     return _generator(state, path)
 
 
+def upscaler_from_file(path: Path, device: str | torch.device | None = None, precision: str = "float32") -> Upscaler:
+    """An upscaler for a generator's weights file of the user's own (e.g. `srgan_core.train --out FILE`), named after
+    the file (its name without .safetensors); MethodUnavailable when the file is missing or not a generator."""
+    path = Path(path)
+    if not path.is_file():
+        raise MethodUnavailable(f"{path}: no such weights file")
+    return GeneratorUpscaler(path.stem, generator_from_file(path), pick_device(device), precision)
+
+
 def _generator(state: dict[str, torch.Tensor], path: Path) -> Generator:
     generator = Generator()
     try:

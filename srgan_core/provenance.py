@@ -20,7 +20,7 @@ from srgan_core.checkpoint import Progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
 
 
@@ -126,10 +126,15 @@ def model_card(
         "commit": git_commit(),
         "runs": progress.runs,
         "init": progress.starting_weights,
-        "log": f"results/training/{config.method}_log.csv",
+        "log": f"results/training/{config.method}_log.csv" if config.out is None else str(run_log(config)),  # shipped, or this run's
     }
     card["rerun"] = rerun(card)
     return card
+
+
+def run_log(config: TrainConfig) -> Path:
+    """The training log of a run (its --run-dir's log.csv)."""
+    return (config.run_dir or RUNS_DIR / config.method) / "log.csv"
 
 
 def across_runs(runs: list[dict], key: str, iterations: int) -> str:

@@ -31,7 +31,14 @@ from tqdm import tqdm
 
 from srgan_core import checkpoint, losses
 from srgan_core.checkpoint import Parts, Progress
-from srgan_core.data import TrainImages, make_pair, require_data_root, train_folders
+from srgan_core.data import (
+    BENCHMARKS,
+    TrainImages,
+    benchmark_images,
+    make_pair,
+    require_data_root,
+    train_folders,
+)
 from srgan_core.device import DeviceError, amp_dtype, pick_device
 from srgan_core.losses import (
     ADVERSARIAL_REDUCTIONS,
@@ -52,7 +59,12 @@ from srgan_core.train_config import (
     scaled_lr,
     schedule_for,
 )
-from srgan_core.training_log import VALIDATION_METRICS, CsvLog, start_from_shipped_log
+from srgan_core.training_log import (
+    VALIDATION_METRICS,
+    CsvLog,
+    cut_log,
+    start_from_shipped_log,
+)
 from srgan_core.vgg import VGGFeatures
 
 log = logging.getLogger("srgan_core.train")
@@ -172,11 +184,14 @@ class Trainer:
             require_data_root(config.data_root)
         self.run_dir = config.run_dir or RUNS_DIR / config.method
         self.out = config.out or SPECS[config.method].weights_file
+        check_outputs(self.run_dir, self.out)
         self.world, self.rank = setup_distributed()
         self.device = pick_device(config.device) if self.world == 1 else distributed_device(self.rank)
         if self.schedule.batch_size % self.world:
             raise SystemExit(f"batch size {self.schedule.batch_size} does not split over {self.world} processes")
         self.local_batch = self.schedule.batch_size // self.world
+        if self.recipe.adversarial and config.discriminator_batch == "separate" and self.local_batch < 2:
+            raise SystemExit("error: --discriminator-batch separate normalises each batch on its own: BatchNorm needs a batch of 2 or more")
         self.amp_dtype = amp_dtype(self.device) if config.amp != "off" else None
         self.generator_amp = self.amp_dtype is not None and config.amp == "auto"
         self.adversarial_scale = adversarial_scale(config.adversarial_reduction) if self.recipe.adversarial else 0.0
@@ -239,6 +254,7 @@ class Trainer:
         """Resume (from the run's checkpoint, else from the shipped weights), or start from --init / the recipe's
         starting method."""
         shipped = self.out if self.out.is_file() else SPECS[self.method].weights_file  # --out, else the shipped weights
+        self.log_existed = (self.run_dir / "log.csv").is_file()  # before this run wrote any: removed again if no step runs
         if not self.config.resume and (self.checkpoint_path.is_file() or (self.run_dir / "log.csv").is_file()):
             raise SystemExit(
                 f"error: {self.run_dir} holds another run's checkpoint or log: pass --resume to continue it, or another "
@@ -246,6 +262,15 @@ class Trainer:
             )
         if self.config.resume and self.checkpoint_path.is_file():
             self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts, self.method, self.schedule.crop)
+            if self.rank == 0 and self.log_existed:
+                dropped = cut_log(self.run_dir / "log.csv", self.progress.iteration)
+                if dropped:
+                    log.info("dropped %d log rows after the checkpoint's iteration %d (the run was stopped without one)", dropped, self.progress.iteration)
+            previous = self.progress.runs[-1] if self.progress.runs else {}
+            changed = [f"{name} {previous[key]:g} -> {now:g}" for key, name, now in (("batch_size", "batch size", self.schedule.batch_size), ("lr", "learning rate", self.schedule.lr))
+                       if previous.get(key) is not None and previous[key] != now]
+            if changed:
+                log.warning("--resume with other settings than the run before (%s): pass them again to keep them", ", ".join(changed))
             if not sampler_restored:  # a checkpoint from another kind of device: its crop sampler cannot continue here
                 log.info("the checkpoint's crop sampler is another device's: reseeding it for iteration %d", self.progress.iteration)
                 self.sampler.manual_seed(self.sampler_seed)
@@ -361,6 +386,8 @@ class Trainer:
 
     # ----- the loop -----
     def run(self) -> None:
+        for dataset in (BENCHMARKS if self.config.final_eval else ("Set5",) if self.config.eval_every else ()):
+            benchmark_images(dataset, self.config.data_root)  # validation and the final evaluation need them: said now, not at the first check
         self.initialise()
         this_run = {
             "command": self.config.command, "hardware": hardware(self.device), "processes": self.world, "precision": self.precision,
@@ -370,7 +397,7 @@ class Trainer:
         self.progress.runs.append(this_run)
         images = TrainImages.load(train_folders(self.config.data_root), self.schedule.crop, self.device)
         log_path = self.run_dir / "log.csv"
-        new_log = not log_path.is_file()
+        new_log = not self.log_existed
         logger = CsvLog(log_path) if self.rank == 0 else None
         stop = StopFlag()
         started = last_ckpt = time.monotonic()
@@ -418,10 +445,11 @@ class Trainer:
             self.stop_diverged()
         else:
             self.save_checkpoint()
+        signalled = stop.requested  # a signal during the export below changes nothing: it finishes
         if self.rank == 0 and self.progress.iteration > this_run["from_iteration"]:
-            self.export(final_eval=self.config.final_eval and not stop.requested)
-            log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if stop.requested else "done")
-            if stop.requested and self.config.final_eval:
+            self.export(final_eval=self.config.final_eval and not signalled)
+            log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if signalled else "done")
+            if signalled and self.config.final_eval:
                 log.info("the card has no benchmarks block: `python -m srgan_core.provenance --score %s` adds it", self.out.with_suffix(".json"))
         if self.world > 1:
             dist.destroy_process_group()
@@ -492,6 +520,17 @@ class Trainer:
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
+
+
+def check_outputs(run_dir: Path, out: Path) -> None:
+    """Refuse a --run-dir or --out that could not be written, before any training (SystemExit naming the flag)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SystemExit(f"error: --run-dir {run_dir} is a file, not a folder")
+    if out.is_dir() or out.suffix != ".safetensors":
+        raise SystemExit(f"error: --out {out}: give a file name ending .safetensors (its card goes beside it as .json)")
+    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise SystemExit(f"error: --out {out}: {folder} cannot hold it (not a writable folder)")
 
 
 class StopFlag:

@@ -36,6 +36,16 @@ def log_rows(path: Path, start: int | None = None, end: int | None = None) -> tu
     return header, [row for row, it in zip(rows, iterations) if (start is None or it > start) and (end is None or it <= end)]
 
 
+def cut_log(path: Path, iteration: int) -> int:
+    """Drop the rows after `iteration` from a run's log (a run killed after its last checkpoint logged steps that a
+    resume trains again); the rows dropped."""
+    header, kept = log_rows(path, end=iteration)
+    dropped = len(path.read_text().splitlines()) - 1 - len(kept)
+    if dropped:
+        path.write_text("\n".join([header, *kept]) + "\n")
+    return dropped
+
+
 def start_from_shipped_log(run_log: Path, shipped: Path, iteration: int) -> None:
     """Start a run's log with the shipped weights' log (its rows up to `iteration`, where the weights were exported),
     so the log exported at the end of the run still covers every iteration that built the weights. Nothing is done

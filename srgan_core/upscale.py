@@ -19,7 +19,7 @@ from srgan_core.data import IMAGE_SUFFIXES
 from srgan_core.device import PRECISIONS, cpu_has_native_bf16, default_precision, pick_device
 from srgan_core.images import ImageError, input_notes, load_image, save_png
 from srgan_core.method_specs import METHODS
-from srgan_core.methods import MethodUnavailable, load_method
+from srgan_core.methods import MethodUnavailable, load_method, upscaler_from_file
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("--method", default="srgan-vgg54", choices=METHODS, help="upscaling method (default: srgan-vgg54)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output PNG file (one input) or folder")
+    p.add_argument(
+        "--weights", type=Path, metavar="FILE",
+        help="a generator's weights of your own (e.g. from `srgan_core.train --out FILE`) instead of --method; outputs are "
+        "named after the file",
+    )
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
     p.add_argument(
         "--precision", choices=PRECISIONS, default=None,
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if precision == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX): --precision bfloat16 will be slower than float32", file=sys.stderr)
     try:
-        upscaler = load_method(args.method, device, precision)
+        upscaler = upscaler_from_file(args.weights, device, precision) if args.weights else load_method(args.method, device, precision)
         if args.colour_fix:
             upscaler = ColourFixedUpscaler(upscaler)
         files = collect_inputs(args.inputs)

@@ -32,7 +32,7 @@ GET_WEIGHTS = "`python -m srgan_core.data download --only vgg19`"
 
 
 class VGGWeightsMissing(FileNotFoundError):
-    """No VGG19 weights to load; the message names the command that fetches them."""
+    """No usable VGG19 weights to load (none found, or another network's); the message says how to get them."""
 
 
 def resolve_vgg_weights(path: str | Path | None = None, data_root: str | Path | None = None) -> Path | None:
@@ -66,7 +66,10 @@ def load_vgg19_features(path: str | Path | None = None, data_root: str | Path | 
             "shipped weights used (or pass --vgg-weights PATH / set SRGAN_VGG19_WEIGHTS); --vgg-weights torchvision takes "
             "torchvision's retrained VGG19, a different network"
         )
-    features.load_state_dict(read_weights(weights_file), strict=True)
+    try:
+        features.load_state_dict(read_weights(weights_file), strict=True)
+    except RuntimeError as exc:  # another network's tensors: names or shapes that do not fit
+        raise VGGWeightsMissing(f"{weights_file} does not hold VGG19's feature weights ({str(exc).splitlines()[0]})") from None
     return features
 
 

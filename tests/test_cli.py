@@ -255,3 +255,21 @@ def test_upscale_skips_an_image_whose_output_would_not_fit_in_memory(photo: np.n
     assert "needs about 2 MiB of memory and 1 MiB is free" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=3_000_000))
     assert upscale.main(["--method", "bicubic", str(tmp_path / "shot.png"), "-o", str(tmp_path / "out.png")]) == 0
+
+
+def test_upscale_and_evaluate_take_weights_of_your_own(photo: np.ndarray, tmp_path: Path, data_root: Path) -> None:
+    """A generator trained with `train --out FILE` is used by its file, named after it, beside the shipped methods."""
+    torch.manual_seed(0)
+    mine = tmp_path / "my-run.safetensors"
+    save_file(Generator().state_dict(), str(mine))
+    Image.fromarray(photo).save(tmp_path / "shot.png")
+    assert upscale.main([str(tmp_path / "shot.png"), "--weights", str(mine), "-o", str(tmp_path / "out"), "--precision", "float32"]) == 0
+    assert Image.open(tmp_path / "out" / "shot_my-run_x4.png").size == (256, 192)
+    evaluate.main(["--weights", str(mine), "--methods", "bicubic", "--datasets", "Set5", "--no-niqe", "--data-root", str(data_root),
+                   "--out", str(tmp_path / "scores")])
+    table = pd.read_csv(tmp_path / "scores" / "benchmarks.csv").set_index("method")
+    assert list(table.index) == ["bicubic", "my-run"] and table.loc["my-run", "psnr"] < table.loc["bicubic", "psnr"]  # untrained
+    clash = tmp_path / "bicubic.safetensors"
+    clash.write_bytes(mine.read_bytes())
+    with pytest.raises(SystemExit, match="its name 'bicubic' is a method's"):
+        evaluate.main(["--weights", str(clash), "--datasets", "Set5", "--no-niqe", "--out", str(tmp_path / "x")])

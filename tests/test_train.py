@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -69,6 +71,42 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
     assert rows[0].startswith("iteration,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
     d_fake = [float(r.split(",")[8]) for r in rows[1:]]
     assert all(0 < v < 1 for v in d_fake)
+
+
+def test_a_resume_after_a_hard_kill_drops_the_log_rows_past_the_checkpoint(tiny_data: Path, tmp_path: Path, caplog) -> None:
+    """Killed (no checkpoint) after logging steps past the last checkpoint: the resume trains those steps again and
+    logs them once."""
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(tmp_path / "r"),
+              "--out", str(tmp_path / "w.safetensors")]
+    run(common + ["--iters", "3"])
+    log_path = tmp_path / "r" / "log.csv"
+    header, *rows = log_path.read_text().splitlines()
+    log_path.write_text("\n".join([header, *rows, *(f"{i}," + rows[-1].split(",", 1)[1] for i in (4, 5))]) + "\n")  # logged, then killed
+    with caplog.at_level(logging.INFO):
+        run(common + ["--iters", "5", "--resume", "--lr", "1e-4"])
+    assert pd.read_csv(log_path)["iteration"].tolist() == [1, 2, 3, 4, 5]
+    assert "dropped 2 log rows after the checkpoint's iteration 3" in caplog.text
+    assert "--resume with other settings than the run before (learning rate 7.07107e-05 -> 0.0001)" in caplog.text
+    assert json.loads((tmp_path / "w.json").read_text())["log"] == str(log_path)  # a run's own weights name its own log
+    fresh = tmp_path / "fresh"  # continuing those weights in a new folder, with no step left to run: nothing is left there
+    run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(fresh),
+         "--out", str(tmp_path / "w.safetensors"), "--iters", "5", "--resume"])
+    assert not (fresh / "log.csv").exists()
+
+
+def test_outputs_and_data_are_checked_before_any_training(tiny_data: Path, tmp_path: Path) -> None:
+    common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--run-dir", str(tmp_path / "r")]
+    (tmp_path / "file").write_text("")
+    for out, message in [(tmp_path, "give a file name ending .safetensors"), (tmp_path / "w.pt", "ending .safetensors"),
+                         (tmp_path / "file" / "w.safetensors", "not a writable folder")]:
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            run(common + ["--out", str(out)])
+    with pytest.raises(SystemExit, match="--run-dir .* is a file"):
+        run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--run-dir", str(tmp_path / "file"), "--out", str(tmp_path / "w.safetensors")])
+    with pytest.raises(SystemExit, match="no Set14 images"):  # the final evaluation's benchmarks, missing from this data folder
+        train.main(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--batch-size", "2", "--crop", "32",
+                    "--run-dir", str(tmp_path / "r2"), "--out", str(tmp_path / "w2.safetensors")])
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "w2.safetensors").exists()
 
 
 def test_validation_psnr_and_artefacts_are_logged(tiny_data: Path, tmp_path: Path) -> None:
