@@ -75,7 +75,7 @@ def footer(data_root: Path | None) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python app.py", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
     parser.add_argument("--port", type=port_number, default=7860, help="port to listen on (default 7860)")
     parser.add_argument(

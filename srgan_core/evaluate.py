@@ -253,7 +253,7 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument(
         "--weights", nargs="+", type=Path, default=[], metavar="FILE",

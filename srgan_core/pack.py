@@ -140,7 +140,7 @@ def verify(bundle: Path) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.pack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="the bundle folder to write (must not exist), or to check with --verify")
     p.add_argument("--verify", action="store_true", help="check an existing bundle against its manifest instead")
     p.add_argument("--data-root", type=Path, help=f"data folder to take the images and VGG19 from (default: {DATA_ROOT_DEFAULT})")

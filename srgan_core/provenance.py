@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from safetensors import SafetensorError
 
-    p = argparse.ArgumentParser(description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.provenance", description=main.__doc__)
     p.add_argument("cards", type=Path, nargs="+", help="model cards (results/models/*.json)")
     p.add_argument("--score", action="store_true", help="write each card's benchmarks block (PSNR/SSIM of the .safetensors beside it)")
     p.add_argument("--data-root", type=Path, help=f"folder with benchmarks/Set5, Set14, BSD100 (default: {DATA_ROOT_DEFAULT})")

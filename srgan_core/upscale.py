@@ -83,7 +83,7 @@ def size(count: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m srgan_core.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("--method", default="srgan-vgg54", choices=METHODS, help="upscaling method (default: srgan-vgg54)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output PNG file (one input) or folder")

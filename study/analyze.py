@@ -327,7 +327,10 @@ def _completion_section(done: Completion, settings: Settings) -> str:
             "included (`--include-partial`)" if settings.include_partial
             else "left out (the default; `--include-partial` analyses them too)"
         )
-        body = f"{finished} of the {len(table)} raters who answered finished their plan; {len(unfinished)} did not: {what}."
+        body = (
+            f"{finished} of the {len(table)} raters who answered finished their plan; {len(unfinished)} did not: {what}."
+            if len(unfinished) else f"All {len(table)} raters who answered finished their plan."
+        )
         if len(unfinished):
             body += " Unfinished: " + ", ".join(
                 f"`{r.rater}` ({r.answered} of {r.planned})" for r in unfinished.itertuples()

@@ -435,12 +435,12 @@ def report(f: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raters", type=int, default=20, help="simulated raters at once (1-1000)")
-    parser.add_argument("--pace", type=float, default=3.0, help="seconds between a rater's answers (0: as fast as possible)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to run (at most 600)")
+    parser = argparse.ArgumentParser(prog="python -m study.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raters", type=int, default=20, help="simulated raters at once (1-1000; default 20)")
+    parser.add_argument("--pace", type=float, default=3.0, help="seconds between a rater's answers (0: as fast as possible; default 3)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to run (at most 600; default 30)")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
-    parser.add_argument("--undo-rate", type=float, default=0.02, help="share of answers undone and given again")
+    parser.add_argument("--undo-rate", type=float, default=0.02, help="share of answers undone and given again (0-1; default 0.02)")
     parser.add_argument("--kill-worker-at", type=float, help="SIGKILL one worker this many seconds in")
     parser.add_argument("--data-root", type=Path, help="data folder with benchmarks/Set5 and train/BSDS500_train")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -453,8 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the server
-    if not 1 <= args.raters <= 1000 or not 0 < args.seconds <= 600 or args.pace < 0 or not 1 <= args.workers <= 32:
-        print("study.loadtest: --raters 1-1000, --seconds up to 600, --pace >= 0, --workers 1-32", file=sys.stderr)
+    if not 1 <= args.raters <= 1000 or not 0 < args.seconds <= 600 or args.pace < 0 or not 1 <= args.workers <= 32 or not 0 <= args.undo_rate <= 1:
+        print("study.loadtest: --raters 1-1000, --seconds up to 600, --pace >= 0, --workers 1-32, --undo-rate 0-1", file=sys.stderr)
         return 1
     try:
         gradio = args.server == "gradio"

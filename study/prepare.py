@@ -228,7 +228,7 @@ def describe_plan(config: dict) -> str:
     blocks = "complete blocks (every method of each image a rater gets)" if config["design"] == "blocks" else "incomplete blocks"
     return (
         f"each rater answers {n['total']}: {n['calibration']} calibration presentations ({config['calibration']} "
-        f"images, each as nearest and as the original), then {n['trial'] + n['repeat'] + n['gold']} rated: "
+        f"image{'' if config['calibration'] == 1 else 's'}, each as nearest and as the original), then {n['trial'] + n['repeat'] + n['gold']} rated: "
         f"{n['trial']} stimuli, {n['repeat']} repeats and {n['gold']} gold items; design: {blocks}; at least "
         f"{config['spacing']} other presentations between two of one image"
     )

@@ -280,8 +280,9 @@ def pairwise_wilcoxon(
     table["p_holm"] = math.nan
     if tested.any():
         table.loc[tested, "p_holm"] = multipletests(table.loc[tested, "p"], alpha=alpha, method="holm")[1]
-    table["significant"] = table["p"] < alpha
-    table["significant_holm"] = table["p_holm"] < alpha
+    untested = table["p"].isna()  # neither significant nor not: empty in pairwise.csv, `n/a` in the report
+    table["significant"] = (table["p"] < alpha).astype("boolean").mask(untested)
+    table["significant_holm"] = (table["p_holm"] < alpha).astype("boolean").mask(untested)
     return table
 
 

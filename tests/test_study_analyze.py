@@ -373,7 +373,7 @@ def test_admin_excluded_raters_are_named_not_counted_as_silent(tmp_path: Path):
     out = tmp_path / "report"
     assert run(["--db", db, "--out", out, "--no-metrics", "--resamples", 50]) == 0
     report = (out / "report.md").read_text()
-    assert "11 of the 11 raters who answered finished their plan" in report
+    assert "All 11 raters who answered finished their plan." in report
     assert "1 excluded by the study admin, their answers left out of everything: `r05` (answered with the screen off)." in report
     assert "without giving an answer" not in report
     raters = pd.read_csv(out / "raters.csv")

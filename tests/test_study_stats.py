@@ -274,7 +274,7 @@ def test_too_little_data_is_not_computed_and_says_why():
     paired = stats.paired_scores(paired_fixture())
     table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
     assert table.loc[("a", "c"), "note"] == "not computable: 7 raters; need >= 10"
-    assert table["p"].isna().all() and table["p_holm"].isna().all() and not table["significant"].any()
+    assert table["p"].isna().all() and table["p_holm"].isna().all() and table["significant"].isna().all()  # untested: neither
     assert stats.significance_matrix(table.reset_index(), ["a", "b", "c"]).loc["a"].tolist() == ["", "n/a", "n/a"]
     # a - b per rater: 2, 0, 2, 2, 0, 1, 2, 1: eight raters, six of them with a difference
     few = stats.pairwise_wilcoxon(paired, ["a", "b"], min_pairs=7).iloc[0]

@@ -737,7 +737,7 @@ def run_device(sizes: Sizes, device: torch.device, amp: bool, vgg_weights: Path 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.benchmark", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (a smoke test, not a measurement)")
     p.add_argument("--out", type=Path, help="Markdown report to write (default: results/performance.md; --quick needs --out)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice, one per core)")

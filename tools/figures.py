@@ -130,7 +130,7 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("curves", help="training curves from a train log CSV")
     c.add_argument("log", type=Path, help="runs/<method>/log.csv or results/training/<method>_log.csv")

@@ -224,7 +224,7 @@ def update_performance(performance: Path, section: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="the campaign's OUTDIR, as brought back from the lent machine")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
     p.add_argument("--data-root", type=Path, help=f"data folder (default: {DATA_ROOT_DEFAULT})")

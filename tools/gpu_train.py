@@ -222,7 +222,7 @@ def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, di
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path, help="a folder made by `python -m srgan_core.pack`")
     p.add_argument("out", type=Path, help="where the results go (at most four files)")
     p.add_argument("--budget", type=float, default=540.0, help="wall-clock seconds for everything, probe included")

@@ -50,7 +50,7 @@ def shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.heldout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD", help=f"methods to score (default: all): {', '.join(METHODS)}")
     p.add_argument("--images-to", type=Path, default=REPO_ROOT / "runs" / "heldout", help="where the images are written (default: runs/heldout)")
     p.add_argument("--out", type=Path, help="folder for the report and CSVs (default: results/heldout, for the shipped settings only)")

@@ -61,7 +61,7 @@ def extract(log: Path, out: Path, start: int | None = None, end: int | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.log_summary", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("log", type=Path, help="a training log CSV (runs/<method>/log.csv or results/training/<method>_log.csv)")
     p.add_argument("--from", dest="start", type=int, default=None, help="only rows after this iteration (where a run resumed)")
     p.add_argument("--to", dest="end", type=int, default=None, help="only rows up to this iteration")

@@ -154,7 +154,7 @@ def report(command: str, args: argparse.Namespace, iterations: dict[str, int], r
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_artefacts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--generators", nargs="+", choices=LEARNED, help="shipped generators to probe (default: every one with weights)")
     p.add_argument("--losses", nargs="+", choices=CONTENT_LOSSES, default=list(CONTENT_LOSSES), help="content losses to ask")
     p.add_argument("--batches", type=int, default=4, help="training batches per generator")

@@ -75,7 +75,7 @@ def report(rows: pd.DataFrame, datasets: list[str], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_colour_fix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["srgan-vgg54", "srgan-vgg22"], choices=METHODS, metavar="METHOD")
     p.add_argument("--sigmas", type=float, nargs="+", default=[4.0, SIGMA, 16.0], help="Gaussian widths in SR pixels")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)

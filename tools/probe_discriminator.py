@@ -132,7 +132,7 @@ def report(command: str, args: argparse.Namespace, iterations: int, curve: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_discriminator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=200, help="discriminator updates (the shipped report: 200)")
     p.add_argument("--batch", type=int, default=16, help="crops per batch")
     p.add_argument("--crop", type=int, default=96, help="HR crop side (a multiple of 16)")

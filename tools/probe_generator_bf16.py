@@ -53,7 +53,7 @@ def generator_gradient(trainer: train.Trainer, hr_uint8: torch.Tensor) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_generator_bf16", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=train.positive(int), default=16)
     p.add_argument("--batches", type=train.positive(int), default=3, help="batches compared for the gradients")
     p.add_argument("--rounds", type=train.positive(int), default=4, help="timed steps of each mode, alternated")

@@ -103,7 +103,7 @@ def report(rows: pd.DataFrame, ends: dict[str, Path], datasets: list[str], comma
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_knob", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14"], choices=BENCHMARKS)
     p.add_argument("--data-root", type=Path)

@@ -177,7 +177,7 @@ def report(found: list[dict], datasets: list[str], crops: int, command: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_tone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["srresnet-mse", "srgan-vgg22", "srgan-vgg54"], choices=METHODS, metavar="METHOD")
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)
     p.add_argument("--calibration-crops", type=int, default=160, help="training crops the global correction is fitted on (0 = none)")

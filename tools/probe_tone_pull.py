@@ -151,7 +151,7 @@ def report(command: str, args: argparse.Namespace, sections: list[tuple[str, int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_tone_pull", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", choices=GENERATORS, default=list(GENERATORS), help="shipped generators to probe")
     p.add_argument("--batches", type=int, default=12, help=f"batches of {BATCH} crops per generator")
     p.add_argument("--discriminator-steps", type=int, default=150, help="steps of the fresh discriminator against each generator")

@@ -81,7 +81,7 @@ def report(rows: pd.DataFrame, datasets: list[str], method: str, command: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.probe_weight_average", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshots", type=Path, help="a run's snapshot folder (RUN_DIR/snapshots)")
     p.add_argument("--to", dest="up_to", type=int, help="only the snapshots up to this iteration (e.g. before a learning-rate drop)")
     p.add_argument("--windows", type=int, nargs="+", default=[4, 8, 16], help="average the last K snapshots, for each K")
