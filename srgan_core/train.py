@@ -179,7 +179,8 @@ class Trainer:
             crop=config.crop or base.crop,
         )
         if self.schedule.crop % 16:
-            raise SystemExit(f"--crop must be a multiple of 16 (the discriminator halves it 4 times), got {self.schedule.crop}")
+            raise SystemExit(f"error: --crop must be a multiple of 16 (an SRGAN's discriminator halves it 4 times; every method keeps "
+                             f"that rule), got {self.schedule.crop}")
         if config.data_root is not None:  # a --data-root that is not there is named before anything is read from it
             require_data_root(config.data_root)
         self.run_dir = config.run_dir or RUNS_DIR / config.method
@@ -260,6 +261,8 @@ class Trainer:
                 f"error: {self.run_dir} holds another run's checkpoint or log: pass --resume to continue it, or another "
                 "--run-dir (or remove that folder) to start afresh"
             )
+        if self.config.resume and self.config.init_weights and (self.checkpoint_path.is_file() or shipped.is_file()):
+            log.warning("--init %s is not used: --resume continues the run's own weights", self.config.init_weights)
         if self.config.resume and self.checkpoint_path.is_file():
             self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts, self.method, self.schedule.crop)
             if self.rank == 0 and self.log_existed:
@@ -289,9 +292,17 @@ class Trainer:
                 if not Path(start).is_file():
                     raise SystemExit(f"error: {self.method} starts from {start}, which does not exist: train {self.recipe.init_method} first or pass --init PATH")
                 try:
-                    self.generator.load_state_dict(load_file(str(start)))
-                except (SafetensorError, OSError, RuntimeError) as exc:  # damaged, or not a generator's weights
+                    state = load_file(str(start))
+                except (SafetensorError, OSError) as exc:  # damaged
                     raise SystemExit(f"error: {start} is not a readable generator ({str(exc).splitlines()[0]})") from None
+                expected = set(self.generator.state_dict())
+                if set(state) != expected:  # e.g. a discriminator's or another network's weights
+                    raise SystemExit(f"error: {start} is not a readable generator (not its weights: {len(expected - set(state))} of its "
+                                     f"{len(expected)} tensors missing, {len(set(state) - expected)} others)")
+                try:
+                    self.generator.load_state_dict(state)
+                except RuntimeError as exc:  # the generator's names, other shapes
+                    raise SystemExit(f"error: {start} is not a readable generator ({str(exc).splitlines()[-1].strip()})") from None
                 self.progress.starting_weights = describe_init(Path(start))
                 log.info("generator initialised from %s", start)
         if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
@@ -438,7 +449,9 @@ class Trainer:
                 last_ckpt = time.monotonic()
         bar.close()
         if self.progress.iteration == this_run["from_iteration"]:  # nothing trained: every file stays as it was
-            log.warning("no training step ran (iteration %d): nothing checkpointed or exported", self.progress.iteration)
+            reason = (f"the run is at iteration {self.progress.iteration} and --iters is {self.schedule.iters} (pass a larger --iters to go on)"
+                      if self.progress.iteration >= self.schedule.iters else f"stopped at iteration {self.progress.iteration}")
+            log.warning("no training step ran (%s): nothing checkpointed or exported", reason)
             if logger and new_log:
                 log_path.unlink()
         elif not self.weights_finite():

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.torch import save_file
 
+from srgan_core.models import Discriminator
 from srgan_core.paths import REPO_ROOT
 
 # Runs `python -m MODULE ARGS...`, first pointing srgan_core.method_specs at CASE_MODELS_DIR when it is set (so a
@@ -30,7 +32,7 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 @dataclass(frozen=True)
 class Case:
     """`python -m module *args` must exit with an error whose stderr says `expected` (in any of its lines).
-    In `args`, {tmp} is a scratch folder holding image.png (64x48), float.tif, list.json, gifs/ (anim.gif), rerun/ (cat.png and cat_nearest_x4.png), empty/ (no images) and models/ (see `models`)."""
+    In `args`, {tmp} is a scratch folder holding image.png (64x48), discriminator.safetensors, float.tif, list.json, gifs/ (anim.gif), rerun/ (cat.png and cat_nearest_x4.png), empty/ (no images) and models/ (see `models`)."""
 
     module: str
     args: tuple[str, ...]
@@ -126,6 +128,8 @@ TRAIN_CASES = [
     Case("srgan_core.train", ("--method", "srgan-mse", "--init", "{tmp}/truncated/srresnet-mse.safetensors", "--device", "cpu",
                               "--data-root", "{tmp}", "--run-dir", "{tmp}/run-init", "--eval-every", "0", "--no-final-eval"),
          "is not a readable generator"),
+    Case("srgan_core.train", ("--method", "srgan-mse", "--init", "{tmp}/discriminator.safetensors", "--device", "cpu", "--data-root", "{tmp}",
+                              "--run-dir", "{tmp}/run-disc", "--eval-every", "0", "--no-final-eval"), "258 of its 258 tensors missing"),
     Case("srgan_core.train", ("--method", "srresnet-mse", "--device", "cuda:99", "--data-root", "{tmp}"), "cuda:99: this machine has"),
     Case("srgan_core.train", ("--method", "srresnet-mse", "--device", "cpu", "--data-root", "{tmp}", "--run-dir", "{tmp}/run-nb"),
          "no Set5 images"),  # validation's and the final evaluation's benchmarks, before any training
@@ -165,6 +169,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(np.full((40, 48, 3), 120, np.uint8)).save(tmp / "rerun" / name)
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp / "photos" / "image.jpg")
     Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
+    save_file(Discriminator(96).state_dict(), str(tmp / "discriminator.safetensors"))  # another network's weights
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
