@@ -102,10 +102,11 @@ def _with_completion(raters: pd.DataFrame, done: Completion, settings: Settings)
     left_out = done.table[done.table["finished"].eq(False) & ~done.table["rater"].isin(raters["rater"])]
     if len(left_out):
         left_out = left_out.assign(
-            excluded=True, rejected=False,
+            excluded=True, rejected=False, screened=False,
             reason=[f"did not finish (answered {a} of {p})" for a, p in zip(left_out["answered"], left_out["planned"])],
         )
         raters = pd.concat([raters, left_out], ignore_index=True).sort_values("rater", ignore_index=True)
+    raters["screened"] = raters.get("screened", pd.Series(True, index=raters.index)).astype("boolean").fillna(True).astype(bool)
     for column in ["n_scores", "above", "below", "gold_items", "gold_failed", "calibration_items", "calibration_missed", "retest_pairs"]:
         raters[column] = raters[column].fillna(0).astype(int)
     return raters
@@ -398,6 +399,9 @@ def _raters_section(raters: pd.DataFrame, reach: dict[str, float], settings: Set
             "Status": raters["excluded"].map({True: "**excluded**", False: "kept"}),
         }
     )
+    unscreened = ~raters["screened"].to_numpy()  # left out unfinished: their answers were not screened
+    screening = [c for c in table.columns if c not in ("Rater", "Answered / planned", "Status")]
+    table.loc[unscreened, screening] = "–"
     excluded = raters[raters["excluded"]]
     listing = (
         "\n".join(f"- `{r.rater}`: {r.reason}" for r in excluded.itertuples())

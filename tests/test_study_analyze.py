@@ -350,6 +350,8 @@ def test_only_finished_raters_by_default_and_the_report_counts_the_rest(tmp_path
     raters = pd.read_csv(out / "raters.csv").set_index("rater")
     assert raters.loc["r11", "excluded"] and raters.loc["r11", "reason"] == "did not finish (answered 3 of 30)"
     assert raters.loc["r00", "finished"] and not raters.loc["r00", "excluded"]
+    (row,) = [line for line in report.splitlines() if line.startswith("| r11 |")]  # not screened: dashes, not zeros
+    assert row.count("| – ") == 8 and "| 3 / 30 |" in row and "**excluded**" in row
     mos = pd.read_csv(out / "mos.csv")
     assert (mos["raters"] == 11).all() and (mos["n"] == 11 * len(IMAGES)).all()
 
