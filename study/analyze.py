@@ -575,6 +575,7 @@ def _dataset_section(
             "rater's mean of A - B (the effect in score points), and r = (W+ - W-) / (W+ + W-), the matched-pairs "
             "rank-biserial correlation (-1: every rater scored B higher; 1: every rater scored A higher).",
             "",
+            *_recruit(pairwise),
             friedman,
             "",
             _markdown(pairs),
@@ -596,6 +597,19 @@ def _dataset_section(
             "",
         ]
     )
+
+
+def _recruit(pairwise: pd.DataFrame) -> list[str]:
+    """A line saying how many more raters the untested pairs need, when too few raters held them back (else none)."""
+    few = pairwise["n_raters"] < stats.MIN_PAIRS
+    if not few.any():
+        return []
+    least = int(pairwise.loc[few, "n_raters"].min())
+    return [
+        f"**{int(few.sum())} of the {len(pairwise)} pairs have fewer than {stats.MIN_PAIRS} raters (the fewest {least}): "
+        f"every pair can be tested only with at least {stats.MIN_PAIRS - least} more raters who rate both methods of an image.**",
+        "",
+    ]
 
 
 def _left_out(studied: pd.DataFrame, trial: pd.DataFrame, raters: pd.DataFrame) -> list[str]:

@@ -214,5 +214,6 @@ def test_a_complete_block_pilot_gives_every_test_every_rater(tmp_path):
     pairwise = pd.read_csv(out / "pairwise.csv", keep_default_na=False)
     assert (pairwise["n_raters"] == 3).all() and (pairwise["n_pairs"] == 12).all()  # 3 raters x 4 images
     assert (pairwise["note"] == "not computable: 3 raters; need >= 10").all()
+    assert "**3 of the 3 pairs have fewer than 10 raters (the fewest 3): every pair can be tested only with at least 7 more" in report
     friedman = pd.read_csv(out / "friedman.csv", keep_default_na=False).iloc[0]
     assert friedman["n_raters"] == 3 and friedman["note"] == "not computable: 3 raters who rated every method of an image; need >= 10"
