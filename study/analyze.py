@@ -605,11 +605,11 @@ def _recruit(pairwise: pd.DataFrame) -> list[str]:
     if not few.any():
         return []
     least = int(pairwise.loc[few, "n_raters"].min())
-    return [
+    line = (
         f"**{int(few.sum())} of the {len(pairwise)} pairs have fewer than {stats.MIN_PAIRS} raters (the fewest {least}): "
-        f"every pair can be tested only with at least {stats.MIN_PAIRS - least} more raters who rate both methods of an image.**",
-        "",
-    ]
+        f"every pair can be tested only with at least {stats.MIN_PAIRS - least} more raters who rate both methods of an image.**"
+    )
+    return [line, ""]
 
 
 def _left_out(studied: pd.DataFrame, trial: pd.DataFrame, raters: pd.DataFrame) -> list[str]:
