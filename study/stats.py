@@ -103,27 +103,20 @@ def calibration_misses(calibration: pd.DataFrame) -> pd.DataFrame:
     """Per rater: calibration items answered and those given another score than the one the page asked for (a sign
     of not reading the page; reported, not a reason to exclude)."""
     missed = calibration["score"] != calibration["method"].map(CALIBRATION_EXPECTED)
-    table = pd.DataFrame({"rater": calibration["rater"], "missed": missed})
-    return (
-        table.groupby("rater")
-        .agg(calibration_items=("missed", "size"), calibration_missed=("missed", "sum"))
-        .reset_index()
-        .sort_values("rater", ignore_index=True)
-    )
+    return _per_rater(calibration["rater"], missed, "calibration_items", "calibration_missed")
 
 
 def gold_failures(gold: pd.DataFrame) -> pd.DataFrame:
     """Per rater: gold items answered and failed (a score outside the range `GOLD_EXPECTED` gives)."""
     low = gold["method"].map(lambda m: GOLD_EXPECTED[m][0])
     high = gold["method"].map(lambda m: GOLD_EXPECTED[m][1])
-    failed = (gold["score"] < low) | (gold["score"] > high)
-    table = pd.DataFrame({"rater": gold["rater"], "failed": failed})
-    return (
-        table.groupby("rater")
-        .agg(gold_items=("failed", "size"), gold_failed=("failed", "sum"))
-        .reset_index()
-        .sort_values("rater", ignore_index=True)
-    )
+    return _per_rater(gold["rater"], (gold["score"] < low) | (gold["score"] > high), "gold_items", "gold_failed")
+
+
+def _per_rater(rater: pd.Series, flagged: pd.Series, items: str, count: str) -> pd.DataFrame:
+    """Per rater (sorted): how many answers (`items`) and how many of them flagged (`count`)."""
+    table = pd.DataFrame({"rater": rater, "flagged": flagged})
+    return table.groupby("rater").agg(**{items: ("flagged", "size"), count: ("flagged", "sum")}).reset_index().sort_values("rater", ignore_index=True)
 
 
 def retest_pairs(trial: pd.DataFrame, repeat: pd.DataFrame) -> pd.DataFrame:
