@@ -253,7 +253,8 @@ def runs_begun_from_log(card: dict) -> list[dict]:
 
 
 def _log_shows(stretch: pd.DataFrame, run: RunSettings) -> bool:
-    """Whether every logged rate of a stretch is the one `run` trains at there (10x lower from --decay-at on)."""
+    """Whether every logged rate of a stretch is the one `run` trains at there (10x lower from --decay-at on: logs of
+    that time showed the dropped rate from the --decay-at row itself, the only logs this is used on)."""
     dropped = run.decay_at is not None and stretch["iteration"] >= run.decay_at
     return bool(np.allclose(stretch["lr"], np.where(dropped, run.lr * 0.1, run.lr), rtol=1e-6, atol=0))
 

@@ -427,15 +427,14 @@ class Trainer:
             self.progress.samples_seen += self.schedule.batch_size
             self.progress.wall_seconds += time.monotonic() - t0
             this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
+            step_lr = self.opt_g.param_groups[0]["lr"]  # the rate this step ran at, before a drop at the next
             self.set_lr()
             bar.update(1)
             if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"]):
                 self.stop_diverged()
             validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
             if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
-                now = time.monotonic()
-                row = {k: torch.stack([w[k] for w in window if k in w]).float().mean().item() for k in window[-1]}
-                row.update(iteration=self.progress.iteration, lr=self.opt_g.param_groups[0]["lr"], it_per_s=len(window) / (now - window_start))
+                row = log_row(window, window_start, self.progress.iteration, step_lr)
                 if validating:
                     row.update(self.validate())
                     bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
@@ -448,6 +447,8 @@ class Trainer:
                 self.export()
                 last_ckpt = time.monotonic()
         bar.close()
+        if logger and window and self.weights_finite():  # the steps since the last row (a stop by time budget or signal)
+            logger.write(log_row(window, window_start, self.progress.iteration, step_lr))
         if self.progress.iteration == this_run["from_iteration"]:  # nothing trained: every file stays as it was
             reason = (f"the run is at iteration {self.progress.iteration} and --iters is {self.schedule.iters} (pass a larger --iters to go on)"
                       if self.progress.iteration >= self.schedule.iters else f"stopped at iteration {self.progress.iteration}")
@@ -533,6 +534,12 @@ class Trainer:
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
+
+
+def log_row(window: list[dict[str, torch.Tensor]], began: float, iteration: int, lr: float) -> dict[str, float]:
+    """A log row: the steps' mean losses since the last row, the iteration, its rate and the steps per second."""
+    row = {k: torch.stack([w[k] for w in window if k in w]).float().mean().item() for k in window[-1]}
+    return row | {"iteration": iteration, "lr": lr, "it_per_s": len(window) / (time.monotonic() - began)}
 
 
 def check_outputs(run_dir: Path, out: Path) -> None:

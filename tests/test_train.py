@@ -94,6 +94,26 @@ def test_a_resume_after_a_hard_kill_drops_the_log_rows_past_the_checkpoint(tiny_
     assert not (fresh / "log.csv").exists()
 
 
+def test_a_stop_logs_the_steps_since_the_last_row_and_rows_give_the_rate_their_steps_ran_at(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
+    class StopAfterSix:  # as SIGINT after the 6th step
+        def __init__(self) -> None:
+            self.checks = 0
+
+        @property
+        def requested(self) -> bool:
+            self.checks += 1
+            return self.checks > 6
+
+    monkeypatch.setattr(train, "StopFlag", StopAfterSix)
+    train.main(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "10", "--log-every", "4", "--decay-at", "4",
+                "--eval-every", "0", "--batch-size", "2", "--crop", "32", "--no-final-eval", "--threads", "1",
+                "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
+    log = pd.read_csv(tmp_path / "r" / "log.csv")
+    assert log["iteration"].tolist() == [4, 6]  # the row every 4 steps, and the 2 steps before the stop
+    lr = train.scaled_lr(2e-4, 2)
+    assert log["lr"].tolist() == pytest.approx([lr, lr / 10])  # step 4 ran at the first rate, steps 5-6 at the dropped one
+
+
 def test_outputs_and_data_are_checked_before_any_training(tiny_data: Path, tmp_path: Path) -> None:
     common = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--run-dir", str(tmp_path / "r")]
     (tmp_path / "file").write_text("")
