@@ -185,7 +185,7 @@ def build_tab(study_db: Path) -> None:
                 return "*No study is open yet.*", gr.Button(visible=False), no_consent
             if sessions.closed_to_new_raters(db):
                 return "*This study is closed to new participants.*", gr.Button(visible=False), no_consent
-            return ("Press **I agree: start** when you are ready.", gr.Button(START_LABEL, visible=True),
+            return (f"Press **{START_LABEL}** when you are ready.", gr.Button(START_LABEL, visible=True),
                     gr.Markdown(f"### Consent\n{text}", visible=True))
         if st.finished:
             return f"You have rated all {st.total} photos. Thank you! {completion_note(tok, st)}", gr.Button(visible=False), no_consent
