@@ -511,6 +511,7 @@ class Trainer:
         """A generator's weights as shipped: float32 on the CPU, safetensors with the method and iteration."""
         state = {k: v.detach().float().cpu().contiguous() for k, v in generator.state_dict().items()}
         save_file(state, str(path), metadata={"method": self.method, "iterations": str(self.progress.iteration)})
+        path.chmod(0o644)  # as the card beside it (safetensors writes through a private temporary file, 0600)
 
     def save_snapshot(self) -> None:
         """The generator being trained (not its moving average), as RUN_DIR/snapshots/ITERATION.safetensors."""

@@ -88,6 +88,7 @@ def test_a_resume_after_a_hard_kill_drops_the_log_rows_past_the_checkpoint(tiny_
     assert "dropped 2 log rows after the checkpoint's iteration 3" in caplog.text
     assert "--resume with other settings than the run before (learning rate 7.07107e-05 -> 0.0001)" in caplog.text
     assert json.loads((tmp_path / "w.json").read_text())["log"] == str(log_path)  # a run's own weights name its own log
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644  # readable like the card, not 0600
     fresh = tmp_path / "fresh"  # continuing those weights in a new folder, with no step left to run: nothing is left there
     run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--run-dir", str(fresh),
          "--out", str(tmp_path / "w.safetensors"), "--iters", "5", "--resume"])
