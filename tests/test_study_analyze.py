@@ -307,6 +307,12 @@ def test_missing_empty_or_foreign_database(tmp_path: Path):
 # ---------------------------------------------------------------- completion, tiny studies, agreement
 
 
+def twelve_raters() -> pd.DataFrame:
+    """SYNTHETIC: the first 12 raters of `synthetic_ratings` (none of them erratic or careless)."""
+    ratings = synthetic_ratings()
+    return ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
+
+
 def store_study(db: Path, ratings: pd.DataFrame, unanswered: dict[str, int]) -> None:
     """SYNTHETIC ratings written to a study database, each rater's plan = their answers plus
     `unanswered[rater]` more trial presentations they never answered."""
@@ -335,8 +341,7 @@ def store_study(db: Path, ratings: pd.DataFrame, unanswered: dict[str, int]) -> 
 
 @needs_store
 def test_only_finished_raters_by_default_and_the_report_counts_the_rest(tmp_path: Path):
-    ratings = synthetic_ratings()
-    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
+    ratings = twelve_raters()
     quitter = ratings[ratings["rater"] == "r11"].iloc[:3]  # the issue's case: one trial score, no gold item
     ratings = pd.concat([ratings[ratings["rater"] != "r11"], quitter])
     assert quitter["phase"].tolist() == ["calibration", "calibration", "trial"]
@@ -366,10 +371,8 @@ def test_only_finished_raters_by_default_and_the_report_counts_the_rest(tmp_path
 def test_admin_excluded_raters_are_named_not_counted_as_silent(tmp_path: Path):
     from study import store
 
-    ratings = synthetic_ratings()
-    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
     db = tmp_path / "study.sqlite"
-    store_study(db, ratings, {})
+    store_study(db, twelve_raters(), {})
     with store.connect(db) as con:
         store.set_excluded(con, "r05", "answered with the screen off")
     out = tmp_path / "report"
@@ -515,10 +518,8 @@ def test_the_report_says_when_bt500_screening_could_not_flag_anyone(synthetic_cs
 def test_a_rater_who_undid_their_last_answer_and_left_has_not_finished(tmp_path: Path):
     from study import store
 
-    ratings = synthetic_ratings()
-    ratings = ratings[ratings["rater"].isin([f"r{i:02d}" for i in range(12)])]
     db = tmp_path / "study.sqlite"
-    store_study(db, ratings, {})
+    store_study(db, twelve_raters(), {})
     with store.connect(db) as con, store.transaction(con):
         last = con.execute("SELECT max(position) FROM ratings WHERE rater = 'r00'").fetchone()[0]
         store.reopen(con, "r00", last, "2025-01-01T00:00:02.000+00:00")  # undone, never answered again
