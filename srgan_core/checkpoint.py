@@ -80,14 +80,37 @@ def save(path: Path, parts: Parts, progress: Progress, method: str, crop: int) -
     os.replace(tmp, path)
 
 
+# What a resume takes from the interrupted run when not given again: TrainConfig's field -> the key of its run record.
+RESUMED_SETTINGS = {"batch_size": "batch_size", "lr": "lr", "iters": "target_iterations"}
+
+
+def read(path: Path, mmap: bool = False) -> dict:
+    """A checkpoint's state (`mmap`: its tensors left in the file, to read a few fields); CheckpointError when it
+    cannot be read."""
+    try:  # RNG states must be CPU tensors; load_state_dict moves the rest
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err}): it is damaged; move it away to start afresh") from None
+
+
+def run_settings(path: Path) -> dict:
+    """The settings of the run that wrote the checkpoint, as TrainConfig fields: its crop, and the batch size, rate,
+    drop (0 = never) and target iteration its last run recorded (checkpoints before session 27 lack the last two)."""
+    state = read(path, mmap=True)
+    run = (state.get("runs") or [{}])[-1]
+    settings = {field: run[key] for field, key in RESUMED_SETTINGS.items() if run.get(key) is not None}
+    if "decay_at" in run:
+        settings["decay_at"] = run["decay_at"] or 0
+    if state.get("crop"):
+        settings["crop"] = state["crop"]
+    return settings
+
+
 def load(path: Path, parts: Parts, method: str, crop: int) -> tuple[Progress, bool]:
     """Restore every part and RNG from the checkpoint of a `method` run at HR crop `crop`. Returns the progress, and
     whether the crop sampler's state could be restored (not when the checkpoint was written on another kind of
     device: reseed it then)."""
-    try:  # RNG states must be CPU tensors; load_state_dict moves the rest
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"{path} cannot be read ({err}): it is damaged; move it away to start afresh") from None
+    state = read(path)
     for key, want in (("method", method), ("crop", crop)):
         if state.get(key, want) != want:  # checkpoints from before these were recorded cannot be checked
             raise CheckpointError(

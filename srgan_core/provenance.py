@@ -22,6 +22,7 @@ from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
 from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
+from srgan_core.vgg import TORCHVISION
 
 
 def hardware(device: torch.device) -> str:
@@ -81,6 +82,13 @@ def describe_init(path: Path) -> dict:
     if commit is not None:
         info["git_show"] = git_show_command(commit, shown, card.get("method", path.stem), card.get("iterations"))
     return info
+
+
+def describe_vgg(source: str) -> dict:
+    """The VGG19 a run's loss used, for its model card: torchvision's retrained weights, or the file and its sha256."""
+    if source == TORCHVISION:
+        return {"weights": TORCHVISION}
+    return {"weights": source, "sha256": sha256_file(Path(source))}
 
 
 def link_init(card: dict) -> bool:
@@ -188,6 +196,10 @@ def rerun(card: dict) -> list[str]:
                    f"--iters {end}", *(start if stage == 0 else ["--resume"])]
         if settings.ema_decay:
             command.append(f"--ema-decay {settings.ema_decay:g}")
+        if settings.amp:
+            command.append(f"--amp {settings.amp}")
+        if settings.vgg_weights:
+            command.append(f"--vgg-weights {settings.vgg_weights}")
         lines.append(" ".join(command))
     return lines
 
@@ -199,6 +211,8 @@ class RunSettings:
     lr: float
     decay_at: int | None
     ema_decay: float | None
+    amp: str | None = None  # the --amp that gives the precision the run recorded; None = the default (auto)
+    vgg_weights: str | None = None  # TORCHVISION when the run's VGG loss used torchvision's VGG19; None = the original
 
 
 def stages(card: dict) -> list[tuple[int, RunSettings]]:
@@ -266,8 +280,19 @@ def run_settings(method: str, run: dict) -> RunSettings:
     batch = run.get("batch_size") or int(command_flag(command, "--batch-size") or base.batch_size)
     lr = run.get("lr") or float(command_flag(command, "--lr") or scaled_lr(base.lr, batch))
     decay = command_flag(command, "--decay-at")
+    if "decay_at" not in run:  # runs before session 27 recorded no drop: their command's, else the preset's
+        run = {**run, "decay_at": (int(decay) or None) if decay is not None else base.decay_at}
     ema = command_flag(command, "--ema-decay")
-    return RunSettings(batch, lr, (int(decay) or None) if decay is not None else base.decay_at, float(ema or 0) or None)
+    torchvision = (run.get("vgg19") or {}).get("weights") == TORCHVISION or command_flag(command, "--vgg-weights") == TORCHVISION
+    return RunSettings(batch, lr, run["decay_at"], float(ema or 0) or None, amp_for(run.get("precision", "")), TORCHVISION if torchvision else None)
+
+
+def amp_for(precision: str) -> str | None:
+    """The --amp that runs a step in the precision a run recorded (`Trainer.precision`): "off" for float32 throughout
+    (also what auto gave on hardware without native bfloat16), "losses" for a generator in float32, None for auto."""
+    if precision == "float32":
+        return "off"
+    return "losses" if "generator float32" in precision or "no loss network" in precision else None
 
 
 def command_flag(command: str, flag: str) -> str | None:

@@ -51,7 +51,13 @@ from srgan_core.models import Discriminator, Generator
 from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, TRAINING_DIR
-from srgan_core.provenance import describe_init, hardware, model_card, write_card
+from srgan_core.provenance import (
+    describe_init,
+    describe_vgg,
+    hardware,
+    model_card,
+    write_card,
+)
 from srgan_core.train_config import (
     PRESETS,
     TrainConfig,
@@ -155,6 +161,18 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(args), command=command)
 
 
+def resumed(config: TrainConfig, checkpoint_path: Path) -> TrainConfig:
+    """On --resume from a checkpoint, the interrupted run's crop, batch size, rate, drop and target iteration for those
+    not given again (`checkpoint.run_settings`): a resume continues the run as it was."""
+    if not (config.resume and checkpoint_path.is_file()):
+        return config
+    taken = {field: value for field, value in checkpoint.run_settings(checkpoint_path).items() if getattr(config, field) is None}
+    if taken:
+        flags = {"iters": "--iters", "decay_at": "--decay-at", "batch_size": "--batch-size", "crop": "--crop", "lr": "--lr"}
+        log.info("--resume: continuing with the run's own %s", " ".join(f"{flags[field]} {value:g}" for field, value in taken.items()))
+    return replace(config, **taken)
+
+
 def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
     """The paper's optimiser (beta1 0.9); fused into one kernel per step, which is faster on CPU and CUDA."""
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), fused=True)
@@ -165,7 +183,8 @@ class Trainer:
     (`provenance`) are written through their modules."""
 
     def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+        self.run_dir = config.run_dir or RUNS_DIR / config.method
+        config = self.config = resumed(config, self.run_dir / "checkpoint.pt")
         self.method = config.method
         self.recipe = recipe_for(config.method, config.preset)
         base = schedule_for(config.method, config.preset)
@@ -183,7 +202,6 @@ class Trainer:
                              f"that rule), got {self.schedule.crop}")
         if config.data_root is not None:  # a --data-root that is not there is named before anything is read from it
             require_data_root(config.data_root)
-        self.run_dir = config.run_dir or RUNS_DIR / config.method
         self.out = config.out or SPECS[config.method].weights_file
         check_outputs(self.run_dir, self.out)
         self.world, self.rank = setup_distributed()
@@ -273,7 +291,7 @@ class Trainer:
             changed = [f"{name} {previous[key]:g} -> {now:g}" for key, name, now in (("batch_size", "batch size", self.schedule.batch_size), ("lr", "learning rate", self.schedule.lr))
                        if previous.get(key) is not None and previous[key] != now]
             if changed:
-                log.warning("--resume with other settings than the run before (%s): pass them again to keep them", ", ".join(changed))
+                log.warning("--resume with other settings than the run before, as given: %s", ", ".join(changed))
             if not sampler_restored:  # a checkpoint from another kind of device: its crop sampler cannot continue here
                 log.info("the checkpoint's crop sampler is another device's: reseeding it for iteration %d", self.progress.iteration)
                 self.sampler.manual_seed(self.sampler_seed)
@@ -402,9 +420,12 @@ class Trainer:
         self.initialise()
         this_run = {
             "command": self.config.command, "hardware": hardware(self.device), "processes": self.world, "precision": self.precision,
-            "batch_size": self.schedule.batch_size, "lr": self.schedule.lr, "from_iteration": self.progress.iteration,
+            "batch_size": self.schedule.batch_size, "lr": self.schedule.lr, "decay_at": self.schedule.decay_at,
+            "target_iterations": self.schedule.iters, "from_iteration": self.progress.iteration,
             "iterations": self.progress.iteration, "wall_seconds": 0.0,
         }
+        if self.vgg_loss is not None:
+            this_run["vgg19"] = describe_vgg(self.vgg_loss.features.source)
         self.progress.runs.append(this_run)
         images = TrainImages.load(train_folders(self.config.data_root), self.schedule.crop, self.device)
         log_path = self.run_dir / "log.csv"

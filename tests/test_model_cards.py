@@ -100,6 +100,21 @@ def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
     assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
 
 
+def test_rerun_gives_each_stretch_the_precision_and_vgg19_it_ran_with() -> None:
+    """A run's recorded precision becomes the --amp that gives it (the generator in float32 before session 7), and a
+    VGG loss on torchvision's VGG19 its --vgg-weights; a stretch ends where either changes."""
+    def run(start: int, precision: str, **recorded) -> dict:
+        return {"command": "python -m srgan_core.train --method srgan-vgg54 --resume", "batch_size": 16, "lr": 1e-5, "from_iteration": start,
+                "precision": precision, **recorded}
+
+    runs = [run(0, "bfloat16 autocast for the VGG loss network and the discriminator, generator float32"),
+            run(100, "bfloat16 autocast, whole step"), run(200, "float32", vgg19={"weights": "torchvision"})]
+    card = {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": None, "runs": runs, "init": None,
+            "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}, "adversarial_reduction": "sum", "discriminator_batch": "joint"}
+    parsed = [train.parse_args(shlex.split(line)[3:]) for line in provenance.rerun(card)]
+    assert [(c.iters, c.amp, c.vgg_weights) for c in parsed] == [(100, "losses", None), (200, "auto", None), (300, "off", "torchvision")]
+
+
 def test_rerun_reads_where_unrecorded_runs_began_from_the_log(tmp_path: Path) -> None:
     """Runs from before `from_iteration` was recorded: each stretch between rises of the logged rate goes to the next
     run whose rate and drop it shows; a run the log shows nowhere (stopped, its checkpoint not kept) is left out."""

@@ -67,6 +67,7 @@ def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: 
     assert [(r["from_iteration"], r["iterations"], r["batch_size"]) for r in card["runs"]] == [(0, 3, 2), (3, 5, 2)]
     assert card["samples_seen"] == 10 and card["hardware"] and card["runs"][0]["hardware"] == card["hardware"]
     assert card["init"]["weights"] == str(init) and card["init"]["sha256"] == sha256_file(init)  # kept across the resume
+    assert card["runs"][1]["vgg19"] == {"weights": str(vgg_weights), "sha256": sha256_file(vgg_weights)}  # the loss network it used
     rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
     d_fake = [float(r.split(",")[8]) for r in rows[1:]]
@@ -86,7 +87,7 @@ def test_a_resume_after_a_hard_kill_drops_the_log_rows_past_the_checkpoint(tiny_
         run(common + ["--iters", "5", "--resume", "--lr", "1e-4"])
     assert pd.read_csv(log_path)["iteration"].tolist() == [1, 2, 3, 4, 5]
     assert "dropped 2 log rows after the checkpoint's iteration 3" in caplog.text
-    assert "--resume with other settings than the run before (learning rate 7.07107e-05 -> 0.0001)" in caplog.text
+    assert "--resume with other settings than the run before, as given: learning rate 7.07107e-05 -> 0.0001" in caplog.text
     assert json.loads((tmp_path / "w.json").read_text())["log"] == str(log_path)  # a run's own weights name its own log
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644  # readable like the card, not 0600
     fresh = tmp_path / "fresh"  # continuing those weights in a new folder, with no step left to run: nothing is left there
@@ -113,6 +114,36 @@ def test_a_stop_logs_the_steps_since_the_last_row_and_rows_give_the_rate_their_s
     assert log["iteration"].tolist() == [4, 6]  # the row every 4 steps, and the 2 steps before the stop
     lr = train.scaled_lr(2e-4, 2)
     assert log["lr"].tolist() == pytest.approx([lr, lr / 10])  # step 4 ran at the first rate, steps 5-6 at the dropped one
+
+
+def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_data: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    """Stopped by a signal at step 3 of 6: `--resume` alone takes the run's batch size, crop, rate, drop and target
+    iteration from its checkpoint (not the preset's), and ends with the weights of the run never stopped."""
+    class StopAfterThree:
+        def __init__(self) -> None:
+            self.checks = 0
+
+        @property
+        def requested(self) -> bool:
+            self.checks += 1
+            return self.checks > 3
+
+    base = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--log-every", "1", "--no-final-eval", "--threads", "1"]
+    settings = ["--iters", "6", "--batch-size", "2", "--crop", "32", "--lr", "3e-4", "--decay-at", "4"]
+    train.main(base + settings + ["--run-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.safetensors")])
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "StopFlag", StopAfterThree)
+        train.main(base + settings + ["--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
+    assert json.loads((tmp_path / "b.json").read_text())["iterations"] == 3
+    with caplog.at_level(logging.INFO):
+        train.main(base + ["--resume", "--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
+    assert "--resume: continuing with the run's own --batch-size 2 --lr 0.0003 --iters 6 --decay-at 4 --crop 32" in caplog.text
+    card = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["from_iteration"], r["iterations"], r["batch_size"], r["lr"], r["decay_at"], r["target_iterations"]) for r in card["runs"]] == [
+        (0, 3, 2, 3e-4, 4, 6), (3, 6, 2, 3e-4, 4, 6)]
+    assert pd.read_csv(tmp_path / "b" / "log.csv")["lr"].tolist() == pytest.approx([3e-4] * 4 + [3e-5] * 2)
+    straight, resumed = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
 
 
 def test_outputs_and_data_are_checked_before_any_training(tiny_data: Path, tmp_path: Path) -> None:
