@@ -68,13 +68,13 @@ class Upscaler:
 
 class InterpolationUpscaler(Upscaler):
     precision = "float64"
-    bytes_per_output_pixel = 40  # the float64 output, its float32 copy and the rounding's
+    bytes_per_output_pixel = 33  # the float32 output (float64 only a band of rows at a time), the rounding's copy, the PNG
 
     def __init__(self, name: str) -> None:
         self.name, self.kernel = name, SPECS[name].kernel
 
     def upscale_tensor(self, lr: torch.Tensor, progress: ProgressFn = None) -> torch.Tensor:
-        out = imresize(lr.double(), SCALE, kernel=self.kernel).clamp_(0, 1).float()
+        out = imresize(lr.double(), SCALE, kernel=self.kernel, out_dtype=torch.float32).clamp_(0, 1)
         if progress:
             progress(1.0)
         return out

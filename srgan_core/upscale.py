@@ -1,7 +1,7 @@
 """Upscale images x4: `python -m srgan_core.upscale IN... --method srresnet-mse -o OUT`.
 
 IN may be files or folders (their images, not recursive). Large images go through overlapping tiles; an image
-whose 4x output would not fit in the free memory (about 20 bytes per output pixel for a network, 40 for an
+whose 4x output would not fit in the free memory (about 20 bytes per output pixel for a network, 33 for an
 interpolation) is skipped with a message. Output is lossless PNG named after the input.
 """
 

@@ -10,6 +10,7 @@ import torch
 
 from srgan_core.data import benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, to_tensor, to_uint8
+from srgan_core import imresize as imresize_module
 from srgan_core.imresize import imresize
 from srgan_core.metrics import psnr_y, ssim_y
 
@@ -75,6 +76,15 @@ def test_batched_channels_match_single() -> None:
     batched = imresize(x, 0.25)
     single = imresize(x[1, 2], 0.25)
     torch.testing.assert_close(batched[1, 2], single)
+
+
+def test_a_result_stored_in_float32_is_the_float64_one_rounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Computed in float64 a band of rows at a time (bands of 7 rows here: the last one short) into float32."""
+    monkeypatch.setattr(imresize_module, "BAND_ROWS", 7)
+    x = torch.rand(1, 3, 9, 11, dtype=torch.float64)
+    banded = imresize(x, 4, out_dtype=torch.float32)
+    assert banded.dtype == torch.float32 and banded.shape == (1, 3, 36, 44)
+    torch.testing.assert_close(banded, imresize(x, 4).float(), rtol=0, atol=1e-7)
 
 
 def test_nearest_x4_repeats_pixels() -> None:
