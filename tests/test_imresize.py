@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from srgan_core import imresize as imresize_module
 from srgan_core.data import benchmark_images
 from srgan_core.images import downscale_x4, load_image, modcrop, to_tensor, to_uint8
-from srgan_core import imresize as imresize_module
 from srgan_core.imresize import imresize
 from srgan_core.metrics import psnr_y, ssim_y
 
