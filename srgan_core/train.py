@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "Not in the paper (results/training/weight_average_srgan-vgg54.md); 0 = off",
     )
     p.add_argument("--time-budget", type=positive(float), help="seconds of training in this run; then stop cleanly as at --iters (checkpoint, weights, card, log)")
-    p.add_argument("--threads", type=positive(int), help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=positive(int), help="CPU threads for torch (default: torch's choice); another count gives other weights (sums in another order)")
     p.add_argument(
         "--amp", choices=AMP_MODES, default=d.amp,
         help="mixed precision. auto: the whole step under bfloat16 autocast where the device computes it natively (CUDA; "
