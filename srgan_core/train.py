@@ -432,60 +432,65 @@ class Trainer:
         new_log = not self.log_existed
         logger = CsvLog(log_path) if self.rank == 0 else None
         stop = StopFlag()
-        started = last_ckpt = time.monotonic()
-        budget = self.config.time_budget
-        window: list[dict[str, float]] = []
-        window_start = time.monotonic()
-        self.generator.train()
-        bar = tqdm(total=self.schedule.iters, initial=self.progress.iteration, desc=self.method, disable=None if self.rank == 0 else True, dynamic_ncols=True)  # None: no bar when not on a terminal
-        while self.progress.iteration < self.schedule.iters and not stop.requested:
-            if budget is not None and time.monotonic() - started >= budget:
-                log.info("time budget of %.0f s spent at iteration %d", budget, self.progress.iteration)
-                break
-            t0 = time.monotonic()
-            window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
-            self.progress.iteration += 1
-            self.progress.samples_seen += self.schedule.batch_size
-            self.progress.wall_seconds += time.monotonic() - t0
-            this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
-            step_lr = self.opt_g.param_groups[0]["lr"]  # the rate this step ran at, before a drop at the next
-            self.set_lr()
-            bar.update(1)
-            if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"]):
+        try:
+            started = last_ckpt = time.monotonic()
+            budget = self.config.time_budget
+            window: list[dict[str, float]] = []
+            window_start = time.monotonic()
+            self.generator.train()
+            bar = tqdm(total=self.schedule.iters, initial=self.progress.iteration, desc=self.method, disable=None if self.rank == 0 else True, dynamic_ncols=True)  # None: no bar when not on a terminal
+            while self.progress.iteration < self.schedule.iters and not stop.requested:
+                if budget is not None and time.monotonic() - started >= budget:
+                    log.info("time budget of %.0f s spent at iteration %d", budget, self.progress.iteration)
+                    break
+                t0 = time.monotonic()
+                window.append(self.step(images.batch(self.local_batch, self.schedule.crop, self.sampler)))
+                self.progress.iteration += 1
+                self.progress.samples_seen += self.schedule.batch_size
+                self.progress.wall_seconds += time.monotonic() - t0
+                this_run.update(iterations=self.progress.iteration, wall_seconds=round(time.monotonic() - started, 1))
+                step_lr = self.opt_g.param_groups[0]["lr"]  # the rate this step ran at, before a drop at the next
+                self.set_lr()
+                bar.update(1)
+                if self.progress.iteration % self.config.log_every == 0 and self.diverged(window[-1]["loss_g"]):
+                    self.stop_diverged()
+                validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
+                if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
+                    row = log_row(window, window_start, self.progress.iteration, step_lr)
+                    if validating:
+                        row.update(self.validate())
+                        bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
+                    logger.write(row)
+                    window, window_start = [], time.monotonic()
+                if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
+                    self.save_snapshot()
+                if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60 and self.weights_finite():
+                    self.save_checkpoint()
+                    self.export()
+                    last_ckpt = time.monotonic()
+            bar.close()
+            if logger and window and self.weights_finite():  # the steps since the last row (a stop by time budget or signal)
+                logger.write(log_row(window, window_start, self.progress.iteration, step_lr))
+            if self.progress.iteration == this_run["from_iteration"]:  # nothing trained: every file stays as it was
+                reason = (f"the run is at iteration {self.progress.iteration} and --iters is {self.schedule.iters} (pass a larger --iters to go on)"
+                          if self.progress.iteration >= self.schedule.iters else f"stopped at iteration {self.progress.iteration}")
+                log.warning("no training step ran (%s): nothing checkpointed or exported", reason)
+                if logger and new_log:
+                    log_path.unlink()
+            elif not self.weights_finite():
                 self.stop_diverged()
-            validating = self.config.eval_every and self.progress.iteration % self.config.eval_every == 0
-            if logger and (validating or self.progress.iteration % self.config.log_every == 0 or self.progress.iteration == self.schedule.iters):
-                row = log_row(window, window_start, self.progress.iteration, step_lr)
-                if validating:
-                    row.update(self.validate())
-                    bar.set_postfix({k.removeprefix("set5_"): f"{v:.2f}" for k, v in row.items() if k.startswith("set5_")})
-                logger.write(row)
-                window, window_start = [], time.monotonic()
-            if self.rank == 0 and self.config.snapshot_every and self.progress.iteration % self.config.snapshot_every == 0:
-                self.save_snapshot()
-            if time.monotonic() - last_ckpt > self.config.checkpoint_minutes * 60 and self.weights_finite():
+            else:
                 self.save_checkpoint()
-                self.export()
-                last_ckpt = time.monotonic()
-        bar.close()
-        if logger and window and self.weights_finite():  # the steps since the last row (a stop by time budget or signal)
-            logger.write(log_row(window, window_start, self.progress.iteration, step_lr))
-        if self.progress.iteration == this_run["from_iteration"]:  # nothing trained: every file stays as it was
-            reason = (f"the run is at iteration {self.progress.iteration} and --iters is {self.schedule.iters} (pass a larger --iters to go on)"
-                      if self.progress.iteration >= self.schedule.iters else f"stopped at iteration {self.progress.iteration}")
-            log.warning("no training step ran (%s): nothing checkpointed or exported", reason)
-            if logger and new_log:
-                log_path.unlink()
-        elif not self.weights_finite():
-            self.stop_diverged()
-        else:
-            self.save_checkpoint()
-        signalled = stop.requested  # a signal during the export below changes nothing: it finishes
-        if self.rank == 0 and self.progress.iteration > this_run["from_iteration"]:
-            self.export(final_eval=self.config.final_eval and not signalled)
-            log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if signalled else "done")
-            if signalled and self.config.final_eval:
-                log.info("the card has no benchmarks block: `python -m srgan_core.provenance --score %s` adds it", self.out.with_suffix(".json"))
+            signalled = stop.requested  # a first signal during the export below changes nothing: it finishes
+            if self.rank == 0 and self.progress.iteration > this_run["from_iteration"]:
+                self.export(final_eval=self.config.final_eval and not signalled)
+                log.info("stopped at iteration %d (%s)", self.progress.iteration, "signal" if signalled else "done")
+                if signalled and self.config.final_eval:
+                    log.info("the card has no benchmarks block: `python -m srgan_core.provenance --score %s` adds it", self.out.with_suffix(".json"))
+        finally:  # a later run in this process (the GPU campaign's next stage) gets signals as before
+            stop.restore()
+            if logger:
+                logger.close()
         if self.world > 1:
             dist.destroy_process_group()
 
@@ -576,16 +581,21 @@ def check_outputs(run_dir: Path, out: Path) -> None:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM so the loop ends after the current step and saves everything."""
+    """Set by the first SIGINT/SIGTERM so the loop ends after the current step and saves everything; a second one acts
+    as it would without the trainer (Ctrl-C twice: stop at once). `restore` puts the previous handlers back."""
 
     def __init__(self) -> None:
         self.requested = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.request)
+        self.previous = {sig: signal.signal(sig, self.request) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def request(self, signum: int, frame: object) -> None:
-        log.info("signal %d: finishing the current step, then checkpointing", signum)
+        log.info("signal %d: finishing the current step, then checkpointing (the same signal again stops at once)", signum)
         self.requested = True
+        self.restore()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def setup_distributed() -> tuple[int, int]:

@@ -78,6 +78,9 @@ class CsvLog:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self.file.flush()
 
+    def close(self) -> None:
+        self.file.close()
+
     @classmethod
     def upgrade(cls, path: Path) -> None:
         """Rewrite a log from an older version with today's columns (new ones empty), so rows can be appended."""

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_a_stop_logs_the_steps_since_the_last_row_and_rows_give_the_rate_their_s
             self.checks += 1
             return self.checks > 6
 
+        def restore(self) -> None:
+            pass
+
     monkeypatch.setattr(train, "StopFlag", StopAfterSix)
     train.main(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "10", "--log-every", "4", "--decay-at", "4",
                 "--eval-every", "0", "--batch-size", "2", "--crop", "32", "--no-final-eval", "--threads", "1",
@@ -128,6 +132,9 @@ def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_d
             self.checks += 1
             return self.checks > 3
 
+        def restore(self) -> None:
+            pass
+
     base = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--log-every", "1", "--no-final-eval", "--threads", "1"]
     settings = ["--iters", "6", "--batch-size", "2", "--crop", "32", "--lr", "3e-4", "--decay-at", "4"]
     train.main(base + settings + ["--run-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.safetensors")])
@@ -144,6 +151,26 @@ def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_d
     assert pd.read_csv(tmp_path / "b" / "log.csv")["lr"].tolist() == pytest.approx([3e-4] * 4 + [3e-5] * 2)
     straight, resumed = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+
+
+def test_a_run_puts_the_signal_handlers_back_and_a_second_signal_acts_as_before(tiny_data: Path, tmp_path: Path) -> None:
+    """The GPU campaign trains its stages in one process: after a run (or its first signal) SIGINT and SIGTERM do what
+    they did before it, not set the flag of a run that has ended."""
+    def before(signum: int, frame: object) -> None:
+        pass
+
+    previous = {sig: signal.signal(sig, before) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "1", "--eval-every", "0", "--run-dir", str(tmp_path / "r"),
+             "--out", str(tmp_path / "w.safetensors")])
+        assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is before
+        stop = train.StopFlag()
+        assert signal.getsignal(signal.SIGTERM) == stop.request
+        stop.request(signal.SIGTERM, None)
+        assert stop.requested and signal.getsignal(signal.SIGTERM) is before
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_outputs_and_data_are_checked_before_any_training(tiny_data: Path, tmp_path: Path) -> None:
@@ -190,7 +217,7 @@ def test_ddp_two_processes_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
            "--eval-every", "0", "--no-final-eval", "--threads", "1", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-10000:]  # the workers' tracebacks come before the launcher's summary
     card = json.loads((tmp_path / "w.json").read_text())
     assert card["processes"] == 2 and card["iterations"] == 2
     assert set(load_file(str(tmp_path / "w.safetensors"))) == set(Generator().state_dict())
