@@ -20,7 +20,7 @@ from srgan_core.checkpoint import Progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, shown_path
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
 from srgan_core.vgg import TORCHVISION
 
@@ -88,7 +88,7 @@ def describe_vgg(source: str) -> dict:
     """The VGG19 a run's loss used, for its model card: torchvision's retrained weights, or the file and its sha256."""
     if source == TORCHVISION:
         return {"weights": TORCHVISION}
-    return {"weights": source, "sha256": sha256_file(Path(source))}
+    return {"weights": shown_path(Path(source).resolve()), "sha256": sha256_file(Path(source))}  # relative when in the clone
 
 
 def link_init(card: dict) -> bool:
