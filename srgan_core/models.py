@@ -135,5 +135,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m srgan_core.models", description="Print the parameter counts of the generator and the 96 px discriminator.").parse_args()
     for name, model in [("generator", Generator()), ("discriminator (96 px)", Discriminator(96))]:
         print(f"{name}: {count_parameters(model):,} parameters")
