@@ -45,6 +45,24 @@ def run(argv: list[str]) -> None:
     train.main(argv + ["--batch-size", "2", "--crop", "32", "--log-every", "1", "--no-final-eval", "--threads", "1"])
 
 
+def stop_after(steps: int) -> type:
+    """A `train.StopFlag` that asks the loop to stop, as SIGINT would, after `steps` steps."""
+
+    class StopAfter:
+        def __init__(self) -> None:
+            self.checks = 0
+
+        @property
+        def requested(self) -> bool:
+            self.checks += 1
+            return self.checks > steps
+
+        def restore(self) -> None:
+            pass
+
+    return StopAfter
+
+
 def test_resume_continues_exactly(tiny_data: Path, vgg_weights: Path, tmp_path: Path) -> None:
     init = tmp_path / "init.safetensors"
     torch.manual_seed(3)
@@ -98,19 +116,7 @@ def test_a_resume_after_a_hard_kill_drops_the_log_rows_past_the_checkpoint(tiny_
 
 
 def test_a_stop_logs_the_steps_since_the_last_row_and_rows_give_the_rate_their_steps_ran_at(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
-    class StopAfterSix:  # as SIGINT after the 6th step
-        def __init__(self) -> None:
-            self.checks = 0
-
-        @property
-        def requested(self) -> bool:
-            self.checks += 1
-            return self.checks > 6
-
-        def restore(self) -> None:
-            pass
-
-    monkeypatch.setattr(train, "StopFlag", StopAfterSix)
+    monkeypatch.setattr(train, "StopFlag", stop_after(6))
     train.main(["--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "10", "--log-every", "4", "--decay-at", "4",
                 "--eval-every", "0", "--batch-size", "2", "--crop", "32", "--no-final-eval", "--threads", "1",
                 "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
@@ -123,23 +129,11 @@ def test_a_stop_logs_the_steps_since_the_last_row_and_rows_give_the_rate_their_s
 def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_data: Path, tmp_path: Path, monkeypatch, caplog) -> None:
     """Stopped by a signal at step 3 of 6: `--resume` alone takes the run's batch size, crop, rate, drop and target
     iteration from its checkpoint (not the preset's), and ends with the weights of the run never stopped."""
-    class StopAfterThree:
-        def __init__(self) -> None:
-            self.checks = 0
-
-        @property
-        def requested(self) -> bool:
-            self.checks += 1
-            return self.checks > 3
-
-        def restore(self) -> None:
-            pass
-
     base = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--log-every", "1", "--no-final-eval", "--threads", "1"]
     settings = ["--iters", "6", "--batch-size", "2", "--crop", "32", "--lr", "3e-4", "--decay-at", "4"]
     train.main(base + settings + ["--run-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.safetensors")])
     with monkeypatch.context() as patch:
-        patch.setattr(train, "StopFlag", StopAfterThree)
+        patch.setattr(train, "StopFlag", stop_after(3))
         train.main(base + settings + ["--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
     assert json.loads((tmp_path / "b.json").read_text())["iterations"] == 3
     with caplog.at_level(logging.INFO):
