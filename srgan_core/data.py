@@ -141,8 +141,12 @@ def make_pair(hr: torch.Tensor, scale: int = SCALE) -> tuple[torch.Tensor, torch
 def main(argv: list[str] | None = None) -> int:
     """`python -m srgan_core.data download [--to DIR] ...`: fetch the public data sets."""
     args = sys.argv[1:] if argv is None else argv
+    usage = f"usage: {GET_DATA} [--to DIR] [--only ...]  (see --help of that command)"
+    if args[:1] in (["--help"], ["-h"]):
+        print(usage)
+        return 0
     if not args or args[0] != "download":
-        print("usage: python -m srgan_core.data download [--to DIR] [--only ...]  (see --help of that command)", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     from srgan_core.download import main as download_main
 

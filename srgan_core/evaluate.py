@@ -31,7 +31,7 @@ from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, damaged_data
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
@@ -237,6 +237,7 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
     try:
         for dataset in datasets:
             sources[dataset] = benchmark_images(dataset, data_root)
+            refuse_damaged(sources[dataset])
         for folder in folders:
             name = folder.resolve().name
             if name in BENCHMARKS or name in sources:
@@ -250,6 +251,15 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
     if problems:
         raise SystemExit("error: these images cannot be scored (move them out of the folder):\n" + "\n".join(problems))
     return sources
+
+
+def refuse_damaged(benchmark: list[Path]) -> None:
+    """SystemExit naming the first image of a benchmark that cannot be read, and how to replace it; else nothing."""
+    for path in benchmark:
+        try:
+            load_image(path)
+        except ImageError as exc:
+            raise SystemExit(f"error: {damaged_data(str(exc), path.parents[2])}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

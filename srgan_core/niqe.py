@@ -11,6 +11,7 @@ Blocks are processed together as one array, so an image costs a few array passes
 from __future__ import annotations
 
 import functools
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy import ndimage
 
 from srgan_core.imresize import resize_matrix
 from srgan_core.metrics import rgb_to_y
-from srgan_core.paths import default_data_root
+from srgan_core.paths import damaged_data, default_data_root
 
 BLOCK_SIZE = 96
 MIN_SIZE = 2 * BLOCK_SIZE  # at least 2x2 blocks, so the image's feature covariance has 4 samples or more
@@ -39,7 +40,7 @@ _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
 class NiqeModelMissing(FileNotFoundError):
-    """The pristine model file is not in the data folder; the message names the command that fetches it."""
+    """The pristine model file is not in the data folder, or is damaged; the message names the command that fetches it."""
 
 
 def niqe(image: np.ndarray, data_root: Path | str | None = None) -> float:
@@ -80,8 +81,11 @@ def pristine_model(data_root: Path | str | None = None) -> tuple[np.ndarray, np.
 def _load_model(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         raise NiqeModelMissing(f"NIQE model {path} is missing; fetch it with `{FETCH_COMMAND} --to {path.parent.parent}`")
-    with np.load(path) as params:
-        return np.ravel(params["mu_pris_param"]), params["cov_pris_param"], params["gaussian_window"]
+    try:
+        with np.load(path) as params:
+            return np.ravel(params["mu_pris_param"]), params["cov_pris_param"], params["gaussian_window"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise NiqeModelMissing(damaged_data(f"NIQE model {path} is damaged ({exc})", path.parent.parent)) from None
 
 
 def _luma(image: np.ndarray) -> np.ndarray:

@@ -29,6 +29,13 @@ def default_data_root() -> Path | None:
     return SHARED_DATA if SHARED_DATA.is_dir() else None
 
 
+def damaged_data(problem: str, root: Path | None = None) -> str:
+    """One line for a damaged file of a data folder: `problem` (naming the file), then the commands that find such
+    files and replace them (in `root`, when given)."""
+    to = f" --to {root}" if root is not None else ""
+    return f"{problem}: `{GET_DATA} --check{to}` finds damaged data files and `{GET_DATA}{to}` replaces them"
+
+
 def shown_path(path: Path) -> str:
     """A path as a user should type it: relative to the repository when it is inside."""
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)

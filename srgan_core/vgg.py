@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
 from srgan_core.compact import read_weights
 from srgan_core.models import signed_to_unit
-from srgan_core.paths import default_data_root
+from srgan_core.paths import damaged_data, default_data_root
 
 # phi_i,j = output of the ReLU after the j-th conv before the i-th max-pool, as an index into vgg19().features.
 LAYERS = {"22": 8, "54": 35}
@@ -67,7 +68,12 @@ def load_vgg19_features(path: str | Path | None = None, data_root: str | Path | 
             "torchvision's retrained VGG19, a different network"
         )
     try:
-        features.load_state_dict(read_weights(weights_file), strict=True)
+        state = read_weights(weights_file)
+    except SafetensorError as exc:
+        root = weights_file.parents[1] if weights_file.parts[-2:] == SHARED_WEIGHTS.parts else None  # a data folder's copy
+        raise VGGWeightsMissing(damaged_data(f"VGG19 weights {weights_file} are damaged ({exc})", root)) from None
+    try:
+        features.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # another network's tensors: names or shapes that do not fit
         raise VGGWeightsMissing(f"{weights_file} does not hold VGG19's feature weights ({str(exc).splitlines()[0]})") from None
     return features

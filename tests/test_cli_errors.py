@@ -97,6 +97,8 @@ CASES = [
     Case("srgan_core.data", ("download", "--to", "{tmp}/d", "--only", "benchmarks"), "cannot reach", env=OFFLINE),
     Case("srgan_core.data", ("download", "--to", "/proc/nope", "--only", "benchmarks"), "/proc/nope", env=OFFLINE),
     Case("srgan_core.download", ("--check", "--to", "{tmp}/empty", "--only", "benchmarks"), "do not verify"),
+    Case("srgan_core.data", ("download", "--check", "--to", "{tmp}/nowhere"), "nowhere is not there: no data folder to check"),
+    Case("srgan_core.data", ("download", "--write-manifest"), "--write-manifest needs the complete data folder"),
     # figures
     Case("tools.figures", ("curves", "{tmp}/no-log.csv", "-o", "{tmp}/c.png"), "no-log.csv"),
     Case("tools.figures", ("curves", "{tmp}/image.png", "-o", "{tmp}/c.png"), "image.png"),
@@ -145,7 +147,7 @@ TRAIN_CASES = [
     Case("srgan_core.provenance", ("{tmp}/list.json",), "a JSON object with its method"),
 ]
 
-HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.download", "tools.figures", "tools.benchmark", "tools.heldout",
+HELP = ["srgan_core.upscale", "srgan_core.evaluate", "srgan_core.data", "srgan_core.download", "tools.figures", "tools.benchmark", "tools.heldout",
         "srgan_core.train", "srgan_core.pack", "srgan_core.provenance"]
 
 
@@ -170,6 +172,11 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp / "photos" / "image.jpg")
     Image.fromarray(np.full((13, 18, 3), 120, np.uint8)).save(tmp / "photos" / "tiny.png")
     save_file(Discriminator(96).state_dict(), str(tmp / "discriminator.safetensors"))  # another network's weights
+    (tmp / "damaged" / "benchmarks" / "Set5").mkdir(parents=True)  # a data folder whose files were cut short
+    png = (tmp / "image.png").read_bytes()
+    (tmp / "damaged" / "benchmarks" / "Set5" / "image.png").write_bytes(png[: len(png) // 2])
+    (tmp / "damaged" / "niqe").mkdir()
+    (tmp / "damaged" / "niqe" / "niqe_pris_params.npz").write_bytes(b"PK\x03\x04 cut short")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
@@ -202,3 +209,19 @@ def test_a_bad_input_gets_one_clear_line_and_no_traceback(case: Case, scratch: P
 def test_help_works(module: str) -> None:
     result = run_cli(module, ["--help"], {})
     assert result.returncode == 0 and "usage:" in result.stdout and not result.stderr.strip()
+
+
+DAMAGED = [  # evaluate's arguments on the damaged data folder, and the file its error must name
+    (("--methods", "bicubic", "--datasets", "Set5", "--out", "{tmp}/r"), "damaged/niqe/niqe_pris_params.npz is damaged"),
+    (("--methods", "bicubic", "--datasets", "Set5", "--no-niqe", "--out", "{tmp}/r"), "damaged/benchmarks/Set5/image.png"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), DAMAGED, ids=["niqe-model", "benchmark-image"])
+def test_a_damaged_data_file_is_named_with_the_commands_that_find_and_replace_it(args: tuple[str, ...], named: str, scratch: Path) -> None:
+    root = scratch / "damaged"
+    result = run_cli("srgan_core.evaluate", ["--data-root", str(root), *(a.replace("{tmp}", str(scratch)) for a in args)], {})
+    assert "Traceback" not in result.stderr and result.returncode != 0, result.stderr
+    line = next((line for line in result.stderr.splitlines() if named in line), "")
+    assert f"`{GET_DATA} --check --to {root}` finds damaged data files and `{GET_DATA} --to {root}` replaces them" in line, result.stderr
+    assert len(line) < 400

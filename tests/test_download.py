@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import re
 import socket
 import tarfile
@@ -394,22 +396,46 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def test_niqe_model_is_fetched_as_a_checksummed_file(tmp_path):
-    model = npz_bytes(mu_pris_param=RNG.normal(size=(1, 36)), cov_pris_param=np.eye(36), gaussian_window=np.ones((7, 7)))
-    srv = FakeServer({"basicsr/metrics/niqe_pris_params.npz": model})
+def niqe_model_bytes() -> bytes:
+    return npz_bytes(mu_pris_param=RNG.normal(size=(1, 36)), cov_pris_param=np.eye(36), gaussian_window=np.ones((7, 7)))
+
+
+def test_niqe_files_are_fetched_as_checksummed_files(tmp_path):
+    model, baboon = niqe_model_bytes(), image_bytes((200, 192), "PNG")
+    srv = FakeServer({"basicsr/metrics/niqe_pris_params.npz": model, "test_scripts/data/baboon.png": baboon})
     try:
-        sources = {"niqe": srv.url("basicsr/metrics/{name}")}
+        sources = {"niqe": srv.url("{name}")}  # the BasicSR repository
         out = tmp_path / "data"
         good = dl.Entry(dl.NIQE_MODEL, None, None, hashlib.sha256(model).hexdigest(), None)
-        assert dl.download(out, ["niqe"], sources=sources, manifest=[good]) == [good]
-        assert (out / dl.NIQE_MODEL).read_bytes() == model and files_under(out) == {dl.NIQE_MODEL}
+        (tmp_path / "expected/niqe").mkdir(parents=True)
+        (tmp_path / "expected" / dl.NIQE_TEST_IMAGE).write_bytes(baboon)
+        image = dl.describe(tmp_path / "expected", dl.NIQE_TEST_IMAGE)
+        assert dl.download(out, ["niqe"], sources=sources, manifest=[image, good]) == [image, good]
+        assert (out / dl.NIQE_MODEL).read_bytes() == model and (out / dl.NIQE_TEST_IMAGE).read_bytes() == baboon
+        assert files_under(out) == {dl.NIQE_MODEL, dl.NIQE_TEST_IMAGE}
 
         bad = dl.Entry(dl.NIQE_MODEL, None, None, "0" * 64, None)  # the upstream file changed
         with pytest.raises(dl.ChecksumError, match=re.escape(dl.NIQE_MODEL) + ".*sha256"):
             dl.download(tmp_path / "other", ["niqe"], sources=sources, manifest=[bad])
-        assert files_under(tmp_path / "other") == set()
+        assert not (tmp_path / "other").exists()  # nor an empty niqe/ that would make the project read this folder
     finally:
         srv.close()
+
+
+def test_shipped_niqe_files_install_from_basicsr(data_root, tmp_path):
+    """The shipped manifest's NIQE entries, served at their BasicSR paths with the shared data's bytes, install."""
+    entries = [e for e in dl.read_manifest() if e.part == "niqe"]
+    assert {e.path for e in entries} == {dl.NIQE_MODEL, dl.NIQE_TEST_IMAGE}
+    github = "https://raw.githubusercontent.com/"
+    served = {dl.SOURCES["niqe"].format(name=dl.route(e).member).removeprefix(github): (data_root / e.path).read_bytes() for e in entries}
+    srv = FakeServer(served)
+    try:
+        sources = {"niqe": dl.SOURCES["niqe"].replace(github, srv.url(""))}
+        out = tmp_path / "data"
+        dl.download(out, ["niqe"], sources=sources, manifest=entries)
+    finally:
+        srv.close()
+    assert files_under(out) == {dl.NIQE_MODEL, dl.NIQE_TEST_IMAGE} and dl.check(out, entries) == []
 
 
 def test_a_missing_part_goes_where_the_project_reads_the_others(tmp_path, monkeypatch):
@@ -429,19 +455,23 @@ def test_a_missing_part_goes_where_the_project_reads_the_others(tmp_path, monkey
     assert dl.default_target() == tmp_path / "mine"
 
 
-def test_shipped_niqe_entry_is_basicsrs_file():
-    entry = next(e for e in dl.read_manifest() if e.part == "niqe")
-    assert entry.path == "niqe/niqe_pris_params.npz"
-    assert entry.sha256 == "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"
+@pytest.mark.parametrize(
+    ("path", "sha256", "member"),
+    [
+        ("niqe/niqe_pris_params.npz", "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296", "basicsr/metrics/niqe_pris_params.npz"),
+        ("niqe/baboon.png", "275a75fd08d0a7899cbdaa8820ff15869e33bc1d6d07dbc79133374683fe411c", "test_scripts/data/baboon.png"),
+    ],
+)
+def test_shipped_niqe_entries_are_basicsrs_files(path, sha256, member):
+    entry = next(e for e in dl.read_manifest() if e.path == path)
+    assert entry.sha256 == sha256
     wanted = dl.route(entry)
-    assert dl.SOURCES[wanted.source].format(name=wanted.member) == (
-        "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/basicsr/metrics/niqe_pris_params.npz"
-    )
+    assert dl.SOURCES[wanted.source].format(name=wanted.member) == f"https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/{member}"
 
 
 def test_shipped_manifest_matches_the_shared_data(data_root):
     entries = dl.read_manifest()
-    assert {e.part for e in entries} == set(dl.PARTS) and len(entries) == 611
+    assert {e.part for e in entries} == set(dl.PARTS) and len(entries) == 612
     for part in ("benchmarks", "train"):
         listed = data_root / part / "MANIFEST.tsv"
         if listed.is_file():
@@ -453,3 +483,184 @@ def test_shipped_manifest_matches_the_shared_data(data_root):
     for entry in entries:
         dl.route(entry)  # every file has a source
     assert dl.check(data_root, [e for e in entries if (data_root / e.path).exists()]) == []
+
+
+# ---------------------------------------------------------------- what a user sees when something goes wrong
+
+
+@pytest.fixture
+def cli(fixture, server, tmp_path, monkeypatch):
+    """`dl.main` against the fake server, with the fixture's manifest in a copy of its own (never the shipped one)."""
+    manifest_file = tmp_path / "manifest.tsv"
+    dl.write_manifest(fixture.manifest, manifest_file)
+    monkeypatch.setattr(dl, "MANIFEST_PATH", manifest_file)
+    monkeypatch.setattr(dl, "SOURCES", fixture.sources(server))
+    return manifest_file
+
+
+def test_write_manifest_needs_the_complete_folder_given_by_to(fixture, cli, tmp_path, capsys):
+    shipped = Path(dl.__file__).with_name("data_manifest.tsv").read_bytes()
+    before = cli.read_bytes()
+    assert dl.main(["--write-manifest"]) == 1
+    assert "pass it with --to DIR" in capsys.readouterr().err
+    assert dl.main(["--write-manifest", "--to", str(tmp_path / "nonexistent")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "lacks 7 of the 7 files" in err[0] and "benchmarks/BSD100/101085.png" in err[0]
+    (fixture.expected / "train/T91/t1.png").unlink()
+    assert dl.main(["--write-manifest", "--to", str(fixture.expected)]) == 1
+    assert "lacks 1 of the 7 files manifest.tsv lists (first: train/T91/t1.png)" in capsys.readouterr().err
+    assert cli.read_bytes() == before
+
+    (fixture.expected / "train/T91/t1.png").write_bytes(image_bytes((8, 8), "PNG"))  # complete again, t1 changed
+    assert dl.main(["--write-manifest", "--to", str(fixture.expected)]) == 0
+    assert len(dl.read_manifest(cli)) == 7 and cli.read_bytes() != before
+    assert Path(dl.__file__).with_name("data_manifest.tsv").read_bytes() == shipped
+
+
+@pytest.mark.parametrize("what", ["missing", "file"])
+def test_check_of_no_folder_is_one_line(cli, tmp_path, capsys, what):
+    target = tmp_path / "nowhere"
+    if what == "file":
+        target.write_text("not a folder")
+    assert dl.main(["--check", "--to", str(target)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0] and "no data folder to check" in err[0]
+
+
+def test_help_is_the_data_command(capsys):
+    from srgan_core import data
+
+    assert data.main(["--help"]) == 0 and data.main(["-h"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m srgan_core.data download")
+    with pytest.raises(SystemExit) as done:
+        dl.main(["--help"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("usage: python -m srgan_core.data download")
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(fixture, cli, tmp_path, monkeypatch, capsys):
+    install, calls = dl.Installer.install, []
+
+    def interrupted_on_the_second_file(self, *args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        install(self, *args)
+
+    monkeypatch.setattr(dl.Installer, "install", interrupted_on_the_second_file)
+    out = tmp_path / "data"
+    try:
+        assert dl.main(["--to", str(out), "--only", "train"]) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left main as a KeyboardInterrupt (a traceback)")
+    err = [line for line in capsys.readouterr().err.splitlines() if "Traceback" in line or "interrupted" in line]  # not tqdm's
+    assert len(err) == 1 and err[0].startswith(f"interrupted: kept the files already verified in {out} and the ")
+    assert f"downloaded to {out / dl.CACHE_DIR_NAME}; re-run the same command to resume" in err[0]
+    assert len(files_under(out) - {f"{dl.CACHE_DIR_NAME}/BSR_bsds500.tgz"}) == 1  # the first file, no .tmp
+
+    monkeypatch.setattr(dl.Installer, "install", install)
+    assert dl.main(["--to", str(out), "--only", "train"]) == 0
+    assert files_under(out) == {p for p in files_under(fixture.expected) if p.startswith("train/")}
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_disk_during_a_download_says_so(fixture, server, tmp_path):
+    out = tmp_path / "data"
+    part = out / dl.CACHE_DIR_NAME / "SRCNN_train.zip.part"
+    part.parent.mkdir(parents=True)
+    part.symlink_to("/dev/full")  # every write fails with ENOSPC
+    t91 = [e for e in fixture.manifest if e.path.startswith("train/T91/")]
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(out, ["train"], sources=fixture.sources(server), manifest=t91)
+    needed = dl.mib(len(fixture.files["SRCNN_train.zip"]))
+    assert f"the disk holding {part.parent} is full; at least {needed} more is needed" in str(err.value)
+    assert "interrupted" not in str(err.value)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+def test_a_failed_write_leaves_no_tmp_file(fixture, server, tmp_path, monkeypatch, code):
+    write_bytes = Path.write_bytes
+
+    def fails_half_way(self, data):
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Path, "write_bytes", fails_half_way)
+    out = tmp_path / "data"
+    error = dl.DownloadError if code == errno.ENOSPC else OSError
+    with pytest.raises(error) as err:
+        dl.download(out, ["benchmarks"], sources=fixture.sources(server), manifest=fixture.manifest)
+    if code == errno.ENOSPC:  # Set14's bridge comes first
+        needed = dl.mib(len((fixture.expected / "benchmarks/Set14/bridge.png").read_bytes()))
+        assert f"the disk holding {out / 'benchmarks/Set14'} is full; at least {needed} more is needed" in str(err.value)
+    assert {p for p in files_under(out) if not p.startswith(dl.CACHE_DIR_NAME)} == set()  # no .tmp (and nothing installed)
+
+
+def test_a_failed_run_removes_only_the_folders_it_made(fixture, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = {key: f"http://127.0.0.1:{port}/{key}" + ("/{name}" if key == "set5_set14" else "") for key in dl.SOURCES}
+    out = tmp_path / "new" / "data"
+    with pytest.raises(dl.OfflineError):
+        dl.download(out, ["benchmarks", "train"], sources=closed, manifest=fixture.manifest)
+    assert not (tmp_path / "new").exists()
+
+    mine = tmp_path / "mine"
+    (mine / "benchmarks" / "Set5").mkdir(parents=True)  # empty, but not the run's to remove
+    with pytest.raises(dl.OfflineError):
+        dl.download(mine, ["benchmarks", "train"], sources=closed, manifest=fixture.manifest)
+    assert (mine / "benchmarks" / "Set5").is_dir() and not (mine / "benchmarks" / "Set14").exists()
+
+
+def test_damaged_data_files_are_named_and_the_download_replaces_them(tmp_path):
+    from srgan_core import niqe
+
+    model = niqe_model_bytes()
+    root = (tmp_path / "data").resolve()
+    (root / "niqe").mkdir(parents=True)
+    (root / dl.NIQE_MODEL).write_bytes(model[: len(model) // 2])
+    with pytest.raises(niqe.NiqeModelMissing) as err:
+        niqe.pristine_model(root)
+    assert str(err.value) == (
+        f"NIQE model {root / dl.NIQE_MODEL} is damaged (File is not a zip file): `python -m srgan_core.data download --check "
+        f"--to {root}` finds damaged data files and `python -m srgan_core.data download --to {root}` replaces them"
+    )
+
+    srv = FakeServer({"basicsr/metrics/niqe_pris_params.npz": model})
+    try:
+        good = dl.Entry(dl.NIQE_MODEL, None, None, hashlib.sha256(model).hexdigest(), None)
+        assert dl.check(root, [good]) != []
+        dl.download(root, ["niqe"], sources={"niqe": srv.url("{name}")}, manifest=[good])
+    finally:
+        srv.close()
+    assert (root / dl.NIQE_MODEL).read_bytes() == model and niqe.pristine_model(root)[1].shape == (36, 36)
+
+
+def test_damaged_vgg19_weights_are_named(tmp_path):
+    from srgan_core import vgg
+
+    root = tmp_path / "data"
+    weights = root / vgg.SHARED_WEIGHTS
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(dl.safetensors_bytes({"0.weight": np.ones((64, 3, 3, 3))}, {})[:100])
+    with pytest.raises(vgg.VGGWeightsMissing) as err:
+        vgg.load_vgg19_features(data_root=root)
+    assert str(err.value).startswith(f"VGG19 weights {weights} are damaged (")
+    assert str(err.value).endswith(
+        f"`python -m srgan_core.data download --check --to {root}` finds damaged data files and "
+        f"`python -m srgan_core.data download --to {root}` replaces them"
+    )
+
+
+def test_damaged_vgg19_weights_are_replaced(tmp_path):
+    fixture = Fixture(tmp_path, with_vgg=True)
+    out = tmp_path / "data"
+    target = out / "vgg19/vgg19_features_imagenet.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((fixture.expected / "vgg19/vgg19_features_imagenet.safetensors").read_bytes()[:100])
+    srv = FakeServer(fixture.files)
+    try:
+        dl.download(out, ["vgg19"], sources=fixture.sources(srv), manifest=fixture.manifest)
+    finally:
+        srv.close()
+    assert target.read_bytes() == (fixture.expected / "vgg19/vgg19_features_imagenet.safetensors").read_bytes()
