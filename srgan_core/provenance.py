@@ -195,7 +195,7 @@ def rerun(card: dict) -> list[str]:
         command = [*common, f"--batch-size {settings.batch_size}", f"--lr {settings.lr}", f"--decay-at {settings.decay_at or 0}",
                    f"--iters {end}", *(start if stage == 0 else ["--resume"])]
         if settings.ema_decay:
-            command.append(f"--ema-decay {settings.ema_decay:g}")
+            command.append(f"--ema-decay {settings.ema_decay!r}")  # every digit: the GPU campaign's decays are not round
         if settings.amp:
             command.append(f"--amp {settings.amp}")
         if settings.vgg_weights:

@@ -109,10 +109,12 @@ def test_rerun_gives_each_stretch_the_precision_and_vgg19_it_ran_with() -> None:
 
     runs = [run(0, "bfloat16 autocast for the VGG loss network and the discriminator, generator float32"),
             run(100, "bfloat16 autocast, whole step"), run(200, "float32", vgg19={"weights": "torchvision"})]
-    card = {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": None, "runs": runs, "init": None,
+    runs[-1]["command"] += " --ema-decay 0.99721059972106"  # as the GPU campaign sets it: every digit comes back
+    card = {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": 0.99721059972106, "runs": runs, "init": None,
             "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}, "adversarial_reduction": "sum", "discriminator_batch": "joint"}
     parsed = [train.parse_args(shlex.split(line)[3:]) for line in provenance.rerun(card)]
     assert [(c.iters, c.amp, c.vgg_weights) for c in parsed] == [(100, "losses", None), (200, "auto", None), (300, "off", "torchvision")]
+    assert parsed[-1].ema_decay == card["ema_decay"]
 
 
 def test_rerun_reads_where_unrecorded_runs_began_from_the_log(tmp_path: Path) -> None:
