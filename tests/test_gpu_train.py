@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from srgan_core import pack
 from srgan_core.compact import read_weights, write_compact_bf16
 from srgan_core.download import sha256_file
 from srgan_core.evaluate import score_images
+from srgan_core.models import Generator
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
@@ -319,8 +321,59 @@ def test_the_results_tool_reports_speed_stages_scores_and_targets(campaign: Path
     verdict = "met" if shipped["psnr"] >= 31.5 else "missed"
     assert f"- srresnet-mse (shipped): Set5 PSNR >= 31.5: {shipped['psnr']:.2f} ({verdict})." in text
     assert "- srresnet-mse (returned): Set5 PSNR >= 31.5: " in text and "- srgan-vgg54 (returned): Set5 colour <= 1: " in text
+    assert re.search(r"- srgan-vgg54: \*\*(better|worse|mixed|no clear change)\*\*", text.split("## Returned against shipped")[1])
+    card = json.loads((out / "unpacked" / "srgan-vgg54.json").read_text())
+    assert card["log"] == "results/training/srgan-vgg54_log.csv"  # where it goes when shipped, not the lent machine's path
     with pytest.raises(SystemExit, match="not found"):
         gpu_results.main([str(tmp_path / "nothing-here")])
+
+
+def test_the_results_tool_keeps_each_campaign_in_a_folder_of_its_own(campaign: Path, tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """By default the report goes to results/training/gpu_<date>/campaign.md with the console log, probe and plan, and
+    the performance report quotes the latest campaign's speed, not an earlier one's."""
+    training, performance = tmp_path / "training", tmp_path / "performance.md"
+    (training / "gpu_2000-01-01").mkdir(parents=True)
+    (training / "gpu_2000-01-01" / "campaign.md").write_text("# GPU campaign\n\n## Training speed\n\nan earlier campaign's\n")
+    monkeypatch.setattr(gpu_results, "TRAINING", training)
+    monkeypatch.setattr(gpu_results, "PERFORMANCE", performance)
+    out = tmp_path / "out"
+    shutil.copytree(campaign, out)
+    assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--no-niqe"]) == 0
+    folder = training / f"gpu_{gpu_results.campaign_date(out)}"
+    assert sorted(p.name for p in folder.iterdir()) == ["campaign.md", "console.log", "plan.json", "probe.json"]
+    assert gpu_results.latest_report() == folder / "campaign.md"
+    assert str(folder / "campaign.md") in performance.read_text() and "an earlier campaign's" not in performance.read_text()
+    assert (training / "gpu_2000-01-01" / "campaign.md").is_file()  # the earlier report stays
+
+
+def test_a_returned_generator_is_judged_on_its_targets_beyond_the_noise() -> None:
+    def means(**metrics: float) -> dict:
+        return {"Set5": metrics, "Set14": metrics}
+
+    scores = {
+        ("srgan-vgg54", "returned"): means(psnr=29.5, colour_shift=2.0, grid=1.03, niqe=5.2),  # psnr is no SRGAN target
+        ("srgan-vgg54", "shipped"): means(psnr=28.8, colour_shift=3.0, grid=1.0, niqe=5.6),
+        ("srgan-vgg22", "returned"): means(colour_shift=1.5, grid=0.9, niqe=6.0),
+        ("srgan-vgg22", "shipped"): means(colour_shift=1.54, grid=0.88, niqe=5.7),
+        ("srresnet-mse", "returned"): means(psnr=31.70, niqe=7.0),
+        ("srresnet-mse", "shipped"): means(psnr=31.73, niqe=7.5),
+    }
+    lines = gpu_results.verdict_lines(scores, ["Set5", "Set14"])
+    assert lines[0] == "- srgan-vgg54: **better**; better: Set5 colour_shift 3.00 -> 2.00, Set5 niqe 5.60 -> 5.20, Set14 colour_shift 3.00 -> 2.00, Set14 niqe 5.60 -> 5.20."
+    assert lines[1] == "- srgan-vgg22: **worse**; worse: Set5 niqe 5.70 -> 6.00, Set14 niqe 5.70 -> 6.00."
+    assert lines[2] == "- srresnet-mse: **no clear change**."
+    scores["srgan-vgg54", "returned"] = means(colour_shift=2.0, grid=1.2, niqe=5.6)
+    assert gpu_results.verdict_lines(scores, ["Set5"])[0] == "- srgan-vgg54: **mixed**; better: Set5 colour_shift 3.00 -> 2.00; worse: Set5 grid 1.00 -> 1.20."
+
+
+def test_srgans_returned_alone_are_held_to_the_shipped_srresnet_niqe(monkeypatch, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    save_file(Generator().state_dict(), str(out / "srgan-vgg54.safetensors"))
+    monkeypatch.setattr(gpu_results, "dataset_means", lambda upscale, datasets, data_root, with_niqe: {d: {"niqe": 5.0} for d in datasets})
+    scored = gpu_results.score_all(out, ["Set14"], None, with_niqe=True)
+    assert set(scored) == {("srgan-vgg54", "returned"), ("srgan-vgg54", "shipped"), ("srresnet-mse", "shipped")}
+    assert set(gpu_results.score_all(out, ["Set14"], None, with_niqe=False)) == {("srgan-vgg54", "returned"), ("srgan-vgg54", "shipped")}
 
 
 # The lent GPU machine has only these of the project's requirements (and no pip); every other one must stay out of the

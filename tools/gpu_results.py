@@ -2,13 +2,17 @@
 
 OUTDIR holds what `tools/gpu_train.sh` wrote on the lent machine: the generators it trained, console.log and
 cards_and_logs.tar.gz (model cards, training logs, the throughput probe and the plan). This tool
-1. unpacks the archive into OUTDIR/unpacked;
+1. unpacks the archive into OUTDIR/unpacked, each model card's `log` pointed at where its log goes when shipped
+   (results/training/<method>_log.csv; on the lent machine it named a file there);
 2. scores each returned generator, and the shipped one of the same method, on the benchmarks through the
-   evaluation's own path (PSNR, SSIM, colour shift, grid, NIQE);
-3. writes a report (default results/training/gpu_campaign.md): the GPU's measured training speed per method and
-   batch size (it/s, samples/s) with the time the paper's whole schedule would take at that speed, each stage's
-   plan and outcome, the scores side by side, and issue 15's targets; the speed table also goes into
-   results/performance.md (its lent-GPU section, which `tools.benchmark` keeps when it re-makes the file).
+   evaluation's own path (PSNR, SSIM, colour shift, grid, NIQE); the shipped SRResNet-MSE too, whose NIQE the
+   SRGANs' target is measured against;
+3. writes a report (default results/training/gpu_<date>/campaign.md, the campaign's own folder, beside a copy of
+   its console.log, probe and plan): the GPU's measured training speed per method and batch size (it/s,
+   samples/s) with the time the paper's whole schedule would take at that speed, each stage's plan and outcome,
+   the scores side by side, issue 15's targets, and a verdict per returned generator against the shipped one; the
+   speed table also goes into results/performance.md (its lent-GPU section, which `tools.benchmark` keeps when it
+   re-makes the file, from the latest campaign's report).
 It ships nothing: which weights go to results/models is decided after reading the report (README, "Training on
 a lent GPU").
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 import tarfile
 from datetime import datetime, timezone
@@ -31,7 +37,8 @@ from srgan_core.losses import PAPER_BATCH
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, TRAINING_DIR, shown_path
+from srgan_core.provenance import write_card
 from srgan_core.train_config import schedule_for
 from tools.gpu_train import STAGES
 
@@ -43,14 +50,23 @@ PSNR_TARGET = {"Set5": 31.5, "Set14": 28.2, "BSD100": 27.4}
 ARTEFACT_TARGET = 1.0
 NIQE_MARGIN = 0.5
 NIQE_SETS = ("Set14", "BSD100")
-CAMPAIGN_REPORT = REPO_ROOT / "results" / "training" / "gpu_campaign.md"
+# How much worse than the shipped weights a returned generator may score before it counts as worse (and better
+# before it counts as better): bfloat16 rounding alone moves colour shift and grid by up to 0.04 levels.
+TOLERANCE = {"psnr": 0.05, "colour_shift": 0.1, "grid": 0.1, "niqe": 0.1}
+HIGHER_IS_BETTER = {"psnr"}
+VERDICT_METRICS = {SRRESNET: ("psnr",), "srgan": ("colour_shift", "grid", "niqe")}  # issue 15's targets of each
+TRAINING = TRAINING_DIR  # where campaign folders go
+CAMPAIGN_FOLDER = "gpu_{date}"  # results/training/gpu_<date of the archive>/: a campaign's report and files
+REPORT_NAME = "campaign.md"
+KEPT_FILES = ("console.log", "probe.json", "plan.json")  # besides the report; cards, logs and weights go where shipped
 PERFORMANCE = REPO_ROOT / "results" / "performance.md"
 SPEED_HEADING = "## Training speed"
 LENT_GPU_HEADING = "## Lent GPU: training speed"
 
 
 def unpack(out: Path) -> Path:
-    """The archive's cards, logs, probe and plan, extracted into OUT/unpacked (only plain files)."""
+    """The archive's cards, logs, probe and plan, extracted into OUT/unpacked (only plain files); each card's `log`
+    names the file its log becomes when shipped, results/training/<method>_log.csv (the archive's name for it)."""
     archive = out / ARCHIVE
     if not archive.is_file():
         raise SystemExit(f"error: {archive} not found: is {out} the OUTDIR of tools/gpu_train.sh?")
@@ -63,7 +79,29 @@ def unpack(out: Path) -> Path:
     for name in ("probe.json", "plan.json"):
         if not (target / name).is_file():
             raise SystemExit(f"error: {archive} has no {name}: the campaign stopped before its plan")
+    for method in STAGES:
+        card_path, log_name = target / f"{method}.json", f"{method}_log.csv"
+        if card_path.is_file() and (target / log_name).is_file():
+            card = json.loads(card_path.read_text())
+            card["log"] = (TRAINING_DIR / log_name).relative_to(REPO_ROOT).as_posix()  # as the trainer names a shipped log
+            write_card(card_path, card)
     return target
+
+
+def archive_time(out: Path) -> datetime:
+    """When (UTC) the campaign wrote its archive."""
+    return datetime.fromtimestamp((out / ARCHIVE).stat().st_mtime, timezone.utc)
+
+
+def campaign_date(out: Path) -> str:
+    """The day the campaign wrote its archive: the name of its folder under results/training."""
+    return archive_time(out).strftime("%Y-%m-%d")
+
+
+def latest_report() -> Path | None:
+    """The report of the latest campaign under results/training (folders named by date), or None."""
+    reports = sorted(TRAINING.glob(f"{CAMPAIGN_FOLDER.format(date='*')}/{REPORT_NAME}"))
+    return reports[-1] if reports else None
 
 
 def throughput_rows(probe: dict) -> list[list[str]]:
@@ -113,11 +151,23 @@ def score_all(out: Path, datasets: list[str], data_root: Path | None, with_niqe:
             print(f"warning: {weights} cannot be read ({str(exc).splitlines()[0]}): not scored", file=sys.stderr)
             continue
         scores[method, "returned"] = dataset_means(generator_upscale(returned.eval()), datasets, data_root, with_niqe)
-        try:
-            scores[method, "shipped"] = dataset_means(generator_upscale(load_generator(method)), datasets, data_root, with_niqe)
-        except MethodUnavailable as exc:
-            print(f"note: no shipped {method} to compare with ({exc})", file=sys.stderr)
+        shipped = shipped_means(method, datasets, data_root, with_niqe)
+        if shipped is not None:
+            scores[method, "shipped"] = shipped
+    if with_niqe and scores and (SRRESNET, "shipped") not in scores:  # the SRGANs' NIQE target is against it
+        shipped = shipped_means(SRRESNET, datasets, data_root, with_niqe)
+        if shipped is not None:
+            scores[SRRESNET, "shipped"] = shipped
     return scores
+
+
+def shipped_means(method: str, datasets: list[str], data_root: Path | None, with_niqe: bool) -> dict | None:
+    """The shipped weights' means, or None (said) when the clone has none."""
+    try:
+        return dataset_means(generator_upscale(load_generator(method)), datasets, data_root, with_niqe)
+    except MethodUnavailable as exc:
+        print(f"note: no shipped {method} to compare with ({exc})", file=sys.stderr)
+        return None
 
 
 def score_tables(scores: dict[tuple[str, str], dict], datasets: list[str]) -> list[str]:
@@ -153,10 +203,37 @@ def target_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> li
     return lines
 
 
+def verdict_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> list[str]:
+    """Each returned generator against the shipped one of its method, on the metrics of its targets (SRResNet-MSE:
+    PSNR; an SRGAN: colour shift, grid, NIQE) on every benchmark, a difference within `TOLERANCE` counting as none:
+    better (some better, none worse), worse (the reverse), mixed (both) or no clear change."""
+    lines = []
+    for (method, which), per in scores.items():
+        shipped = scores.get((method, "shipped"))
+        if which != "returned" or shipped is None:
+            continue
+        better, worse = [], []
+        for dataset in datasets:
+            for metric in VERDICT_METRICS[SRRESNET if method == SRRESNET else "srgan"]:
+                new, old = per[dataset].get(metric), shipped[dataset].get(metric)
+                if new is None or old is None or math.isnan(new) or math.isnan(old):
+                    continue
+                gain = (new - old) if metric in HIGHER_IS_BETTER else (old - new)
+                change = f"{dataset} {metric} {fmt(old, METRIC_DIGITS[metric])} -> {fmt(new, METRIC_DIGITS[metric])}"
+                if gain > TOLERANCE[metric]:
+                    better.append(change)
+                elif gain < -TOLERANCE[metric]:
+                    worse.append(change)
+        word = ("mixed" if worse else "better") if better else ("worse" if worse else "no clear change")
+        detail = "".join(f"; {name}: {', '.join(items)}" for name, items in (("better", better), ("worse", worse)) if items)
+        lines.append(f"- {method}: **{word}**{detail}.")
+    return lines
+
+
 def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command: str) -> str:
     probe, plan = (json.loads((unpacked / name).read_text()) for name in ("probe.json", "plan.json"))  # `unpack` checked both
     cards = {m: json.loads((unpacked / f"{m}.json").read_text()) for m in STAGES if (unpacked / f"{m}.json").is_file()}
-    when = datetime.fromtimestamp((out / ARCHIVE).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = archive_time(out).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# GPU campaign",
         "",
@@ -187,6 +264,13 @@ def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command
         "",
         *target_lines(scores, datasets),
         "",
+        "## Returned against shipped",
+        "",
+        "On the metrics of each method's targets, every benchmark; differences within "
+        + ", ".join(f"{fmt(t, METRIC_DIGITS[m])} ({m})" for m, t in TOLERANCE.items()) + " count as none. Ship only what is better.",
+        "",
+        *(verdict_lines(scores, datasets) or ["- Nothing returned has a shipped counterpart to compare with."]),
+        "",
     ]
     return "\n".join(lines)
 
@@ -200,10 +284,11 @@ def section_span(text: str, heading: str) -> tuple[int, int] | None:
     return start, (end + 1 if end >= 0 else len(text))
 
 
-def lent_gpu_section(campaign_report: Path = CAMPAIGN_REPORT) -> list[str]:
-    """results/performance.md's section on the lent GPU: the training-speed table of the last campaign report
-    (none when there is no report)."""
-    text = campaign_report.read_text() if campaign_report.is_file() else ""
+def lent_gpu_section(campaign_report: Path | None = None) -> list[str]:
+    """results/performance.md's section on the lent GPU: the training-speed table of `campaign_report`, by default
+    the latest campaign's (none when there is no report)."""
+    campaign_report = campaign_report or latest_report()
+    text = campaign_report.read_text() if campaign_report is not None and campaign_report.is_file() else ""
     span = section_span(text, SPEED_HEADING)
     if span is None:
         return []
@@ -229,21 +314,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS, help="benchmarks to score on")
     p.add_argument("--data-root", type=Path, help=f"data folder (default: {DATA_ROOT_DEFAULT})")
     p.add_argument("--no-niqe", action="store_true", help="skip NIQE")
-    p.add_argument("--report", type=Path, default=CAMPAIGN_REPORT, help="where the report goes")
+    p.add_argument("--report", type=Path, help=f"where the report goes (default: results/training/{CAMPAIGN_FOLDER}/{REPORT_NAME}, "
+                   f"with a copy of the campaign's {', '.join(KEPT_FILES)} beside it)")
     p.add_argument("--performance", type=Path,
-                   help=f"the performance report whose lent-GPU section gets the training speed (default: {PERFORMANCE.relative_to(REPO_ROOT)} "
+                   help=f"the performance report whose lent-GPU section gets the training speed (default: {shown_path(PERFORMANCE)} "
                    "when --report is its default too; with another --report, none unless given)")
     args = p.parse_args(argv)
     unpacked = unpack(args.out)
     scores = score_all(args.out, args.datasets, args.data_root, not args.no_niqe)
     command = "python -m tools.gpu_results " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(args.out, unpacked, scores, args.datasets, command)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    performance = args.performance or (PERFORMANCE if args.report == CAMPAIGN_REPORT else None)
+    path = args.report or TRAINING / CAMPAIGN_FOLDER.format(date=campaign_date(args.out)) / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if args.report is None:  # the campaign's folder keeps what came back besides the generators, cards and logs
+        for name in KEPT_FILES:
+            source = args.out / name if (args.out / name).is_file() else unpacked / name
+            if source.is_file():
+                shutil.copyfile(source, path.parent / name)
+    performance = args.performance or (PERFORMANCE if args.report is None else None)
     if performance is not None:  # a trial report elsewhere leaves the shipped performance report alone
-        update_performance(performance, lent_gpu_section(args.report))
+        update_performance(performance, lent_gpu_section(path))
     print(text)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

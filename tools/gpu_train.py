@@ -11,7 +11,7 @@ Made for a machine lent for a few minutes, with no network, that gets the workin
    says from which iteration); SRResNet-MSE runs only then, at the paper's rate, dropped 10x for its last fifth.
    An SRGAN the bundle does not carry starts from the SRResNet-MSE of the stage before. The SRGANs train at the
    short-budget rate (`SRGAN_LR`, the "cpu" preset's) with no drop, because at the paper's first-phase rate the
-   first lent run's SRGANs came out with a grid of 10 levels (results/training/gpu_campaign.md); the SRGAN stages
+   first lent run's SRGANs came out with a grid of 10 levels (results/training/gpu_2026-11-30/campaign.md); the SRGAN stages
    export a moving average of their generator (`--ema-decay`, over about the last tenth of the stage), which on
    the CPU runs lowered the sub-pixel grid the single weights wander around
    (results/training/weight_average_srgan-vgg54.md);
