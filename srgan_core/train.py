@@ -418,6 +418,8 @@ class Trainer:
         for dataset in (BENCHMARKS if self.config.final_eval else ("Set5",) if self.config.eval_every else ()):
             benchmark_images(dataset, self.config.data_root)  # validation and the final evaluation need them: said now, not at the first check
         self.initialise()
+        if self.world > 1:  # every process has looked at the run folder (a fresh run refuses a log) before rank 0 writes one
+            dist.barrier()
         this_run = {
             "command": self.config.command, "hardware": hardware(self.device), "processes": self.world, "precision": self.precision,
             "batch_size": self.schedule.batch_size, "lr": self.schedule.lr, "decay_at": self.schedule.decay_at,

@@ -205,11 +205,32 @@ def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Pa
              "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
 
 
+SLOW_SECOND_PROCESS = """
+import sys, time
+from srgan_core import train
+
+looked = train.Trainer.initialise
+
+
+def late(self):  # as on a busy machine: the second process looks at the run folder after the first began writing
+    if self.rank == 1:
+        time.sleep(2)
+    looked(self)
+
+
+train.Trainer.initialise = late
+train.main(sys.argv[1:])
+"""
+
+
 def test_ddp_two_processes_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "srgan_core.train",
+    """Two processes (gloo), the second one late: it must not take the first one's new log for another run's."""
+    script = tmp_path / "slow_second_process.py"
+    script.write_text(SLOW_SECOND_PROCESS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            "--method", "srresnet-mse", "--data-root", str(tiny_data), "--iters", "2", "--batch-size", "4", "--crop", "32",
            "--eval-every", "0", "--no-final-eval", "--threads", "1", "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-10000:]  # the workers' tracebacks come before the launcher's summary
     card = json.loads((tmp_path / "w.json").read_text())
