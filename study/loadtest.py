@@ -327,7 +327,9 @@ def check(db: Path, tally: Tally) -> dict:
     }
 
 
-async def drive(server: Server, raters: int, pace: float, seconds: float, undo_rate: float, kill_at: float | None, seed: int) -> tuple[Tally, dict]:
+async def drive(
+    server: Server, raters: int, pace: float, seconds: float, undo_rate: float, kill_at: float | None, seed: int, kill_after: int | None = None
+) -> tuple[Tally, dict]:
     tally = Tally()
     kill: dict = {}
     # One client (one connection) per rater, like separate browsers; one shared pool of hundreds of
@@ -341,7 +343,8 @@ async def drive(server: Server, raters: int, pace: float, seconds: float, undo_r
         while not all(t.done() for t in tasks):
             await asyncio.sleep(0.5)
             server.sample_cpu()
-            if kill_at is not None and not kill and time.monotonic() - began >= kill_at:
+            due = kill_at is not None and time.monotonic() - began >= kill_at
+            if not kill and (due or kill_after is not None and len(tally.acked) >= kill_after):
                 victim = server.workers()[-1]
                 kill = {"pid": victim.pid, "at_s": round(time.monotonic() - began, 1), "acknowledged_before": len(tally.acked)}
                 os.kill(victim.pid, signal.SIGKILL)
@@ -364,8 +367,10 @@ def run(
     data_root: Path | None,
     seed: int = 0,
     gradio: bool = False,
+    kill_after: int | None = None,
 ) -> dict:
-    """The whole load test; returns the figures (see `report`)."""
+    """The whole load test; returns the figures (see `report`). `kill_after`: SIGKILL one worker once
+    this many answers are acknowledged (rather than `kill_at` seconds in)."""
     with tempfile.TemporaryDirectory(prefix="srgan-loadtest-") as tmp:
         folder = Path(tmp)
         db = prepare_study(folder, data_root)
@@ -376,7 +381,7 @@ def run(
             server.sample_cpu()
             cpu_before = sum(server.cpu.values())
             client_before = sum(psutil.Process().cpu_times()[:2])
-            tally, run_info = asyncio.run(drive(server, raters, pace, seconds, undo_rate, kill_at, seed))
+            tally, run_info = asyncio.run(drive(server, raters, pace, seconds, undo_rate, kill_at, seed, kill_after))
             server.sample_cpu()
             server_cpu = sum(server.cpu.values()) - cpu_before
             client_cpu = sum(psutil.Process().cpu_times()[:2]) - client_before
