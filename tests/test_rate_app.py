@@ -587,9 +587,9 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
         return checked
 
     open_rate_tab()
-    expect(page.locator("#rate-start")).to_have_text(rate.START_LABEL)
+    expect(page.locator("#rate-start")).to_have_text(rate.START_LABEL, timeout=30_000)
     with store.connect(study_db) as con:
-        expect(page.locator("#rate-consent")).to_contain_text(server.consent_text(con, store.latest_study(con)))
+        expect(page.locator("#rate-consent")).to_contain_text(server.consent_text(con, store.latest_study(con)), timeout=30_000)
     first = len(responses)
     page.evaluate("() => window.__drain()")  # the page load is not part of a trial
     act(lambda: page.locator("#rate-start").click())
@@ -622,7 +622,7 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
             page.screenshot(path=str(shot))
             network_checked += drain_network(first)
             open_rate_tab()
-            expect(page.locator("#rate-start")).to_have_text("Continue")
+            expect(page.locator("#rate-start")).to_have_text("Continue", timeout=30_000)
             assert f"{calibration + trials} of {calibration + steps} answers given" in page.locator("#rate-tab").inner_text()
             first = len(responses)
             page.evaluate("() => window.__drain()")
@@ -710,7 +710,7 @@ def test_a_returning_rater_is_offered_continue_even_when_the_page_load_answers_l
             page.get_by_role("tab", name="Rate").click()
             expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
             page.wait_for_timeout(4000)  # past the delayed load's answer
-            expect(page.locator("#rate-start")).to_have_text(label)
+            expect(page.locator("#rate-start")).to_have_text(label, timeout=30_000)
             page.locator("#rate-start").click()
             expect(page.locator("#rate-trial")).to_be_visible(timeout=30_000)
 
