@@ -168,19 +168,26 @@ def originals_niqe(dataset: str, paths: list[Path], data_root: Path | str | None
     return pd.DataFrame(rows)
 
 
+BUDGET_COLUMNS = ("iterations", "samples_millions", "wall_hours", "init_iterations", "init_samples_millions", "init_wall_hours")
+
+
 def training_budget(method: str) -> dict[str, float | None]:
-    """Iterations and wall time from a learned method's model card (None for interpolation), and those of the
-    weights it started from (an SRGAN's SRResNet-MSE), as recorded on the card when the run began."""
+    """Iterations, samples seen (millions: iterations at other batch sizes than 16 count as many) and wall time from a
+    learned method's model card (None for interpolation), and those of the weights it started from (an SRGAN's
+    SRResNet-MSE), as recorded on the card when the run began."""
     spec = SPECS.get(method)  # None for the originals
     card = spec.weights_file.with_suffix(".json") if spec and spec.learned else None
     if card is None or not card.is_file():
-        return {"iterations": None, "wall_hours": None, "init_iterations": None, "init_wall_hours": None}
+        return dict.fromkeys(BUDGET_COLUMNS)
     info = json.loads(card.read_text())
     init = info.get("init") or {}
+    millions = {key: record["samples_seen"] / 1e6 if record.get("samples_seen") is not None else None for key, record in (("own", info), ("init", init))}
     return {
         "iterations": info.get("iterations"),
+        "samples_millions": millions["own"],
         "wall_hours": info.get("wall_seconds", 0) / 3600,
         "init_iterations": init.get("iterations"),
+        "init_samples_millions": millions["init"],
         "init_wall_hours": init["wall_seconds"] / 3600 if init.get("wall_seconds") is not None else None,
     }
 
@@ -218,11 +225,12 @@ def to_markdown(table: pd.DataFrame) -> str:
     for dataset, group in table.groupby("dataset", sort=False):
         has_paper = group[["paper_psnr", "paper_ssim"]].notna().any().any()  # not for one's own folders
         headers = ["method", "PSNR (dB)", "SSIM", "colour shift", "grid", *(["NIQE"] if has_niqe else []),
-                   *(["paper PSNR", "paper SSIM"] if has_paper else []), "iterations", "training hours"]
+                   *(["paper PSNR", "paper SSIM"] if has_paper else []), "iterations", "samples seen (M)", "training hours"]
         rows = [
             [row.method, *(fmt(getattr(row, m), METRIC_DIGITS[m]) for m in metrics),
              *([fmt(row.paper_psnr, METRIC_DIGITS["psnr"]), fmt(row.paper_ssim, METRIC_DIGITS["ssim"])] if has_paper else []),
-             with_init(row.iterations, row.init_iterations, 0), with_init(row.wall_hours, row.init_wall_hours, 2)]
+             with_init(row.iterations, row.init_iterations, 0), with_init(row.samples_millions, row.init_samples_millions, 2),
+             with_init(row.wall_hours, row.init_wall_hours, 2)]
             for row in group.itertuples()
         ]
         sections.append(f"### {dataset}\n\n{markdown_table(headers, rows)}\n")
@@ -343,8 +351,10 @@ def main(argv: list[str] | None = None) -> None:
         "with published NIQE); images under 192 px have none; `hr` = the original images. Colour shift: the largest difference of the SR and HR per-channel RGB means, in "
         "8-bit levels (a colour cast; not in the paper). Grid: the spread over the 4x4 sub-pixel positions of the "
         "mean Y error, in Y levels (a periodic pattern from the upsampling stages; not in the paper). Paper values: Ledig et al. 2017, Tables 1-2 (their SSIM runs higher than the "
-        "standard SSIM used here). Iterations and training hours: from each method's model card; (+N) = those of the "
-        "weights the run started from (SRGAN: the SRResNet-MSE of that time).",
+        "standard SSIM used here). Iterations, samples seen and training hours: from each method's model card; (+N) = those "
+        "of the weights the run started from (SRGAN: the SRResNet-MSE of that time). The paper trained SRResNet on 16 M "
+        "samples (10^6 iterations at batch 16) and SRGAN on 3.2 M; iterations at a larger batch (a GPU run's) count "
+        "more samples each.",
         "",
     ]
     if "niqe" in table:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from srgan_core.checkpoint import Progress
+from srgan_core.checkpoint import Progress, recorded_progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
@@ -76,6 +76,7 @@ def describe_init(path: Path) -> dict:
     sha256 = sha256_file(path)
     info = {
         "weights": shown, "sha256": sha256, "method": card.get("method"), "iterations": card.get("iterations"),
+        "samples_seen": recorded_progress(card, card["iterations"], card.get("commands", [])).samples_seen if card else None,
         "wall_seconds": card.get("wall_seconds"), "commit": card.get("commit"),
     }
     commit = committed_copy(path, sha256)

@@ -128,13 +128,14 @@ def test_training_budget_counts_the_initial_weights(tmp_path: Path, monkeypatch:
     from srgan_core import method_specs
 
     monkeypatch.setattr(method_specs, "MODELS_DIR", tmp_path)
-    init = {"method": "srresnet-mse", "iterations": 14500, "wall_seconds": 17455.5}
-    (tmp_path / "srgan-vgg54.json").write_text(json.dumps({"iterations": 1200, "wall_seconds": 5400.0, "init": init}))
-    (tmp_path / "srresnet-mse.json").write_text(json.dumps({"iterations": 14500, "wall_seconds": 17455.5}))
+    init = {"method": "srresnet-mse", "iterations": 14500, "samples_seen": 232000, "wall_seconds": 17455.5}
+    (tmp_path / "srgan-vgg54.json").write_text(json.dumps({"iterations": 1200, "samples_seen": 19200, "wall_seconds": 5400.0, "init": init}))
+    # 3600 of its iterations at batch 256: 3600 x 256 + 10900 x 16 samples
+    (tmp_path / "srresnet-mse.json").write_text(json.dumps({"iterations": 14500, "samples_seen": 1096000, "wall_seconds": 17455.5}))
     scores = pd.DataFrame({"dataset": "Set5", "image": "baby", "method": ["bicubic", "srresnet-mse", "srgan-vgg54"], "psnr": 30.0, "ssim": 0.9, "colour_shift": 1.5, "grid": 0.5})
     report = evaluate.to_markdown(evaluate.paper_table(scores))
-    assert "| 1200 (+14500) | 1.50 (+4.85) |" in report
-    assert "| 14500 | 4.85 |" in report and "| bicubic | 30.00 | 0.9000 | 1.50 | 0.50 | 28.43 | 0.8211 | – | – |" in report
+    assert "| 1200 (+14500) | 0.02 (+0.23) | 1.50 (+4.85) |" in report
+    assert "| 14500 | 1.10 | 4.85 |" in report and "| bicubic | 30.00 | 0.9000 | 1.50 | 0.50 | 28.43 | 0.8211 | – | – | – |" in report
 
 
 def test_upscale_refuses_outputs_that_overwrite_each_other_or_an_input(photo: np.ndarray, tmp_path: Path) -> None:

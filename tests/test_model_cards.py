@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from safetensors.torch import save_file
 
 from srgan_core import provenance, train
+from srgan_core.models import Generator
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
 
 CARDS = sorted(MODELS_DIR.glob("*.json"))
@@ -98,6 +100,16 @@ def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
     assert (second.batch_size, second.lr, second.decay_at, second.iters, second.resume) == (256, 4e-4, 650, 700, True)
     no_lr = {"command": "python -m srgan_core.train --method srresnet-mse --batch-size 64", "batch_size": 64}  # older cards: the preset's, moved
     assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
+
+
+def test_starting_weights_are_described_with_the_samples_their_card_records(tmp_path: Path) -> None:
+    weights = tmp_path / "start.safetensors"
+    save_file(Generator().state_dict(), str(weights))
+    assert provenance.describe_init(weights)["samples_seen"] is None  # no card
+    weights.with_suffix(".json").write_text(json.dumps({"method": "srresnet-mse", "iterations": 100}))
+    assert provenance.describe_init(weights)["samples_seen"] == 1600  # a card from before session 7: all at batch 16
+    weights.with_suffix(".json").write_text(json.dumps({"method": "srresnet-mse", "iterations": 100, "samples_seen": 25600}))
+    assert provenance.describe_init(weights)["samples_seen"] == 25600
 
 
 def test_rerun_gives_each_stretch_the_precision_and_vgg19_it_ran_with() -> None:
