@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -14,22 +18,43 @@ from srgan_core.paths import REPO_ROOT
 from tests.test_app_compare import free_port
 
 
+def read_lines(stream: IO[str], output: queue.Queue) -> None:
+    """Every line of `stream` into `output`, then None at its end."""
+    for line in stream:
+        output.put(line)
+    output.put(None)
+
+
+def read_until(output: queue.Queue, lines: list[str], until: str | None, seconds: float) -> None:
+    """Append the lines from `output` to `lines` until one contains `until` or the output ends (`until` None:
+    until it ends); fails with the lines so far when that takes more than `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (until and lines and until in lines[-1]):
+        try:
+            line = output.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            pytest.fail(f"no {until or 'end'!r} from app.py within {seconds} s; its console:\n" + "".join(lines))
+        if line is None:
+            return
+        lines.append(line)
+
+
 def test_the_console_names_the_local_url_and_never_suggests_a_share_link(tmp_path: Path) -> None:
     command = [sys.executable, "app.py", "--port", str(free_port()), "--study-db", str(tmp_path / "study.sqlite")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: queue.Queue = queue.Queue()
+    threading.Thread(target=read_lines, args=(process.stdout, output), daemon=True).start()
+    lines: list[str] = []
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "running at" in line or len(lines) > 200:
-                break
+        read_until(output, lines, "running at", 120)
         url = re.search(r"running at (http://127\.0\.0\.1:\d+/?)", "".join(lines))
         assert url, "".join(lines)
         assert httpx.get(url.group(1), timeout=60).status_code == 200
     finally:
         process.terminate()
-        rest, _ = process.communicate(timeout=60)
-    console = "".join(lines) + rest
+        process.wait(timeout=60)
+    read_until(output, lines, None, 60)
+    console = "".join(lines)
     assert "share=True" not in console and "public link" not in console and "Traceback" not in console, console
 
 
