@@ -51,7 +51,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1366, "height": 768}
 STUDY_NAME = "pilot"
-STUCK_S = 20.0  # a page that has not moved on this long after a key is pressed again (counted)
+STUCK_S = 60.0  # a page that has not moved on this long after a key is pressed again (counted)
 # What the page shows now, read from its own state (`state`, `busy` and `readyAt` are rate.html's globals).
 PAGE_STATE = """() => {
   const img = document.getElementById('stimulus'), s = state, r = img.getBoundingClientRect();
