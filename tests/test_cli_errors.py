@@ -43,7 +43,8 @@ class Case:
 
 
 NO_DATA = {"SRGAN_DATA": "{tmp}/no-data"}
-OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+# Every proxy variable in both spellings (urllib prefers the lower-case one) at a closed port, and nothing exempt.
+OFFLINE = {name: "http://127.0.0.1:9" for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")} | {"NO_PROXY": "", "no_proxy": ""}
 GET_DATA = "python -m srgan_core.data download"
 
 CASES = [
