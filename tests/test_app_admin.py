@@ -73,7 +73,10 @@ def test_the_rating_page_in_chromium_has_no_admin_element_and_no_api_link(tmp_pa
                 if httpx.get(url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"app.py did not answer at {url} within 600 tries:\n" + (tmp_path / "app.log").read_text())
         config = httpx.get(url + "config", timeout=30).json()
         assert config["footer_links"] == app.FOOTER_LINKS and "api" not in config["footer_links"]
         with sync_api.sync_playwright() as playwright:

@@ -44,7 +44,10 @@ def served(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 if httpx.get(url + "api/study", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"study.serve did not answer at {url} within 600 tries:\n" + (folder / "serve.log").read_text())
         yield url, db
     finally:
         proc.terminate()
