@@ -8,7 +8,8 @@ import numpy as np
 import skimage.data
 
 from srgan_core.data import BENCHMARKS, benchmark_images
-from srgan_core.images import load_image
+from srgan_core.images import ImageError, load_image
+from srgan_core.paths import damaged_data
 
 # Bundled with scikit-image (no download); camera and coins are grayscale, logo has an alpha channel.
 SKIMAGE_SAMPLES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -35,5 +36,8 @@ def load_example(choice: str, data_root: Path | None) -> np.ndarray:
     if source in BENCHMARKS:
         for path in benchmark_images(source, data_root):
             if path.stem == name:
-                return load_image(path)
+                try:
+                    return load_image(path)
+                except ImageError as exc:  # a damaged copy in the data folder: say how to replace it
+                    raise ImageError(damaged_data(str(exc), path.parents[2])) from None
     raise ValueError(f"unknown example {choice!r}")

@@ -366,6 +366,16 @@ def test_without_data_the_examples_say_how_to_get_the_benchmarks(tmp_path: Path)
     assert outputs[0] is None and "python -m srgan_core.data download" in outputs[5]
 
 
+def test_a_damaged_benchmark_example_says_how_to_replace_it(tmp_path: Path) -> None:
+    from demo import compare
+
+    (tmp_path / "benchmarks" / "Set5").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "benchmarks" / "Set5" / "baby.png")
+    (tmp_path / "benchmarks" / "Set5" / "baby.png").write_bytes((tmp_path / "benchmarks" / "Set5" / "baby.png").read_bytes()[:60])
+    outputs = compare.choose_example("Set5 / baby", HR_MODE, 50, 50, 4, tmp_path)
+    assert outputs[0] is None and f"python -m srgan_core.data download --check --to {tmp_path}" in outputs[5]
+
+
 def test_the_footer_says_where_weights_and_data_come_from(tmp_path: Path) -> None:
     import app
 
