@@ -80,10 +80,6 @@ def save(path: Path, parts: Parts, progress: Progress, method: str, crop: int) -
     os.replace(tmp, path)
 
 
-# What a resume takes from the interrupted run when not given again: TrainConfig's field -> the key of its run record.
-RESUMED_SETTINGS = {"batch_size": "batch_size", "lr": "lr", "iters": "target_iterations"}
-
-
 def read(path: Path, mmap: bool = False) -> dict:
     """A checkpoint's state (`mmap`: its tensors left in the file, to read a few fields); CheckpointError when it
     cannot be read."""
@@ -93,17 +89,11 @@ def read(path: Path, mmap: bool = False) -> dict:
         raise CheckpointError(f"{path} cannot be read ({err}): it is damaged; move it away to start afresh") from None
 
 
-def run_settings(path: Path) -> dict:
-    """The settings of the run that wrote the checkpoint, as TrainConfig fields: its crop, and the batch size, rate,
-    drop (0 = never) and target iteration its last run recorded (checkpoints before session 27 lack the last two)."""
+def last_run(path: Path) -> tuple[dict, int | None]:
+    """The record of the last run that wrote the checkpoint (its command and settings; {} for checkpoints without
+    runs), and the run's HR crop (None when not recorded)."""
     state = read(path, mmap=True)
-    run = (state.get("runs") or [{}])[-1]
-    settings = {field: run[key] for field, key in RESUMED_SETTINGS.items() if run.get(key) is not None}
-    if "decay_at" in run:
-        settings["decay_at"] = run["decay_at"] or 0
-    if state.get("crop"):
-        settings["crop"] = state["crop"]
-    return settings
+    return (state.get("runs") or [{}])[-1], state.get("crop")
 
 
 def load(path: Path, parts: Parts, method: str, crop: int) -> tuple[Progress, bool]:

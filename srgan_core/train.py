@@ -52,6 +52,7 @@ from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
 from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, TRAINING_DIR
 from srgan_core.provenance import (
+    command_flag,
     describe_init,
     describe_vgg,
     hardware,
@@ -161,15 +162,36 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(args), command=command)
 
 
+# What a bare --resume keeps of the interrupted run: TrainConfig field -> its flag, the key its run record keeps it
+# under (runs before session 27 recorded fewer: then their command's flag), and its type.
+RESUMED = {
+    "batch_size": ("--batch-size", "batch_size", int), "lr": ("--lr", "lr", float), "decay_at": ("--decay-at", "decay_at", int),
+    "iters": ("--iters", "target_iterations", int), "ema_decay": ("--ema-decay", "ema_decay", float), "amp": ("--amp", "amp", str),
+    "vgg_weights": ("--vgg-weights", None, str),
+}
+
+
 def resumed(config: TrainConfig, checkpoint_path: Path) -> TrainConfig:
-    """On --resume from a checkpoint, the interrupted run's crop, batch size, rate, drop and target iteration for those
-    not given again (`checkpoint.run_settings`): a resume continues the run as it was."""
+    """On --resume from a checkpoint, the interrupted run's settings (`RESUMED`, and its crop) for the flags not given
+    again: a resume continues the run as it was. A new --batch-size without --lr moves the run's rate by the
+    square-root rule."""
     if not (config.resume and checkpoint_path.is_file()):
         return config
-    taken = {field: value for field, value in checkpoint.run_settings(checkpoint_path).items() if getattr(config, field) is None}
+    run, crop = checkpoint.last_run(checkpoint_path)
+    taken: dict = {"crop": crop} if crop and command_flag(config.command, "--crop") is None else {}
+    for field, (flag, key, kind) in RESUMED.items():
+        if command_flag(config.command, flag) is not None:
+            continue
+        value = run[key] if key in run else command_flag(run.get("command", ""), flag)
+        if key == "decay_at" and key in run:
+            taken[field] = value or 0  # recorded None: no drop
+        elif value is not None:
+            taken[field] = kind(value)
+    if "lr" in taken and "batch_size" not in taken and run.get("batch_size") and config.batch_size:
+        taken["lr"] = taken["lr"] * (config.batch_size / run["batch_size"]) ** 0.5
     if taken:
-        flags = {"iters": "--iters", "decay_at": "--decay-at", "batch_size": "--batch-size", "crop": "--crop", "lr": "--lr"}
-        log.info("--resume: continuing with the run's own %s", " ".join(f"{flags[field]} {value:g}" for field, value in taken.items()))
+        flags = {field: spec[0] for field, spec in RESUMED.items()} | {"crop": "--crop"}
+        log.info("--resume: continuing with the run's own %s", " ".join(f"{flags[field]} {value}" for field, value in taken.items()))
     return replace(config, **taken)
 
 
@@ -423,7 +445,8 @@ class Trainer:
         this_run = {
             "command": self.config.command, "hardware": hardware(self.device), "processes": self.world, "precision": self.precision,
             "batch_size": self.schedule.batch_size, "lr": self.schedule.lr, "decay_at": self.schedule.decay_at,
-            "target_iterations": self.schedule.iters, "from_iteration": self.progress.iteration,
+            "target_iterations": self.schedule.iters, "ema_decay": self.config.ema_decay, "amp": self.config.amp,
+            "from_iteration": self.progress.iteration,
             "iterations": self.progress.iteration, "wall_seconds": 0.0,
         }
         if self.vgg_loss is not None:

@@ -130,7 +130,7 @@ def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_d
     """Stopped by a signal at step 3 of 6: `--resume` alone takes the run's batch size, crop, rate, drop and target
     iteration from its checkpoint (not the preset's), and ends with the weights of the run never stopped."""
     base = ["--method", "srresnet-mse", "--data-root", str(tiny_data), "--eval-every", "0", "--log-every", "1", "--no-final-eval", "--threads", "1"]
-    settings = ["--iters", "6", "--batch-size", "2", "--crop", "32", "--lr", "3e-4", "--decay-at", "4"]
+    settings = ["--iters", "6", "--batch-size", "2", "--crop", "32", "--lr", "3e-4", "--decay-at", "4", "--ema-decay", "0.5", "--amp", "off"]
     train.main(base + settings + ["--run-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.safetensors")])
     with monkeypatch.context() as patch:
         patch.setattr(train, "StopFlag", stop_after(3))
@@ -138,13 +138,16 @@ def test_a_bare_resume_continues_an_interrupted_run_with_its_own_settings(tiny_d
     assert json.loads((tmp_path / "b.json").read_text())["iterations"] == 3
     with caplog.at_level(logging.INFO):
         train.main(base + ["--resume", "--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
-    assert "--resume: continuing with the run's own --batch-size 2 --lr 0.0003 --iters 6 --decay-at 4 --crop 32" in caplog.text
+    assert "--resume: continuing with the run's own --crop 32 --batch-size 2 --lr 0.0003 --decay-at 4 --iters 6 --ema-decay 0.5 --amp off" in caplog.text
     card = json.loads((tmp_path / "b.json").read_text())
-    assert [(r["from_iteration"], r["iterations"], r["batch_size"], r["lr"], r["decay_at"], r["target_iterations"]) for r in card["runs"]] == [
-        (0, 3, 2, 3e-4, 4, 6), (3, 6, 2, 3e-4, 4, 6)]
+    assert [(r["from_iteration"], r["iterations"], r["batch_size"], r["lr"], r["decay_at"], r["target_iterations"], r["ema_decay"], r["amp"])
+            for r in card["runs"]] == [(0, 3, 2, 3e-4, 4, 6, 0.5, "off"), (3, 6, 2, 3e-4, 4, 6, 0.5, "off")]
     assert pd.read_csv(tmp_path / "b" / "log.csv")["lr"].tolist() == pytest.approx([3e-4] * 4 + [3e-5] * 2)
     straight, resumed = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
-    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)  # the moving average kept, in float32
+    with caplog.at_level(logging.INFO):  # another batch size, no --lr: the run's rate moved by the square-root rule
+        train.main(base + ["--resume", "--iters", "7", "--batch-size", "4", "--run-dir", str(tmp_path / "b"), "--out", str(tmp_path / "b.safetensors")])
+    assert json.loads((tmp_path / "b.json").read_text())["runs"][-1]["lr"] == pytest.approx(3e-4 * 2**0.5)
 
 
 def test_a_run_puts_the_signal_handlers_back_and_a_second_signal_acts_as_before(tiny_data: Path, tmp_path: Path) -> None:
