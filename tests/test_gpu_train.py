@@ -338,8 +338,10 @@ def test_the_results_tool_keeps_each_campaign_in_a_folder_of_its_own(campaign: P
     monkeypatch.setattr(gpu_results, "PERFORMANCE", performance)
     out = tmp_path / "out"
     shutil.copytree(campaign, out)
+    os.utime(out / "cards_and_logs.tar.gz", (0, 0))  # as a copy that does not keep file times (1970)
     assert gpu_results.main([str(out), "--datasets", "Set5", "--data-root", str(tiny_bundle), "--no-niqe"]) == 0
-    folder = training / f"gpu_{gpu_results.campaign_date(out)}"
+    plan = json.loads((out / "unpacked" / "plan.json").read_text())
+    folder = training / f"gpu_{plan['started'][:10]}"  # the day the campaign began, not the copy's file times
     assert sorted(p.name for p in folder.iterdir()) == ["campaign.md", "console.log", "plan.json", "probe.json"]
     assert gpu_results.latest_report() == folder / "campaign.md"
     assert str(folder / "campaign.md") in performance.read_text() and "an earlier campaign's" not in performance.read_text()

@@ -88,14 +88,18 @@ def unpack(out: Path) -> Path:
     return target
 
 
-def archive_time(out: Path) -> datetime:
-    """When (UTC) the campaign wrote its archive."""
+def campaign_time(out: Path) -> datetime:
+    """When (UTC) the campaign began, as its plan records it; for campaigns before that was recorded, when it wrote
+    its archive (a copy that does not keep file times gives the copy's)."""
+    plan = json.loads((out / "unpacked" / "plan.json").read_text())  # `unpack` made it
+    if plan.get("started"):
+        return datetime.fromisoformat(plan["started"])
     return datetime.fromtimestamp((out / ARCHIVE).stat().st_mtime, timezone.utc)
 
 
 def campaign_date(out: Path) -> str:
-    """The day the campaign wrote its archive: the name of its folder under results/training."""
-    return archive_time(out).strftime("%Y-%m-%d")
+    """The day the campaign ran: the name of its folder under results/training."""
+    return campaign_time(out).strftime("%Y-%m-%d")
 
 
 def latest_report() -> Path | None:
@@ -233,11 +237,11 @@ def verdict_lines(scores: dict[tuple[str, str], dict], datasets: list[str]) -> l
 def report(out: Path, unpacked: Path, scores: dict, datasets: list[str], command: str) -> str:
     probe, plan = (json.loads((unpacked / name).read_text()) for name in ("probe.json", "plan.json"))  # `unpack` checked both
     cards = {m: json.loads((unpacked / f"{m}.json").read_text()) for m in STAGES if (unpacked / f"{m}.json").is_file()}
-    when = archive_time(out).strftime("%Y-%m-%d %H:%M UTC")
+    when = campaign_time(out).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# GPU campaign",
         "",
-        f"Made by `{command}` from the output of `tools/gpu_train.sh` (archive written {when}): device "
+        f"Made by `{command}` from the output of `tools/gpu_train.sh` (campaign of {when}): device "
         f"{plan.get('device', 'unknown')}, torch {plan.get('torch', 'unknown')}, wall budget {fmt(plan.get('budget'), 0)} s.",
         "",
         SPEED_HEADING,

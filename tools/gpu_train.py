@@ -31,6 +31,7 @@ import shutil
 import tarfile
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -238,6 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
+    began = datetime.now(UTC).isoformat(timespec="seconds")  # the campaign's date, whatever copies do to file times
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     device = pick_device()
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         release_memory()
         # after every stage, so that a call cut off at the machine's time limit still brings back the stages done
         written = collect(args.work, args.out, outcome, {"probe": probed, "plan": {"stages": stages, "outcome": outcome, "budget": args.budget,
-                                                                           "device": hardware(device), "torch": torch.__version__}})
+                                                                           "device": hardware(device), "torch": torch.__version__, "started": began}})
     log.info("wrote %s in %.0f s", ", ".join(p.name for p in written), time.monotonic() - started)
     return 0 if all(v == "done" for v in outcome.values()) else 1
 
