@@ -295,7 +295,7 @@ def fetch(url: str, dest: Path) -> Path:
                     bar.update(len(block))
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise disk_full(part.parent, total - part.stat().st_size if total else None) from exc
+                raise disk_full(part.parent, total - (part.stat().st_size if part.exists() else 0) if total else None) from exc
             raise DownloadError(
                 f"{url}: interrupted after {part.stat().st_size} bytes ({exc!r}); "
                 f"re-run the same command to resume from {part}"

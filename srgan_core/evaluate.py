@@ -241,7 +241,7 @@ def image_sources(datasets: list[str], folders: list[Path], data_root: Path | No
     """{dataset name: its HR images} of the benchmarks and the folders, or SystemExit saying what is missing or
     unusable, before any scoring."""
     sources: dict[str, list[Path]] = {}
-    own: list[Path] = []  # the folders' images: unlike the benchmarks', unchecked
+    own: list[Path] = []  # the folders' images, checked below (a damaged benchmark image is named at once: a download replaces it)
     try:
         for dataset in datasets:
             sources[dataset] = benchmark_images(dataset, data_root)

@@ -65,7 +65,7 @@ def imresize(
 
     MATLAB resizes along height first when both scales are equal; values are not clamped or rounded. With `out_dtype`
     the result is computed in x's dtype and stored in `out_dtype` a band of rows at a time, so that a large upscale
-    never holds the whole result at x's precision (float64: 40 instead of 12 bytes per float32 output pixel).
+    never holds the whole result at x's precision (an RGB float64 result takes 24 bytes per pixel, float32 12).
     """
     if not x.is_floating_point():
         raise TypeError(f"imresize takes a float tensor, got {x.dtype}")

@@ -76,7 +76,7 @@ def describe_init(path: Path) -> dict:
     sha256 = sha256_file(path)
     info = {
         "weights": shown, "sha256": sha256, "method": card.get("method"), "iterations": card.get("iterations"),
-        "samples_seen": recorded_progress(card, card["iterations"], card.get("commands", [])).samples_seen if card else None,
+        "samples_seen": recorded_progress(card, card["iterations"], card.get("commands", [])).samples_seen if "iterations" in card else None,
         "wall_seconds": card.get("wall_seconds"), "commit": card.get("commit"),
     }
     commit = committed_copy(path, sha256)
