@@ -36,6 +36,11 @@ def damaged_data(problem: str, root: Path | None = None) -> str:
     return f"{problem}: `{GET_DATA} --check{to}` finds damaged data files and `{GET_DATA}{to}` replaces them"
 
 
+def shipped_log(method: str) -> Path:
+    """Where a method's shipped training log lives (its model card names it relative to the repository)."""
+    return TRAINING_DIR / f"{method}_log.csv"
+
+
 def shown_path(path: Path) -> str:
     """A path as a user should type it: relative to the repository when it is inside."""
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)

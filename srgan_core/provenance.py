@@ -20,7 +20,13 @@ from srgan_core.checkpoint import Progress, recorded_progress
 from srgan_core.download import sha256_file
 from srgan_core.losses import ADVERSARIAL_WEIGHT
 from srgan_core.method_specs import SPECS, Recipe
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, shown_path
+from srgan_core.paths import (
+    DATA_ROOT_DEFAULT,
+    REPO_ROOT,
+    RUNS_DIR,
+    shipped_log,
+    shown_path,
+)
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
 from srgan_core.vgg import TORCHVISION
 
@@ -135,7 +141,7 @@ def model_card(
         "commit": git_commit(),
         "runs": progress.runs,
         "init": progress.starting_weights,
-        "log": f"results/training/{config.method}_log.csv" if config.out is None else str(run_log(config)),  # shipped, or this run's
+        "log": shipped_log(config.method).relative_to(REPO_ROOT).as_posix() if config.out is None else str(run_log(config)),  # shipped, or this run's
     }
     card["rerun"] = rerun(card)
     return card

@@ -50,7 +50,13 @@ from srgan_core.method_specs import LEARNED, SPECS
 from srgan_core.models import Discriminator, Generator
 from srgan_core.niqe import FETCH_COMMAND as NIQE_FETCH
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, RUNS_DIR, TRAINING_DIR
+from srgan_core.paths import (
+    DATA_ROOT_DEFAULT,
+    REPO_ROOT,
+    RUNS_DIR,
+    TRAINING_DIR,
+    shipped_log,
+)
 from srgan_core.provenance import (
     command_flag,
     describe_init,
@@ -585,7 +591,7 @@ class Trainer:
         write_card(self.out.with_suffix(".json"), card)
         if self.config.out is None and (self.run_dir / "log.csv").is_file():  # shipped weights ship their log
             TRAINING_DIR.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.run_dir / "log.csv", TRAINING_DIR / f"{self.method}_log.csv")
+            shutil.copyfile(self.run_dir / "log.csv", shipped_log(self.method))
 
 
 def log_row(window: list[dict[str, torch.Tensor]], began: float, iteration: int, lr: float) -> dict[str, float]:

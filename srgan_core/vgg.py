@@ -88,7 +88,7 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"VGG layer must be one of {sorted(LAYERS)}, got {layer!r}")
         # what the features were loaded from, for model cards: TORCHVISION or the weights file
         self.source = TORCHVISION if str(weights) == TORCHVISION else str(resolve_vgg_weights(weights, data_root) or "")
-        self.net = load_vgg19_features(weights, data_root)[: LAYERS[layer] + 1].eval().requires_grad_(False)
+        self.net = load_vgg19_features(self.source or None, data_root)[: LAYERS[layer] + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.rescale = RESCALE[layer] if rescale is None else rescale

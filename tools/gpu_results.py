@@ -37,7 +37,7 @@ from srgan_core.losses import PAPER_BATCH
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, TRAINING_DIR, shown_path
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, TRAINING_DIR, shipped_log, shown_path
 from srgan_core.provenance import write_card
 from srgan_core.train_config import schedule_for
 from tools.gpu_train import STAGES
@@ -83,7 +83,7 @@ def unpack(out: Path) -> Path:
         card_path, log_name = target / f"{method}.json", f"{method}_log.csv"
         if card_path.is_file() and (target / log_name).is_file():
             card = json.loads(card_path.read_text())
-            card["log"] = (TRAINING_DIR / log_name).relative_to(REPO_ROOT).as_posix()  # as the trainer names a shipped log
+            card["log"] = shipped_log(method).relative_to(REPO_ROOT).as_posix()  # the trainer's name for a shipped log
             write_card(card_path, card)
     return target
 
