@@ -154,12 +154,10 @@ def test_the_preview_outlines_the_window_every_view_shows(page, photo_file: Path
     assert abs(bottom - (box.top + box.height)) <= 3 and abs(right - (box.left + box.width)) <= 3
     # Typing a number and pressing Enter moves it (no need to leave the field).
     number = page.locator("#compare-crop-x input[type=number]")
+    before = page.locator("#compare-preview img").evaluate("e => e.src")  # read first: the new preview may arrive at once
     number.fill("10")
     number.press("Enter")
-    page.wait_for_function(
-        "old => document.querySelector('#compare-preview img').src !== old",
-        arg=page.locator("#compare-preview img").get_attribute("src"), timeout=30_000,
-    )
+    page.wait_for_function("old => document.querySelector('#compare-preview img').src !== old", arg=before, timeout=30_000)
     assert number.evaluate("e => document.activeElement !== e")
     _, moved_left, _, moved_right = outline(preview_pixels(page), photo_file)
     assert moved_left <= 3 and abs(moved_right - 96) <= 3  # 10 % of 256 is 26: the window stops at the left edge
