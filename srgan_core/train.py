@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import logging
 import math
 import os
@@ -204,6 +205,20 @@ def resumed(config: TrainConfig, checkpoint_path: Path) -> TrainConfig:
 def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
     """The paper's optimiser (beta1 0.9); fused into one kernel per step, which is faster on CPU and CUDA."""
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), fused=True)
+
+
+@torch.no_grad()
+def update_average(average: AveragedModel, model: nn.Module, decay: float) -> None:
+    """One step of a started moving average, as `average.update_parameters(model)` with `get_ema_multi_avg_fn(decay)`
+    computes it, without its two reads of the step counter, each of which waits for a GPU to finish the step."""
+    pairs = list(zip(itertools.chain(average.module.parameters(), average.module.buffers()),
+                     itertools.chain(model.parameters(), model.buffers()), strict=True))
+    floats = [(mean, now) for mean, now in pairs if mean.is_floating_point()]
+    torch._foreach_lerp_([mean for mean, _ in floats], [now for _, now in floats], 1 - decay)
+    for mean, now in pairs:
+        if not mean.is_floating_point():  # BatchNorm's batch counters, averaged as torch averages them
+            mean.copy_(mean * decay + now * (1 - decay))
+    average.n_averaged += 1
 
 
 class Trainer:
@@ -437,7 +452,7 @@ class Trainer:
         self.scaler.step(self.opt_g)
         self.scaler.update()
         if self.ema is not None:
-            self.ema.update_parameters(self.generator)
+            update_average(self.ema, self.generator, self.config.ema_decay)
         stats.update(loss_g=loss_g.detach(), loss_content=content.detach())
         return stats
 

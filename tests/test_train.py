@@ -522,6 +522,27 @@ def test_ema_starts_at_the_weights_a_run_resumes(tiny_data: Path, tmp_path: Path
         train.Trainer(train.parse_args(["--method", "srresnet-mse", "--ema-decay", "1", "--device", "cpu"]))
 
 
+def test_the_step_s_moving_average_is_torch_s_update() -> None:
+    """update_average (no GPU waits) leaves every weight, statistic and counter as AveragedModel.update_parameters."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    generator = Generator(channels=8)
+    ours, torchs = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(0.7), use_buffers=True) for _ in range(2))
+    for average in (ours, torchs):  # started at the generator
+        average.update_parameters(generator)
+    for _ in range(3):
+        generator(torch.rand(2, 3, 8, 8))  # training mode: moves the BatchNorm statistics and counters
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.add_(torch.randn_like(p))
+        torchs.update_parameters(generator)
+        train.update_average(ours, generator, 0.7)
+    expected, got = torchs.state_dict(), ours.state_dict()
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+    assert int(got["n_averaged"]) == 4
+
+
 def test_provenance_score_writes_the_benchmarks_block_a_finished_run_writes(tiny_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "data"
     shutil.copytree(tiny_data, root)
