@@ -162,8 +162,11 @@ def describe(root: Path, rel: str) -> Entry:
     path = root / rel
     if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp"}:
         return Entry(rel, None, None, sha256_file(path), None)
-    with Image.open(path) as img:
-        return Entry(rel, img.size, img.mode, sha256_file(path), hashlib.sha256(img.tobytes()).hexdigest())
+    try:
+        with Image.open(path) as img:
+            return Entry(rel, img.size, img.mode, sha256_file(path), hashlib.sha256(img.tobytes()).hexdigest())
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DownloadError(f"{path} is not a readable image ({exc}): replace it, e.g. by `{GET_DATA}`") from None
 
 
 def manifest_from_folder(root: Path) -> list[Entry]:
@@ -619,7 +622,11 @@ def rewrite_manifest(to: Path | None) -> int:
             file=sys.stderr,
         )
         return 1
-    entries = manifest_from_folder(to)
+    try:
+        entries = manifest_from_folder(to)
+    except (DownloadError, OSError) as exc:  # a damaged image; a file that cannot be read
+        print(f"error: {exc}; {MANIFEST_PATH.name} is unchanged", file=sys.stderr)
+        return 1
     write_manifest(entries)
     print(f"wrote {len(entries)} entries from {to} to {MANIFEST_PATH}")
     return 0

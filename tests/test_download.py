@@ -517,6 +517,28 @@ def test_write_manifest_needs_the_complete_folder_given_by_to(fixture, cli, tmp_
     assert Path(dl.__file__).with_name("data_manifest.tsv").read_bytes() == shipped
 
 
+@pytest.mark.parametrize("damage", ["truncated", "unreadable"])
+def test_write_manifest_over_a_damaged_file_is_one_line_and_writes_nothing(fixture, cli, capsys, monkeypatch, damage):
+    before = cli.read_bytes()
+    victim = fixture.expected / "train/T91/t1.png"
+    if damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[:40])
+    else:  # as chmod 000 does for a user who is not root
+
+        readable = dl.sha256_file
+
+        def refused(path: Path) -> str:
+            if path == victim:
+                raise PermissionError(13, "Permission denied", str(path))
+            return readable(path)
+
+        monkeypatch.setattr(dl, "sha256_file", refused)
+    assert dl.main(["--write-manifest", "--to", str(fixture.expected)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and victim.name in err[0] and err[0].endswith("manifest.tsv is unchanged")
+    assert cli.read_bytes() == before
+
+
 @pytest.mark.parametrize("what", ["missing", "file"])
 def test_check_of_no_folder_is_one_line(cli, tmp_path, capsys, what):
     target = tmp_path / "nowhere"
