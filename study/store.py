@@ -474,13 +474,14 @@ def ratings_csv(db_path: Path, study: str | None = None) -> str:
 
 
 def rater_progress(db_path: Path, study: str | None = None) -> pd.DataFrame:
-    """One row per rater (of `study` only, when given): study, rater, answered / planned, started and last answer (UTC)."""
+    """One row per rater (of `study` only, when given): study, rater, answered / planned, started and last answer (UTC);
+    an answer taken back and not given again is not counted (as the rater's session counts it)."""
     with connect(db_path, create=False) as con:
         return pd.read_sql_query(
-            """SELECT ra.study, ra.id AS rater, count(r.position) AS answered,
+            f"""SELECT ra.study, ra.id AS rater, count(r.position) AS answered,
                       (SELECT count(*) FROM plan p WHERE p.rater = ra.id) AS planned,
                       ra.created_at AS started, max(r.answered_at) AS last_answer
-               FROM raters ra LEFT JOIN ratings r ON r.rater = ra.id WHERE ? IS NULL OR ra.study = ?
+               FROM raters ra LEFT JOIN ({EFFECTIVE_RATINGS}) r ON r.rater = ra.id WHERE ? IS NULL OR ra.study = ?
                GROUP BY ra.id ORDER BY ra.study, ra.seq""",
             con,
             params=(study, study),

@@ -229,8 +229,10 @@ def test_progress_tables(study):
         store.reopen(con, rater, 1, store.utc_now())
         assert store.stimulus_progress(db).set_index("stimulus").loc[trial[0].id, ["rated", "mean_score"]].tolist() == [0, None]
         assert store.read_ratings(db).empty and store.rater_overview(con)["finished"].tolist() == [False]
+        assert store.rater_progress(db)["answered"].tolist() == [0]
         store.add_revised_rating(con, rater, 1, 2, store.utc_now(), 7)
     assert store.stimulus_progress(db).set_index("stimulus").loc[trial[0].id, ["rated", "mean_score"]].tolist() == [1, 2]
+    assert store.rater_progress(db)["answered"].tolist() == [1]
     with store.connect(db) as con:  # an excluded rater's plan and answers are left out, as in the analysis
         store.set_excluded(con, rater, "test")
     assert store.stimulus_progress(db).set_index("stimulus").loc[trial[0].id, ["planned", "rated"]].tolist() == [0, 0]
