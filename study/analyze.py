@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import math
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -197,8 +198,10 @@ def analyze(
     settings: Settings,
     source: str,
     planned: pd.DataFrame | None = None,
+    command: str | None = None,
 ) -> Path:
     """Write the report, CSVs and figures of one study's ratings into `out_dir`; return the report's path.
+    `command` is the command line that made it, for the report's header.
 
     `metrics_fn` gives PSNR / SSIM / NIQE for the study's (dataset, method) pairs (None: no metrics).
     `planned` (rater, planned presentations; from the database) tells who finished; without it every
@@ -278,7 +281,7 @@ def analyze(
 
     report = "\n".join(
         [
-            _header(given, study, source, raters, trial),
+            _header(given, study, source, raters, trial, command),
             _completion_section(done, settings),
             _raters_section(raters, stats.bt500_reach(trial_all), settings),
             _retest_section(retest),
@@ -295,7 +298,7 @@ def analyze(
 # ---------------------------------------------------------------- report sections
 
 
-def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame, trial: pd.DataFrame) -> str:
+def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame, trial: pd.DataFrame, command: str | None) -> str:
     phases = ratings["phase"].value_counts()
     counts = ", ".join(f"{int(phases.get(p, 0))} {p}" for p in PHASES)
     digest = hashlib.sha256(_write_csv(ratings.sort_values(list(ratings.columns)), None).encode()).hexdigest()
@@ -303,6 +306,7 @@ def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame
         [
             f"# MOS study `{study}`",
             "",
+            *([f"Made by `{command}`.", ""] if command else []),
             f"Ratings from `{source}` (sha256 of the sorted table `{digest[:16]}`): {len(ratings)} answers "
             f"({counts}) by {ratings['rater'].nunique()} raters; {int((~raters['excluded']).sum())} raters kept, "
             f"{trial['rater'].nunique()} of them with trial ratings in the analysis.",
@@ -751,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         data_root = args.data_root or default_data_root()
         metrics_fn = None if args.no_metrics else lambda trial: compute_metrics(trial, data_root)
         settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures, args.include_partial)
-        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned)
+        command = shlex.join(["python", "-m", "study.analyze", *(sys.argv[1:] if argv is None else argv)])
+        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned, command)
     except RatingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

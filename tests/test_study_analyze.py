@@ -101,6 +101,7 @@ def test_end_to_end_recovers_ordering_and_significant_pairs(synthetic_csv: Path,
     assert ranks["hr"] < ranks["srresnet-mse"] < ranks["bicubic"] < ranks["nearest"]
 
     report = (out / "report.md").read_text()
+    assert f"Made by `python -m study.analyze --ratings {synthetic_csv} --out {out} --no-metrics --resamples 200`." in report
     assert "The tests between methods take the **rater as the unit**" in report
     assert "![MOS with 95 % confidence intervals, raters resampled](mos_ci.png)" in report
     assert f"`{ERRATIC}`: BT.500 rejection" in report and f"`{CARELESS}`: failed 1 of 1 gold items" in report
@@ -108,11 +109,13 @@ def test_end_to_end_recovers_ordering_and_significant_pairs(synthetic_csv: Path,
     assert "PSNR / SSIM / NIQE not computed (`--no-metrics`)" in report
 
 
-def test_same_input_gives_identical_files(synthetic_csv: Path, tmp_path: Path):
+def test_same_input_gives_identical_files(synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     outputs = []
-    for name in ("one", "two"):
-        assert run(["--ratings", synthetic_csv, "--out", tmp_path / name, "--no-metrics", "--resamples", 100]) == 0
-        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    for name in ("one", "two"):  # the same command (the report names it) in two folders
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        assert run(["--ratings", synthetic_csv, "--out", "report", "--no-metrics", "--resamples", 100]) == 0
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name / "report").iterdir())})
     assert outputs[0] == outputs[1]
 
 
