@@ -214,22 +214,44 @@ def build_plan(
     """The ordered (stimulus, phase) presentations of one rater: calibration first (random order), then
     the subset, its repeats and the gold items in a random order with at least `spacing` presentations
     between two of one image (`groups` maps a stimulus to its image; without it each stimulus is its own
-    image, so only a stimulus and its repeat are spaced). A repeat always follows its first showing."""
+    image, so only a stimulus and its repeat are spaced). A repeat always follows its first showing.
+
+    The gold items go in last, each at a uniformly random place (a place between two of one image only widens
+    their gap): drawn with the images, they would land late, since the spaced draw takes larger groups first.
+    Only when the images cannot be spaced without the gold items between them are these drawn together."""
     groups = dict(groups) if groups is not None else {s: s for s in subset}
     again = choose_repeats(subset, groups, repeats, rng) if repeats else []
-    items = [(str(s), "trial") for s in subset] + [(s, "repeat") for s in again] + [(str(g), "gold") for g in gold]
+    items = [(str(s), "trial") for s in subset] + [(s, "repeat") for s in again]
+    golds = [(str(g), "gold") for g in rng.permutation(gold)]
+    try:
+        ordered = _spaced_items(items, groups, spacing, rng)
+    except DesignError:
+        ordered = _spaced_items(items + golds, groups, spacing, rng)
+    else:
+        for item in golds:
+            ordered.insert(int(rng.integers(len(ordered) + 1)), item)
+    return [(str(c), "calibration") for c in rng.permutation(calibration)] + ordered
+
+
+def _spaced_items(items: list[tuple[str, str]], groups: Mapping[str, Hashable], spacing: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """`items` in a spaced random order (`spaced_order` by image; a gold item is an image of its own). An image's
+    places are interchangeable for spacing: its items take them in random order, but for a repeat drawn before its
+    first showing, which swaps places with it."""
     labels = [groups[s] if phase != "gold" else ("gold", s) for s, phase in items]
     order = spaced_order(labels, spacing, rng)
-    # An image's places are interchangeable for spacing: its first showings take the earlier ones.
+    ordered = [items[i] for i in order]
     places: dict[Hashable, list[int]] = {}
     for place, i in enumerate(order):
         places.setdefault(labels[i], []).append(place)
-    ordered = [items[i] for i in order]
     for where in places.values():
-        shown = sorted((ordered[p] for p in where), key=lambda item: item[1] == "repeat")
-        for p, item in zip(where, shown):
+        for p, item in zip(where, [ordered[p] for p in rng.permutation(where)]):
             ordered[p] = item
-    return [(str(c), "calibration") for c in rng.permutation(calibration)] + ordered
+        first = {ordered[p][0]: p for p in where if ordered[p][1] == "trial"}
+        for p in where:
+            s, phase = ordered[p]
+            if phase == "repeat" and first[s] > p:
+                ordered[p], ordered[first[s]] = ordered[first[s]], ordered[p]
+    return ordered
 
 
 def spacing_violations(plan: Sequence[tuple[str, str]], groups: Mapping[str, Hashable], spacing: int) -> list[str]:
