@@ -28,7 +28,7 @@ from srgan_core.paths import (
     shown_path,
 )
 from srgan_core.train_config import Schedule, TrainConfig, scaled_lr, schedule_for
-from srgan_core.vgg import TORCHVISION
+from srgan_core.vgg import ORIGINAL, TORCHVISION
 
 
 def hardware(device: torch.device) -> str:
@@ -198,16 +198,18 @@ def rerun(card: dict) -> list[str]:
         start = [f"--init {init['git_show'].rsplit('> ', 1)[1]}"]
     elif init:
         start = [f"--init {init['weights']}"]
-    for stage, (end, settings) in enumerate(stages(card)):
+    before = RunSettings(0, 0.0, None, None)  # a bare --resume keeps the run's moving average, --amp and VGG19: a
+    for stage, (end, settings) in enumerate(stages(card)):  # stage names its own where it or the one before is not the default
         command = [*common, f"--batch-size {settings.batch_size}", f"--lr {settings.lr}", f"--decay-at {settings.decay_at or 0}",
                    f"--iters {end}", *(start if stage == 0 else ["--resume"])]
-        if settings.ema_decay:
-            command.append(f"--ema-decay {settings.ema_decay!r}")  # every digit: the GPU campaign's decays are not round
-        if settings.amp:
-            command.append(f"--amp {settings.amp}")
-        if settings.vgg_weights:
-            command.append(f"--vgg-weights {settings.vgg_weights}")
+        if settings.ema_decay or before.ema_decay:
+            command.append(f"--ema-decay {settings.ema_decay or 0.0!r}")  # every digit: the GPU campaign's decays are not round
+        if settings.amp or before.amp:
+            command.append(f"--amp {settings.amp or 'auto'}")
+        if settings.vgg_weights or before.vgg_weights:
+            command.append(f"--vgg-weights {settings.vgg_weights or ORIGINAL}")
         lines.append(" ".join(command))
+        before = settings
     return lines
 
 

@@ -123,7 +123,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--vgg-weights",
         help="VGG19 features: a safetensors file, or a bundle's bfloat16 .npz (`srgan_core.pack`); default: SRGAN_VGG19_WEIGHTS "
         "or the data folder's copy of the original Oxford VGG19. 'torchvision' = torchvision's retrained IMAGENET1K_V1 "
-        "weights (another network than the one the shipped weights were trained with: only when asked for)",
+        "weights (another network than the one the shipped weights were trained with: only when asked for); 'original' = "
+        "the default, said (a --resume of a torchvision run keeps torchvision's otherwise)",
     )
     p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/<method>)")
     p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card)")

@@ -29,6 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 TORCHVISION = "torchvision"  # asks for torchvision's retrained VGG19 weights instead of the original network
+ORIGINAL = "original"  # asks for the default: the original network from SRGAN_VGG19_WEIGHTS or the data folder
 GET_WEIGHTS = "`python -m srgan_core.data download --only vgg19`"
 
 
@@ -38,8 +39,8 @@ class VGGWeightsMissing(FileNotFoundError):
 
 def resolve_vgg_weights(path: str | Path | None = None, data_root: str | Path | None = None) -> Path | None:
     """The weights file to use: `path`, `SRGAN_VGG19_WEIGHTS`, or the copy in `data_root` (default: the default data
-    folder); None when none is there."""
-    chosen = path or os.environ.get(WEIGHTS_ENV)
+    folder); None when none is there. `path` ORIGINAL is the default, said."""
+    chosen = (None if str(path) == ORIGINAL else path) or os.environ.get(WEIGHTS_ENV)
     if chosen:
         if not Path(chosen).is_file():
             raise VGGWeightsMissing(f"VGG19 weights {chosen} not found; {GET_WEIGHTS} fetches them")

@@ -97,6 +97,16 @@ def test_missing_weights_file_is_an_error(tmp_path: Path) -> None:
         vgg.resolve_vgg_weights(tmp_path / "nope.safetensors")
 
 
+def test_original_names_the_default_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(vgg.WEIGHTS_ENV, raising=False)
+    copy = tmp_path / vgg.SHARED_WEIGHTS
+    copy.parent.mkdir(parents=True)
+    copy.touch()
+    assert vgg.resolve_vgg_weights(vgg.ORIGINAL, tmp_path) == vgg.resolve_vgg_weights(None, tmp_path) == copy
+    monkeypatch.setenv(vgg.WEIGHTS_ENV, str(copy))
+    assert vgg.resolve_vgg_weights(vgg.ORIGINAL, tmp_path / "elsewhere") == copy
+
+
 def test_adversarial_losses() -> None:
     logits = torch.tensor([0.0, 0.0])
     # D outputs 0.5: -log(0.5) for the generator, -2 log(0.5) for the discriminator.

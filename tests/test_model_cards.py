@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shlex
 import subprocess
@@ -15,6 +16,7 @@ from safetensors.torch import save_file
 from srgan_core import provenance, train
 from srgan_core.models import Generator
 from srgan_core.paths import MODELS_DIR, REPO_ROOT
+from srgan_core.vgg import ORIGINAL
 
 CARDS = sorted(MODELS_DIR.glob("*.json"))
 
@@ -127,6 +129,39 @@ def test_rerun_gives_each_stretch_the_precision_and_vgg19_it_ran_with() -> None:
     parsed = [train.parse_args(shlex.split(line)[3:]) for line in provenance.rerun(card)]
     assert [(c.iters, c.amp, c.vgg_weights) for c in parsed] == [(100, "losses", None), (200, "auto", None), (300, "off", "torchvision")]
     assert parsed[-1].ema_decay == card["ema_decay"]
+
+
+def synthetic_switching_card() -> dict:
+    """Stretches that switch the moving average, the precision and the VGG19 on and off again."""
+    def run(start: int, precision: str, extra: str = "", **recorded) -> dict:
+        return {"command": f"python -m srgan_core.train --method srgan-vgg54 --resume{extra}", "batch_size": 16, "lr": 1e-5,
+                "from_iteration": start, "precision": precision, **recorded}
+
+    runs = [run(0, "bfloat16 autocast, whole step", " --ema-decay 0.99", vgg19={"weights": "torchvision"}),
+            run(100, "float32"), run(200, "bfloat16 autocast, whole step", " --ema-decay 0.9")]
+    return {"method": "srgan-vgg54", "preset": "cpu", "seed": 0, "iterations": 300, "ema_decay": 0.9, "runs": runs, "init": None,
+            "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}, "adversarial_reduction": "sum", "discriminator_batch": "joint"}
+
+
+@pytest.mark.parametrize("card", [synthetic_switching_card(), *(json.loads(p.read_text()) for p in CARDS)],
+                         ids=["switching", *(p.stem for p in CARDS)])
+def test_each_resumed_rerun_line_runs_with_what_it_says_not_with_the_stage_before(card: dict, tmp_path: Path, monkeypatch) -> None:
+    """A bare --resume keeps the checkpoint's run's settings (`train.resumed`): each stage after the first must name every
+    one that differs from the stage before (a moving average, --amp or VGG19 switched off again)."""
+    lines = [line for line in card.get("rerun") or provenance.rerun(card) if line.startswith("python -m srgan_core.train ")]
+    configs = [train.parse_args(shlex.split(line)[3:]) for line in lines]
+    checkpoint_file = tmp_path / "checkpoint.pt"
+    checkpoint_file.touch()
+    for before, config in itertools.pairwise(configs):
+        recorded = {"command": before.command, "batch_size": before.batch_size, "lr": before.lr, "decay_at": before.decay_at or None,
+                    "target_iterations": before.iters, "ema_decay": before.ema_decay, "amp": before.amp}
+        monkeypatch.setattr(train.checkpoint, "last_run", lambda path, recorded=recorded: (recorded, 96))
+        after = train.resumed(config, checkpoint_file)
+
+        def settings(c: train.TrainConfig) -> dict:
+            return {f: getattr(c, f) for f in train.RESUMED} | {"vgg_weights": None if c.vgg_weights == ORIGINAL else c.vgg_weights}
+
+        assert settings(after) == settings(config), config.command
 
 
 def test_rerun_reads_where_unrecorded_runs_began_from_the_log(tmp_path: Path) -> None:
