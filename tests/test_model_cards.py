@@ -131,6 +131,18 @@ def test_rerun_gives_each_stretch_the_precision_and_vgg19_it_ran_with() -> None:
     assert parsed[-1].ema_decay == card["ema_decay"]
 
 
+ARCHIVED = sorted(p for p in (REPO_ROOT / "results" / "training").glob("gpu_*/*.json") if "method" in json.loads(p.read_text()))
+
+
+@pytest.mark.parametrize("path", ARCHIVED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_gpu_campaign_s_kept_cards_name_their_own_log_and_rerun_lines_of_today(path: Path) -> None:
+    """Cards of campaign generators not shipped stay beside their logs, and rerun as the card says (the stored lines
+    are today's `provenance.rerun`, starting from the weights in git)."""
+    card = json.loads(path.read_text())
+    assert REPO_ROOT / card["log"] == path.with_name(f"{card['method']}_log.csv") and (REPO_ROOT / card["log"]).is_file()
+    assert card["rerun"] == provenance.rerun(card) and card["rerun"][0] == card["init"]["git_show"]
+
+
 def synthetic_switching_card() -> dict:
     """Stretches that switch the moving average, the precision and the VGG19 on and off again."""
     def run(start: int, precision: str, extra: str = "", **recorded) -> dict:
@@ -143,8 +155,8 @@ def synthetic_switching_card() -> dict:
             "schedule": {"batch_size": 16, "crop": 96, "lr": 1e-5, "decay_at": None}, "adversarial_reduction": "sum", "discriminator_batch": "joint"}
 
 
-@pytest.mark.parametrize("card", [synthetic_switching_card(), *(json.loads(p.read_text()) for p in CARDS)],
-                         ids=["switching", *(p.stem for p in CARDS)])
+@pytest.mark.parametrize("card", [synthetic_switching_card(), *(json.loads(p.read_text()) for p in CARDS + ARCHIVED)],
+                         ids=["switching", *(p.stem for p in CARDS), *(f"{p.parent.name}/{p.stem}" for p in ARCHIVED)])
 def test_each_resumed_rerun_line_runs_with_what_it_says_not_with_the_stage_before(card: dict, tmp_path: Path, monkeypatch) -> None:
     """A bare --resume keeps the checkpoint's run's settings (`train.resumed`): each stage after the first must name every
     one that differs from the stage before (a moving average, --amp or VGG19 switched off again)."""
