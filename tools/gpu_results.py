@@ -298,7 +298,7 @@ def lent_gpu_section(campaign_report: Path | None = None) -> list[str]:
         return []
     body = text[span[0] + len(SPEED_HEADING): span[1]].strip()
     shown = campaign_report.relative_to(REPO_ROOT) if campaign_report.is_relative_to(REPO_ROOT) else campaign_report
-    return [LENT_GPU_HEADING, "", f"From the last GPU campaign (`{shown}`, made by `python -m tools.gpu_results`). {body}", ""]
+    return [LENT_GPU_HEADING, "", f"From the last GPU campaign (`{shown}`, made by `python -m tools.gpu_results OUTDIR` on what the GPU brought back). {body}", ""]
 
 
 def update_performance(performance: Path, section: list[str]) -> None:
