@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -179,5 +182,15 @@ def downscale_x4(hr: np.ndarray) -> np.ndarray:
 
 
 def save_png(img: np.ndarray, path: str | Path) -> None:
-    """Lossless PNG with no metadata."""
-    Image.fromarray(img).save(path, format="PNG", optimize=False)
+    """Lossless PNG with no metadata, written to a hidden file beside `path` and renamed onto it: an error or a
+    Ctrl-C midway leaves the file it would replace as it was, and no partial file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    try:
+        with open(partial, "xb") as file:
+            Image.fromarray(img).save(file, format="PNG", optimize=False)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise

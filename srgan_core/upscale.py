@@ -82,7 +82,7 @@ def size(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m srgan_core.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("--method", default="srgan-vgg54", choices=METHODS, help="upscaling method (default: srgan-vgg54)")
@@ -104,7 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         help="take the output's coarse colour from the input's bicubic upscale (not in the paper: removes the colour "
         "cast of briefly trained SRGANs, keeps the network's detail; see results/colour_fix.md)",
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return upscale_all(args)
+    except KeyboardInterrupt:
+        print("interrupted: the outputs written before are kept; the one being written was dropped, and a file it would replace is as it was",
+              file=sys.stderr)
+        return 130
+
+
+def upscale_all(args: argparse.Namespace) -> int:
+    """Upscale every input as the command line asks; the exit status."""
     try:
         device = pick_device(args.device)
     except RuntimeError as exc:

@@ -175,6 +175,25 @@ def test_upscale_says_when_transparency_is_flattened(photo: np.ndarray, tmp_path
     assert len(notes) == 1 and "logo.png has transparency (25% of its pixels)" in notes[0]
 
 
+def test_upscale_interrupted_while_saving_keeps_the_file_it_would_replace_and_exits_130(
+    photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    Image.fromarray(photo).save(tmp_path / "shot.png")
+    dest = tmp_path / "out.png"
+    dest.write_bytes(b"an earlier output")
+
+    def stopped(im: Image.Image, fp, filename) -> None:  # Ctrl-C after the first bytes of the PNG
+        fp.write(b"\x89PNG")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(Image.SAVE, "PNG", stopped)
+    assert upscale.main([str(tmp_path / "shot.png"), "--method", "nearest", "-o", str(dest)]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("interrupted: ") and "Traceback" not in err
+    assert dest.read_bytes() == b"an earlier output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "shot.png"]
+
+
 def test_upscale_single_file_to_named_output(photo: np.ndarray, tmp_path: Path) -> None:
     Image.fromarray(photo).save(tmp_path / "a.jpg")
     assert upscale.main([str(tmp_path / "a.jpg"), "--method", "nearest", "-o", str(tmp_path / "big.png")]) == 0

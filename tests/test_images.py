@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from srgan_core.images import ImageError, downscale_x4, input_notes, load_image, modcrop
+from srgan_core.images import (
+    ImageError,
+    downscale_x4,
+    input_notes,
+    load_image,
+    modcrop,
+    save_png,
+)
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -95,6 +102,33 @@ def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
         load_image(tmp_path / "nope.png")
     with pytest.raises(ImageError, match="folder"):
         load_image(tmp_path)
+
+
+def test_a_save_stopped_midway_keeps_the_file_it_would_replace_and_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "out.png"
+    save_png(np.zeros((4, 4, 3), np.uint8), dest)
+    before = dest.read_bytes()
+
+    def stopped(im: Image.Image, fp, filename) -> None:  # a Ctrl-C after the first bytes are written
+        fp.write(before[:20])
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(Image.SAVE, "PNG", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        save_png(np.full((4, 4, 3), 255, np.uint8), dest)
+    assert dest.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_a_save_replaces_the_file_and_leaves_nothing_else(tmp_path: Path) -> None:
+    dest = tmp_path / "out.png"
+    save_png(np.zeros((4, 4, 3), np.uint8), dest)
+    save_png(np.full((4, 4, 3), 255, np.uint8), dest)
+    assert (load_image(dest) == 255).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    with pytest.raises(IsADirectoryError):
+        save_png(np.zeros((4, 4, 3), np.uint8), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
 def test_downscale_modcrops_and_refuses_tiny_images(photo: np.ndarray) -> None:
