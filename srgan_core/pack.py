@@ -71,14 +71,17 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
             raise FileNotFoundError(f"starting weights {path} not found")
         if path.stem not in SPECS or not path.with_suffix(".json").is_file():
             raise ValueError(f"starting weights {path}: the campaign continues a method's <method>.safetensors from its "
-                             f"model card <method>.json beside it (methods: {', '.join(sorted(SPECS))})")
+                             f"model card <method>.json beside it (methods with weights: {', '.join(sorted(m for m, spec in SPECS.items() if spec.learned))})")
         try:
             read_weights(path)
         except (SafetensorError, OSError, ValueError) as exc:
             raise ValueError(f"starting weights {path} cannot be read ({exc}): `git checkout -- {path}` restores shipped ones") from None
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)  # what an earlier failed pack left
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
     try:
         manifest = _write_bundle(staging, root, vgg, niqe_model, weights, quality, command)
     except BaseException:
@@ -170,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: {exc.filename or args.dir}: {exc.strerror or exc}; no bundle was written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: no bundle written at {args.dir}, and nothing half-written left behind", file=sys.stderr)
+        return 130
     total = sum(entry["bytes"] for entry in manifest["files"].values())
     print(f"{args.dir}: {len(manifest['files'])} files, {total / 2**20:.1f} MiB")
     return 0

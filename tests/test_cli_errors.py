@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from srgan_core import pack
 from srgan_core.models import Discriminator
 from srgan_core.paths import REPO_ROOT
 
@@ -32,7 +34,8 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 @dataclass(frozen=True)
 class Case:
     """`python -m module *args` must exit with an error whose stderr says `expected` (in any of its lines).
-    In `args`, {tmp} is a scratch folder holding image.png (64x48), discriminator.safetensors, float.tif, list.json, gifs/ (anim.gif), rerun/ (cat.png and cat_nearest_x4.png), empty/ (no images) and models/ (see `models`)."""
+    In `args`, {tmp} is a scratch folder holding image.png (64x48), discriminator.safetensors, float.tif, list.json, gifs/ (anim.gif), rerun/ (cat.png and cat_nearest_x4.png), empty/ (no images),
+    packdata/ (a data folder `srgan_core.pack` takes: one Set5 image, stand-ins for the VGG19 weights and the NIQE model) and models/ (see `models`)."""
 
     module: str
     args: tuple[str, ...]
@@ -92,6 +95,9 @@ CASES = [
          "photos/tiny.png: 16x12 after cropping"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
          "photos/image.jpg: another image in its folder is also named 'image'"),
+    # pack
+    Case("srgan_core.pack", ("{tmp}/image.png/bundle", "--data-root", "{tmp}/packdata"), "cannot write the bundle {tmp}/image.png/bundle"),
+    Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packdata", "--weights", "{tmp}/image.png"), "methods with weights: srgan-mse,"),
     # data download (offline: every request goes to a closed local port)
     Case("srgan_core.data", (), "usage: python -m srgan_core.data download"),
     Case("srgan_core.data", ("fetch",), "usage: python -m srgan_core.data download"),
@@ -178,6 +184,12 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "damaged" / "benchmarks" / "Set5" / "image.png").write_bytes(png[: len(png) // 2])
     (tmp / "damaged" / "niqe").mkdir()
     (tmp / "damaged" / "niqe" / "niqe_pris_params.npz").write_bytes(b"PK\x03\x04 cut short")
+    (tmp / "packdata" / "benchmarks" / "Set5").mkdir(parents=True)
+    (tmp / "packdata" / "benchmarks" / "Set5" / "image.png").write_bytes(png)
+    (tmp / "packdata" / "vgg19").mkdir()
+    save_file({"weight": torch.zeros(2)}, str(tmp / "packdata" / "vgg19" / "vgg19_features_imagenet.safetensors"))
+    (tmp / "packdata" / "niqe").mkdir()
+    (tmp / "packdata" / "niqe" / "niqe_pris_params.npz").write_bytes(b"a stand-in")
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
@@ -226,3 +238,16 @@ def test_a_damaged_data_file_is_named_with_the_commands_that_find_and_replace_it
     line = next((line for line in result.stderr.splitlines() if named in line), "")
     assert f"`{GET_DATA} --check --to {root}` finds damaged data files and `{GET_DATA} --to {root}` replaces them" in line, result.stderr
     assert len(line) < 400
+
+
+def test_pack_interrupted_says_so_in_one_line_and_leaves_nothing(scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    def stopped(state: dict, path: Path) -> None:  # a Ctrl-C while the bundle is being written
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pack, "write_compact_bf16", stopped)
+    assert pack.main([str(tmp_path / "bundle"), "--data-root", str(scratch / "packdata")]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
