@@ -477,6 +477,7 @@ def build_tab(data_root: Path | None) -> None:
         with gr.Column(scale=2):
             preview = gr.Image(
                 label="Input: click to choose where to look (the outlined window)",
+                format="png",  # lossless: in low-resolution mode it is the only view of the input
                 interactive=False,
                 height=420,
                 elem_id="compare-preview",

@@ -202,6 +202,16 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
     assert "(30x40)" in status and Image.open(preview).size == (30, 40)
 
 
+def test_the_preview_shows_the_input_losslessly(client: Client, tmp_path: Path) -> None:
+    """In low-resolution mode the preview is the only view of the input: PNG, not lossy WebP."""
+    lr = np.ascontiguousarray(skdata.astronaut()[100:148, 180:244])  # 64x48: only the outline is drawn over it
+    preview, mode, _ = load(client, save(lr, tmp_path / "small.png"), LR_MODE)
+    box = crop_box(output_shape(48, 64, mode), (0.5, 0.5), 4)  # the outline, in 4x output pixels
+    untouched = slice(0, box.left // 4 - 1)  # the columns left of the outline
+    assert Image.open(preview).format == "PNG"
+    assert np.array_equal(read(preview)[:, untouched], lr[:, untouched])
+
+
 def test_a_large_image_is_shown_smaller_but_kept_whole(client: Client, tmp_path: Path) -> None:
     big = np.tile(skdata.coffee(), (3, 2, 1))  # 1200x1200: beyond the 1024x1024 preview
     preview, _, status = load(client, save(big, tmp_path / "big.png"))
