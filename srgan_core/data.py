@@ -48,7 +48,7 @@ def benchmark_images(dataset: str, data_root: Path | str | None = None) -> list[
 def folder_images(folder: Path) -> list[Path]:
     """The images of a folder of one's own HR images (scored like a benchmark), sorted by name."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise FileNotFoundError(f"{folder} is a file, not a folder of images" if folder.exists() else f"{folder}: no such folder")
     images = list_images(folder)
     if not images:
         raise FileNotFoundError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -8,8 +8,10 @@ the paper's published values beside ours, and each learned method's training ite
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +33,7 @@ from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, damaged_data
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, damaged_data
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
@@ -299,17 +301,54 @@ def main(argv: list[str] | None = None) -> None:
             "report of every method on all three benchmarks, which it would replace"
         )
     args.out = args.out or REPO_ROOT / "results"
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise SystemExit(f"error: --data-root {args.data_root}: {'is a file' if args.data_root.exists() else 'no such folder'}; give "
+                         f"the data folder, or fetch the data into it with `{GET_DATA} --to {args.data_root}`")
     if not args.no_niqe:
         try:
             pristine_model(args.data_root)
         except NiqeModelMissing as exc:
             raise SystemExit(f"error: {exc} (or pass --no-niqe)") from None
 
-    for folder in filter(None, (args.out, args.save_images)):  # refuse an unwritable folder before minutes of scoring
+    made = make_output_folders({"--out": args.out, "--save-images": args.save_images})  # before minutes of scoring
+    try:
+        score_and_report(args, datasets, sys.argv[1:] if argv is None else argv)
+    except BaseException:
+        remove_empty(made)
+        raise
+
+
+def make_output_folders(folders: dict[str, Path | None]) -> list[Path]:
+    """Make each folder given ({option: folder}) and check this user can write into it, by creating and removing a
+    file there; SystemExit saying which cannot (having removed what it made), else the folders it made, innermost
+    first."""
+    made: list[Path] = []
+    for option, folder in folders.items():
+        if folder is None:
+            continue
+        if folder.exists() and not folder.is_dir():
+            remove_empty(made)
+            raise SystemExit(f"error: {option} {folder} is a file; give a folder")
+        made = [f for f in (folder, *folder.parents) if not f.exists()] + made
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                pass
         except OSError as exc:
-            raise SystemExit(f"error: cannot write to {folder}: {exc.strerror or exc}") from None
+            remove_empty(made)
+            raise SystemExit(f"error: cannot write to {folder}: {exc.strerror or exc}; give {option} a folder you can write to") from None
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove these folders, in order, where they are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def score_and_report(args: argparse.Namespace, datasets: list[str], argv: list[str]) -> None:
+    """Score what the command line asks for and write the report into args.out."""
     upscalers, skipped = {}, []
     for name in args.methods:
         try:
@@ -341,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     table = paper_table(scores)
     scores.to_csv(args.out / "benchmarks_per_image.csv", index=False, float_format="%.4f")
     table.to_csv(args.out / "benchmarks.csv", index=False, float_format="%.4f")
-    command = "python -m srgan_core.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m srgan_core.evaluate " + " ".join(argv)
     notes = [
         "# Benchmarks (4x)",
         "",

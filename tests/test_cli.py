@@ -90,6 +90,43 @@ def test_evaluate_leaves_an_exact_output_out_of_the_mean_and_names_what_reading_
     assert f"note: {photos / 'half clear.png'} has transparency" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--out", "--save-images"])
+def test_evaluate_refuses_a_folder_it_cannot_write_into_before_scoring(
+    option: str, photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    photos, out, locked = tmp_path / "photos", tmp_path / "out", tmp_path / "locked"
+    for folder in (photos, locked):
+        folder.mkdir()
+    Image.fromarray(photo).save(photos / "shot.png")
+    real = tempfile.NamedTemporaryFile
+
+    def refused(*args, dir=None, **kwargs):  # what a read-only folder does to this user (root could write anyway)
+        if Path(dir) == locked:
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "x"))
+        return real(*args, dir=dir, **kwargs)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored before checking the output folders")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    monkeypatch.setattr(evaluate, "score_paths", no_scoring)
+    outputs = ["--out", str(locked)] if option == "--out" else ["--out", str(out), "--save-images", str(locked)]
+    argv = ["--methods", "bicubic", "--folders", str(photos), "--no-niqe", *outputs]
+    with pytest.raises(SystemExit, match=f"cannot write to {re.escape(str(locked))}: Permission denied; give {option}"):
+        evaluate.main(argv)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "photos"]  # no --out folder made and left behind
+
+
+def test_evaluate_removes_the_output_folders_it_made_when_it_fails(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    with pytest.raises(SystemExit, match="no such folder"):
+        evaluate.main(["--methods", "bicubic", "--folders", str(tmp_path / "nowhere"), "--no-niqe", "--out", str(out),
+                       "--save-images", str(out / "sr")])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_report_shows_the_paper_columns_only_for_its_benchmarks() -> None:
     scores = pd.DataFrame({"dataset": ["Set5", "my photos"], "method": ["bicubic", "bicubic"], "image": ["a", "b"],
                            "psnr": [28.4, 30.0], "ssim": [0.81, 0.85], "colour_shift": [0.0, 0.1], "grid": [0.5, 0.4]})

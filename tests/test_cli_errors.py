@@ -95,6 +95,11 @@ CASES = [
          "photos/tiny.png: 16x12 after cropping"),
     Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/photos", "--no-niqe", "--out", "{tmp}/r"),
          "photos/image.jpg: another image in its folder is also named 'image'"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--folders", "{tmp}/image.png", "--no-niqe", "--out", "{tmp}/r"),
+         "image.png is a file, not a folder of images"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--data-root", "{tmp}/nowhere", "--out", "{tmp}/r"),
+         "--data-root {tmp}/nowhere: no such folder; give the data folder, or fetch the data into it with"),
+    Case("srgan_core.evaluate", ("--methods", "bicubic", "--no-niqe", "--out", "{tmp}/image.png"), "--out {tmp}/image.png is a file; give a folder"),
     # pack
     Case("srgan_core.pack", ("{tmp}/image.png/bundle", "--data-root", "{tmp}/packdata"), "cannot write the bundle {tmp}/image.png/bundle"),
     Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packdata", "--weights", "{tmp}/image.png"), "methods with weights: srgan-mse,"),
