@@ -10,11 +10,13 @@ input always gives the same files (fixed bootstrap seed, sorted orders, no times
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ import pandas as pd
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, default_data_root
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, default_data_root
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 from study.schema import ORIGINAL, PHASES, SCORE_RANGE
@@ -708,6 +710,45 @@ def _write_csv(frame: pd.DataFrame, path: Path | None) -> str | None:
 # ---------------------------------------------------------------- command line
 
 
+class SetupError(ValueError):
+    """An --out or --data-root the analysis cannot use (found before any work)."""
+
+
+def metrics_data_root(data_root: Path | None) -> Path:
+    """The data folder PSNR / SSIM / NIQE are computed from (`data_root`, else the default), or SetupError saying
+    that there is none."""
+    root = data_root or default_data_root()
+    if root is None:
+        raise SetupError(f"no data folder for PSNR / SSIM / NIQE: fetch it with `{GET_DATA}`, give --data-root DIR, or pass --no-metrics")
+    if not root.is_dir():
+        why = "is a file, not a folder" if root.exists() else "no such folder"
+        raise SetupError(f"--data-root {root}: {why}; give the data folder, fetch the data with `{GET_DATA} --to {root}`, or pass --no-metrics")
+    return root
+
+
+def make_out_dir(folder: Path) -> list[Path]:
+    """Make `folder` and check this user can write into it (a file made and removed there), before any work; the
+    folders it made, innermost first, or SetupError."""
+    if folder.exists() and not folder.is_dir():
+        raise SetupError(f"--out {folder} is a file; give a folder")
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        remove_empty(made)
+        raise SetupError(f"cannot write to {folder}: {err.strerror or err}; give --out a folder you can write to") from None
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove these folders, in order, where they are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -752,12 +793,17 @@ def main(argv: list[str] | None = None) -> int:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study):
                 raise RatingsError(f"study name {study!r} is not a safe folder name; choose one with --out")
             out_dir = RESULTS_DIR / study
-        data_root = args.data_root or default_data_root()
+        data_root = None if args.no_metrics else metrics_data_root(args.data_root)
         metrics_fn = None if args.no_metrics else lambda trial: compute_metrics(trial, data_root)
         settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures, args.include_partial)
         command = shlex.join(["python", "-m", "study.analyze", *(sys.argv[1:] if argv is None else argv)])
-        report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned, command)
-    except RatingsError as err:
+        made = make_out_dir(out_dir)
+        try:
+            report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned, command)
+        except BaseException:
+            remove_empty(made)
+            raise
+    except (RatingsError, SetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report}")

@@ -34,9 +34,11 @@ def read_ratings_csv(path: Path) -> pd.DataFrame:
     """The validated ratings of a long-format CSV file."""
     path = Path(path)
     if not path.is_file():
-        raise RatingsError(f"{path}: no such ratings file")
+        raise RatingsError(f"{path} is a folder: give the ratings CSV file" if path.is_dir() else f"{path}: no such ratings file")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except OSError as err:
+        raise RatingsError(f"{path}: cannot read it ({err.strerror or err}); give a ratings file you can read") from None
     except pd.errors.EmptyDataError:
         raise RatingsError(
             f"{path}: the file is empty; expected a header row with the columns {', '.join(COLUMNS)}"

@@ -191,6 +191,7 @@ def test_good_rows_are_typed(tmp_path: Path):
 
 def test_missing_and_empty_files(tmp_path: Path):
     assert "no such ratings file" in error_of(tmp_path / "absent.csv")
+    assert f"{tmp_path} is a folder: give the ratings CSV file" in error_of(tmp_path)
     assert "the file is empty" in error_of(write(tmp_path, ""))
     assert "no ratings" in error_of(write(tmp_path, HEADER + "\n"))
 
@@ -245,8 +246,62 @@ def test_study_selection(tmp_path: Path):
 
 def test_no_trial_ratings_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     path = write(tmp_path, f"{HEADER}\n{GOOD.replace('bicubic,trial', 'nearest,calibration')}\n")
-    assert run(["--ratings", path, "--out", tmp_path / "out", "--no-metrics"]) == 2
+    assert run(["--ratings", path, "--out", tmp_path / "new" / "out", "--no-metrics"]) == 2
     assert "has no trial ratings yet" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # no empty output folder left behind
+
+
+def test_an_unreadable_ratings_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    path = write(tmp_path, f"{HEADER}\n{GOOD}\n")
+
+    def refused(*args, **kwargs):  # what a file without read permission does to this user (root could read it anyway)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd, "read_csv", refused)
+    assert run(["--ratings", path, "--out", tmp_path / "out", "--no-metrics"]) == 2
+    assert capsys.readouterr().err == f"error: {path}: cannot read it (Permission denied); give a ratings file you can read\n"
+
+
+def not_analysed(*args, **kwargs):
+    raise AssertionError("analysed before the command line was checked")
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [("ratings.csv", "--out {tmp}/ratings.csv is a file; give a folder"),
+     ("ratings.csv/out", "cannot write to {tmp}/ratings.csv/out: Not a directory; give --out a folder you can write to"),
+     ("locked", "cannot write to {tmp}/locked: Permission denied; give --out a folder you can write to")],
+)
+def test_an_out_folder_it_cannot_write_into_is_refused_before_any_work(
+    out: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import tempfile
+
+    path = write(tmp_path, f"{HEADER}\n{GOOD}\n")
+    (tmp_path / "locked").mkdir()
+    real = tempfile.NamedTemporaryFile
+
+    def refused(*args, dir=None, **kwargs):  # what a read-only folder does to this user (root could write anyway)
+        if Path(dir) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "x"))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    monkeypatch.setattr(analyze, "analyze", not_analysed)
+    assert run(["--ratings", path, "--out", tmp_path / out, "--no-metrics"]) == 2
+    assert capsys.readouterr().err == f"error: {expected.replace('{tmp}', str(tmp_path))}\n"
+
+
+@pytest.mark.parametrize("root", ["nowhere", "ratings.csv"])
+def test_a_data_root_that_is_not_a_folder_is_refused_before_any_work(
+    root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    path = write(tmp_path, f"{HEADER}\n{GOOD}\n")
+    monkeypatch.setattr(analyze, "analyze", not_analysed)
+    assert run(["--ratings", path, "--out", tmp_path / "out", "--data-root", tmp_path / root]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --data-root {tmp_path / root}: ") and err.endswith("or pass --no-metrics\n") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 needs_store = pytest.mark.skipif(importlib.util.find_spec("study.store") is None, reason="study.store not written yet")
