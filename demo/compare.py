@@ -130,36 +130,43 @@ def refused(message: str) -> str:
 
 
 def loaded(source: Source, mode: str, view: tuple[float, float, float], example: str | None, shown_name: str,
-           notes: list[str | None]):
-    """After a successful load: the new source, no comparison yet, its preview outlined, and a status line."""
+           notes: list[str | None], own_mode: str | None = None):
+    """After a successful load: the new source, no comparison yet, its preview outlined, a status line, and the
+    user's `own_mode` when `mode` is one the app chose for this image."""
     lines = [loaded_status(shown_name, source.image), *(note for note in notes if note)]
     preview = framed_preview(source, None, mode, *view)
-    return (source, None, preview, example, mode, "\n\n".join(lines), *no_results())
+    return (source, None, preview, example, mode, "\n\n".join(lines), *no_results(), own_mode)
 
 
 def not_loaded(message: str, example: str | None, mode: str):
     """After a refused load: nothing loaded, nothing compared, the reason in the status line (no error badges)."""
-    return (None, None, None, example, mode, refused(message), *no_results())
+    return (None, None, None, example, mode, refused(message), *no_results(), None)
 
 
-def load_upload(path: str | None, mode: str, px: float = 50, py: float = 50, zoom: float = 4):
-    """An uploaded file -> (source, comparison, preview, example, mode, status, *results): the old results are
-    cleared; a file that cannot be used is refused here, in the status line, not later at Compare."""
+def load_upload(path: str | None, mode: str, px: float = 50, py: float = 50, zoom: float = 4, own_mode: str | None = None):
+    """An uploaded file -> (source, comparison, preview, example, mode, status, *results, own mode): the old results
+    are cleared; a file that cannot be used is refused here, in the status line, not later at Compare.
+
+    `own_mode` is the user's choice while `mode` shows the one the app switched to for the previous image (a small
+    one is read as the low-resolution input): that switch applied to that image only."""
+    mode = own_mode or mode
     if not path:
-        return (None, None, None, None, mode, NO_IMAGE, *no_results())
+        return (None, None, None, None, mode, NO_IMAGE, *no_results(), None)
     name = Path(path).name
     try:
         image = load_image(path)
-        mode, mode_note = fitting_mode(image, mode)
+        fitted, mode_note = fitting_mode(image, mode)
     except ImageError as exc:
         return not_loaded(str(exc).replace(path, name), None, mode)
-    return loaded(Source.of(name, image), mode, (px, py, zoom), None, name, [*file_notes(path), mode_note])
+    view, notes = (px, py, zoom), [*file_notes(path), mode_note]
+    return loaded(Source.of(name, image), fitted, view, None, name, notes, switched_from(mode, fitted))
 
 
 def choose_example(
-    choice: str | None, mode: str, px: float, py: float, zoom: float, data_root: Path | None
+    choice: str | None, mode: str, px: float, py: float, zoom: float, data_root: Path | None, own_mode: str | None = None
 ):
-    """An example -> like `load_upload`; examples are originals, so high-resolution mode."""
+    """An example -> like `load_upload`; examples are originals, so high-resolution mode (for this image only)."""
+    mode = own_mode or mode
     if not choice:
         return not_loaded("pick an example from the list.", None, mode)
     try:
@@ -167,7 +174,12 @@ def choose_example(
     except (ValueError, FileNotFoundError) as exc:
         return not_loaded(str(exc), choice, mode)
     source = Source.of(choice.replace(" / ", "_"), image)
-    return loaded(source, HR_MODE, (px, py, zoom), choice, choice, [])
+    return loaded(source, HR_MODE, (px, py, zoom), choice, choice, [], switched_from(mode, HR_MODE))
+
+
+def switched_from(own_mode: str, used: str) -> str | None:
+    """The user's own mode to return to with the next image, when the app read this one in another mode."""
+    return own_mode if used != own_mode else None
 
 
 def loaded_status(name: str, image: np.ndarray) -> str:
@@ -297,6 +309,11 @@ def framed_preview(source: Source | None, comparison: Comparison | None, mode: s
     draw.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=(0, 0, 0), width=line + 2)
     draw.rectangle((x0 + 1, y0 + 1, max(x0 + 1, x1 - 1), max(y0 + 1, y1 - 1)), outline=FRAME_COLOUR, width=line)
     return np.asarray(framed)
+
+
+def mode_chosen(source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float):
+    """The user picked `mode`: the preview outlined for it, and no automatic switch left to undo (see `load_upload`)."""
+    return framed_preview(source, comparison, mode, px, py, zoom), None
 
 
 def update_views(
@@ -447,6 +464,7 @@ def build_tab(data_root: Path | None) -> None:
     gr.Markdown(INTRO)
     source = gr.State(None)
     comparison = gr.State(None)
+    own_mode = gr.State(None)  # the user's choice while the mode shown was switched for the loaded image
     default = default_precision(pick_device())
     with gr.Row():
         with gr.Column(scale=1):
@@ -515,9 +533,7 @@ def build_tab(data_root: Path | None) -> None:
 
     views = [gallery, slider, knob_image]
     results = [table, gallery, slider, downloads, knob_image, knob_text]
-    loads = [source, comparison, preview, example, mode, status, *results]
-    frame = dict(fn=framed_preview, inputs=[source, comparison, mode, cx, cy, zoom], outputs=preview,
-                 api_visibility="private", show_progress="hidden")
+    loads = [source, comparison, preview, example, mode, status, *results, own_mode]
     comparing = run.click(
         run_comparison,
         [source, mode, cx, cy, zoom, left, right, force_float32, colour_fix],
@@ -542,19 +558,20 @@ def build_tab(data_root: Path | None) -> None:
     knobbing.then(update_views, [source, comparison, mode, cx, cy, zoom, left, right], [preview, *views],
                   api_visibility="private", show_progress="hidden")
     # A new image stops a comparison or knob run still going on the old one, which would otherwise come back beside it.
-    upload.upload(load_upload, [upload, mode, cx, cy, zoom], loads, api_name="compare_load_file", show_progress="minimal",
-                  cancels=[comparing, knobbing])
-    upload.clear(lambda m: load_upload(None, m), mode, loads, api_visibility="private", show_progress="hidden",
-                 cancels=[comparing, knobbing])
+    upload.upload(load_upload, [upload, mode, cx, cy, zoom, own_mode], loads, api_name="compare_load_file",
+                  show_progress="minimal", cancels=[comparing, knobbing])
+    upload.clear(lambda m, own: load_upload(None, m, own_mode=own), [mode, own_mode], loads, api_visibility="private",
+                 show_progress="hidden", cancels=[comparing, knobbing])
     example.input(  # the upload box is emptied: it would go on showing the file the example replaced
-        lambda choice, *args: (*choose_example(choice, *args, data_root), None),
-        [example, mode, cx, cy, zoom],
+        lambda choice, m, x, y, z, own: (*choose_example(choice, m, x, y, z, data_root, own), None),
+        [example, mode, cx, cy, zoom, own_mode],
         [*loads, upload],
         api_name="compare_load_example",
         show_progress="minimal",
         cancels=[comparing, knobbing],
     )
-    mode.input(**frame)
+    mode.input(mode_chosen, [source, comparison, mode, cx, cy, zoom], [preview, own_mode], api_visibility="private",
+               show_progress="hidden")
     preview.select(
         select_crop, [source, comparison, mode, zoom, left, right], [cx, cy, preview, *views], api_visibility="private",
         show_progress="hidden",

@@ -11,6 +11,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from demo.crops import VIEW, crop_box
+from demo.inputs import HR_MODE, LR_MODE
 from srgan_core.methods import list_methods
 from tests.test_app_compare import running_app
 
@@ -214,3 +215,26 @@ def test_a_new_image_stops_a_comparison_still_running_on_the_old_one(page, photo
     sync_api.expect(status).to_contain_text("Loaded grey.png")
     sync_api.expect(page.locator("#compare-gallery img")).to_have_count(0)
     assert page.locator("#compare-table").inner_text().count("ok") == 0
+
+
+def test_an_automatic_switch_of_mode_is_for_its_image_only_and_the_users_own_choice_is_kept(page, photo_file: Path, tmp_path: Path) -> None:
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((31, 200, 3), 90, np.uint8)).save(strip)  # too short to downscale as a photo
+    checked = page.locator("#compare-mode input:checked")
+    clear = page.locator("#compare-upload button[aria-label='Clear']")
+    upload(page, strip, "upscaled as the low-resolution input")
+    sync_api.expect(checked).to_have_value(LR_MODE, timeout=30_000)
+    clear.click()
+    upload(page, photo_file, "Loaded astronaut.png")
+    sync_api.expect(checked).to_have_value(HR_MODE, timeout=30_000)  # the switch was for the strip
+    clear.click()
+    upload(page, strip, "upscaled as the low-resolution input")
+    for mode in (HR_MODE, LR_MODE):  # the user picks the mode the app had switched to, themselves
+        before = page.locator("#compare-preview img").evaluate("e => e.src")
+        page.locator(f"#compare-mode input[value='{mode}']").check()
+        # Done once the preview is outlined for it (the window is another part of the strip in each mode).
+        page.wait_for_function("old => document.querySelector('#compare-preview img').src !== old", arg=before, timeout=30_000)
+    clear.click()
+    sync_api.expect(page.locator("#compare-status")).to_contain_text("No image loaded", timeout=30_000)
+    upload(page, photo_file, "Loaded astronaut.png")
+    sync_api.expect(checked).to_have_value(LR_MODE, timeout=30_000)

@@ -261,6 +261,19 @@ def test_an_image_too_small_for_a_photo_is_read_as_the_low_resolution_input(clie
     assert run(client, mode)["rows"]["bicubic"]["status"] == "ok"
 
 
+def test_an_automatic_switch_to_low_resolution_applies_to_that_image_only(client: Client, tmp_path: Path, photo_hr) -> None:
+    _, mode, _ = load(client, save(np.full((20, 24, 3), 90, np.uint8), tmp_path / "small.png"), HR_MODE)
+    assert mode == LR_MODE
+    # The next image comes with the mode shown, the switch: it is read as the user chose, a photo.
+    _, mode, status = load(client, save(photo_hr, tmp_path / "photo.png"), mode)
+    assert mode == HR_MODE and "low-resolution" not in status
+    _, mode, _ = load(client, tmp_path / "photo.png", LR_MODE)  # the user's own choice is kept
+    assert mode == LR_MODE
+    _, _, mode, *_ = client.predict("scikit-image / camera", LR_MODE, 50, 50, 4, api_name="/compare_load_example")
+    assert mode == HR_MODE  # an example is an original: read as a photo, and this example only
+    assert load(client, tmp_path / "photo.png", HR_MODE)[1] == LR_MODE
+
+
 def test_transparency_is_reported_and_opaque_images_say_nothing(client: Client, tmp_path: Path) -> None:
     rgb = np.ascontiguousarray(skdata.coffee()[100:160, 100:180])
     alpha = np.full(rgb.shape[:2], 255, np.uint8)
