@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 
 from srgan_core.device import check_precision, pick_device
 from srgan_core.download import sha256_file
@@ -99,17 +99,24 @@ def _version(path: Path) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=8)
-def _read_weights(path: Path, version: tuple[int, int]) -> dict[str, torch.Tensor] | str:
-    """The file's tensors, or why it cannot be read (one line saying how to restore it)."""
+def _read_weights(path: Path, version: tuple[int, int], own: bool = False) -> dict[str, torch.Tensor] | str:
+    """The file's tensors, or why they cannot be used, in one line saying how to restore shipped weights or (`own`: a
+    file of the user's own) what to give instead."""
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        return _damaged(path, exc)
+        state = load(path.read_bytes())  # read here: safetensors' own open calls every failure "No such file or directory"
+    except OSError as exc:
+        restore = "" if own else f", or restore it with `git checkout -- {shown_path(path)}`"
+        return f"{shown_path(path)} cannot be read ({exc.strerror or exc}): check its permissions{restore}"
+    except SafetensorError as exc:
+        return _damaged(path, exc, own)
     broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    return _damaged(path, f"{broken} holds NaN or infinite values") if broken else state
+    return _damaged(path, f"{broken} holds NaN or infinite values", own) if broken else state
 
 
-def _damaged(path: Path, reason: object) -> str:
+def _damaged(path: Path, reason: object, own: bool = False) -> str:
+    """One line for weights that are no usable generator: how to restore shipped ones, what to give instead of one's own."""
+    if own:
+        return f"{path} is not a usable generator weights file ({reason}): give one written by `python -m srgan_core.train --out FILE`"
     return f"{shown_path(path)} is damaged ({reason}): restore it with `git checkout -- {shown_path(path)}`"
 
 
@@ -142,12 +149,13 @@ def load_generator(name: str) -> Generator:
     return _generator(load_state(name), SPECS[name].weights_file)
 
 
-def generator_from_file(path: Path) -> Generator:
-    """The generator in any weights file (CPU, eval mode), read once per file version."""
-    state = _read_weights(path, _version(path))
+def generator_from_file(path: Path, own: bool = False) -> Generator:
+    """The generator in any weights file (CPU, eval mode), read once per file version; `own`: a file of the user's
+    own, not shipped weights (a problem with it says what to give instead, not how to restore it)."""
+    state = _read_weights(path, _version(path), own)
     if isinstance(state, str):
         raise MethodUnavailable(state)
-    return _generator(state, path)
+    return _generator(state, path, own)
 
 
 def upscaler_from_file(path: Path, device: str | torch.device | None = None, precision: str = "float32") -> Upscaler:
@@ -156,16 +164,16 @@ def upscaler_from_file(path: Path, device: str | torch.device | None = None, pre
     path = Path(path)
     if not path.is_file():
         raise MethodUnavailable(f"{path}: no such weights file")
-    return GeneratorUpscaler(path.stem, generator_from_file(path), pick_device(device), precision)
+    return GeneratorUpscaler(path.stem, generator_from_file(path, own=True), pick_device(device), precision)
 
 
-def _generator(state: dict[str, torch.Tensor], path: Path) -> Generator:
+def _generator(state: dict[str, torch.Tensor], path: Path, own: bool = False) -> Generator:
     generator = Generator()
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a readable file holding something else than this generator
         reason = str(exc).splitlines()[0].rstrip(":")
-        raise MethodUnavailable(_damaged(path, f"not a generator: {reason}")) from None
+        raise MethodUnavailable(_damaged(path, f"not a generator: {reason}", own)) from None
     return generator.eval()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from srgan_core.methods import (
     knob_start,
     list_methods,
     load_method,
+    upscaler_from_file,
 )
 from srgan_core.models import Generator
 from srgan_core.paths import REPO_ROOT
@@ -66,6 +68,39 @@ def test_damaged_weights_make_a_method_unavailable_saying_how_to_restore_them(mo
     with pytest.raises(MethodUnavailable, match=problem) as refused:
         load_method("srresnet-mse")
     assert "git checkout -- " in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\x89PNG not weights", "not a usable generator weights file (Error while deserializing"),
+     (None, "not a usable generator weights file (not a generator:")],
+)
+def test_weights_of_ones_own_that_are_no_generator_say_what_to_give_not_how_to_restore(tmp_path: Path, content, problem) -> None:
+    path = tmp_path / "fake.png"
+    path.write_bytes(content or save_file_bytes({"x": torch.zeros(2)}))
+    with pytest.raises(MethodUnavailable, match=r"fake\.png is " + re.escape(problem)) as refused:
+        upscaler_from_file(path)
+    assert "python -m srgan_core.train --out FILE" in str(refused.value) and "git checkout" not in str(refused.value)
+
+
+def test_an_unreadable_weights_file_says_it_cannot_be_read(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors"
+    mine, theirs = tmp_path / "mine.safetensors", models_dir / "srresnet-mse.safetensors"
+    for path in (mine, theirs):
+        path.write_bytes(shipped.read_bytes())
+    real = Path.read_bytes
+
+    def refused(self: Path) -> bytes:  # what a file without read permission does to this user (root could read it anyway)
+        if self in (mine, theirs):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(MethodUnavailable, match=re.escape(f"{mine} cannot be read (Permission denied): check its permissions")) as own:
+        upscaler_from_file(mine)
+    assert "git checkout" not in str(own.value)
+    with pytest.raises(MethodUnavailable, match=re.escape(f"{theirs} cannot be read (Permission denied)") + ".*git checkout -- "):
+        load_method("srresnet-mse")
 
 
 def load(weights: bytes) -> dict[str, torch.Tensor]:
