@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         print(usage)
         return 0
     if not args or args[0] != "download":
-        print(usage, file=sys.stderr)
+        wrong = f"unknown command {args[0]!r}" if args else "no command given"
+        print(f"error: {wrong}: `{GET_DATA} [--to DIR] [--only ...]` fetches the data and `{GET_DATA} --check` checks it "
+              "(see --help of that command)", file=sys.stderr)
         return 2
     from srgan_core.download import main as download_main
 

@@ -104,8 +104,10 @@ CASES = [
     Case("srgan_core.pack", ("{tmp}/image.png/bundle", "--data-root", "{tmp}/packdata"), "cannot write the bundle {tmp}/image.png/bundle"),
     Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packdata", "--weights", "{tmp}/image.png"), "methods with weights: srgan-mse,"),
     # data download (offline: every request goes to a closed local port)
-    Case("srgan_core.data", (), "usage: python -m srgan_core.data download"),
-    Case("srgan_core.data", ("fetch",), "usage: python -m srgan_core.data download"),
+    Case("srgan_core.data", (), "error: no command given: `python -m srgan_core.data download [--to DIR] [--only ...]` fetches", status=2),
+    Case("srgan_core.data", ("fetch",), "error: unknown command 'fetch': `python -m srgan_core.data download [--to DIR]", status=2),
+    Case("srgan_core.data", ("check",), "error: unknown command 'check': `python -m srgan_core.data download [--to DIR] [--only ...]` fetches "
+         "the data and `python -m srgan_core.data download --check` checks it", status=2),
     Case("srgan_core.data", ("download", "--to", "{tmp}/d", "--only", "benchmarks"), "cannot reach", env=OFFLINE),
     Case("srgan_core.data", ("download", "--to", "/proc/nope", "--only", "benchmarks"), "/proc/nope", env=OFFLINE),
     Case("srgan_core.download", ("--check", "--to", "{tmp}/empty", "--only", "benchmarks"), "do not verify"),
