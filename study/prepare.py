@@ -36,6 +36,7 @@ CALIBRATION_FOLDER = Path("train") / "BSDS500_train"
 ANCHORS = {"nearest": SCORES[0], ORIGINAL: SCORES[-1]}  # the score each calibration / gold version stands for
 PLANS_CHECKED = 50  # raters whose plans prepare builds and checks (all of them where fewer windows exist)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DEFAULT_REPEATS = 10
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Request:
     pause_every: int
     design: str = design.DEFAULT_DESIGN
     spacing: int | None = None  # None: `design.default_spacing` for the study's size
+    repeats_default: bool = False  # True: `repeats` is --repeats' default, which the user did not type
 
 
 class PrepareError(ValueError):
@@ -61,7 +63,9 @@ class PrepareError(ValueError):
 
 def _check_request(req: Request) -> None:
     if not _NAME.fullmatch(req.name):
-        raise PrepareError(f"study name {req.name!r}: use 1-64 letters, digits, '-' or '_' (starting with a letter or digit)")
+        raise PrepareError(
+            f"study name {req.name!r}: use 1-64 of the ASCII letters A-Z and a-z, the digits 0-9, '-' and '_', starting with a letter or digit"
+        )
     unknown = [m for m in req.methods if m not in (*METHODS, ORIGINAL)]
     if unknown:
         raise PrepareError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join((*METHODS, ORIGINAL))}")
@@ -81,7 +85,8 @@ def _check_counts(req: Request, n_trials: int) -> None:
         raise PrepareError(f"--per-rater {req.per_rater}: must be between 1 and the {n_trials} stimuli of the study")
     seen = req.per_rater or n_trials
     if not 0 <= req.repeats <= seen:
-        raise PrepareError(f"--repeats {req.repeats}: must be between 0 and the {seen} stimuli each rater sees")
+        given = f"--repeats defaults to {req.repeats}, more than" if req.repeats_default else f"--repeats {req.repeats}: must be between 0 and"
+        raise PrepareError(f"{given} the {seen} stimuli each rater sees; give --repeats {seen // 2}, or another number from 0 to {seen}")
     k = len(req.methods)
     if req.design == "blocks" and seen % k:
         lower, upper = seen // k * k, (seen // k + 1) * k
@@ -236,13 +241,13 @@ def describe_plan(config: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m study.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True, help="study name (letters, digits, - and _)")
+    parser.add_argument("--name", required=True, help="study name (ASCII letters, digits, - and _)")
     parser.add_argument("--datasets", nargs="+", required=True, choices=BENCHMARKS, metavar="DATASET", help=f"from {', '.join(BENCHMARKS)}")
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help=f"from {', '.join((*METHODS, ORIGINAL))} ({ORIGINAL} = the original)")
     parser.add_argument("--per-rater", type=int, default=None, help="stimuli per rater (balanced subsets; with --design blocks a multiple of the methods; default: all)")
     parser.add_argument("--design", choices=design.DESIGNS, default=design.DEFAULT_DESIGN, help="blocks: each rater sees every method of each image they get (default); incomplete: method-balanced windows of stimuli")
     parser.add_argument("--spacing", type=int, default=None, metavar="K", help="at least K other presentations between two versions of one image and between a stimulus and its repeat (default: half the most the study's size allows, at most 20)")
-    parser.add_argument("--repeats", type=int, default=10, help="stimuli shown a second time to each rater, for test-retest (default 10)")
+    parser.add_argument("--repeats", type=int, help=f"stimuli shown a second time to each rater, for test-retest (default {DEFAULT_REPEATS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--calibration", type=int, default=20, help="calibration images, each shown twice, as nearest (1) and as the original (5): 2N presentations (default 20)")
     parser.add_argument("--gold", type=int, default=4, help="gold items per rater, half nearest and half original (default 4)")
@@ -254,9 +259,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    repeats = DEFAULT_REPEATS if args.repeats is None else args.repeats
     req = Request(
-        args.name, args.datasets, args.methods, args.per_rater, args.repeats, args.seed, args.calibration, args.gold,
-        args.pause_every, args.design, args.spacing,
+        args.name, args.datasets, args.methods, args.per_rater, repeats, args.seed, args.calibration, args.gold,
+        args.pause_every, args.design, args.spacing, repeats_default=args.repeats is None,
     )
     db_path = args.db or store.default_db()
     try:

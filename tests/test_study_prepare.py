@@ -144,6 +144,7 @@ def test_refuses_learned_method_without_weights_naming_them(data, tmp_path, monk
         ({"datasets": ["Set99"]}, "unknown dataset"),
         ({"name": "../escape"}, "study name"),
         ({"name": ""}, "study name"),
+        ({"name": "ünï"}, "study name 'ünï': use 1-64 of the ASCII letters A-Z and a-z, the digits 0-9, '-' and '_'"),
         ({"per_rater": 10}, "--per-rater 10"),
         ({"per_rater": 0}, "--per-rater 0"),
         ({"repeats": 10}, "--repeats 10"),
@@ -217,7 +218,9 @@ def test_cli(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "6 stimuli, 2 calibration and 2 gold items" in out and "each rater answers 9" in out
     assert prepare.main(["--name", "cli2", "--methods", "nearest", "--repeats", "9", *common]) == 2
-    assert "--repeats 9" in capsys.readouterr().err
+    assert "--repeats 9: must be between 0 and the 3 stimuli" in capsys.readouterr().err
+    assert prepare.main(["--name", "cli2", "--methods", "nearest", *common]) == 2  # --repeats not typed: its default is named
+    assert "--repeats defaults to 10, more than the 3 stimuli each rater sees; give --repeats 1," in capsys.readouterr().err
     elsewhere = tmp_path / "new" / "study.sqlite"  # a refused request creates no database
     assert prepare.main(["--name", "x", "--methods", "hr", "--repeats", "99", *common[:-1], str(elsewhere)]) == 2
     assert not elsewhere.parent.exists()
