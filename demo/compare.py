@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from demo.crops import MAX_ZOOM, VIEW, centre_from_click, crop_box, zoomed
+from demo.crops import MAX_ZOOM, VIEW, centre_from_click, crop_box, snap, zoomed
 from demo.examples import example_choices, load_example
 from demo.inputs import (
     HR_MODE,
@@ -72,6 +72,22 @@ are downscaled to fit, and you are told so. The smallest: {MIN_LR_SIDE}x{MIN_LR_
 
 PREVIEW_PIXELS = 1024 * 1024  # the input is shown (and clicked on) at most this large
 FRAME_COLOUR = (255, 214, 0)  # the zoomed window's outline on the preview (with a black edge: visible on any image)
+
+
+class ViewSlider(gr.Slider):
+    """A crop or zoom slider whose typed number is clamped to its range and rounded to its step, as the views use it:
+    Gradio's own refuses a number beyond the range with an error, and passes an empty box as None and a fractional
+    zoom as it is."""
+
+    is_template = True  # drawn by Gradio's slider
+
+    def preprocess(self, payload: float | None) -> float:
+        return snap(payload, self.minimum, self.maximum, self.step)
+
+    def shown(self, payload: float | None) -> float | dict:
+        """The number used, to show in place of a typed one that differs from it (else the number stays)."""
+        used = self.preprocess(payload)
+        return gr.skip() if payload == used else used
 
 
 @dataclass
@@ -502,9 +518,9 @@ def build_tab(data_root: Path | None) -> None:
             )
             with gr.Row():
                 number = ["compare-view-number"]
-                cx = gr.Slider(0, 100, 50, step=0.1, label="Crop centre x (% of width)", elem_id="compare-crop-x", elem_classes=number)
-                cy = gr.Slider(0, 100, 50, step=0.1, label="Crop centre y (% of height)", elem_id="compare-crop-y", elem_classes=number)
-                zoom = gr.Slider(1, MAX_ZOOM, value=4, step=1, label=f"Zoom (a {VIEW}-pixel view)", elem_id="compare-zoom", elem_classes=number)
+                cx = ViewSlider(0, 100, 50, step=0.1, label="Crop centre x (% of width)", elem_id="compare-crop-x", elem_classes=number)
+                cy = ViewSlider(0, 100, 50, step=0.1, label="Crop centre y (% of height)", elem_id="compare-crop-y", elem_classes=number)
+                zoom = ViewSlider(1, MAX_ZOOM, value=4, step=1, label=f"Zoom (a {VIEW}-pixel view)", elem_id="compare-zoom", elem_classes=number)
     gallery = gr.Gallery(
         label="Every method at the same crop (lossless PNG; captions: PSNR / SSIM, run time, precision)",
         format="png",
@@ -576,6 +592,8 @@ def build_tab(data_root: Path | None) -> None:
         select_crop, [source, comparison, mode, zoom, left, right], [cx, cy, preview, *views], api_visibility="private",
         show_progress="hidden",
     )
+    for control in (cx, cy, zoom):  # a typed number the views cannot use shows as the one they use
+        control.release(control.shown, control, control, preprocess=False, api_visibility="private", show_progress="hidden")
     gr.on(
         [cx.release, cy.release, zoom.release, left.input, right.input],
         update_views,

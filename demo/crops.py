@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,3 +47,12 @@ def centre_from_click(xy: tuple[int, int], shape: tuple[int, ...]) -> tuple[floa
     """A click at pixel (x, y) of an image of `shape` -> the centre as (x, y) fractions."""
     height, width = shape[:2]
     return (xy[0] + 0.5) / width, (xy[1] + 0.5) / height
+
+
+def snap(value: float | None, low: float, high: float, step: float) -> float:
+    """A number typed into a slider of this range and step, as the views use it: clamped to [low, high] and rounded
+    to the nearest step from `low`; an empty box reads as `low` (the page shows it so)."""
+    if value is None:
+        return low
+    steps = math.floor((min(max(float(value), low), high) - low) / step + 0.5)
+    return min(round(low + steps * step, 10), high)

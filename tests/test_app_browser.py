@@ -238,3 +238,17 @@ def test_an_automatic_switch_of_mode_is_for_its_image_only_and_the_users_own_cho
     sync_api.expect(page.locator("#compare-status")).to_contain_text("No image loaded", timeout=30_000)
     upload(page, photo_file, "Loaded astronaut.png")
     sync_api.expect(checked).to_have_value(LR_MODE, timeout=30_000)
+
+
+def test_a_typed_zoom_or_crop_the_views_cannot_use_shows_as_the_one_they_use(page, photo_file: Path) -> None:
+    upload(page, photo_file, "Loaded astronaut.png")
+    preview = page.locator("#compare-preview img")
+    for control, typed, used in [("zoom", "9", "8"), ("zoom", "2.5", "3"), ("crop-x", "150", "100"), ("zoom", "", "1")]:
+        number = page.locator(f"#compare-{control} input[type=number]")
+        before = preview.evaluate("e => e.src")
+        number.fill(typed)
+        number.press("Enter")
+        # The views moved (they stay where they were when the number is refused), and the number is the one they use.
+        page.wait_for_function("old => document.querySelector('#compare-preview img').src !== old", arg=before, timeout=30_000)
+        sync_api.expect(number).to_have_value(used, timeout=30_000)
+    assert page.locator(".error").count() == 0  # Gradio's red "Error" badges

@@ -166,6 +166,33 @@ def test_the_crop_is_the_same_window_of_every_output(client: Client, tmp_path: P
     assert np.array_equal(read(slider["value"][1]), crops[-1])
 
 
+@pytest.mark.parametrize(
+    ("typed", "used"),
+    [((50, 50, 9), (50, 50, 8)), ((50, 50, 0), (50, 50, 1)), ((50, 50, 2.5), (50, 50, 3)), ((50, 50, None), (50, 50, 1)),
+     ((150, -5, 4), (100, 0, 4)), ((33.36, None, 4), (33.4, 0, 4))],
+)
+def test_typed_crop_and_zoom_numbers_are_clamped_to_the_range_and_rounded_to_the_step(
+    client: Client, tmp_path: Path, photo_hr, typed: tuple, used: tuple
+) -> None:
+    load(client, save(photo_hr, tmp_path / "a.png"))
+    run(client, HR_MODE)
+    _, gallery, _, _ = client.predict(HR_MODE, *typed, "nearest", "original", api_name="/compare_view")  # no error
+    x, y, zoom = used
+    expected = zoomed(photo_hr, crop_box(photo_hr.shape, (x / 100, y / 100), zoom), zoom)
+    assert np.array_equal(read(gallery[-1]["image"]), expected)
+
+
+def test_a_typed_number_the_views_cannot_use_is_shown_as_the_one_they_use() -> None:
+    import gradio as gr
+
+    from demo.compare import ViewSlider
+
+    zoom, x = ViewSlider(1, 8, value=4, step=1), ViewSlider(0, 100, value=50, step=0.1)
+    assert [zoom.shown(typed) for typed in (9, 0, 2.5, None)] == [8, 1, 3, 1]
+    assert x.shown(150) == 100 and x.shown(33.36) == 33.4 and x.shown(-0.04) == 0
+    assert zoom.shown(8) == x.shown(33.4) == gr.skip()  # a usable number stays as typed
+
+
 def test_knob_at_alpha_0_is_srresnet_mse(client: Client, tmp_path: Path, photo_hr) -> None:
     load(client, save(photo_hr, tmp_path / "a.png"))
     result = run(client, HR_MODE)
