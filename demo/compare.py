@@ -297,11 +297,12 @@ def render_views(comparison: Comparison | None, px: float, py: float, zoom: floa
     box = crop_box(shape, (px / 100, py / 100), zoom)
     gallery = [(zoomed(image, box, zoom), comparison.captions[name]) for name, image in panels.items()]
     missing = [name for name in (left, right) if name not in panels]
+    # An update, not a gr.ImageSlider(value=...), which would write the pair to Gradio's cache as WebP (unsent) first.
     if missing:
-        slider = gr.ImageSlider(value=None, label=f"{' and '.join(missing)}: no output in this run")
+        slider = gr.update(value=None, label=f"{' and '.join(missing)}: no output in this run")
     else:
         pair = (zoomed(panels[left], box, zoom), zoomed(panels[right], box, zoom))
-        slider = gr.ImageSlider(value=pair, label=f"left: {comparison.label(left)} | right: {comparison.label(right)}")
+        slider = gr.update(value=pair, label=f"left: {comparison.label(left)} | right: {comparison.label(right)}")
     knob = zoomed(comparison.knob, box, zoom) if comparison.knob is not None else None
     return gallery, slider, knob
 

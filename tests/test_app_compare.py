@@ -372,7 +372,19 @@ def test_slider_names_a_colour_fixed_side(photo_hr) -> None:
     comparison = Comparison("a", prepared, {"bicubic": image, "srgan-vgg54": image}, colour_fix=True)
     comparison.captions |= {"bicubic": "b", "srgan-vgg54": "s", "original": "o"}
     _, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "srgan-vgg54")
-    assert slider.label == "left: bicubic | right: srgan-vgg54 + colour fix"
+    assert slider["label"] == "left: bicubic | right: srgan-vgg54 + colour fix"
+
+
+def test_drawing_the_views_writes_nothing_gradio_does_not_serve(photo_hr, tmp_path: Path, monkeypatch) -> None:
+    """A gr.ImageSlider built with a value encodes it to (lossy WebP) files in Gradio's cache that no one is sent."""
+    from demo.compare import Comparison, render_views
+
+    comparison = Comparison("a", prepare(photo_hr, HR_MODE), {"bicubic": photo_hr, "nearest": photo_hr})
+    comparison.captions |= {"bicubic": "b", "nearest": "n", "original": "o"}
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    _, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "nearest")
+    assert list(tmp_path.iterdir()) == []
+    assert slider["label"] == "left: bicubic | right: nearest" and len(slider["value"]) == 2
 
 
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
