@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import json
 import logging
 import math
 import os
@@ -87,10 +88,11 @@ AMP_MODES = ("auto", "losses", "off")
 
 
 class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
-    """Help with each option's default, except a switch's: "--no-final-eval (default: True)" reads as the opposite."""
+    """Help with each option's default, except a switch's ("--no-final-eval (default: True)" reads as the opposite)
+    and None (its help says what the default is)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.nargs == 0 else super()._get_help_string(action)
+        return action.help if action.nargs == 0 or action.default is None else super()._get_help_string(action)
 
 
 def positive(kind: type[int | float], zero_ok: bool = False) -> Callable[[str], int | float]:
@@ -127,7 +129,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "the default, said (a --resume of a torchvision run keeps torchvision's otherwise)",
     )
     p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/<method>)")
-    p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card)")
+    p.add_argument("--out", type=Path, help="final weights (default: results/models/<method>.safetensors, with a .json model card); weights "
+                   "already there are replaced only by a run that continues them (--resume) or with --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="let a run that does not continue the weights at --out replace them")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds model init and the crop sampler")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--log-every", type=positive(int), default=d.log_every, help="iterations per CSV log row")
@@ -273,6 +277,8 @@ class Trainer:
             if self.recipe.content == "vgg"
             else None
         )
+        if self.vgg_loss is None and config.vgg_weights:
+            log.warning("--vgg-weights %s is not used: %s's content loss is MSE, with no VGG19", config.vgg_weights, self.method)
         if not 0 <= config.ema_decay < 1:
             raise SystemExit(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
         self.ema = (
@@ -352,6 +358,8 @@ class Trainer:
             start = self.config.init_weights or (SPECS[self.recipe.init_method].weights_file if self.recipe.init_method else None)
             if start is not None:
                 if not Path(start).is_file():
+                    if self.config.init_weights is not None:
+                        raise SystemExit(f"error: --init {start} does not exist")
                     raise SystemExit(f"error: {self.method} starts from {start}, which does not exist: train {self.recipe.init_method} first or pass --init PATH")
                 try:
                     state = load_file(str(start))
@@ -370,6 +378,7 @@ class Trainer:
         if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
             self.ema.update_parameters(self.generator)
         self.set_lr()
+        check_replacing(self.out, self.config.resume or self.config.overwrite)  # a fresh run's inputs said first: it wrote nothing
 
     def set_lr(self) -> None:
         decay = self.schedule.decay_at is not None and self.progress.iteration >= self.schedule.decay_at
@@ -620,11 +629,34 @@ def check_outputs(run_dir: Path, out: Path) -> None:
     """Refuse a --run-dir or --out that could not be written, before any training (SystemExit naming the flag)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise SystemExit(f"error: --run-dir {run_dir} is a file, not a folder")
+    if not writable_folder(run_dir):
+        raise SystemExit(f"error: --run-dir {run_dir}: {nearest_existing(run_dir)} is not a writable folder")
     if out.is_dir() or out.suffix != ".safetensors":
         raise SystemExit(f"error: --out {out}: give a file name ending .safetensors (its card goes beside it as .json)")
-    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
-    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise SystemExit(f"error: --out {out}: {folder} cannot hold it (not a writable folder)")
+    if not writable_folder(out.parent):
+        raise SystemExit(f"error: --out {out}: {nearest_existing(out.parent)} cannot hold it (not a writable folder)")
+
+
+def check_replacing(out: Path, may_replace: bool) -> None:
+    """Refuse to start a run whose export would replace weights at --out that it does not continue (unless `may_replace`)."""
+    if out.is_file() and not may_replace:
+        try:
+            trained = json.loads(out.with_suffix(".json").read_text()).get("iterations")
+        except (OSError, ValueError, AttributeError):  # no card, or not one
+            trained = None
+        what = f"weights trained for {trained:,} iterations" if isinstance(trained, int) else "weights"
+        raise SystemExit(f"error: --out {out} holds {what} that this run does not continue: pass --resume to continue them, "
+                         "another --out for the new weights, or --overwrite to replace them")
+
+
+def nearest_existing(path: Path) -> Path | None:
+    return next((p for p in (path, *path.parents) if p.exists()), None)
+
+
+def writable_folder(path: Path) -> bool:
+    """Whether `path` is a folder this process can write in, or one it can make."""
+    found = nearest_existing(path)
+    return found is not None and found.is_dir() and os.access(found, os.W_OK)
 
 
 class StopFlag:

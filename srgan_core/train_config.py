@@ -27,6 +27,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     run_dir: Path | None = None
     out: Path | None = None
+    overwrite: bool = False  # a run that does not continue the weights at `out` may replace them
     seed: int = 0
     device: str | None = None
     log_every: int = 10

@@ -202,10 +202,26 @@ def test_validations_are_logged_at_every_eval_step_even_between_log_rows(tiny_da
     assert log["set5_psnr"].notna().tolist() == [False, True, False]
 
 
-def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="train srresnet-mse first"):
-        run(["--method", "srgan-mse", "--init", str(tmp_path / "missing.safetensors"), "--data-root", str(tiny_data),
-             "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")])
+def test_vgg_weights_for_an_mse_method_are_said_to_be_unused(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        train.Trainer(train.parse_args(["--method", "srresnet-mse", "--vgg-weights", "elsewhere.safetensors", "--device", "cpu"]))
+    assert "--vgg-weights elsewhere.safetensors is not used: srresnet-mse's content loss is MSE" in caplog.text
+
+
+def test_help_shows_no_default_of_none(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "(default: None)" not in shown and "(default: 0)" in shown  # --seed's default is still shown
+
+
+def test_srgan_without_srresnet_weights_is_refused(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = ["--method", "srgan-mse", "--data-root", str(tiny_data), "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors")]
+    with pytest.raises(SystemExit, match=r"^error: --init \S+missing.safetensors does not exist$"):
+        run(common + ["--init", str(tmp_path / "missing.safetensors")])
+    monkeypatch.setattr("srgan_core.method_specs.MODELS_DIR", tmp_path / "no-models")  # no shipped SRResNet-MSE to start from
+    with pytest.raises(SystemExit, match="train srresnet-mse first or pass --init PATH"):
+        run(common)
 
 
 SLOW_SECOND_PROCESS = """
@@ -383,6 +399,12 @@ def test_runs_never_overwrite_work_they_did_not_do(tiny_data: Path, tmp_path: Pa
     with pytest.raises(SystemExit, match="cannot be read .* it is damaged"):
         run([*common[:6], "--run-dir", str(damaged), "--out", str(tmp_path / "w.safetensors"), "--iters", "5", "--resume"])
     assert {p: p.read_bytes() for p in kept} == kept
+    elsewhere = [*common[:4], "--eval-every", "0", "--run-dir", str(tmp_path / "r2"), "--out", str(tmp_path / "w.safetensors"), "--iters", "1"]
+    with pytest.raises(SystemExit, match=r"w.safetensors holds weights trained for 3 iterations that this run does not continue"):
+        run(elsewhere)  # a fresh run into other weights' --out (the default --out is the shipped weights)
+    assert {p: p.read_bytes() for p in kept} == kept
+    run(elsewhere + ["--overwrite", "--no-final-eval"])
+    assert json.loads((tmp_path / "w.json").read_text())["iterations"] == 1
 
 
 @pytest.mark.parametrize("broken", ["loss", "weights"])

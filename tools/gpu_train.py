@@ -41,6 +41,7 @@ from srgan_core import train
 from srgan_core.compact import read_weights
 from srgan_core.data import TrainImages, train_folders
 from srgan_core.device import pick_device
+from srgan_core.method_specs import SPECS
 from srgan_core.pack import COMPACT_VGG
 from srgan_core.provenance import hardware
 from srgan_core.train_config import PRESETS, scaled_lr
@@ -63,8 +64,9 @@ log = logging.getLogger("gpu_train")
 
 
 def trainer_args(method: str, bundle: Path, work: Path, batch: int, crop: int, extra: list[str] = ()) -> list[str]:
+    vgg = ["--vgg-weights", str(bundle / COMPACT_VGG)] if SPECS[method].recipe.content == "vgg" else []
     return [
-        "--method", method, "--preset", "paper", "--data-root", str(bundle), "--vgg-weights", str(bundle / COMPACT_VGG),
+        "--method", method, "--preset", "paper", "--data-root", str(bundle), *vgg,
         "--batch-size", str(batch), "--crop", str(crop), "--run-dir", str(work / "runs" / method),
         "--out", str(work / f"{method}.safetensors"), "--no-final-eval", *extra,
     ]
