@@ -229,7 +229,7 @@ def analyze(
         reasons = "; ".join(f"{r.rater}: {r.reason}" for r in raters.itertuples() if r.excluded)
         raise RatingsError(f"study {study!r}: every rater with trial ratings was excluded ({reasons})")
     repeat = ratings[(ratings["phase"] == "repeat") & ratings["rater"].isin(included)]
-    retest = stats.retest_reliability(stats.retest_pairs(trial, repeat), seed=settings.seed)
+    retest = stats.retest_reliability(stats.retest_pairs(trial, repeat))
 
     mos = stats.mos_table(trial, settings.n_resamples, settings.seed)
     metrics = metrics_fn(studied) if metrics_fn is not None else None
@@ -253,7 +253,7 @@ def analyze(
         subset = trial[trial["dataset"] == dataset]
         methods = [m for m in order if m in set(subset["method"])]
         paired = stats.paired_scores(subset)
-        pairwise = stats.pairwise_wilcoxon(paired, methods, settings.alpha, seed=settings.seed)
+        pairwise = stats.pairwise_wilcoxon(paired, methods, settings.alpha)
         omnibus = stats.friedman(paired, methods)
         ranks = stats.mean_ranks(paired, methods)
         blocks = len(stats.complete_blocks(paired, methods))
@@ -480,7 +480,7 @@ def _retest_section(retest: dict[str, float]) -> str:
             )
             body += (
                 f"Spearman rho = {rho}; Wilcoxon signed-rank test of first against second showing (two-sided, "
-                f"zero differences dropped, pairs as the unit, p from the signs' permutation distribution): {test}."
+                f"zero differences dropped, pairs as the unit, p exact over every sign pattern): {test}."
             )
     return "\n".join(["## Test-retest reliability", "", body, ""])
 
@@ -572,8 +572,8 @@ def _dataset_section(
             "",
             PAIRING,
             "Two-sided Wilcoxon signed-rank tests between every pair of methods over the raters' mean differences "
-            "(raters with a zero mean difference dropped; p from the permutation distribution of the signs, "
-            f"{stats.PERMUTATIONS} seeded sign patterns or all of them, so it holds with zeros and ties; from "
+            "(raters with a zero mean difference dropped; p exact, over every sign pattern of the raters' differences, "
+            f"so it holds with zeros and ties; from "
             f"{stats.MIN_PAIRS} raters with a non-zero difference on, else `n/a` in the matrices below), at p < {alpha}, "
             "uncorrected as in the paper and Holm-corrected over the pairs tested in this dataset. W+ / W-: the signed-rank "
             "sums of the raters for whom A scored higher / lower; the larger one gives the direction in the matrices. "

@@ -33,7 +33,6 @@ MIN_BLOCKS = 10  # raters behind the Friedman test
 MIN_UNITS = 10  # stimuli behind an agreement statistic
 MIN_CI_RATINGS = 10  # a MOS interval from fewer ratings is flagged
 MIN_CI_RATERS = 5  # below this the raters-resampled interval has too few raters to draw from to mean much
-PERMUTATIONS = 10_000  # sign flips behind a Wilcoxon p-value; every one of them (an exact p) up to 13 non-zero differences
 DECIMALS = 9  # mean differences are rounded to this many places, so that equal means tie despite round-off
 
 
@@ -126,7 +125,7 @@ def retest_pairs(trial: pd.DataFrame, repeat: pd.DataFrame) -> pd.DataFrame:
     return first.merge(second, on=["rater", "stimulus"]).sort_values(["rater", "stimulus"], ignore_index=True)
 
 
-def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS, seed: int = 0) -> dict[str, float | str]:
+def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS) -> dict[str, float | str]:
     """Reliability of repeated items: mean absolute difference, Spearman rho, and a two-sided Wilcoxon
     signed-rank test of first against second showing (`signed_rank_test`); rho and the test only from `min_pairs`
     pairs on (``note`` says why not), the test only from `min_pairs` non-zero differences on (``wilcoxon_note``)."""
@@ -147,7 +146,7 @@ def retest_reliability(pairs: pd.DataFrame, min_pairs: int = MIN_PAIRS, seed: in
     nonzero = int(np.count_nonzero(first != second))
     result["wilcoxon_note"] = shortfall(nonzero, min_pairs, f"non-zero differences (of {n} pairs)")
     if not result["wilcoxon_note"]:
-        test = signed_rank_test(first - second, seed)
+        test = signed_rank_test(first - second)
         result["wilcoxon_stat"], result["wilcoxon_p"] = min(test["w_plus"], test["w_minus"]), test["p"]
     return result
 
@@ -222,28 +221,29 @@ def rater_differences(paired: pd.DataFrame, a: str, b: str) -> pd.Series:
     return (both[a] - both[b]).groupby(level="rater").mean().round(DECIMALS)
 
 
-def signed_rank_test(differences: np.ndarray, seed: int) -> dict[str, float]:
+def signed_rank_test(differences: np.ndarray) -> dict[str, float]:
     """Two-sided Wilcoxon signed-rank test of `differences` (zeros dropped): the signed-rank sums ``w_plus`` and
-    ``w_minus`` (the side with the larger sum is the higher one) and ``p`` from the permutation distribution of the
-    signs, which holds with zeros and ties (scipy's normal approximation does not): every sign pattern up to 13 non-zero
-    differences, else `PERMUTATIONS` random ones drawn with `seed`. The same p as scipy's, ``scipy.stats.wilcoxon(d,
-    method=PermutationMethod(PERMUTATIONS, rng=default_rng(seed)))`` on the non-zero d, without its per-resample ranking."""
+    ``w_minus`` (the side with the larger sum is the higher one) and the exact ``p`` of ``w_plus`` under the 2**n
+    equally likely sign patterns of the n non-zero differences, their (mid)ranks as they are: it holds with ties, where
+    scipy's "exact" method rounds and its normal approximation is off, and at any n, where a permutation test's p stops
+    at 1 / its resamples. Two-sided as scipy's permutation test: twice the smaller tail, at most 1."""
     d = np.asarray(differences, dtype=float)
     d = d[d != 0]
     ranks = stats.rankdata(np.abs(d))  # a sign flip leaves |d| and so the ranks as they are
-
-    def w_plus(signed: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.sum(ranks * (signed > 0), axis=axis)
-
-    test = stats.permutation_test(
-        (d,), w_plus, permutation_type="samples", vectorized=True, n_resamples=PERMUTATIONS,
-        alternative="two-sided", rng=np.random.default_rng(seed),
-    )
-    return {"w_plus": float(test.statistic), "w_minus": float(ranks.sum() - test.statistic), "p": float(test.pvalue)}
+    doubled = np.rint(2 * ranks).astype(int)  # midranks are multiples of 1/2
+    null = np.zeros(int(doubled.sum()) + 1)  # the distribution of 2 w_plus: each rank in the sum with probability 1/2
+    null[0] = 1.0
+    for rank in doubled:
+        shifted = np.zeros_like(null)
+        shifted[rank:] = null[:-rank]
+        null = 0.5 * (null + shifted)
+    plus = int(doubled[d > 0].sum())
+    p = min(1.0, 2 * min(null[: plus + 1].sum(), null[plus:].sum()))
+    return {"w_plus": plus / 2, "w_minus": float(ranks.sum()) - plus / 2, "p": float(p)}
 
 
 def pairwise_wilcoxon(
-    paired: pd.DataFrame, methods: list[str], alpha: float = 0.05, min_pairs: int = MIN_PAIRS, seed: int = 0
+    paired: pd.DataFrame, methods: list[str], alpha: float = 0.05, min_pairs: int = MIN_PAIRS
 ) -> pd.DataFrame:
     """Two-sided Wilcoxon signed-rank test (`signed_rank_test`) for every pair of methods with the rater as the unit:
     each rater who rated both methods on some image gives one difference, the mean of (a - b) over those images
@@ -260,7 +260,7 @@ def pairwise_wilcoxon(
         note = shortfall(n_raters, min_pairs, "raters") or shortfall(
             nonzero, min_pairs, f"raters with a non-zero mean difference (of {n_raters})"
         )
-        test = {"w_plus": math.nan, "w_minus": math.nan, "p": math.nan} if note else signed_rank_test(differences.to_numpy(), seed)
+        test = {"w_plus": math.nan, "w_minus": math.nan, "p": math.nan} if note else signed_rank_test(differences.to_numpy())
         rows.append({"method_a": a, "method_b": b, "n_raters": n_raters, "n_nonzero": nonzero, "n_pairs": len(both),
                      "mean_a": float(both[a].mean()) if len(both) else math.nan,
                      "mean_b": float(both[b].mean()) if len(both) else math.nan,

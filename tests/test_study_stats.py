@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -132,20 +133,22 @@ def test_wilcoxon_p_counts_non_zero_differences_and_holds_with_zeros_and_ties():
     pairs = pd.DataFrame({"first": 3 + differences, "second": np.full(60, 3.0)})
     retest = stats.retest_reliability(pairs)
     assert math.isnan(retest["wilcoxon_p"]) and retest["wilcoxon_note"] == "not computable: 5 non-zero differences (of 60 pairs); need >= 10"
-    assert stats.signed_rank_test(differences, seed=0) == {"w_plus": 15.0, "w_minus": 0.0, "p": 0.0625}
-    # With ties, zeros and more sign patterns than PERMUTATIONS: scipy's own permutation test, same seed, same p.
-    rng = np.random.default_rng(4)
-    tied = rng.integers(-2, 4, size=40) / 2.0
-    ours = stats.signed_rank_test(tied, seed=3)
+    assert stats.signed_rank_test(differences) == {"w_plus": 15.0, "w_minus": 0.0, "p": 0.0625}
+    # With ties and zeros: every one of the 2**19 sign patterns of the non-zero differences, counted by hand.
+    tied = np.random.default_rng(4).integers(-2, 4, size=22) / 2.0
     nonzero = tied[tied != 0]
-    method = sps.PermutationMethod(n_resamples=stats.PERMUTATIONS, rng=np.random.default_rng(3))
-    assert ours["p"] == pytest.approx(sps.wilcoxon(nonzero, method=method).pvalue, rel=1e-12)
-    assert min(ours["w_plus"], ours["w_minus"]) == sps.wilcoxon(nonzero).statistic
-    # Distinct non-zero differences, 13 or fewer: every sign pattern, the exact p scipy computes.
+    ranks = sps.rankdata(np.abs(nonzero))
+    patterns = np.array(list(itertools.product([False, True], repeat=len(nonzero))))
+    w_plus, observed = (patterns * ranks).sum(axis=1), ranks[nonzero > 0].sum()
+    by_hand = min(1.0, 2 * min(np.mean(w_plus <= observed), np.mean(w_plus >= observed)))
+    ours = stats.signed_rank_test(tied)
+    assert ours["p"] == pytest.approx(by_hand, rel=1e-12) and min(ours["w_plus"], ours["w_minus"]) == sps.wilcoxon(nonzero).statistic
+    # Distinct non-zero differences: the exact p scipy computes.
     distinct = np.array([0.3, -1.2, 2.5, 0.7, 1.9, -0.4, 3.1, 1.1, 0.0, 2.2, -2.9, 1.6])
     exact = sps.wilcoxon(distinct[distinct != 0], method="exact").pvalue
-    assert stats.signed_rank_test(distinct, seed=0)["p"] == pytest.approx(exact, rel=1e-12)
-    assert stats.signed_rank_test(distinct, seed=9) == stats.signed_rank_test(distinct, seed=0)
+    assert stats.signed_rank_test(distinct)["p"] == pytest.approx(exact, rel=1e-12)
+    # The paper's 26 raters, all of them one way: 2 of the 2**26 patterns, not a permutation test's floor of 1e-4.
+    assert stats.signed_rank_test(np.ones(26))["p"] == pytest.approx(2 / 2**26, rel=1e-12)
 
 
 def paired_fixture() -> pd.DataFrame:
@@ -173,12 +176,12 @@ def raters_fixture(seed: int = 0) -> pd.DataFrame:
 
 def test_pairwise_wilcoxon_tests_raters_mean_differences_like_scipy_and_hand_holm():
     paired = stats.paired_scores(raters_fixture())
-    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"], seed=5).set_index(["method_a", "method_b"])
+    table = stats.pairwise_wilcoxon(paired, ["a", "b", "c"]).set_index(["method_a", "method_b"])
     for a, b in [("a", "b"), ("a", "c"), ("b", "c")]:
         both = paired[[a, b]].dropna()
         per_rater = (both[a] - both[b]).groupby(level="rater").mean()  # one value per rater: the unit of the test
         nonzero = per_rater[per_rater.round(9) != 0].round(9)
-        method = sps.PermutationMethod(n_resamples=stats.PERMUTATIONS, rng=np.random.default_rng(5))
+        method = sps.PermutationMethod(n_resamples=2 ** len(nonzero))  # every sign pattern: exact
         assert table.loc[(a, b), "p"] == pytest.approx(sps.wilcoxon(nonzero, method=method).pvalue, rel=1e-12)
         assert table.loc[(a, b), ["n_raters", "n_nonzero", "n_pairs"]].tolist() == [len(per_rater), len(nonzero), len(both)]
         assert table.loc[(a, b), "mean_difference"] == pytest.approx(per_rater.mean())  # raters weigh alike, not images
