@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -49,6 +52,7 @@ from srgan_core.paths import GET_DATA
 
 UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscaling at a time uses the CPU best
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
+VIEW_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-views"  # every image the tab shows, as a file (`view_file`)
 KEEP_DOWNLOADS_SECONDS = 3600
 PREFERRED_RIGHT = ("srgan-vgg54", "srgan-vgg22", "srgan-mse", "srresnet-vgg22", "srresnet-mse")
 COLUMNS = ["method", "status", "run time (s)", "precision", "PSNR (dB)", "SSIM", "description"]
@@ -230,6 +234,7 @@ def run_comparison(
         yield None, *no_results()[:4], refused(str(exc)), *no_results()[4:]
         return
     precision = compare_precision(force_float32)
+    prune(VIEW_ROOT)
     comparison = Comparison(source.name, prepared, colour_fix=colour_fix)
     comparison.captions[ORIGINAL_LABEL] = f"{ORIGINAL_LABEL} (high resolution)"
     infos = list_methods()
@@ -295,20 +300,44 @@ def render_views(comparison: Comparison | None, px: float, py: float, zoom: floa
     zoom = int(zoom)
     shape = next(iter(panels.values())).shape if panels else (1, 1)
     box = crop_box(shape, (px / 100, py / 100), zoom)
-    gallery = [(zoomed(image, box, zoom), comparison.captions[name]) for name, image in panels.items()]
+
+    def view(image: np.ndarray) -> str:
+        return view_file(zoomed(image, box, zoom))
+
+    gallery = [(view(image), comparison.captions[name]) for name, image in panels.items()]
     missing = [name for name in (left, right) if name not in panels]
     # An update, not a gr.ImageSlider(value=...), which would write the pair to Gradio's cache as WebP (unsent) first.
     if missing:
         slider = gr.update(value=None, label=f"{' and '.join(missing)}: no output in this run")
     else:
-        pair = (zoomed(panels[left], box, zoom), zoomed(panels[right], box, zoom))
+        pair = (view(panels[left]), view(panels[right]))
         slider = gr.update(value=pair, label=f"left: {comparison.label(left)} | right: {comparison.label(right)}")
-    knob = zoomed(comparison.knob, box, zoom) if comparison.knob is not None else None
+    knob = view(comparison.knob) if comparison.knob is not None else None
     return gallery, slider, knob
 
 
-def framed_preview(source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float):
-    """The input's preview with the zoomed window outlined (where every view is looking)."""
+def view_file(image: np.ndarray) -> str:
+    """`image` as a lossless PNG named after its content, written once (whole, then renamed into place) for Gradio.
+
+    Gradio copies a file into its cache once and, sent again, serves that copy untouched. An image array it encodes
+    and rewrites in place, at the same address, every time it is sent (and every Compare step sends every tile again):
+    a browser reading it meanwhile got a broken tile, and never asked again, the address being the same."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.sha256(repr(image.shape).encode())
+    digest.update(image.data)
+    path = VIEW_ROOT / f"{digest.hexdigest()[:32]}.png"
+    VIEW_ROOT.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        os.utime(path)  # in use: not pruned for another KEEP_DOWNLOADS_SECONDS
+    else:
+        save_png(image, path)
+    return str(path)
+
+
+def framed_preview(
+    source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float
+) -> str | None:
+    """The input's preview with the zoomed window outlined (where every view is looking), as a `view_file`."""
     if source is None:
         return None
     if comparison is not None and comparison.panels():
@@ -325,7 +354,7 @@ def framed_preview(source: Source | None, comparison: Comparison | None, mode: s
     line = max(2, round(max(height, width) / 300))
     draw.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=(0, 0, 0), width=line + 2)
     draw.rectangle((x0 + 1, y0 + 1, max(x0 + 1, x1 - 1), max(y0 + 1, y1 - 1)), outline=FRAME_COLOUR, width=line)
-    return np.asarray(framed)
+    return view_file(np.asarray(framed))
 
 
 def mode_chosen(source: Source | None, comparison: Comparison | None, mode: str, px: float, py: float, zoom: float):
@@ -388,7 +417,7 @@ def run_knob(
     if hr is not None:
         text += f" · PSNR {psnr_y(sr, hr):.2f} dB · SSIM {ssim_y(sr, hr):.4f}"
     box = crop_box(sr.shape, (px / 100, py / 100), int(zoom))
-    return comparison, zoomed(sr, box, int(zoom)), text, with_knob_download(comparison)
+    return comparison, view_file(zoomed(sr, box, int(zoom))), text, with_knob_download(comparison)
 
 
 def warm_up() -> None:
@@ -421,7 +450,7 @@ def knob_explained(problem: str | None) -> str:
 
 def write_downloads(comparison: Comparison) -> list[str]:
     """Every full-size output and the low-resolution input the methods saw, as lossless PNGs named after the image."""
-    prune_downloads()
+    prune(DOWNLOAD_ROOT)
     folder = Path(tempfile.mkdtemp(dir=DOWNLOAD_ROOT))
     images = {
         f"{comparison.name}_{name}{COLOUR_FIX_SUFFIX if comparison.fixed(name) else ''}_x4": sr
@@ -447,13 +476,18 @@ def with_knob_download(comparison: Comparison) -> list[str]:
     return [*comparison.downloads, str(path)]
 
 
-def prune_downloads() -> None:
-    """Remove download folders older than KEEP_DOWNLOADS_SECONDS (the app has served them by then)."""
-    DOWNLOAD_ROOT.mkdir(parents=True, exist_ok=True)
+def prune(root: Path) -> None:
+    """Remove the folders and files in `root` older than KEEP_DOWNLOADS_SECONDS (the app has served them by then)."""
+    root.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - KEEP_DOWNLOADS_SECONDS
-    for folder in DOWNLOAD_ROOT.iterdir():
-        if folder.is_dir() and folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
+    for entry in root.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile by another session
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
 
 
 # Gallery tiles at least one zoomed crop wide, with the caption under the crop instead of over it; Enter in a

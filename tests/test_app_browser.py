@@ -126,7 +126,7 @@ def preview_pixels(page) -> np.ndarray:
 
 
 def outline(pixels: np.ndarray, photo: Path) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) of what was drawn over the photo (the preview is lossy WebP: far changes only)."""
+    """(top, left, bottom, right) of what was drawn over the photo (the outline: far from the photo's colours)."""
     drawn = np.abs(pixels.astype(int) - np.asarray(Image.open(photo).convert("RGB"), dtype=int)).max(axis=2) > 80
     ys, xs = np.nonzero(drawn)
     assert len(ys), "no outline on the preview"
@@ -221,23 +221,27 @@ def test_an_automatic_switch_of_mode_is_for_its_image_only_and_the_users_own_cho
     strip = tmp_path / "strip.png"
     Image.fromarray(np.full((31, 200, 3), 90, np.uint8)).save(strip)  # too short to downscale as a photo
     checked = page.locator("#compare-mode input:checked")
-    clear = page.locator("#compare-upload button[aria-label='Clear']")
     upload(page, strip, "upscaled as the low-resolution input")
     sync_api.expect(checked).to_have_value(LR_MODE, timeout=30_000)
-    clear.click()
+    clear_upload(page)
     upload(page, photo_file, "Loaded astronaut.png")
     sync_api.expect(checked).to_have_value(HR_MODE, timeout=30_000)  # the switch was for the strip
-    clear.click()
+    clear_upload(page)
     upload(page, strip, "upscaled as the low-resolution input")
     for mode in (HR_MODE, LR_MODE):  # the user picks the mode the app had switched to, themselves
         before = page.locator("#compare-preview img").evaluate("e => e.src")
         page.locator(f"#compare-mode input[value='{mode}']").check()
         # Done once the preview is outlined for it (the window is another part of the strip in each mode).
         page.wait_for_function("old => document.querySelector('#compare-preview img').src !== old", arg=before, timeout=30_000)
-    clear.click()
-    sync_api.expect(page.locator("#compare-status")).to_contain_text("No image loaded", timeout=30_000)
+    clear_upload(page)
     upload(page, photo_file, "Loaded astronaut.png")
     sync_api.expect(checked).to_have_value(LR_MODE, timeout=30_000)
+
+
+def clear_upload(page) -> None:
+    """Empty the upload box and wait until the app has (the next upload reads the mode that clearing restores)."""
+    page.locator("#compare-upload button[aria-label='Clear']").click()
+    sync_api.expect(page.locator("#compare-status")).to_contain_text("No image loaded", timeout=30_000)
 
 
 def test_a_typed_zoom_or_crop_the_views_cannot_use_shows_as_the_one_they_use(page, photo_file: Path) -> None:

@@ -387,6 +387,34 @@ def test_drawing_the_views_writes_nothing_gradio_does_not_serve(photo_hr, tmp_pa
     assert slider["label"] == "left: bicubic | right: nearest" and len(slider["value"]) == 2
 
 
+def test_views_sent_again_leave_the_files_already_sent_untouched(photo_hr, tmp_path: Path, monkeypatch) -> None:
+    """Every Compare step sends every tile again. Gradio rewrote an image array's file in place, at the same address,
+    each time: a browser reading it meanwhile got a broken tile, and never reloaded it (the address was the same)."""
+    import gradio as gr
+    from gradio.processing_utils import move_files_to_cache
+
+    from demo.compare import Comparison, render_views
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # Gradio's cache, for the components made below
+    comparison = Comparison("a", prepare(photo_hr, HR_MODE), {"bicubic": photo_hr, "nearest": photo_hr[::-1]})
+    comparison.captions |= {"bicubic": "b", "nearest": "n", "original": "o"}
+    gallery, slider = gr.Gallery(format="png"), gr.ImageSlider(format="png")
+
+    def send() -> list[Path]:
+        """The files the browser is sent for the gallery and the slider, as Gradio makes them from the event's output."""
+        tiles, pair, _ = render_views(comparison, 50, 50, 4, "bicubic", "nearest")
+        sent = [*move_files_to_cache(gallery.postprocess(tiles), gallery, postprocess=True),
+                *move_files_to_cache(slider.postprocess(pair["value"]), slider, postprocess=True)]
+        return [Path(item.get("image", item)["path"]) for item in sent]
+
+    first = send()
+    assert len(first) == 5 and all(path.is_relative_to(tmp_path) for path in first)
+    for path in first:
+        path.write_bytes(b"as the browser read it")
+    assert send() == first
+    assert all(path.read_bytes() == b"as the browser read it" for path in first)
+
+
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input
     prepared = prepare(big, LR_MODE)
