@@ -646,7 +646,8 @@ def _overview_section(has_psnr: bool, metrics: Metrics | None, settings: Setting
         "images the first two are too narrow; the raters-resampled one allows for that (it still takes the images "
         "as fixed) and needs at least 2 raters. All are clipped to the 1..5 scale. "
         f"`*`: from fewer than {stats.MIN_CI_RATINGS} ratings (or, raters resampled, fewer than "
-        f"{stats.MIN_CI_RATERS} raters), too few for the interval to mean much.",
+        f"{stats.MIN_CI_RATERS} raters), too few for the interval to mean much, or from ratings all equal, whose "
+        "interval of width 0 measures no spread, not certainty.",
         "- The tests between methods take the rater as the unit (one mean difference, or one mean score per method, "
         "per rater), so their p-values hold for other raters drawn from the same population, with the images taken "
         f"as fixed; they need at least {stats.MIN_PAIRS} raters.",

@@ -193,7 +193,8 @@ def rater_bootstrap(scores: np.ndarray, raters: np.ndarray, n_resamples: int, se
 def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     """One row per (dataset, method): ratings, raters, images, MOS, std and three 95 % intervals (t and bootstrap over
     ratings, bootstrap over raters), clipped to the 1..5 scale (``clipped``); ``few`` flags intervals from fewer than
-    `MIN_CI_RATINGS` ratings, ``few_raters`` the raters-resampled interval from fewer than `MIN_CI_RATERS` raters."""
+    `MIN_CI_RATINGS` ratings or from ratings all equal (their width 0 is no certainty: there was no spread to measure),
+    ``few_raters`` the raters-resampled interval from fewer than `MIN_CI_RATERS` raters (or equal ratings)."""
     rows = []
     for (dataset, method), group in trial.groupby(["dataset", "method"], sort=True):
         summary = summarize_scores(group["score"].to_numpy(), n_resamples, seed)
@@ -205,8 +206,8 @@ def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
         rows.append({"dataset": dataset, "method": method, "raters": group["rater"].nunique(),
                      "images": group["image"].nunique(), **summary,
                      "clipped": any(a != b for a, b in zip(bounds, clipped) if not math.isnan(a)),
-                     "few": summary["n"] < MIN_CI_RATINGS,
-                     "few_raters": group["rater"].nunique() < MIN_CI_RATERS})
+                     "few": summary["n"] < MIN_CI_RATINGS or summary["std"] == 0,
+                     "few_raters": group["rater"].nunique() < MIN_CI_RATERS or summary["std"] == 0})
     return pd.DataFrame(rows)
 
 

@@ -296,6 +296,8 @@ def test_mos_intervals_are_clipped_to_the_scale_and_flagged_when_few():
     assert bool(row["clipped"]) and bool(row["few"]) and row["boot_high"] <= 5
     many = stats.mos_table(long_table({f"i{k}": {"a": 3 + k % 2} for k in range(12)}), 200, 0).iloc[0]
     assert not many["clipped"] and not many["few"]
+    same = stats.mos_table(long_table({f"i{k}": {f"r{j}": 4 for j in range(6)} for k in range(10)}), 200, 0).iloc[0]  # 6 raters, all 4
+    assert (same["t_low"], same["t_high"]) == (4, 4) and bool(same["few"]) and bool(same["few_raters"])
 
 
 def test_the_raters_resampled_interval_counts_raters_not_ratings():
