@@ -519,7 +519,9 @@ def build_tab(data_root: Path | None) -> None:
     default = default_precision(pick_device())
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Your image", file_types=["image"], type="filepath", elem_id="compare-upload")
+            # Any file: the app says itself what it cannot read. Gradio's file_types=["image"] goes by the name's
+            # extension, refusing a TGA or a file without one with a bare "Error".
+            upload = gr.File(label="Your image", type="filepath", elem_id="compare-upload")
             examples = example_choices(data_root)
             no_benchmarks = not any(choice.startswith(BENCHMARKS) for choice in examples)
             example = gr.Dropdown(

@@ -256,3 +256,11 @@ def test_a_typed_zoom_or_crop_the_views_cannot_use_shows_as_the_one_they_use(pag
         page.wait_for_function("old => document.querySelector('#compare-preview img').src !== old", arg=before, timeout=30_000)
         sync_api.expect(number).to_have_value(used, timeout=30_000)
     assert page.locator(".error").count() == 0  # Gradio's red "Error" badges
+
+
+def test_a_file_without_an_extension_is_read_by_the_app(page, photo_file: Path, tmp_path: Path) -> None:
+    """The page itself refused it with an error toast, by its name, when the upload box took images only."""
+    nameless = tmp_path / "photo"
+    nameless.write_bytes(photo_file.read_bytes())
+    upload(page, nameless, "Loaded photo (256x256)")
+    assert page.locator(".error").count() == 0
