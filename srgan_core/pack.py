@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image, JpegImagePlugin
 from safetensors import SafetensorError
 
@@ -40,7 +41,7 @@ from srgan_core.method_specs import SPECS
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.paths import DATA_ROOT_DEFAULT
+from srgan_core.paths import DATA_ROOT_DEFAULT, damaged_data
 from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, resolve_vgg_weights
 
 MANIFEST = "MANIFEST.json"
@@ -63,6 +64,10 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     vgg = resolve_vgg_weights(data_root=root)
     if vgg is None:
         raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: {GET_WEIGHTS} fetches them")
+    try:
+        vgg_state = read_weights(vgg)  # read before the minutes of converting images: a damaged file is said first
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(damaged_data(f"VGG19 weights {vgg} cannot be read ({exc})", root)) from None
     niqe_model = niqe_model_path(root)
     if not niqe_model.is_file():
         raise FileNotFoundError(f"no NIQE model at {niqe_model}: `{FETCH_NIQE}` fetches it")
@@ -83,7 +88,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     except OSError as exc:
         raise ValueError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
     try:
-        manifest = _write_bundle(staging, root, vgg, niqe_model, weights, quality, command)
+        manifest = _write_bundle(staging, root, vgg_state, niqe_model, weights, quality, command)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -91,7 +96,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     return manifest
 
 
-def _write_bundle(out: Path, root: Path, vgg: Path, niqe_model: Path, weights: list[Path], quality: int, command: str) -> dict:
+def _write_bundle(out: Path, root: Path, vgg: dict[str, torch.Tensor], niqe_model: Path, weights: list[Path], quality: int, command: str) -> dict:
     for folder in train_folders(root):
         target = out / "train" / folder.name
         target.mkdir(parents=True)
@@ -109,7 +114,7 @@ def _write_bundle(out: Path, root: Path, vgg: Path, niqe_model: Path, weights: l
     (out / NIQE_MODEL).parent.mkdir(parents=True)
     shutil.copyfile(niqe_model, out / NIQE_MODEL)
     (out / COMPACT_VGG).parent.mkdir(parents=True)
-    write_compact_bf16(read_weights(vgg), out / COMPACT_VGG)
+    write_compact_bf16(vgg, out / COMPACT_VGG)
     (out / "weights").mkdir()
     for path in weights:
         write_compact_bf16(read_weights(path), out / "weights" / f"{path.stem}.npz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ CASES = [
     # pack
     Case("srgan_core.pack", ("{tmp}/image.png/bundle", "--data-root", "{tmp}/packdata"), "cannot write the bundle {tmp}/image.png/bundle"),
     Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packdata", "--weights", "{tmp}/image.png"), "methods with weights: srgan-mse,"),
+    Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packvgg"),
+         "VGG19 weights {tmp}/packvgg/vgg19/vgg19_features_imagenet.safetensors cannot be read"),
     # data download (offline: every request goes to a closed local port)
     Case("srgan_core.data", (), "error: no command given: `python -m srgan_core.data download [--to DIR] [--only ...]` fetches", status=2),
     Case("srgan_core.data", ("fetch",), "error: unknown command 'fetch': `python -m srgan_core.data download [--to DIR]", status=2),
@@ -197,6 +200,9 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_file({"weight": torch.zeros(2)}, str(tmp / "packdata" / "vgg19" / "vgg19_features_imagenet.safetensors"))
     (tmp / "packdata" / "niqe").mkdir()
     (tmp / "packdata" / "niqe" / "niqe_pris_params.npz").write_bytes(b"a stand-in")
+    shutil.copytree(tmp / "packdata", tmp / "packvgg")  # the same, its VGG19 file cut short
+    vgg = tmp / "packvgg" / "vgg19" / "vgg19_features_imagenet.safetensors"
+    vgg.write_bytes(vgg.read_bytes()[:40])
     weights = (REPO_ROOT / "results" / "models" / "srresnet-mse.safetensors").read_bytes()
     (tmp / "truncated" / "srresnet-mse.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
