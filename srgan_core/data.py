@@ -56,8 +56,13 @@ def folder_images(folder: Path) -> list[Path]:
 
 
 def train_folders(data_root: Path | str | None = None) -> list[Path]:
-    root = require_data_root(data_root) / "train"
-    return [root / name for name in TRAIN_FOLDERS if (root / name).is_dir()]
+    """The training image folders (`TRAIN_FOLDERS`) that the data folder holds; FileNotFoundError when it holds none."""
+    data = require_data_root(data_root)
+    folders = [data / "train" / name for name in TRAIN_FOLDERS if (data / "train" / name).is_dir()]
+    if not folders:
+        raise FileNotFoundError(f"no training images in {data / 'train'} (none of {', '.join(TRAIN_FOLDERS)}): fetch them with "
+                                f"`{GET_DATA} --only train --to {data}`")
+    return folders
 
 
 @dataclass

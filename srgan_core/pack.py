@@ -61,6 +61,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     and written into a hidden folder renamed at the end, so a failure leaves no half bundle."""
     root = require_data_root(data_root)
     benchmark_images(VALIDATION_SET, root)  # the run validates on it: missing, it says how to fetch it
+    folders = train_folders(root)
     vgg = resolve_vgg_weights(data_root=root)
     if vgg is None:
         raise FileNotFoundError(f"no VGG19 weights in {root / SHARED_WEIGHTS}: {GET_WEIGHTS} fetches them")
@@ -88,7 +89,7 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     except OSError as exc:
         raise ValueError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
     try:
-        manifest = _write_bundle(staging, root, vgg_state, niqe_model, weights, quality, command)
+        manifest = _write_bundle(staging, root, folders, vgg_state, niqe_model, weights, quality, command)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -96,8 +97,9 @@ def pack(out: Path, data_root: Path | None, weights: list[Path], quality: int, c
     return manifest
 
 
-def _write_bundle(out: Path, root: Path, vgg: dict[str, torch.Tensor], niqe_model: Path, weights: list[Path], quality: int, command: str) -> dict:
-    for folder in train_folders(root):
+def _write_bundle(out: Path, root: Path, folders: list[Path], vgg: dict[str, torch.Tensor], niqe_model: Path, weights: list[Path], quality: int,
+                  command: str) -> dict:
+    for folder in folders:
         target = out / "train" / folder.name
         target.mkdir(parents=True)
         for path in list_images(folder):

@@ -104,6 +104,10 @@ CASES = [
     # pack
     Case("srgan_core.pack", ("{tmp}/image.png/bundle", "--data-root", "{tmp}/packdata"), "cannot write the bundle {tmp}/image.png/bundle"),
     Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packdata", "--weights", "{tmp}/image.png"), "methods with weights: srgan-mse,"),
+    Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/damaged"), "no training images in {tmp}/damaged/train"),
+    Case("srgan_core.train", ("--method", "srresnet-mse", "--data-root", "{tmp}/damaged", "--run-dir", "{tmp}/run-notrain", "--out",
+                              "{tmp}/w-notrain.safetensors", "--eval-every", "0", "--no-final-eval", "--device", "cpu"),
+         "no training images in {tmp}/damaged/train (none of BSDS500_train, BSDS500_test, T91): fetch them with"),
     Case("srgan_core.pack", ("{tmp}/bundle", "--data-root", "{tmp}/packvgg"),
          "VGG19 weights {tmp}/packvgg/vgg19/vgg19_features_imagenet.safetensors cannot be read"),
     # data download (offline: every request goes to a closed local port)
@@ -196,6 +200,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "damaged" / "niqe" / "niqe_pris_params.npz").write_bytes(b"PK\x03\x04 cut short")
     (tmp / "packdata" / "benchmarks" / "Set5").mkdir(parents=True)
     (tmp / "packdata" / "benchmarks" / "Set5" / "image.png").write_bytes(png)
+    (tmp / "packdata" / "train" / "T91").mkdir(parents=True)
+    (tmp / "packdata" / "train" / "T91" / "t1.png").write_bytes(png)
     (tmp / "packdata" / "vgg19").mkdir()
     save_file({"weight": torch.zeros(2)}, str(tmp / "packdata" / "vgg19" / "vgg19_features_imagenet.safetensors"))
     (tmp / "packdata" / "niqe").mkdir()
