@@ -5,7 +5,7 @@ A rater's token lives in the browser (`gr.BrowserState`), so a reload, a lost co
 restart resumes at the next unanswered image. A new rater starts by agreeing to the study's consent text (the
 rate server's), and a finished one gets the completion code and the link back to the study platform, if any.
 Nothing the rater's page receives names a method: an image arrives inside the page (a data URL, no file URL),
-padded like the rate server's to the length of the largest file of its original image, with neutral alt text,
+uncompressed like the rate server's, so every method's version of one original image has one length, with neutral alt text,
 and every other text is about the rater's own progress. Each answer is committed before the next image is sent.
 The rate server (`study.serve`) also checks the window's size and offers undo; this tab scrolls a photo larger
 than the window instead.
@@ -29,7 +29,7 @@ from study import sessions, store
 from study.schema import SCORE_LABELS, SCORES
 from study.server import AdminRefused, authorize_admin, completion, consent_text
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
-from study.stimulus_png import scene_png
+from study.stimulus_png import stimulus_png
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
@@ -144,7 +144,7 @@ def build_tab(study_db: Path) -> None:
             return finished(tok, sessions.status(db, tok))
         with store.connect(db) as con:
             try:
-                png = scene_png(con, db.parent, store.get_stimulus(con, item.stimulus))
+                png = stimulus_png(db.parent, store.get_stimulus(con, item.stimulus))
             except OSError:
                 raise _refuse("This photo's file is missing on the server; please tell the study's organiser.") from None
             except ValueError:

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from study import sessions, store
 from study.schema import SCORE_RANGE
 from study.sessions import InvalidToken, JoinRefused, NoStudy, RatingRefused
-from study.stimulus_png import scene_png
+from study.stimulus_png import stimulus_png
 
 WEB = Path(__file__).parent / "web"
 # rate.html's layout: the photo at the top left, the controls in a column beside it.
@@ -323,8 +323,8 @@ class RateApp:
         return {"completion": completion(con, token)}
 
     def image(self, rater: str, position: int, sig: str) -> bytes:
-        """The PNG shown at `position` of the rater's plan, padded (`stimulus_png.scene_png`) so that every method of
-        one original image (and its repeats) arrives the same length."""
+        """The PNG shown at `position` of the rater's plan, uncompressed (`stimulus_png`) so that every method of one
+        original image (and its repeats) arrives alike."""
         con = self.db.con()
         if not hmac.compare_digest(sig, _image_sig(store.token_secret(con), rater, position)):
             raise HTTPException(404)
@@ -332,7 +332,7 @@ class RateApp:
         if stimulus is None:
             raise HTTPException(404, "no such photo on this server")
         try:
-            return scene_png(con, self.db.path.parent, stimulus)
+            return stimulus_png(self.db.path.parent, stimulus)
         except OSError:
             raise HTTPException(404, "no such photo on this server") from None
         except ValueError:

@@ -95,7 +95,7 @@ class Status:
 @dataclass(frozen=True)
 class Item:
     """One presentation. The rater's page gets all but `stimulus`, and its image by a URL of its own (`study.server`)
-    or as a padded PNG inside the page (the Gradio tab); `expected` is set for calibration images only."""
+    or as an uncompressed PNG inside the page (the Gradio tab); `expected` is set for calibration images only."""
 
     ticket: str
     stimulus: str

@@ -1,40 +1,32 @@
-"""A stimulus as a rater's browser receives it: its PNG grown to the length of the largest file of its scene (every
-method of one original image), so that a file's length tells nothing of the method that made it (PNG sizes differ by
-method: nearest-neighbour compresses far better)."""
+"""A stimulus as a rater's browser receives it: its pixels as an uncompressed RGB PNG (zlib's stored blocks), so that
+every method's version of one original image arrives with the same length and the same chunks, byte for byte but the
+pixels and their checksums. A compressed PNG tells its method by its size (nearest-neighbour compresses far better),
+and padding it to a common length would still tell it by the length of its image data or of its padding."""
 
 from __future__ import annotations
 
-import sqlite3
-import struct
-import zlib
+import io
 from pathlib import Path
+
+from PIL import Image
 
 from study import store
 
-PNG_CHUNK_BYTES = 12  # a PNG chunk's length, type and CRC fields
-PAD_CHUNK = b"paDd"  # the padding chunk's type: ancillary, private, safe to copy
+
+def uncompressed_png(data: bytes) -> bytes:
+    """The image in `data` as an RGB PNG without compression or metadata: its length depends on its size alone.
+    ValueError when `data` is no readable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({exc})") from None
+    out = io.BytesIO()
+    rgb.save(out, format="PNG", compress_level=0)
+    return out.getvalue()
 
 
-def padded_png(data: bytes, length: int) -> bytes:
-    """A PNG grown to `length` bytes by a private ancillary chunk before IEND, which every decoder skips."""
-    fill = length - len(data) - PNG_CHUNK_BYTES
-    end = data.rfind(b"IEND") - 4
-    if fill < 0 or end < 8:
-        raise ValueError(f"cannot pad a {len(data)}-byte PNG to {length} bytes")
-    body = PAD_CHUNK + bytes(fill)
-    chunk = struct.pack(">I", fill) + body + struct.pack(">I", zlib.crc32(body))
-    return data[:end] + chunk + data[end:]
-
-
-def scene_png(con: sqlite3.Connection, folder: Path, stimulus: store.Stimulus) -> bytes:
-    """The stimulus's PNG (its file under the database's `folder`), padded to one chunk more than the largest file of
-    its scene, repeats and every method alike. OSError when its file cannot be read, ValueError when it is damaged;
-    another method's missing file does not hide this one."""
-    data = (folder / stimulus.file).read_bytes()
-    sizes = [len(data)]
-    for file in store.scene_files(con, stimulus):
-        try:
-            sizes.append((folder / file).stat().st_size)
-        except OSError:
-            continue
-    return padded_png(data, max(sizes) + PNG_CHUNK_BYTES)
+def stimulus_png(folder: Path, stimulus: store.Stimulus) -> bytes:
+    """The stimulus's file (under the database's `folder`) as a rater receives it (`uncompressed_png`). OSError when
+    the file cannot be read, ValueError when it is damaged."""
+    return uncompressed_png((folder / stimulus.file).read_bytes())

@@ -396,12 +396,6 @@ def planned_stimulus(con: sqlite3.Connection, rater: str, position: int) -> Stim
     return Stimulus(**dict(row)) if row else None
 
 
-def scene_files(con: sqlite3.Connection, s: Stimulus) -> list[str]:
-    """The files of every stimulus showing the same original image as `s` (its other methods, itself included)."""
-    rows = con.execute("SELECT file FROM stimuli WHERE study = ? AND dataset = ? AND image = ?", (s.study, s.dataset, s.image))
-    return [row[0] for row in rows]
-
-
 def plan_counts(con: sqlite3.Connection, rater: str) -> tuple[int, int, int]:
     """(answered, planned, planned calibration items) of one rater."""
     answered = con.execute("SELECT count(*) FROM ratings WHERE rater = ?", (rater,)).fetchone()[0]

@@ -59,15 +59,14 @@ DATA_URL_HEAD = "data:image/png;base64,"
 DATA_URL = re.compile(re.escape(DATA_URL_HEAD) + r"[A-Za-z0-9+/=]+")  # an image's bytes, checked as a PNG, not searched as text
 
 
-def without_padding(png: bytes) -> bytes:
-    """A PNG as its file was, before the padding chunk was added."""
-    i = 8
+def layout(png: bytes) -> tuple[tuple[bytes, int], ...]:
+    """A PNG's chunks as (type, length), in order: what tells a compressed or padded PNG's method by its sizes."""
+    chunks, i = [], 8
     while i < len(png):
         (length,) = struct.unpack(">I", png[i : i + 4])
-        if png[i + 4 : i + 8] == stimulus_png.PAD_CHUNK:
-            return png[:i] + png[i + 12 + length :]
+        chunks.append((png[i + 4 : i + 8], length))
         i += 12 + length
-    raise AssertionError("no padding chunk")
+    return tuple(chunks)
 
 
 def record(results_dir: Path, section: str, values: dict) -> None:
@@ -523,11 +522,12 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
     checked_images: list[str] = []
     with store.connect(study_db) as con:
         stimuli = [store.get_stimulus(con, row["id"]) for row in con.execute("SELECT id FROM stimuli")]
-    stimulus_files = {hashlib.sha256((study_db.parent / s.file).read_bytes()).hexdigest(): s for s in stimuli}
-    scene_length: dict[tuple[str, str], int] = {}  # (dataset, image) -> the length every PNG of it arrives with
+    served = {s.id: stimulus_png.stimulus_png(study_db.parent, s) for s in stimuli}
+    served_as = {hashlib.sha256(png).hexdigest(): s for s in stimuli for png in [served[s.id]]}
+    scene_layouts: dict[tuple[str, str], set] = {}  # (dataset, image) -> the chunks every PNG of it arrives with
     for s in stimuli:
-        key = (s.dataset, s.image)
-        scene_length[key] = max(scene_length.get(key, 0), (study_db.parent / s.file).stat().st_size + stimulus_png.PNG_CHUNK_BYTES)
+        scene_layouts.setdefault((s.dataset, s.image), set()).add(layout(served[s.id]))
+    assert all(len(found) == 1 for found in scene_layouts.values())
     rate_panel = "() => document.getElementById('rate-tab').closest('[role=tabpanel]').outerHTML"
 
     def open_rate_tab() -> None:
@@ -553,10 +553,10 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
         )
         assert src.startswith(DATA_URL_HEAD), src[:80]  # inside the page: no file URL to tell a repeat or a method by
         shown = base64.b64decode(src.removeprefix(DATA_URL_HEAD))
-        assert set(png_chunks(shown)) == {"IHDR", "IDAT", "paDd", "IEND"}  # padded, and no text or EXIF chunks
-        s = stimulus_files[hashlib.sha256(without_padding(shown)).hexdigest()]
+        assert set(png_chunks(shown)) == {"IHDR", "IDAT", "IEND"}  # no text or EXIF chunks
+        s = served_as[hashlib.sha256(shown).hexdigest()]
         checked_images.append(s.id)
-        assert len(shown) == scene_length[(s.dataset, s.image)]  # as long as its original image's largest file, padded
+        assert {layout(shown)} == scene_layouts[(s.dataset, s.image)]  # every method of its original image arrives alike
         assert (natural_w, natural_h) == (s.width, s.height)
         assert (round(css_w * ratio), round(css_h * ratio)) == (s.width, s.height)  # one image pixel per device pixel
         assert not METHOD_NAME.search(alt)

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from srgan_core.paths import REPO_ROOT
 from study import loadtest, prepare, serve, server, sessions, stimulus_png, store
 from study.schema import COLUMNS, ORIGINAL, SCORE_LABELS, SCORE_RANGE
-from tests.test_rate_app import METHOD_NAME
+from tests.test_rate_app import METHOD_NAME, layout
 from tests.test_study_prepare import synthetic_data_root
 
 ADMIN = "admin-token-for-the-tests-0123"
@@ -71,7 +71,7 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     bodies = [c.get("/").text, c.get("/api/study").text]
     state = start(c, identity="rater-1")
     token = state["token"]
-    lengths, sizes = defaultdict(set), defaultdict(set)  # per original image: what arrived, what is on disk
+    layouts, sizes = defaultdict(set), defaultdict(set)  # per original image: what arrived (its chunks), what is on disk
     while state["screen"] != "end":
         bodies.append(str(state))
         if state["screen"] == "trial":
@@ -81,7 +81,7 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
             stimulus = sessions.stimulus_of(db, token[:16], state["item"]["ticket"])
             file = db.parent / stimulus.file
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.content))), np.asarray(Image.open(file)))
-            lengths[stimulus.image].add(int(image.headers["content-length"]))
+            layouts[stimulus.image].add((int(image.headers["content-length"]), layout(image.content)))
             sizes[stimulus.image].add(file.stat().st_size)
             state = answer(c, token, state, state["item"]["expected"] or 3)
         else:
@@ -89,7 +89,7 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     bodies.append(str(state))
     assert not any(METHOD_NAME.search(b) for b in bodies), [METHOD_NAME.search(b) for b in bodies if METHOD_NAME.search(b)]
     assert any(len(v) > 1 for v in sizes.values())  # the methods' files differ in size ...
-    assert all(len(v) == 1 for v in lengths.values()), lengths  # ... but every method of one image arrives alike
+    assert all(len(v) == 1 for v in layouts.values()), layouts  # ... but every method of one image arrives alike
     with store.connect(db) as con:
         assert state["completion"] == {"code": sessions.rater_code(con, token.split(".")[0]), "url": None}
     assert "undo" not in state  # the code is out: the session's answers stand
@@ -102,29 +102,36 @@ def test_a_whole_session_names_no_method_and_ends_with_a_completion_code(db: Pat
     assert "admin" not in page and "gradio" not in page and "/api/" not in page.replace('"api/', "")
 
 
-def test_a_missing_or_damaged_photo_file_is_a_404_and_hides_no_other(db: Path) -> None:
+def test_a_missing_or_damaged_photo_file_is_a_404(db: Path) -> None:
     c = client(db, admin=None)
     state = start(c, identity="r")
     stimulus = sessions.stimulus_of(db, state["token"][:16], state["item"]["ticket"])
-    with store.connect(db) as con:
-        others = [file for file in store.scene_files(con, stimulus) if file != stimulus.file]
-    (db.parent / others[0]).unlink()  # another method's file of the same original image
     assert c.get("/" + state["item"]["image"]).status_code == 200
     (db.parent / stimulus.file).write_bytes(b"")
     damaged = c.get("/" + state["item"]["image"])
     assert damaged.status_code == 404 and "damaged" in damaged.json()["error"]
+    (db.parent / stimulus.file).unlink()
+    missing = c.get("/" + state["item"]["image"])
+    assert missing.status_code == 404 and "no such photo" in missing.json()["error"]
 
 
-def test_padding_keeps_the_png_and_refuses_to_shrink_it(db: Path) -> None:
-    data = next(db.parent.rglob("*.png")).read_bytes()
-    padded = stimulus_png.padded_png(data, len(data) + 100)
-    assert len(padded) == len(data) + 100 and padded.endswith(data[-12:])  # IEND stays last
-    image = Image.open(io.BytesIO(padded))
-    image.load()  # Pillow checks every chunk's CRC
-    assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(data))))
-    assert stimulus_png.padded_png(data, len(data) + 12)[: len(data) - 12] == data[:-12]  # an empty padding chunk
-    with pytest.raises(ValueError, match="cannot pad"):
-        stimulus_png.padded_png(data, len(data) + 11)
+def test_every_method_of_an_image_arrives_alike_but_its_pixels(db: Path) -> None:
+    """The served PNGs of one original image differ only inside their image data and checksums: the same length and
+    the same chunks, each of the same length (a compressed or padded PNG tells its method by those), and the pixels of
+    the stimulus's file."""
+    with store.connect(db) as con:
+        trial = store.study_stimuli(con, store.latest_study(con), "trial")
+        by_image = defaultdict(list)
+        for stimulus in trial:
+            by_image[(stimulus.dataset, stimulus.image)].append(stimulus)
+    for versions in by_image.values():
+        assert len(versions) > 1 and len({(db.parent / s.file).stat().st_size for s in versions}) > 1  # the files differ
+        served = [stimulus_png.stimulus_png(db.parent, s) for s in versions]
+        assert len({layout(png) for png in served}) == 1 and len({len(png) for png in served}) == 1
+        for s, png in zip(versions, served):
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(db.parent / s.file).convert("RGB")))
+    with pytest.raises(ValueError, match="not a readable image"):
+        stimulus_png.uncompressed_png(b"\x89PNG\r\n\x1a\n cut short")
 
 
 def test_a_returning_rater_is_checked_against_their_own_study_not_a_newer_one(db: Path, data: Path) -> None:
