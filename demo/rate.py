@@ -7,8 +7,8 @@ rate server's), and a finished one gets the completion code and the link back to
 Nothing the rater's page receives names a method: an image arrives inside the page (a data URL, no file URL),
 uncompressed like the rate server's, so every method's version of one original image has one length, with neutral alt text,
 and every other text is about the rater's own progress. Each answer is committed before the next image is sent.
-The rate server (`study.serve`) also checks the window's size and offers undo; this tab scrolls a photo larger
-than the window instead.
+For `sessions.UNDO_SECONDS` after an answer an undo button (or Backspace) takes it back, once, as on the rate server
+(`study.serve`), which also checks the window's size; this tab scrolls a photo larger than the window instead.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from study.stimulus_png import stimulus_png
 log = logging.getLogger(__name__)
 STORAGE_KEY = "mos-rater-token"
 START_LABEL = "I agree: start"  # the button a new rater presses, below the study's consent text
+UNDO_CHECK_SECONDS = 2  # how often a shown undo button asks whether its answer can still be taken back
 
 LOWEST, HIGHEST = SCORES[0], SCORES[-1]
 INSTRUCTIONS = f"""
@@ -55,8 +56,8 @@ IMAGE_CSS = """
 .stimulus-frame img.stimulus { display: block; max-width: none; max-height: none; }
 """
 
-# Keys 1-5 press the score buttons while they are on screen; the image is sized in CSS pixels so
-# that one image pixel lands on one device pixel whatever the devicePixelRatio.
+# Keys 1-5 press the score buttons while they are on screen, Backspace or u the undo button; the image is sized in
+# CSS pixels so that one image pixel lands on one device pixel whatever the devicePixelRatio.
 IMAGE_JS = """
 const fit = () => {
   const img = element.querySelector('img.stimulus');
@@ -71,10 +72,11 @@ window.addEventListener('resize', fit);
 if (!window.__srganRateKeys) {
   window.__srganRateKeys = true;
   document.addEventListener('keydown', (event) => {
-    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey || !/^[1-5]$/.test(event.key)) return;
+    const undo = event.key === 'Backspace' || event.key === 'u';
+    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey || !(undo || /^[1-5]$/.test(event.key))) return;
     const target = event.target;
     if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
-    const button = document.getElementById('rate-score-' + event.key);
+    const button = document.getElementById(undo ? 'rate-undo' : 'rate-score-' + event.key);
     if (button && button.offsetParent !== null && !button.disabled) {
       event.preventDefault();
       button.click();
@@ -104,6 +106,7 @@ def build_tab(study_db: Path) -> None:
         raise RuntimeError("demo.rate.build_tab must be called inside a gr.Blocks")
     token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=_browser_secret(db))
     ticket = gr.Textbox(visible=False)
+    undo_ticket = gr.Textbox(visible=False)  # the answer the undo button takes back
     score = gr.Number(visible=False)  # no rounding: a non-integral score is refused, not rounded
 
     with gr.Column(elem_id="rate-tab"):
@@ -128,6 +131,8 @@ def build_tab(study_db: Path) -> None:
             go_on = gr.Button("Continue", variant="primary", elem_id="rate-continue")
         with gr.Column(visible=False, elem_id="rate-end") as end:
             end_text = gr.Markdown()
+        undo = gr.Button("Undo last answer (Backspace)", visible=False, elem_id="rate-undo", size="sm")
+    undo_window = gr.Timer(UNDO_CHECK_SECONDS, active=False)  # while the undo button shows: is its answer still undoable?
 
     screens = {"intro": intro, "trial": trial, "interlude": interlude, "end": end}
     texts = {"header": header, "progress": progress, "image": image, "interlude_text": interlude_text, "end_text": end_text}
@@ -227,6 +232,23 @@ def build_tab(study_db: Path) -> None:
         except InvalidToken as err:
             raise _refuse(str(err)) from None
 
+    def on_undo(tok: str | None, answered: str | None) -> dict:
+        """Take back the last answer (`sessions.undo`) and show its photo again."""
+        try:
+            sessions.undo(db, tok, answered)
+        except (InvalidToken, RatingRefused) as err:
+            raise _refuse(f"Not undone: {err}") from None
+        return next_image(tok)
+
+    def offer_undo(tok: str | None) -> tuple[gr.Button, str, gr.Timer]:
+        """The undo button and the answer it takes back while the rater's last answer can be undone (within
+        `sessions.UNDO_SECONDS`, once), and the timer that asks again until it cannot."""
+        try:
+            answered = sessions.undoable(db, tok)
+        except InvalidToken:
+            answered = None
+        return gr.Button(visible=answered is not None), answered or "", gr.Timer(active=answered is not None)
+
     # The stored token reaches the server when the token component mounts, which is when the tab is first
     # opened: after the page's load event, whose answer (no token yet: "Start") could otherwise arrive after the
     # mount's ("Continue") and stay. One listener for both, run one call at a time, the last with the latest token.
@@ -235,8 +257,14 @@ def build_tab(study_db: Path) -> None:
         show_progress="hidden", trigger_mode="always_last", concurrency_limit=1,
     )
     quiet = {"outputs": outputs, "show_progress": "hidden"}  # no spinner flashing over the photo at every answer
-    start.click(on_start, inputs=[token], api_name="rate_start", **quiet)
-    go_on.click(on_continue, inputs=[token], api_name="rate_continue", **quiet)
+    undo_state = {"fn": offer_undo, "inputs": [token], "outputs": [undo, undo_ticket, undo_window], "show_progress": "hidden",
+                  "api_visibility": "private"}
+    no_undo = {"fn": lambda: (gr.Button(visible=False), "", gr.Timer(active=False)), "outputs": undo_state["outputs"],
+               "show_progress": "hidden", "api_visibility": "private"}
+    start.click(on_start, inputs=[token], api_name="rate_start", **quiet).then(**no_undo)  # as on the rate server: undo only
+    go_on.click(on_continue, inputs=[token], api_name="rate_continue", **quiet).then(**no_undo)  # right after an answer
+    undo.click(on_undo, inputs=[token, undo_ticket], api_name="rate_undo", **quiet).then(**undo_state)
+    undo_window.tick(**undo_state)
     for k, button in zip(SCORE_LABELS, buttons):
         button.click(
             on_rate,
@@ -245,7 +273,7 @@ def build_tab(study_db: Path) -> None:
             api_name="rate" if k == 1 else f"rate_{k}",
             api_visibility="public" if k == 1 else "undocumented",
             **quiet,
-        )
+        ).then(**undo_state)
 
 
 def build_admin(study_db: Path, admin_token: str) -> None:

@@ -9,7 +9,7 @@ every answer the server acknowledged is checked one by one against the database.
 `--kill-worker-at S`, one worker process is killed with SIGKILL S seconds in; the raters retry what
 was cut off and go on. `--server gradio` runs the same raters against the Gradio app's Rate tab
 (`python app.py --rate-only`, through its HTTP API), the rating path before the rate server, for
-comparison (no undo there).
+comparison (without undo: its raters only answer).
 
 The raters are simulated: their scores are random and are never a MOS result. Bounded: it listens
 on 127.0.0.1 only, stops by itself, and deletes its folder afterwards.

@@ -630,6 +630,19 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
             resumed_at = check_trial_screen()[0]
             assert resumed_at == step
         key = keys[trials % len(keys)]
+        if trials == 5:  # a slip, taken back with Backspace while the undo button shows: the same photo comes again
+            act(lambda slip=str(6 - key): page.keyboard.press(slip))
+            expect(page.locator("#rate-undo")).to_be_visible(timeout=30_000)
+            # A click in the first few milliseconds after Gradio shows a button is lost (it is not wired up yet); a rater
+            # presses again. Backspace until the photo comes back, at most 10 times.
+            before = page.evaluate(STATE_JS)
+            for _ in range(10):
+                page.keyboard.press("Backspace")
+                if page.evaluate(f"() => new Promise(done => setTimeout(() => done(({STATE_JS})() !== {json.dumps(before)}), 1000))"):
+                    break
+            page.wait_for_function(f"() => ({STATE_JS})() !== {json.dumps(before)}", timeout=30_000)
+            assert check_trial_screen()[0] == step and checked_images[-1] == checked_images[-2]
+            expect(page.locator("#rate-undo")).to_be_hidden(timeout=30_000)  # once per answer
         pressed.append(key)
         if trials == 1:
             act(lambda: page.locator(f"#rate-score-{key}").click())  # the mouse works too
