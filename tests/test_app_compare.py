@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 
 from app import create_app
+from demo import compare
 from demo.crops import crop_box, zoomed
 from demo.inputs import HR_MODE, LR_MODE, MAX_LR_PIXELS, output_shape, prepare
 from srgan_core import method_specs, methods
@@ -43,7 +44,7 @@ def running_app(tmp: Path, random_weights: tuple[str, ...] = RANDOM_WEIGHTS) -> 
     """The whole app on a free localhost port; yields its URL.
 
     With `random_weights`, the learned methods see a models folder holding only those (random) generators;
-    with none, they see the project's real results/models."""
+    with none, they see the project's real results/models. The views it draws go to `tmp`/views."""
     with pytest.MonkeyPatch.context() as patch:
         if random_weights:
             models_dir = tmp / "models"
@@ -55,6 +56,7 @@ def running_app(tmp: Path, random_weights: tuple[str, ...] = RANDOM_WEIGHTS) -> 
                 init = {"method": KNOB_ENDS[0], "sha256": sha256_file(models_dir / f"{KNOB_ENDS[0]}.safetensors"), "iterations": 10}
                 (models_dir / f"{KNOB_ENDS[1]}.json").write_text(json.dumps({"method": KNOB_ENDS[1], "init": init}))
             patch.setattr(method_specs, "MODELS_DIR", models_dir)
+        patch.setattr(compare, "VIEW_ROOT", tmp / "views")
         app = create_app(default_data_root(), tmp / "study.sqlite", "test-token", tmp / "results")
         app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
@@ -73,6 +75,14 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def client(app_url: str) -> Client:
     """A fresh session per test, so one test's loaded image never leaks into another."""
     return Client(app_url, verbose=False)
+
+
+@pytest.fixture
+def view_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of its own for the views a test draws (not the app's shared one in the system's temporary folder)."""
+    root = tmp_path_factory.mktemp("views")
+    monkeypatch.setattr(compare, "VIEW_ROOT", root)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +333,7 @@ def test_clearing_the_upload_forgets_the_image() -> None:
     assert outputs[0] is None and outputs[2] is None and "No image loaded" in outputs[5]
 
 
-def test_each_result_is_shown_as_soon_as_it_is_ready(tmp_path: Path, photo_hr) -> None:
+def test_each_result_is_shown_as_soon_as_it_is_ready(tmp_path: Path, photo_hr, view_root: Path) -> None:
     from demo.compare import Source, run_comparison
 
     updates = list(run_comparison(Source.of("a.png", photo_hr), HR_MODE, 50, 50, 4, "bicubic", "nearest"))
@@ -369,7 +379,7 @@ def test_colour_fix_applies_to_the_learned_methods_and_says_so(client: Client, t
     assert text.endswith("· colour fix") or "· colour fix ·" in text
 
 
-def test_slider_names_a_colour_fixed_side(photo_hr) -> None:
+def test_slider_names_a_colour_fixed_side(photo_hr, view_root: Path) -> None:
     from demo.compare import Comparison, render_views
 
     prepared = prepare(photo_hr, HR_MODE)
@@ -380,19 +390,21 @@ def test_slider_names_a_colour_fixed_side(photo_hr) -> None:
     assert slider["label"] == "left: bicubic | right: srgan-vgg54 + colour fix"
 
 
-def test_drawing_the_views_writes_nothing_gradio_does_not_serve(photo_hr, tmp_path: Path, monkeypatch) -> None:
-    """A gr.ImageSlider built with a value encodes it to (lossy WebP) files in Gradio's cache that no one is sent."""
+def test_drawing_the_views_leaves_nothing_unsent_in_gradios_cache(photo_hr, tmp_path: Path, monkeypatch, view_root: Path) -> None:
+    """The views are files of the app's own (in `view_root`); a gr.ImageSlider built with a value would also encode it
+    to (lossy WebP) files in Gradio's cache that no one is sent."""
     from demo.compare import Comparison, render_views
 
     comparison = Comparison("a", prepare(photo_hr, HR_MODE), {"bicubic": photo_hr, "nearest": photo_hr})
     comparison.captions |= {"bicubic": "b", "nearest": "n", "original": "o"}
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    _, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "nearest")
+    gallery, slider, _ = render_views(comparison, 50, 50, 4, "bicubic", "nearest")
     assert list(tmp_path.iterdir()) == []
+    assert all(Path(path).parent == view_root for path in [*(tile for tile, _ in gallery), *slider["value"]])
     assert slider["label"] == "left: bicubic | right: nearest" and len(slider["value"]) == 2
 
 
-def test_views_sent_again_leave_the_files_already_sent_untouched(photo_hr, tmp_path: Path, monkeypatch) -> None:
+def test_views_sent_again_leave_the_files_already_sent_untouched(photo_hr, tmp_path: Path, monkeypatch, view_root: Path) -> None:
     """Every Compare step sends every tile again. Gradio rewrote an image array's file in place, at the same address,
     each time: a browser reading it meanwhile got a broken tile, and never reloaded it (the address was the same)."""
     import gradio as gr
