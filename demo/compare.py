@@ -327,9 +327,9 @@ def view_file(image: np.ndarray) -> str:
     digest.update(image.data)
     path = VIEW_ROOT / f"{digest.hexdigest()[:32]}.png"
     VIEW_ROOT.mkdir(parents=True, exist_ok=True)
-    if path.exists():
+    try:
         os.utime(path)  # in use: not pruned for another KEEP_DOWNLOADS_SECONDS
-    else:
+    except FileNotFoundError:  # never written, or pruned (by any session) since
         save_png(image, path)
     return str(path)
 

@@ -432,6 +432,24 @@ def test_views_sent_again_leave_the_files_already_sent_untouched(photo_hr, tmp_p
     assert all(path.read_bytes() == b"as the browser read it" for path in first)
 
 
+def test_a_view_pruned_while_it_is_drawn_again_is_written_again(photo_hr, view_root: Path, monkeypatch) -> None:
+    """Another session's Compare may prune an hour-old view just as this one draws it again: it is written anew."""
+    import os
+
+    from demo.compare import view_file
+
+    path = Path(view_file(photo_hr))
+    utime = os.utime
+
+    def pruned_first(target, *args, **kwargs) -> None:  # os.utime, after another session pruned the view
+        if Path(target).parent == view_root:
+            Path(target).unlink(missing_ok=True)
+        utime(target, *args, **kwargs)
+
+    monkeypatch.setattr(compare.os, "utime", pruned_first)
+    assert view_file(photo_hr) == str(path) and np.array_equal(read(str(path)), photo_hr)
+
+
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input
     prepared = prepare(big, LR_MODE)
