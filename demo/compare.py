@@ -54,6 +54,7 @@ UPSCALE_QUEUE = "upscale"  # concurrency group of the heavy events: one upscalin
 DOWNLOAD_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-downloads"
 VIEW_ROOT = Path(tempfile.gettempdir()) / "srgan-lab-views"  # every image the tab shows, as a file (`view_file`)
 KEEP_DOWNLOADS_SECONDS = 3600
+PRUNE_VIEWS_SECONDS = 60  # drawing views prunes VIEW_ROOT at most this often (per process); Compare always does
 PREFERRED_RIGHT = ("srgan-vgg54", "srgan-vgg22", "srgan-mse", "srresnet-vgg22", "srresnet-mse")
 COLUMNS = ["method", "status", "run time (s)", "precision", "PSNR (dB)", "SSIM", "description"]
 WAITING = "waiting"
@@ -327,11 +328,25 @@ def view_file(image: np.ndarray) -> str:
     digest.update(image.data)
     path = VIEW_ROOT / f"{digest.hexdigest()[:32]}.png"
     VIEW_ROOT.mkdir(parents=True, exist_ok=True)
+    prune_views_now_and_then()
     try:
         os.utime(path)  # in use: not pruned for another KEEP_DOWNLOADS_SECONDS
     except FileNotFoundError:  # never written, or pruned (by any session) since
         save_png(image, path)
     return str(path)
+
+
+_views_pruned_at = -math.inf  # time.monotonic() of the last `prune_views_now_and_then` that pruned
+
+
+def prune_views_now_and_then() -> None:
+    """Prune VIEW_ROOT if this process has not for PRUNE_VIEWS_SECONDS: every crop, zoom or mode change writes views
+    (up to 1024x1024 each), and a session that only moves the crop would otherwise fill it until the next Compare."""
+    global _views_pruned_at
+    now = time.monotonic()
+    if now - _views_pruned_at >= PRUNE_VIEWS_SECONDS:
+        _views_pruned_at = now
+        prune(VIEW_ROOT)
 
 
 def framed_preview(

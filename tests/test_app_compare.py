@@ -450,6 +450,31 @@ def test_a_view_pruned_while_it_is_drawn_again_is_written_again(photo_hr, view_r
     assert view_file(photo_hr) == str(path) and np.array_equal(read(str(path)), photo_hr)
 
 
+def test_drawing_views_prunes_old_ones_at_most_once_a_minute(photo_hr, view_root: Path, monkeypatch) -> None:
+    """A session that only moves the crop writes views without ever pressing Compare (which prunes them too)."""
+    import os
+    import time
+
+    from demo.compare import KEEP_DOWNLOADS_SECONDS, PRUNE_VIEWS_SECONDS, view_file
+
+    def old_view(name: str) -> Path:
+        path = view_root / name
+        path.write_bytes(b"a view drawn long ago")
+        os.utime(path, (time.time() - KEEP_DOWNLOADS_SECONDS - 1,) * 2)
+        return path
+
+    monkeypatch.setattr(compare, "_views_pruned_at", -float("inf"))  # this process has not pruned yet
+    first = old_view("first.png")
+    view_file(photo_hr)
+    assert not first.exists()
+    second = old_view("second.png")
+    view_file(photo_hr[::-1])
+    assert second.exists()  # pruned less than a minute ago
+    monkeypatch.setattr(compare, "_views_pruned_at", time.monotonic() - PRUNE_VIEWS_SECONDS)
+    view_file(photo_hr)
+    assert not second.exists() and len(list(view_root.iterdir())) == 2
+
+
 def test_inputs_beyond_the_limit_are_downscaled_saying_so() -> None:
     big = np.zeros((1000, 600, 3), np.uint8)  # 600,000 pixels as a low-resolution input
     prepared = prepare(big, LR_MODE)
