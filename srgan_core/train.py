@@ -331,8 +331,11 @@ class Trainer:
             )
         if self.config.resume and self.config.init_weights and (self.checkpoint_path.is_file() or shipped.is_file()):
             log.warning("--init %s is not used: --resume continues the run's own weights", self.config.init_weights)
+        continues = ""  # what the run continues, when that is the weights at --out (which it may then replace)
         if self.config.resume and self.checkpoint_path.is_file():
             self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts, self.method, self.schedule.crop)
+            if exported_to(self.method, self.progress.runs) == self.out.resolve():
+                continues = "the checkpoint of the run that wrote them"
             if self.rank == 0 and self.log_existed:
                 dropped = cut_log(self.run_dir / "log.csv", self.progress.iteration)
                 if dropped:
@@ -348,6 +351,7 @@ class Trainer:
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.progress.iteration)
         elif self.config.resume and shipped.is_file() and shipped.with_suffix(".json").is_file():
             self.progress, shipped_log = checkpoint.load_shipped(shipped, self.generator)
+            continues = "them" if shipped == self.out else ""
             self.sampler.manual_seed(self.sampler_seed)
             if self.rank == 0 and shipped_log:
                 start_from_shipped_log(self.run_dir / "log.csv", REPO_ROOT / shipped_log, self.progress.iteration)
@@ -378,7 +382,8 @@ class Trainer:
         if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
             self.ema.update_parameters(self.generator)
         self.set_lr()
-        check_replacing(self.out, self.config.resume or self.config.overwrite)  # a fresh run's inputs said first: it wrote nothing
+        if not (continues or self.config.overwrite):  # its inputs said first: nothing is written yet
+            check_replacing(self.out, self.config.resume)
 
     def set_lr(self) -> None:
         decay = self.schedule.decay_at is not None and self.progress.iteration >= self.schedule.decay_at
@@ -637,19 +642,29 @@ def check_outputs(run_dir: Path, out: Path) -> None:
         raise SystemExit(f"error: --out {out}: {nearest_existing(out.parent)} cannot hold it (not a writable folder)")
 
 
-def check_replacing(out: Path, may_replace: bool) -> None:
-    """Refuse to start a run whose export would replace weights at --out that it does not continue (unless `may_replace`)."""
-    if out.is_file() and not may_replace:
+def exported_to(method: str, runs: list[dict]) -> Path:
+    """Where the last of a checkpoint's runs exported its weights: its command's --out, else the shipped weights."""
+    command = runs[-1].get("command", "") if runs else ""
+    return Path(command_flag(command, "--out") or SPECS[method].weights_file).resolve()
+
+
+def check_replacing(out: Path, resumed: bool) -> None:
+    """Refuse to start a run whose export would replace weights at --out that it does not continue (`resumed`: it
+    resumed something else)."""
+    if out.is_file():
         try:
             trained = json.loads(out.with_suffix(".json").read_text()).get("iterations")
         except (OSError, ValueError, AttributeError):  # no card, or not one
             trained = None
         what = f"weights trained for {trained:,} iterations" if isinstance(trained, int) else "weights"
-        raise SystemExit(f"error: --out {out} holds {what} that this run does not continue: pass --resume to continue them, "
-                         "another --out for the new weights, or --overwrite to replace them")
+        continuing = ("--resume continues them only from their card or from the checkpoint of the run that wrote them" if resumed
+                      else "pass --resume to continue them")
+        raise SystemExit(f"error: --out {out} holds {what} that this run does not continue: {continuing}; give another --out "
+                         "for the new weights, or --overwrite to replace them")
 
 
 def nearest_existing(path: Path) -> Path | None:
+    """`path` or the nearest of its parents that exists (None: none does)."""
     return next((p for p in (path, *path.parents) if p.exists()), None)
 
 

@@ -403,6 +403,15 @@ def test_runs_never_overwrite_work_they_did_not_do(tiny_data: Path, tmp_path: Pa
     with pytest.raises(SystemExit, match=r"w.safetensors holds weights trained for 3 iterations that this run does not continue"):
         run(elsewhere)  # a fresh run into other weights' --out (the default --out is the shipped weights)
     assert {p: p.read_bytes() for p in kept} == kept
+    other = [*common[:4], "--eval-every", "0", "--run-dir", str(tmp_path / "r3"), "--out", str(tmp_path / "other.safetensors"), "--iters", "1"]
+    run(other)  # another run, with a checkpoint of its own and its own weights
+    kept = {p: p.read_bytes() for p in [tmp_path / "w.safetensors", tmp_path / "w.json"]}
+    with pytest.raises(SystemExit, match="--resume continues them only from their card or from the checkpoint of the run that wrote them"):
+        run([*other[:8], "--out", str(tmp_path / "w.safetensors"), "--iters", "2", "--resume"])  # resumes r3, which wrote other weights
+    (tmp_path / "w.json").unlink()  # weights without a card, and no checkpoint: --resume starts afresh
+    with pytest.raises(SystemExit, match="w.safetensors holds weights that this run does not continue"):
+        run([*common[:4], "--eval-every", "0", "--run-dir", str(tmp_path / "r4"), "--out", str(tmp_path / "w.safetensors"), "--resume"])
+    assert (tmp_path / "w.safetensors").read_bytes() == kept[tmp_path / "w.safetensors"]
     run(elsewhere + ["--overwrite", "--no-final-eval"])
     assert json.loads((tmp_path / "w.json").read_text())["iterations"] == 1
 
