@@ -4,7 +4,8 @@ Reads the long-format ratings (the study database, or a CSV export or one made e
 raters who finished their plan (the database's plans say who did; `--include-partial` keeps the rest
 too), screens them, and writes into the output folder `report.md`, the tables as CSV and the figures as
 PNG. PSNR / SSIM / NIQE are over every image of each dataset, the same set for every method. The same
-input always gives the same files (fixed bootstrap seed, sorted orders, no timestamps).
+command on the same input always gives the same files (fixed bootstrap seed, sorted orders, no timestamps; the report
+names the command).
 """
 
 from __future__ import annotations
@@ -480,7 +481,8 @@ def _retest_section(retest: dict[str, float]) -> str:
             )
             body += (
                 f"Spearman rho = {rho}; Wilcoxon signed-rank test of first against second showing (two-sided, "
-                f"zero differences dropped, pairs as the unit, p exact over every sign pattern): {test}."
+                f"zero differences dropped, pairs as the unit, p exact over every sign pattern up to {stats.EXACT_MAX_DIFFERENCES} "
+                f"non-zero pairs, else by the normal approximation): {test}."
             )
     return "\n".join(["## Test-retest reliability", "", body, ""])
 
@@ -573,7 +575,7 @@ def _dataset_section(
             PAIRING,
             "Two-sided Wilcoxon signed-rank tests between every pair of methods over the raters' mean differences "
             "(raters with a zero mean difference dropped; p exact, over every sign pattern of the raters' differences, "
-            f"so it holds with zeros and ties; from "
+            f"so it holds with zeros and ties; by the normal approximation beyond {stats.EXACT_MAX_DIFFERENCES} raters; from "
             f"{stats.MIN_PAIRS} raters with a non-zero difference on, else `n/a` in the matrices below), at p < {alpha}, "
             "uncorrected as in the paper and Holm-corrected over the pairs tested in this dataset. W+ / W-: the signed-rank "
             "sums of the raters for whom A scored higher / lower; the larger one gives the direction in the matrices. "

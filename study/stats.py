@@ -33,6 +33,7 @@ MIN_BLOCKS = 10  # raters behind the Friedman test
 MIN_UNITS = 10  # stimuli behind an agreement statistic
 MIN_CI_RATINGS = 10  # a MOS interval from fewer ratings is flagged
 MIN_CI_RATERS = 5  # below this the raters-resampled interval has too few raters to draw from to mean much
+EXACT_MAX_DIFFERENCES = 1000  # up to this many non-zero differences a Wilcoxon p is exact; beyond, the normal approximation
 DECIMALS = 9  # mean differences are rounded to this many places, so that equal means tie despite round-off
 
 
@@ -227,10 +228,16 @@ def signed_rank_test(differences: np.ndarray) -> dict[str, float]:
     ``w_minus`` (the side with the larger sum is the higher one) and the exact ``p`` of ``w_plus`` under the 2**n
     equally likely sign patterns of the n non-zero differences, their (mid)ranks as they are: it holds with ties, where
     scipy's "exact" method rounds and its normal approximation is off, and at any n, where a permutation test's p stops
-    at 1 / its resamples. Two-sided as scipy's permutation test: twice the smaller tail, at most 1."""
+    at 1 / its resamples. Two-sided as scipy's permutation test: twice the smaller tail, at most 1. Above
+    `EXACT_MAX_DIFFERENCES` (the exact count takes time as n**3: 1 s at 1000) p is scipy's tie-corrected normal
+    approximation, close there but in the far tails."""
     d = np.asarray(differences, dtype=float)
     d = d[d != 0]
     ranks = stats.rankdata(np.abs(d))  # a sign flip leaves |d| and so the ranks as they are
+    if len(d) > EXACT_MAX_DIFFERENCES:
+        plus = float(ranks[d > 0].sum())
+        p = stats.wilcoxon(d, method="asymptotic", correction=False).pvalue
+        return {"w_plus": plus, "w_minus": float(ranks.sum()) - plus, "p": float(p)}
     doubled = np.rint(2 * ranks).astype(int)  # midranks are multiples of 1/2
     null = np.zeros(int(doubled.sum()) + 1)  # the distribution of 2 w_plus: each rank in the sum with probability 1/2
     null[0] = 1.0

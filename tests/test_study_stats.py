@@ -149,6 +149,9 @@ def test_wilcoxon_p_counts_non_zero_differences_and_holds_with_zeros_and_ties():
     assert stats.signed_rank_test(distinct)["p"] == pytest.approx(exact, rel=1e-12)
     # The paper's 26 raters, all of them one way: 2 of the 2**26 patterns, not a permutation test's floor of 1e-4.
     assert stats.signed_rank_test(np.ones(26))["p"] == pytest.approx(2 / 2**26, rel=1e-12)
+    # Beyond EXACT_MAX_DIFFERENCES (e.g. test-retest pairs of hundreds of raters): scipy's normal approximation, at once.
+    many = np.random.default_rng(0).integers(-2, 3, size=3 * stats.EXACT_MAX_DIFFERENCES) / 2.0
+    assert stats.signed_rank_test(many)["p"] == sps.wilcoxon(many[many != 0], method="asymptotic", correction=False).pvalue
 
 
 def paired_fixture() -> pd.DataFrame:
