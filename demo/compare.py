@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from demo.crops import MAX_ZOOM, VIEW, centre_from_click, crop_box, snap, zoomed
+from demo.crops import MAX_ZOOM, VIEW, centre_from_click, crop_box, zoomed
 from demo.examples import example_choices, load_example
 from demo.inputs import (
     HR_MODE,
@@ -32,6 +32,7 @@ from demo.inputs import (
     prepare,
     shrink_to,
 )
+from demo.view_slider import ViewSlider
 from srgan_core.colour_fix import SUFFIX as COLOUR_FIX_SUFFIX
 from srgan_core.colour_fix import ColourFixedUpscaler
 from srgan_core.data import BENCHMARKS
@@ -77,22 +78,6 @@ are downscaled to fit, and you are told so. The smallest: {MIN_LR_SIDE}x{MIN_LR_
 
 PREVIEW_PIXELS = 1024 * 1024  # the input is shown (and clicked on) at most this large
 FRAME_COLOUR = (255, 214, 0)  # the zoomed window's outline on the preview (with a black edge: visible on any image)
-
-
-class ViewSlider(gr.Slider):
-    """A crop or zoom slider whose typed number is clamped to its range and rounded to its step, as the views use it:
-    Gradio's own refuses a number beyond the range with an error, and passes an empty box as None and a fractional
-    zoom as it is."""
-
-    is_template = True  # drawn by Gradio's slider
-
-    def preprocess(self, payload: float | None) -> float:
-        return snap(payload, self.minimum, self.maximum, self.step)
-
-    def shown(self, payload: float | None) -> float | dict:
-        """The number used, to show in place of a typed one that differs from it (else the number stays)."""
-        used = self.preprocess(payload)
-        return gr.skip() if payload == used else used
 
 
 @dataclass

@@ -194,7 +194,7 @@ def test_typed_crop_and_zoom_numbers_are_clamped_to_the_range_and_rounded_to_the
 def test_a_typed_number_the_views_cannot_use_is_shown_as_the_one_they_use() -> None:
     import gradio as gr
 
-    from demo.compare import ViewSlider
+    from demo.view_slider import ViewSlider
 
     zoom, x = ViewSlider(1, 8, value=4, step=1), ViewSlider(0, 100, value=50, step=0.1)
     assert [zoom.shown(typed) for typed in (9, 0, 2.5, None)] == [8, 1, 3, 1]
