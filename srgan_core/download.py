@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from srgan_core.paths import CLONE_DATA, GET_DATA, default_data_root
+from srgan_core.paths import CLONE_DATA, GET_DATA, default_data_root, remove_empty
 
 PARTS = ("benchmarks", "train", "vgg19", "niqe")
 PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz", ".png"}}
@@ -509,13 +509,6 @@ def missing_folders(to: Path, entries: Sequence[Entry]) -> set[Path]:
     folders = {(to / e.path).parent for e in entries} | {to}
     folders |= {parent for folder in folders for parent in folder.parents}
     return {folder for folder in folders if not folder.is_dir()}
-
-
-def remove_empty(folders: set[Path]) -> None:
-    """Remove those of `folders` that exist and are empty, deepest first."""
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def download(

@@ -8,10 +8,8 @@ the paper's published values beside ours, and each learned method's training ite
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,7 @@ from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, damaged_data
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, damaged_data, make_writable_folder, remove_empty
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
@@ -319,32 +317,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def make_output_folders(folders: dict[str, Path | None]) -> list[Path]:
-    """Make each folder given ({option: folder}) and check this user can write into it, by creating and removing a
-    file there; SystemExit saying which cannot (having removed what it made), else the folders it made, innermost
-    first."""
+    """`paths.make_writable_folder` for each folder given ({option: folder}): the folders made, else SystemExit saying
+    which cannot be written (having removed what it made)."""
     made: list[Path] = []
     for option, folder in folders.items():
         if folder is None:
             continue
-        if folder.exists() and not folder.is_dir():
-            remove_empty(made)
-            raise SystemExit(f"error: {option} {folder} is a file; give a folder")
-        made = [f for f in (folder, *folder.parents) if not f.exists()] + made
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-                pass
-        except OSError as exc:
+            made = make_writable_folder(folder, option) + made
+        except FolderError as exc:
             remove_empty(made)
-            raise SystemExit(f"error: cannot write to {folder}: {exc.strerror or exc}; give {option} a folder you can write to") from None
+            raise SystemExit(f"error: {exc}") from None
     return made
-
-
-def remove_empty(folders: list[Path]) -> None:
-    """Remove these folders, in order, where they are empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def score_and_report(args: argparse.Namespace, datasets: list[str], argv: list[str]) -> None:

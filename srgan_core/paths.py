@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +47,31 @@ def shipped_log(method: str) -> Path:
 def shown_path(path: Path) -> str:
     """A path as a user should type it: relative to the repository when it is inside."""
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+class FolderError(ValueError):
+    """An output folder that cannot be made or written into; the message says what to give instead."""
+
+
+def make_writable_folder(folder: Path, option: str) -> list[Path]:
+    """Make `folder` and check this user can write into it (a file made and removed there: permissions alone do not
+    tell), before any work; the folders it made, innermost first. FolderError naming `option` (having removed what it
+    made) when it cannot."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{option} {folder} is a file; give a folder")
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        remove_empty(made)
+        raise FolderError(f"cannot write to {folder}: {exc.strerror or exc}; give {option} a folder you can write to") from None
+    return made
+
+
+def remove_empty(folders: Iterable[Path]) -> None:
+    """Remove those of `folders` that are empty, deepest first (what a failed command made and did not fill)."""
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or gone
+            folder.rmdir()

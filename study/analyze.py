@@ -11,13 +11,11 @@ names the command).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import math
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ import pandas as pd
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, default_data_root
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, default_data_root, make_writable_folder, remove_empty
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 from study.schema import ORIGINAL, PHASES, SCORE_RANGE
@@ -729,29 +727,6 @@ def metrics_data_root(data_root: Path | None) -> Path:
     return root
 
 
-def make_out_dir(folder: Path) -> list[Path]:
-    """Make `folder` and check this user can write into it (a file made and removed there), before any work; the
-    folders it made, innermost first, or SetupError."""
-    if folder.exists() and not folder.is_dir():
-        raise SetupError(f"--out {folder} is a file; give a folder")
-    made = [f for f in (folder, *folder.parents) if not f.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        remove_empty(made)
-        raise SetupError(f"cannot write to {folder}: {err.strerror or err}; give --out a folder you can write to") from None
-    return made
-
-
-def remove_empty(folders: list[Path]) -> None:
-    """Remove these folders, in order, where they are empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -800,13 +775,13 @@ def main(argv: list[str] | None = None) -> int:
         metrics_fn = None if args.no_metrics else lambda trial: compute_metrics(trial, data_root)
         settings = Settings(args.resamples, args.seed, Settings.alpha, args.max_gold_failures, args.include_partial)
         command = shlex.join(["python", "-m", "study.analyze", *(sys.argv[1:] if argv is None else argv)])
-        made = make_out_dir(out_dir)
+        made = make_writable_folder(out_dir, "--out")
         try:
             report = analyze(ratings, study, out_dir, metrics_fn, settings, source_name, planned, command)
         except BaseException:
             remove_empty(made)
             raise
-    except (RatingsError, SetupError) as err:
+    except (RatingsError, SetupError, FolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report}")
