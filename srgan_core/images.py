@@ -183,7 +183,8 @@ def downscale_x4(hr: np.ndarray) -> np.ndarray:
 
 def save_png(img: np.ndarray, path: str | Path) -> None:
     """Lossless PNG with no metadata, written to a hidden file beside `path` and renamed onto it: an error or a
-    Ctrl-C midway leaves the file it would replace as it was, and no partial file."""
+    Ctrl-C midway leaves the file it would replace as it was, and no partial file. It needs a folder it can write in,
+    and replaces a file (or a link) at `path` by a new one, with this process's default permissions."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
