@@ -331,11 +331,10 @@ class Trainer:
             )
         if self.config.resume and self.config.init_weights and (self.checkpoint_path.is_file() or shipped.is_file()):
             log.warning("--init %s is not used: --resume continues the run's own weights", self.config.init_weights)
-        continues = ""  # what the run continues, when that is the weights at --out (which it may then replace)
+        continues_out = False  # whether the run continues the weights at --out (which it may then replace)
         if self.config.resume and self.checkpoint_path.is_file():
             self.progress, sampler_restored = checkpoint.load(self.checkpoint_path, self.parts, self.method, self.schedule.crop)
-            if exported_to(self.method, self.progress.runs) == self.out.resolve():
-                continues = "the checkpoint of the run that wrote them"
+            continues_out = exported_to(self.method, self.progress.runs) == self.out.resolve()
             if self.rank == 0 and self.log_existed:
                 dropped = cut_log(self.run_dir / "log.csv", self.progress.iteration)
                 if dropped:
@@ -351,7 +350,7 @@ class Trainer:
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.progress.iteration)
         elif self.config.resume and shipped.is_file() and shipped.with_suffix(".json").is_file():
             self.progress, shipped_log = checkpoint.load_shipped(shipped, self.generator)
-            continues = "them" if shipped == self.out else ""
+            continues_out = shipped == self.out
             self.sampler.manual_seed(self.sampler_seed)
             if self.rank == 0 and shipped_log:
                 start_from_shipped_log(self.run_dir / "log.csv", REPO_ROOT / shipped_log, self.progress.iteration)
@@ -382,7 +381,7 @@ class Trainer:
         if self.ema is not None and self.ema.n_averaged == 0:  # start the average at the weights the run starts from
             self.ema.update_parameters(self.generator)
         self.set_lr()
-        if not (continues or self.config.overwrite):  # its inputs said first: nothing is written yet
+        if not (continues_out or self.config.overwrite):  # its inputs said first: nothing is written yet
             check_replacing(self.out, self.config.resume)
 
     def set_lr(self) -> None:
