@@ -291,7 +291,7 @@ def run_settings(method: str, run: dict) -> RunSettings:
     decay = command_flag(command, "--decay-at")
     if "decay_at" not in run:  # runs before session 27 recorded no drop: their command's, else the preset's
         run = {**run, "decay_at": (int(decay) or None) if decay is not None else base.decay_at}
-    ema = command_flag(command, "--ema-decay")
+    ema = run["ema_decay"] if "ema_decay" in run else command_flag(command, "--ema-decay")  # recorded since session 27
     torchvision = (run.get("vgg19") or {}).get("weights") == TORCHVISION or command_flag(command, "--vgg-weights") == TORCHVISION
     return RunSettings(batch, lr, run["decay_at"], float(ema or 0) or None, amp_for(run.get("precision", "")), TORCHVISION if torchvision else None)
 

@@ -101,6 +101,9 @@ def test_rerun_gives_each_stretch_its_own_batch_rate_and_drop() -> None:
     assert (first.batch_size, first.lr, first.decay_at, first.iters, first.resume) == (16, 1e-4, 5000, 600, False)
     assert (second.batch_size, second.lr, second.decay_at, second.iters, second.resume) == (256, 4e-4, 650, 700, True)
     no_lr = {"command": "python -m srgan_core.train --method srresnet-mse --batch-size 64", "batch_size": 64}  # older cards: the preset's, moved
+    kept = {"command": "python -m srgan_core.train --method srresnet-mse --resume", "batch_size": 16, "lr": 1e-4, "decay_at": None,
+            "ema_decay": 0.999}  # a bare --resume kept the moving average: the record has it, the command does not
+    assert provenance.run_settings("srresnet-mse", kept).ema_decay == 0.999
     assert provenance.run_settings("srresnet-mse", no_lr) == provenance.RunSettings(64, 4e-4, 8000, None)
 
 
