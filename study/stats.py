@@ -204,11 +204,12 @@ def mos_table(trial: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
         bounds = [summary[k] for k in names]
         clipped = [b if math.isnan(b) else float(np.clip(b, SCORES[0], SCORES[-1])) for b in bounds]
         summary.update(zip(names, clipped))
+        flat = summary["std"] == 0  # every rating equal: an interval of width 0 measures no spread
         rows.append({"dataset": dataset, "method": method, "raters": group["rater"].nunique(),
                      "images": group["image"].nunique(), **summary,
                      "clipped": any(a != b for a, b in zip(bounds, clipped) if not math.isnan(a)),
-                     "few": summary["n"] < MIN_CI_RATINGS or summary["std"] == 0,
-                     "few_raters": group["rater"].nunique() < MIN_CI_RATERS or summary["std"] == 0})
+                     "few": summary["n"] < MIN_CI_RATINGS or flat,
+                     "few_raters": group["rater"].nunique() < MIN_CI_RATERS or flat})
     return pd.DataFrame(rows)
 
 

@@ -636,11 +636,15 @@ def _browser_session(sync_api, browser, app: AppProcess, study_db: Path, shot: P
             # A click in the first few milliseconds after Gradio shows a button is lost (it is not wired up yet); a rater
             # presses again. Backspace until the photo comes back, at most 10 times.
             before = page.evaluate(STATE_JS)
-            for _ in range(10):
+            moved_on = f"() => ({STATE_JS})() !== {json.dumps(before)}"
+            for _ in range(9):
                 page.keyboard.press("Backspace")
-                if page.evaluate(f"() => new Promise(done => setTimeout(() => done(({STATE_JS})() !== {json.dumps(before)}), 1000))"):
+                try:
+                    page.wait_for_function(moved_on, timeout=1000)
                     break
-            page.wait_for_function(f"() => ({STATE_JS})() !== {json.dumps(before)}", timeout=30_000)
+                except sync_api.TimeoutError:
+                    continue
+            page.wait_for_function(moved_on, timeout=30_000)
             assert check_trial_screen()[0] == step and checked_images[-1] == checked_images[-2]
             expect(page.locator("#rate-undo")).to_be_hidden(timeout=30_000)  # once per answer
         pressed.append(key)
