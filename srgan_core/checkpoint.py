@@ -4,7 +4,6 @@ resuming from shipped weights and their model card when no checkpoint exists (a 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from srgan_core.losses import PAPER_BATCH
+from srgan_core.paths import replacing
 
 
 @dataclass
@@ -75,9 +75,8 @@ def save(path: Path, parts: Parts, progress: Progress, method: str, crop: int) -
             "python": random.getstate(),
         },
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as partial:
+        torch.save(state, partial)
 
 
 def read(path: Path, mmap: bool = False) -> dict:

@@ -53,7 +53,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from srgan_core.paths import CLONE_DATA, GET_DATA, default_data_root, remove_empty
+from srgan_core.paths import (
+    CLONE_DATA,
+    GET_DATA,
+    default_data_root,
+    remove_empty,
+    replace_text,
+)
 
 PARTS = ("benchmarks", "train", "vgg19", "niqe")
 PART_SUFFIXES = {"benchmarks": {".png"}, "train": {".png", ".jpg"}, "vgg19": {".safetensors"}, "niqe": {".npz", ".png"}}
@@ -146,7 +152,7 @@ def write_manifest(entries: Sequence[Entry], path: Path | None = None) -> None:
     for e in entries:
         wxh = f"{e.size[0]}x{e.size[1]}" if e.size else "-"
         rows.append("\t".join([e.path, wxh, e.mode or "-", e.sha256, e.pixel_sha256 or "-"]))
-    path.write_text("\n".join(rows) + "\n")
+    replace_text(path, "\n".join(rows) + "\n")
 
 
 def sha256_file(path: Path) -> str:

@@ -31,7 +31,7 @@ from srgan_core.models import Generator
 from srgan_core.niqe import MIN_SIZE as NIQE_MIN_SIZE
 from srgan_core.niqe import NiqeModelMissing, niqe, pristine_model
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, damaged_data, make_writable_folder, remove_empty
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, damaged_data, make_writable_folder, remove_empty, replace_text
 
 METRICS = ("psnr", "ssim", "colour_shift", "grid", "niqe")  # niqe last: it is optional
 METRIC_DIGITS = {"psnr": 2, "ssim": 4, "colour_shift": 2, "grid": 2, "niqe": 2}  # decimals in every report
@@ -362,8 +362,6 @@ def score_and_report(args: argparse.Namespace, datasets: list[str], argv: list[s
         frames += [originals_niqe(dataset, paths, args.data_root) for dataset, paths in sources.items()]
     scores = pd.concat(frames, ignore_index=True)
     table = paper_table(scores)
-    scores.to_csv(args.out / "benchmarks_per_image.csv", index=False, float_format="%.4f")
-    table.to_csv(args.out / "benchmarks.csv", index=False, float_format="%.4f")
     command = "python -m srgan_core.evaluate " + " ".join(argv)
     notes = [
         "# Benchmarks (4x)",
@@ -390,7 +388,10 @@ def score_and_report(args: argparse.Namespace, datasets: list[str], argv: list[s
     notes += [f"Read with a change: {line}." for line in read_with_changes] + ([""] if read_with_changes else [])
     notes += [f"Skipped: {s}" for s in skipped] + ([""] if skipped else [])
     report = "\n".join(notes) + "\n" + to_markdown(table)
-    (args.out / "benchmarks.md").write_text(report)
+    # every report is made before any replaces the one before, so a failure or a Ctrl-C leaves the old set whole
+    replace_text(args.out / "benchmarks_per_image.csv", scores.to_csv(index=False, float_format="%.4f"))
+    replace_text(args.out / "benchmarks.csv", table.to_csv(index=False, float_format="%.4f"))
+    replace_text(args.out / "benchmarks.md", report)
     print(report)
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from srgan_core.imresize import imresize
 from srgan_core.method_specs import SCALE
+from srgan_core.paths import replacing
 
 MAX_PIXELS = 64_000_000  # refuse decompression bombs; far above any input the project needs
 # modes converted to sRGB by their ICC profile: the profile's colour space, and the mode converted to
@@ -185,13 +183,5 @@ def save_png(img: np.ndarray, path: str | Path) -> None:
     """Lossless PNG with no metadata, written to a hidden file beside `path` and renamed onto it: an error or a
     Ctrl-C midway leaves the file it would replace as it was, and no partial file. It needs a folder it can write in,
     and replaces a file (or a link) at `path` by a new one, with this process's default permissions."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        with open(partial, "xb") as file:
-            Image.fromarray(img).save(file, format="PNG", optimize=False)
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
+    with replacing(Path(path)) as partial, open(partial, "xb") as file:
+        Image.fromarray(img).save(file, format="PNG", optimize=False)

@@ -41,7 +41,7 @@ from srgan_core.method_specs import SPECS
 from srgan_core.niqe import FETCH_COMMAND as FETCH_NIQE
 from srgan_core.niqe import MODEL_FILE as NIQE_MODEL
 from srgan_core.niqe import model_path as niqe_model_path
-from srgan_core.paths import DATA_ROOT_DEFAULT, damaged_data
+from srgan_core.paths import DATA_ROOT_DEFAULT, damaged_data, replace_text
 from srgan_core.vgg import GET_WEIGHTS, SHARED_WEIGHTS, resolve_vgg_weights
 
 MANIFEST = "MANIFEST.json"
@@ -127,7 +127,7 @@ def _write_bundle(out: Path, root: Path, folders: list[Path], vgg: dict[str, tor
         "jpeg_quality": quality,
         "files": {str(p.relative_to(out)): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    replace_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +76,23 @@ def remove_empty(folders: Iterable[Path]) -> None:
     for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
         with contextlib.suppress(OSError):  # not empty, or gone
             folder.rmdir()
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A hidden file beside `path` for the block to write, renamed onto `path` when the block ends well and removed
+    when it does not: an error or a Ctrl-C midway leaves the file it would replace as it was, and no partial file. The
+    new file has this process's default permissions and replaces a link at `path` rather than its target."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(OSError):  # renamed, or never made
+            partial.unlink()
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through `replacing`."""
+    with replacing(path) as partial:
+        partial.write_text(text, encoding="utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shlex
 import subprocess
@@ -24,6 +23,7 @@ from srgan_core.paths import (
     DATA_ROOT_DEFAULT,
     REPO_ROOT,
     RUNS_DIR,
+    replace_text,
     shipped_log,
     shown_path,
 )
@@ -175,9 +175,7 @@ def across_runs(runs: list[dict], key: str, iterations: int) -> str:
 
 def write_card(path: Path, card: dict) -> None:
     """Write a model card atomically."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(card, indent=2) + "\n")
 
 
 def rerun(card: dict) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+
+from srgan_core.paths import replace_text, replacing
 
 VALIDATION_METRICS = ("psnr", "colour_shift", "grid", "niqe")  # evaluate's columns, logged for Set5 at every validation
 
@@ -42,7 +43,7 @@ def cut_log(path: Path, iteration: int) -> int:
     header, kept = log_rows(path, end=iteration)
     dropped = len(path.read_text().splitlines()) - 1 - len(kept)
     if dropped:
-        path.write_text("\n".join([header, *kept]) + "\n")
+        replace_text(path, "\n".join([header, *kept]) + "\n")
     return dropped
 
 
@@ -54,7 +55,7 @@ def start_from_shipped_log(run_log: Path, shipped: Path, iteration: int) -> None
         return
     header, kept = log_rows(shipped, end=iteration)
     run_log.parent.mkdir(parents=True, exist_ok=True)
-    run_log.write_text("\n".join([header, *kept]) + "\n")
+    replace_text(run_log, "\n".join([header, *kept]) + "\n")
 
 
 class CsvLog:
@@ -92,9 +93,7 @@ class CsvLog:
             if unknown:
                 raise SystemExit(f"{path} has columns this trainer does not write: {sorted(unknown)}; move it away to start a new log")
             rows = list(reader)
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
+        with replacing(path) as partial, partial.open("w", newline="") as f:
             writer = csv.DictWriter(f, cls.FIELDS, restval="", lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)

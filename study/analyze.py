@@ -25,7 +25,7 @@ import pandas as pd
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
 from srgan_core.paper import published
-from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, default_data_root, make_writable_folder, remove_empty
+from srgan_core.paths import DATA_ROOT_DEFAULT, GET_DATA, REPO_ROOT, FolderError, default_data_root, make_writable_folder, remove_empty, replace_text
 from study import figures, stats, store
 from study.ratings import GOLD_EXPECTED, RatingsError, read_planned, read_ratings_csv, read_ratings_db, select_study
 from study.schema import ORIGINAL, PHASES, SCORE_RANGE
@@ -243,7 +243,7 @@ def analyze(
     mos = _sort_rows(mos, datasets, order)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections, pairwise_all, friedman_rows, rank_rows = [], [], [], []
+    sections, pairwise_all, friedman_rows, rank_rows, distributions = [], [], [], [], []
     agreement = pd.DataFrame(
         [{"dataset": d, **stats.agreement(trial[trial["dataset"] == d])} for d in datasets]
         + ([{"dataset": "all", **stats.agreement(trial)}] if len(datasets) > 1 else [])
@@ -257,7 +257,7 @@ def analyze(
         ranks = stats.mean_ranks(paired, methods)
         blocks = len(stats.complete_blocks(paired, methods))
         figure = "fig5_" + re.sub(r"[^A-Za-z0-9._-]", "_", dataset) + ".png"
-        figures.score_distribution(subset, dataset, methods, out_dir / figure)
+        distributions.append((subset, dataset, methods, out_dir / figure))
         pairwise_all.append(pairwise.assign(dataset=dataset))
         friedman_rows.append({"dataset": dataset, "methods": len(methods), **omnibus})
         rank_rows.append(ranks.rename_axis("method").reset_index().assign(dataset=dataset))
@@ -266,20 +266,7 @@ def analyze(
                              figure, metrics, settings)
         )
 
-    figures.mos_with_intervals(mos, datasets, order, out_dir / "mos_ci.png")
     has_psnr = "psnr" in mos and mos["psnr"].notna().any()
-    if has_psnr:
-        figures.perception_distortion(mos, datasets, out_dir / "perception_distortion.png")
-    else:
-        (out_dir / "perception_distortion.png").unlink(missing_ok=True)
-
-    _write_csv(raters, out_dir / "raters.csv")
-    _write_csv(mos, out_dir / "mos.csv")
-    _write_csv(_columns_first(pd.concat(pairwise_all, ignore_index=True), "dataset"), out_dir / "pairwise.csv")
-    _write_csv(pd.DataFrame(friedman_rows), out_dir / "friedman.csv")
-    _write_csv(agreement, out_dir / "agreement.csv")
-    _write_csv(_columns_first(pd.concat(rank_rows, ignore_index=True), "dataset"), out_dir / "ranks.csv")
-
     report = "\n".join(
         [
             _header(given, study, source, raters, trial, command),
@@ -291,8 +278,22 @@ def analyze(
             _overview_section(has_psnr, metrics, settings, _left_out(studied, trial, raters)),
         ]
     )
+    # figures and tables are written once the report is made: a failure while making it leaves the ones before
+    for distribution in distributions:
+        figures.score_distribution(*distribution)
+    figures.mos_with_intervals(mos, datasets, order, out_dir / "mos_ci.png")
+    if has_psnr:
+        figures.perception_distortion(mos, datasets, out_dir / "perception_distortion.png")
+    else:
+        (out_dir / "perception_distortion.png").unlink(missing_ok=True)
+    replace_text(out_dir / "raters.csv", _csv_text(raters))
+    replace_text(out_dir / "mos.csv", _csv_text(mos))
+    replace_text(out_dir / "pairwise.csv", _csv_text(_columns_first(pd.concat(pairwise_all, ignore_index=True), "dataset")))
+    replace_text(out_dir / "friedman.csv", _csv_text(pd.DataFrame(friedman_rows)))
+    replace_text(out_dir / "agreement.csv", _csv_text(agreement))
+    replace_text(out_dir / "ranks.csv", _csv_text(_columns_first(pd.concat(rank_rows, ignore_index=True), "dataset")))
     path = out_dir / "report.md"
-    path.write_text(report, encoding="utf-8")
+    replace_text(path, report)
     return path
 
 
@@ -302,7 +303,7 @@ def analyze(
 def _header(ratings: pd.DataFrame, study: str, source: str, raters: pd.DataFrame, trial: pd.DataFrame, command: str | None) -> str:
     phases = ratings["phase"].value_counts()
     counts = ", ".join(f"{int(phases.get(p, 0))} {p}" for p in PHASES)
-    digest = hashlib.sha256(_write_csv(ratings.sort_values(list(ratings.columns)), None).encode()).hexdigest()
+    digest = hashlib.sha256(_csv_text(ratings.sort_values(list(ratings.columns))).encode()).hexdigest()
     return "\n".join(
         [
             f"# MOS study `{study}`",
@@ -704,8 +705,8 @@ def _columns_first(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame[[column] + [c for c in frame.columns if c != column]]
 
 
-def _write_csv(frame: pd.DataFrame, path: Path | None) -> str | None:
-    return frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+def _csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
 # ---------------------------------------------------------------- command line

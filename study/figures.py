@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from srgan_core.paths import replacing
 from study.schema import SCORE_LABELS  # noqa: E402
 
 SCORE_COLOURS = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, len(SCORE_LABELS)))
@@ -88,5 +89,6 @@ def perception_distortion(mos: pd.DataFrame, datasets: list[str], path: Path) ->
 
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata=PNG_METADATA)
+    with replacing(path) as partial:
+        fig.savefig(partial, format="png", dpi=110, metadata=PNG_METADATA)
     plt.close(fig)

@@ -127,6 +127,23 @@ def test_evaluate_removes_the_output_folders_it_made_when_it_fails(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_evaluate_stopped_while_reporting_keeps_the_reports_before_whole(photo: np.ndarray, tmp_path: Path, monkeypatch) -> None:
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    Image.fromarray(photo).save(photos / "astronaut.png")
+    argv = ["--methods", "nearest", "--folders", str(photos), "--no-niqe", "--out", str(out)]
+    evaluate.main(argv)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def stopped(table: pd.DataFrame) -> str:  # a Ctrl-C while the markdown table is made
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "to_markdown", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main([*argv[:1], "bicubic", *argv[2:]])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nearest's reports, and nothing half-written
+
+
 def test_the_report_shows_the_paper_columns_only_for_its_benchmarks() -> None:
     scores = pd.DataFrame({"dataset": ["Set5", "my photos"], "method": ["bicubic", "bicubic"], "image": ["a", "b"],
                            "psnr": [28.4, 30.0], "ssim": [0.81, 0.85], "colour_shift": [0.0, 0.1], "grid": [0.5, 0.4]})

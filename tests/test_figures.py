@@ -32,7 +32,7 @@ def test_curves_draw_a_discriminator_panel_only_for_gans(tmp_path: Path, gan: bo
     log = tmp_path / "results" / "training" / "srgan-vgg54_log.csv"
     write_log(log, gan)
     drawn = {}
-    monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig, out=out))
+    monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig) or Path(out).touch())
     figures.plot_curves(log, tmp_path / "curves.png")
     fig = drawn["fig"]
     assert len(fig.axes) == panels
@@ -51,7 +51,7 @@ def test_curves_plot_the_logged_artefacts_beside_psnr(tmp_path: Path, monkeypatc
     frame["set5_grid"] = np.where(validated & (frame["iteration"] > 100), 2.0, np.nan)  # a column added mid-run
     frame.to_csv(log, index=False)
     drawn = {}
-    monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig))
+    monkeypatch.setattr(figures.plt.Figure, "savefig", lambda fig, out, **kw: drawn.update(fig=fig) or Path(out).touch())
     figures.plot_curves(log, tmp_path / "curves.png")
     twin = [ax for ax in drawn["fig"].axes if ax.get_ylabel().startswith("artefacts")]
     assert len(twin) == 1

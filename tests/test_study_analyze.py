@@ -119,6 +119,23 @@ def test_same_input_gives_identical_files(synthetic_csv: Path, tmp_path: Path, m
     assert outputs[0] == outputs[1]
 
 
+def test_an_analysis_stopped_while_reporting_keeps_the_files_before_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    synthetic_ratings(seed=1).to_csv(first, index=False)
+    synthetic_ratings(seed=2).to_csv(second, index=False)
+    out = tmp_path / "report"
+    assert run(["--ratings", first, "--out", out, "--no-metrics", "--resamples", 50]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def stopped(*args: object) -> str:  # a Ctrl-C while the report's last section is made
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analyze, "_overview_section", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run(["--ratings", second, "--out", out, "--no-metrics", "--resamples", 50])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the first analysis whole, nothing half-written
+
+
 def test_datasets_in_paper_order_and_gold_tolerance(tmp_path: Path):
     ratings = synthetic_ratings()
     set14 = ratings[ratings["phase"] == "trial"].assign(dataset="Set14", stimulus=lambda t: "14-" + t["stimulus"])

@@ -44,7 +44,7 @@ from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import SCALE, SPECS
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Discriminator, Generator, signed_to_unit
-from srgan_core.paths import REPO_ROOT
+from srgan_core.paths import REPO_ROOT, replace_text
 from srgan_core.train_config import TrainConfig
 from srgan_core.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, load_vgg19_features, resolve_vgg_weights
 from tools import benchmark_app, gpu_results
@@ -786,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(meta, runs, sizes))
+    replace_text(args.out, render(meta, runs, sizes))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -25,6 +25,7 @@ from srgan_core.method_specs import METHODS, SPECS  # noqa: E402
 from srgan_core.methods import MethodUnavailable, load_method  # noqa: E402
 from srgan_core.metrics import psnr_y  # noqa: E402
 from srgan_core.niqe import niqe  # noqa: E402
+from srgan_core.paths import replacing
 from srgan_core.training_log import read_log  # noqa: E402
 
 BICUBIC_SET5_PSNR = 28.43  # measured with srgan_core (tests/test_imresize.py)
@@ -82,7 +83,8 @@ def plot_curves(log_csv: Path, out: Path, title: str | None = None) -> None:
     fig.suptitle(title or method_of_log(log_csv))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    with replacing(out) as partial:
+        fig.savefig(partial, format=out.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
 
 
@@ -124,7 +126,8 @@ def plot_comparison(image: str, box: tuple[int, int, int], out: Path, methods: l
     fig.suptitle(f"4x, skimage.data.{image}(), crop x={left} y={top} {size}px (PSNR / NIQE of the whole image; NIQE: lower = more natural)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    with replacing(out) as partial:
+        fig.savefig(partial, format=out.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
     return skipped
 

@@ -37,7 +37,7 @@ from srgan_core.losses import PAPER_BATCH
 from srgan_core.markdown import markdown_table
 from srgan_core.methods import MethodUnavailable, load_generator
 from srgan_core.models import Generator
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, TRAINING_DIR, shipped_log, shown_path
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, TRAINING_DIR, replace_text, shipped_log, shown_path
 from srgan_core.provenance import write_card
 from srgan_core.train_config import schedule_for
 from tools.gpu_train import STAGES
@@ -309,7 +309,7 @@ def update_performance(performance: Path, section: list[str]) -> None:
     span = section_span(text, LENT_GPU_HEADING)
     if span is not None:
         text = text[: span[0]] + text[span[1]:]
-    performance.write_text(text.rstrip("\n") + "\n\n" + "\n".join(section))
+    replace_text(performance, text.rstrip("\n") + "\n\n" + "\n".join(section))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args.out, unpacked, scores, args.datasets, command)
     path = args.report or TRAINING / CAMPAIGN_FOLDER.format(date=campaign_date(args.out)) / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    replace_text(path, text)
     if args.report is None:  # the campaign's folder keeps what came back besides the generators, cards and logs
         for name in KEPT_FILES:
             source = args.out / name if (args.out / name).is_file() else unpacked / name

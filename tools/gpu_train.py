@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import logging
-import os
 import shutil
 import tarfile
 import time
@@ -43,6 +42,7 @@ from srgan_core.data import TrainImages, train_folders
 from srgan_core.device import pick_device
 from srgan_core.method_specs import SPECS
 from srgan_core.pack import COMPACT_VGG
+from srgan_core.paths import replacing
 from srgan_core.provenance import hardware
 from srgan_core.train_config import PRESETS, scaled_lr
 
@@ -204,13 +204,12 @@ def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, di
     logs and `extras` (as JSON) in one archive."""
     written = []
     archive = out / "cards_and_logs.tar.gz"
-    partial = out / ".cards_and_logs.tar.gz.partial"  # a call cut off mid-write keeps the previous archive whole
-    with tarfile.open(partial, "w:gz") as tar:
+    with replacing(archive) as partial, tarfile.open(partial, "w:gz") as tar:  # a call cut off mid-write keeps the previous archive whole
         for method in STAGES:
             weights, card, run_log = work / f"{method}.safetensors", work / f"{method}.json", work / "runs" / method / "log.csv"
             if weights.is_file() and outcome.get(method, "").startswith("done"):
-                shutil.copyfile(weights, out / f".{weights.name}.partial")
-                os.replace(out / f".{weights.name}.partial", out / weights.name)
+                with replacing(out / weights.name) as partial_weights:
+                    shutil.copyfile(weights, partial_weights)
                 written.append(out / weights.name)
             if card.is_file():
                 tar.add(card, arcname=card.name)
@@ -220,7 +219,6 @@ def collect(work: Path, out: Path, outcome: dict[str, str], extras: dict[str, di
             path = work / f"{name}.json"
             path.write_text(json.dumps(content, indent=2) + "\n")
             tar.add(path, arcname=path.name)
-    os.replace(partial, archive)
     return [*written, archive]
 
 

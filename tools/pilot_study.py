@@ -38,7 +38,7 @@ import pandas as pd
 from srgan_core.data import BENCHMARKS
 from srgan_core.markdown import markdown_table
 from srgan_core.method_specs import METHODS
-from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT
+from srgan_core.paths import DATA_ROOT_DEFAULT, REPO_ROOT, replace_text
 from srgan_core.train import positive
 from study import analyze, prepare, sessions, stats, store
 from study.loadtest import free_port
@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result["command"] = command
     text = describe(result, command)
-    (args.out / "pilot.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (args.out / "pilot.md").write_text(text, encoding="utf-8")
+    replace_text(args.out / "pilot.json", json.dumps(result, indent=2) + "\n")
+    replace_text(args.out / "pilot.md", text)
     print(text, end="")
     return 0 if every_rater_in_every_test(result["analysis"]) else 1
 

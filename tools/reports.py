@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from srgan_core.paths import shown_path
+from srgan_core.paths import replace_text, shown_path
 
 
 def command_line(module: str, argv: list[str] | None) -> str:
@@ -20,7 +20,7 @@ def publish(text: str, out: Path | str | None) -> None:
     print(text)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        replace_text(Path(out), text)
 
 
 def report_path(parser: argparse.ArgumentParser, args: argparse.Namespace, shipped: Path) -> Path:
